@@ -1,0 +1,436 @@
+//! The election state machine (DESIGN §4): standby, leader, stopped.
+//!
+//! Safety argument, in short. A leader dispatches only while
+//! `now < start of its last acknowledged heartbeat + renew_deadline` (its own monotonic
+//! clock). That heartbeat renewed the lease at a store time no earlier than its start. A
+//! standby takes over only when the lease is older than `liveness_timeout` by the store's
+//! clock, re-checked atomically by the takeover itself. Since `renew_deadline <
+//! liveness_timeout` (with margin for clock-rate drift), the old leader has stopped before
+//! anyone may take over, even when it was paused, partitioned or its store calls hang. A
+//! leader that comes back from a pause sees the new term on its next heartbeat, and every
+//! ledger write it still attempts is fenced by its old term and rejected by the store.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use crate::config::ElectionConfig;
+use crate::ids::{Fence, GroupId, Incarnation, MemberId, Term};
+use crate::store::{
+    HeartbeatRequest, Observation, OwnRow, StoreError, TakeoverOutcome, TakeoverRequest,
+};
+
+/// A member's role, recomputed on every tick for the life of the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Not holding the token (or not able to prove it): never touches the file source.
+    Standby,
+    /// Holds the token and has a recent acknowledged heartbeat: dispatches.
+    Leader,
+    /// Stopped: released the token, or refused.
+    Stopped,
+}
+
+/// A store operation the driver must perform, then report with the matching `handle_*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Call [`crate::CoordinationStore::heartbeat`], then [`Elector::handle_heartbeat`].
+    Heartbeat(HeartbeatRequest),
+    /// Call [`crate::CoordinationStore::take_over`], then [`Elector::handle_takeover`].
+    TakeOver(TakeoverRequest),
+    /// Call [`crate::CoordinationStore::release`], then [`Elector::handle_stopped`].
+    Release(Fence),
+    /// Call [`crate::CoordinationStore::leave`], then [`Elector::handle_stopped`].
+    Leave {
+        /// The group.
+        group: GroupId,
+        /// This member.
+        member: MemberId,
+        /// This process start.
+        incarnation: Incarnation,
+    },
+}
+
+/// Why leadership ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LossReason {
+    /// No heartbeat was acknowledged within `renew_deadline`.
+    RenewDeadline,
+    /// The store shows another holder or term.
+    Superseded,
+    /// This member is stopping.
+    Stopping,
+}
+
+/// Why the elector refuses to run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ElectionError {
+    /// Another live process uses this member ID in this group.
+    #[error(
+        "member `{member}` of group `{group}` is already in use by another live process \
+         (incarnation {other}); give each instance its own member ID"
+    )]
+    DuplicateMember {
+        /// The member ID.
+        member: MemberId,
+        /// The group.
+        group: GroupId,
+        /// The other process's incarnation.
+        other: Incarnation,
+    },
+}
+
+/// Something the driver should know (log at info, update metrics, load the ledger).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// This member leads under `fence.term`: load the group's ledger, then dispatch while
+    /// [`Elector::may_dispatch`] says so.
+    BecameLeader(Fence),
+    /// Leadership of `term` ended: stop dispatching now.
+    LostLeadership {
+        /// The term that ended.
+        term: Term,
+        /// Why.
+        reason: LossReason,
+    },
+    /// The elector refused to run; it is stopped.
+    Refused(ElectionError),
+    /// The elector stopped (after [`Elector::stop`]).
+    Stopped,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Running,
+    Stopping,
+    Stopped,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pending {
+    Heartbeat,
+    TakeOver,
+    Stop,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Leadership {
+    term: Term,
+    /// Start of the last acknowledged write that renewed the lease (local monotonic time).
+    confirmed_at: Instant,
+}
+
+/// The election state machine of one member. No I/O, no clock reads: every method that
+/// depends on time takes `now`.
+///
+/// Driving contract (see the crate documentation for a loop):
+/// - outputs: [`Elector::poll_action`] (at most one store operation in flight at a time),
+///   [`Elector::poll_event`], [`Elector::next_deadline`];
+/// - inputs: [`Elector::handle_heartbeat`], [`Elector::handle_takeover`],
+///   [`Elector::handle_stopped`], each with the result of the action;
+/// - commands: [`Elector::stop`];
+/// - getters: [`Elector::may_dispatch`], [`Elector::role`], [`Elector::term`].
+///
+/// The driver must put a timeout on every store call and report an expired one as an error:
+/// while an action is in flight, no other is issued.
+#[derive(Debug)]
+pub struct Elector {
+    config: ElectionConfig,
+    incarnation: Incarnation,
+    phase: Phase,
+    in_flight: Option<(Pending, Instant)>,
+    next_heartbeat: Instant,
+    takeover_due: Option<Term>,
+    leadership: Option<Leadership>,
+    observed_term: Term,
+    conflict_since: Option<Instant>,
+    holds_token: bool,
+    events: VecDeque<Event>,
+}
+
+impl Elector {
+    /// A standby that sends its first heartbeat at `now`.
+    pub fn new(config: ElectionConfig, incarnation: Incarnation, now: Instant) -> Elector {
+        Elector {
+            config,
+            incarnation,
+            phase: Phase::Running,
+            in_flight: None,
+            next_heartbeat: now,
+            takeover_due: None,
+            leadership: None,
+            observed_term: Term(0),
+            conflict_since: None,
+            holds_token: false,
+            events: VecDeque::new(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ElectionConfig {
+        &self.config
+    }
+
+    /// This process start's incarnation.
+    pub fn incarnation(&self) -> Incarnation {
+        self.incarnation
+    }
+
+    /// The fence to hand to ledger writes and handlers, when this member may dispatch at
+    /// `now`: it leads, and its last acknowledged heartbeat started less than
+    /// `renew_deadline` ago.
+    pub fn may_dispatch(&self, now: Instant) -> Option<Fence> {
+        let leadership = self.leadership?;
+        if self.phase != Phase::Running
+            || now >= leadership.confirmed_at + self.config.timing.renew_deadline
+        {
+            return None;
+        }
+        Some(self.fence(leadership.term))
+    }
+
+    /// The role at `now`.
+    pub fn role(&self, now: Instant) -> Role {
+        if self.phase == Phase::Stopped {
+            Role::Stopped
+        } else if self.may_dispatch(now).is_some() {
+            Role::Leader
+        } else {
+            Role::Standby
+        }
+    }
+
+    /// The latest term this member has seen.
+    pub fn term(&self) -> Term {
+        self.observed_term
+    }
+
+    /// When the driver must call [`Elector::poll_action`] again at the latest (the next
+    /// heartbeat, or the renew deadline of a leader). `None` once stopped.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        if self.phase == Phase::Stopped {
+            return None;
+        }
+        let renew = self
+            .leadership
+            .map(|l| l.confirmed_at + self.config.timing.renew_deadline);
+        let next_action = if self.in_flight.is_some() {
+            None
+        } else if self.phase == Phase::Stopping || self.takeover_due.is_some() {
+            // Due at once; `Instant` has no minimum, so report the heartbeat time or earlier.
+            Some(
+                self.next_heartbeat
+                    .min(renew.unwrap_or(self.next_heartbeat)),
+            )
+        } else {
+            Some(self.next_heartbeat)
+        };
+        match (next_action, renew) {
+            (Some(a), Some(r)) => Some(a.min(r)),
+            (a, r) => a.or(r),
+        }
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// The store operation to perform now, if any. Also applies the renew deadline.
+    pub fn poll_action(&mut self, now: Instant) -> Option<Action> {
+        self.check_renew_deadline(now);
+        if self.in_flight.is_some() || self.phase == Phase::Stopped {
+            return None;
+        }
+        if self.phase == Phase::Stopping {
+            self.in_flight = Some((Pending::Stop, now));
+            return Some(if self.holds_token {
+                Action::Release(self.fence(self.observed_term))
+            } else {
+                Action::Leave {
+                    group: self.config.group.clone(),
+                    member: self.config.member.clone(),
+                    incarnation: self.incarnation,
+                }
+            });
+        }
+        if let Some(observed_term) = self.takeover_due.take() {
+            self.in_flight = Some((Pending::TakeOver, now));
+            return Some(Action::TakeOver(TakeoverRequest {
+                group: self.config.group.clone(),
+                member: self.config.member.clone(),
+                incarnation: self.incarnation,
+                observed_term,
+                liveness_timeout: self.config.timing.liveness_timeout,
+            }));
+        }
+        if now >= self.next_heartbeat {
+            self.in_flight = Some((Pending::Heartbeat, now));
+            // Cadence from the planned time, not from when the driver got round to it, but
+            // never a burst of catch-up heartbeats after a pause.
+            self.next_heartbeat += self.config.timing.heartbeat_interval;
+            if self.next_heartbeat <= now {
+                self.next_heartbeat = now + self.config.timing.heartbeat_interval;
+            }
+            return Some(Action::Heartbeat(HeartbeatRequest {
+                group: self.config.group.clone(),
+                member: self.config.member.clone(),
+                incarnation: self.incarnation,
+                liveness_timeout: self.config.timing.liveness_timeout,
+            }));
+        }
+        None
+    }
+
+    /// Reports the result of an [`Action::Heartbeat`].
+    pub fn handle_heartbeat(&mut self, now: Instant, result: Result<Observation, StoreError>) {
+        let Some(sent_at) = self.finish(Pending::Heartbeat) else {
+            return;
+        };
+        let observation = match result {
+            Ok(observation) => observation,
+            Err(_) => {
+                // Nothing learned; the renew deadline decides when a leader stops.
+                self.check_renew_deadline(now);
+                return;
+            }
+        };
+        if let OwnRow::HeldByOther(other) = observation.own_row {
+            self.on_conflict(now, sent_at, other);
+            return;
+        }
+        self.conflict_since = None;
+        self.observed_term = self.observed_term.max(observation.term);
+        if observation.holder_is(&self.config.member, self.incarnation) {
+            self.holds_token = true;
+            self.confirm(observation.term, sent_at);
+        } else {
+            self.holds_token = false;
+            self.lose(LossReason::Superseded);
+            let holder_dead = observation
+                .holder
+                .as_ref()
+                .is_none_or(|h| h.lease_age > self.config.timing.liveness_timeout);
+            if holder_dead && self.phase == Phase::Running {
+                self.takeover_due = Some(observation.term);
+            }
+        }
+        self.check_renew_deadline(now);
+    }
+
+    /// Reports the result of an [`Action::TakeOver`].
+    pub fn handle_takeover(&mut self, now: Instant, result: Result<TakeoverOutcome, StoreError>) {
+        let Some(sent_at) = self.finish(Pending::TakeOver) else {
+            return;
+        };
+        if let Ok(TakeoverOutcome::Won(term)) = result {
+            self.observed_term = self.observed_term.max(term);
+            self.holds_token = true;
+            // The takeover wrote a fresh lease at a store time no earlier than `sent_at`.
+            self.confirm(term, sent_at);
+        }
+        // Lost or failed: the next heartbeat observes the new holder (or the same stale one).
+        self.check_renew_deadline(now);
+    }
+
+    /// Reports the result of an [`Action::Release`] or [`Action::Leave`]. The elector is
+    /// stopped whatever the result: a failed release expires after the liveness timeout.
+    pub fn handle_stopped(&mut self, _now: Instant, _result: Result<(), StoreError>) {
+        if self.finish(Pending::Stop).is_some() {
+            self.phase = Phase::Stopped;
+            self.holds_token = false;
+            self.events.push_back(Event::Stopped);
+        }
+    }
+
+    /// Begins a graceful stop: dispatching ends at once, then the token is released (or the
+    /// heartbeat row removed) by the next action.
+    pub fn stop(&mut self, _now: Instant) {
+        if self.phase == Phase::Running {
+            self.lose(LossReason::Stopping);
+            self.takeover_due = None;
+            self.phase = Phase::Stopping;
+        }
+    }
+
+    fn fence(&self, term: Term) -> Fence {
+        Fence {
+            group: self.config.group.clone(),
+            member: self.config.member.clone(),
+            incarnation: self.incarnation,
+            term,
+        }
+    }
+
+    fn finish(&mut self, expected: Pending) -> Option<Instant> {
+        match self.in_flight {
+            Some((pending, sent_at)) if pending == expected => {
+                self.in_flight = None;
+                Some(sent_at)
+            }
+            _ => None,
+        }
+    }
+
+    fn confirm(&mut self, term: Term, confirmed_at: Instant) {
+        if self.phase != Phase::Running {
+            return;
+        }
+        match &mut self.leadership {
+            Some(l) if l.term == term => l.confirmed_at = l.confirmed_at.max(confirmed_at),
+            _ => {
+                self.lose(LossReason::Superseded);
+                self.leadership = Some(Leadership { term, confirmed_at });
+                self.events.push_back(Event::BecameLeader(self.fence(term)));
+            }
+        }
+    }
+
+    fn lose(&mut self, reason: LossReason) {
+        if let Some(l) = self.leadership.take() {
+            self.events.push_back(Event::LostLeadership {
+                term: l.term,
+                reason,
+            });
+        }
+    }
+
+    fn check_renew_deadline(&mut self, now: Instant) {
+        if let Some(l) = self.leadership
+            && now >= l.confirmed_at + self.config.timing.renew_deadline
+        {
+            self.lose(LossReason::RenewDeadline);
+        }
+    }
+
+    fn on_conflict(&mut self, now: Instant, sent_at: Instant, other: Incarnation) {
+        // Our own row carries another incarnation: either a previous process with our ID
+        // that died (its row goes stale within the liveness timeout and our write then
+        // succeeds) or a live duplicate (it keeps writing). Wait long enough to tell.
+        self.holds_token = false;
+        self.lose(LossReason::Superseded);
+        let since = *self.conflict_since.get_or_insert(sent_at);
+        let timing = &self.config.timing;
+        let patience = timing.liveness_timeout + timing.heartbeat_interval * 3;
+        if sent_at.saturating_duration_since(since) > patience {
+            self.phase = Phase::Stopped;
+            self.events
+                .push_back(Event::Refused(ElectionError::DuplicateMember {
+                    member: self.config.member.clone(),
+                    group: self.config.group.clone(),
+                    other,
+                }));
+            self.events.push_back(Event::Stopped);
+        }
+        let _ = now;
+    }
+
+    /// How long the store has to answer before the driver should report a timeout: a
+    /// heartbeat that takes longer than this is worthless to a leader anyway.
+    pub fn store_call_timeout(&self) -> Duration {
+        self.config
+            .timing
+            .heartbeat_interval
+            .max(Duration::from_millis(1))
+    }
+}

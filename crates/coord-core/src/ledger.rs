@@ -1,0 +1,504 @@
+//! The processed-file ledger and its rules (DESIGN §5).
+//!
+//! The store persists [`LedgerRecord`]s; [`Ledger`] is the leader's in-memory mirror of its
+//! group's records, loaded once when it becomes leader, and the rule book that decides, listing
+//! after listing, which file versions to claim and dispatch, when a file is stable, when to
+//! retry and when to give up. It reads no clock: `now` is a parameter.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::Term;
+use crate::store::ClaimOutcome;
+
+/// One version of one remote file: `(path, size, mtime)`. A file replaced by a new version
+/// (other size or mtime) is a new version and is processed again.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct FileVersion {
+    /// Full remote path, as listed.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time in milliseconds since the Unix epoch, as the server reports it (0
+    /// when the server reports none).
+    pub mtime_ms: i64,
+}
+
+/// Where a version stands in the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum LedgerState {
+    /// Dispatched under `term`; no outcome recorded yet. Found at takeover, it is redelivered.
+    Claimed,
+    /// The handler succeeded; post-processing (move, delete) is pending. Never dispatched again.
+    Handled,
+    /// Handled and post-processed. Never dispatched again.
+    Done,
+    /// The handler failed; it will be retried after a backoff while attempts remain.
+    Failed,
+    /// The retry budget is spent; the file went (or goes) to the error folder.
+    Error,
+}
+
+impl LedgerState {
+    /// The word stored in the `state` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LedgerState::Claimed => "claimed",
+            LedgerState::Handled => "handled",
+            LedgerState::Done => "done",
+            LedgerState::Failed => "failed",
+            LedgerState::Error => "error",
+        }
+    }
+
+    /// Parses the word stored in the `state` column.
+    pub fn parse(value: &str) -> Option<LedgerState> {
+        Some(match value {
+            "claimed" => LedgerState::Claimed,
+            "handled" => LedgerState::Handled,
+            "done" => LedgerState::Done,
+            "failed" => LedgerState::Failed,
+            "error" => LedgerState::Error,
+            _ => return None,
+        })
+    }
+
+    /// True when the handler must never run again for this version.
+    pub fn is_settled(self) -> bool {
+        matches!(
+            self,
+            LedgerState::Handled | LedgerState::Done | LedgerState::Error
+        )
+    }
+}
+
+/// One row of the ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerRecord {
+    /// The version.
+    pub version: FileVersion,
+    /// Where it stands.
+    pub state: LedgerState,
+    /// The term of the last write.
+    pub term: Term,
+    /// How many times it was claimed for dispatch.
+    pub attempts: u32,
+    /// The last error, for failed and error rows.
+    pub last_error: Option<String>,
+}
+
+/// A write to the ledger, applied fenced by [`crate::CoordinationStore::record`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LedgerUpdate {
+    /// Set the state (and error) of a version, keeping its attempt count.
+    Set {
+        /// The version.
+        version: FileVersion,
+        /// The new state.
+        state: LedgerState,
+        /// The error to keep, for failed and error states.
+        error: Option<String>,
+    },
+    /// Delete the row (pruning after the retention period).
+    Forget(FileVersion),
+}
+
+impl LedgerUpdate {
+    /// The version the update is about.
+    pub fn version(&self) -> &FileVersion {
+        match self {
+            LedgerUpdate::Set { version, .. } | LedgerUpdate::Forget(version) => version,
+        }
+    }
+}
+
+/// When a listed file counts as finished (not still being written). All enabled rules must
+/// hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stability {
+    /// The same size and mtime in two consecutive listings.
+    pub unchanged_across_listings: bool,
+    /// Seen unchanged for at least this long (by the leader's monotonic clock, so the server's
+    /// clock is never compared with ours). Zero disables.
+    pub min_age: Duration,
+    /// A marker file `<name><suffix>` next to the file must exist (for example `.done`). Files
+    /// that end with the suffix are markers and are never dispatched themselves.
+    pub done_marker_suffix: Option<String>,
+}
+
+impl Default for Stability {
+    fn default() -> Self {
+        Stability {
+            unchanged_across_listings: true,
+            min_age: Duration::ZERO,
+            done_marker_suffix: None,
+        }
+    }
+}
+
+/// Retry with exponential backoff up to a budget.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included; after the last failure the version goes to the
+    /// error state.
+    pub max_attempts: u32,
+    /// Wait before the second attempt.
+    pub initial_backoff: Duration,
+    /// Longest wait between attempts.
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 5,
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(300),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait after failed attempt number `attempt` (from 1): doubling from the initial
+    /// backoff, capped.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let doublings = attempt.saturating_sub(1).min(30);
+        self.initial_backoff
+            .saturating_mul(1u32 << doublings)
+            .min(self.max_backoff)
+    }
+}
+
+/// The ledger rules a leader applies.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LedgerPolicy {
+    /// When a file is finished.
+    pub stability: Stability,
+    /// Retries and the budget.
+    pub retry: RetryPolicy,
+    /// How long settled rows of files that left the directory are kept (zero: forever).
+    pub retention: Duration,
+}
+
+/// A listed regular file, as the ledger rules need it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedFile {
+    /// The version listed.
+    pub version: FileVersion,
+    /// The file name (last path segment), for the done-marker rule.
+    pub name: String,
+}
+
+/// A version to hand to the handler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dispatch {
+    /// The version.
+    pub version: FileVersion,
+    /// Which attempt this is, from 1.
+    pub attempt: u32,
+    /// An earlier attempt was dispatched and never finished: the handler may have seen it.
+    pub redelivery: bool,
+}
+
+/// What the handler (or post-processing) reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The handler succeeded.
+    Handled,
+    /// The handler failed with this error.
+    Failed(String),
+}
+
+/// What the leader must do after a handler failure was recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterFailure {
+    /// Retry no earlier than this instant.
+    RetryAt(Instant),
+    /// The budget is spent: move the file to the error folder.
+    GiveUp,
+}
+
+#[derive(Debug, Clone)]
+struct Tracked {
+    state: Option<LedgerState>,
+    attempts: u32,
+    /// Local instant the version was first listed (stability clock).
+    first_seen: Option<Instant>,
+    /// Number of consecutive listings that showed this version.
+    listings: u32,
+    /// Failed versions wait until this instant.
+    retry_at: Option<Instant>,
+    /// Last local instant the version was listed, or the load instant; for retention.
+    last_seen: Instant,
+    /// A claim is in flight or the handler runs: never plan it twice.
+    in_flight: bool,
+}
+
+/// The leader's mirror of its group's ledger, and the rules (DESIGN §5).
+///
+/// Driving order, per poll: [`Ledger::plan`] with the listing gives the versions to claim;
+/// claim them in the store (one batch, fenced); [`Ledger::on_claim`] with each answer gives the
+/// dispatches; after each handler returns, [`Ledger::on_outcome`] gives the fenced update to
+/// record and what to do next; [`Ledger::prune`] gives rows to forget.
+#[derive(Debug)]
+pub struct Ledger {
+    policy: LedgerPolicy,
+    versions: HashMap<FileVersion, Tracked>,
+}
+
+impl Ledger {
+    /// Mirrors `records` (as loaded from the store at takeover). Failed versions become
+    /// retryable at once; claimed ones will be redelivered.
+    pub fn new(policy: LedgerPolicy, records: Vec<LedgerRecord>, now: Instant) -> Ledger {
+        let versions = records
+            .into_iter()
+            .map(|r| {
+                let tracked = Tracked {
+                    state: Some(r.state),
+                    attempts: r.attempts,
+                    first_seen: None,
+                    listings: 0,
+                    retry_at: None,
+                    last_seen: now,
+                    in_flight: false,
+                };
+                (r.version, tracked)
+            })
+            .collect();
+        Ledger { policy, versions }
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &LedgerPolicy {
+        &self.policy
+    }
+
+    /// The recorded state of a version, if any.
+    pub fn state(&self, version: &FileVersion) -> Option<LedgerState> {
+        self.versions.get(version).and_then(|t| t.state)
+    }
+
+    /// Takes a listing of regular files and returns the versions to claim now, in path order:
+    /// stable, not settled, not in flight, and not waiting for a retry.
+    pub fn plan(&mut self, now: Instant, listing: &[ListedFile]) -> Vec<FileVersion> {
+        let listed: HashSet<&FileVersion> = listing.iter().map(|f| &f.version).collect();
+        // Versions never claimed that left the directory are forgotten; the others start their
+        // stability count again if they return.
+        self.versions
+            .retain(|v, t| t.state.is_some() || t.in_flight || listed.contains(v));
+        for (version, tracked) in self.versions.iter_mut() {
+            if !listed.contains(version) {
+                tracked.listings = 0;
+                tracked.first_seen = None;
+            }
+        }
+        let marker = self.policy.stability.done_marker_suffix.clone();
+        let names: HashSet<&str> = listing.iter().map(|f| f.version.path.as_str()).collect();
+        let mut ready = Vec::new();
+        for file in listing {
+            if let Some(suffix) = &marker
+                && file.name.ends_with(suffix.as_str())
+            {
+                continue;
+            }
+            let tracked = self
+                .versions
+                .entry(file.version.clone())
+                .or_insert_with(|| Tracked {
+                    state: None,
+                    attempts: 0,
+                    first_seen: None,
+                    listings: 0,
+                    retry_at: None,
+                    last_seen: now,
+                    in_flight: false,
+                });
+            tracked.last_seen = now;
+            tracked.listings = tracked.listings.saturating_add(1);
+            let first_seen = *tracked.first_seen.get_or_insert(now);
+            if tracked.in_flight || tracked.state.is_some_and(LedgerState::is_settled) {
+                continue;
+            }
+            if tracked.retry_at.is_some_and(|at| now < at) {
+                continue;
+            }
+            let stability = &self.policy.stability;
+            // A version the ledger already knows (claimed or failed) was stable once.
+            let known = tracked.state.is_some();
+            if !known {
+                if stability.unchanged_across_listings && tracked.listings < 2 {
+                    continue;
+                }
+                if now.saturating_duration_since(first_seen) < stability.min_age {
+                    continue;
+                }
+                if let Some(suffix) = &marker {
+                    let marker_path = format!("{}{}", file.version.path, suffix);
+                    if !names.contains(marker_path.as_str()) {
+                        continue;
+                    }
+                }
+            }
+            tracked.in_flight = true;
+            ready.push(file.version.clone());
+        }
+        ready.sort();
+        ready
+    }
+
+    /// Applies the store's answer to a claim; returns the dispatch when the version was
+    /// claimed.
+    pub fn on_claim(&mut self, version: &FileVersion, outcome: &ClaimOutcome) -> Option<Dispatch> {
+        let tracked = self.versions.get_mut(version)?;
+        match outcome {
+            ClaimOutcome::Claimed {
+                attempt,
+                redelivery,
+            } => {
+                tracked.state = Some(LedgerState::Claimed);
+                tracked.attempts = *attempt;
+                Some(Dispatch {
+                    version: version.clone(),
+                    attempt: *attempt,
+                    redelivery: *redelivery,
+                })
+            }
+            ClaimOutcome::Settled => {
+                // Another leader settled it and our mirror was stale: adopt the store's view.
+                tracked.state = Some(LedgerState::Done);
+                tracked.in_flight = false;
+                None
+            }
+        }
+    }
+
+    /// A claim that could not be written (store down, fenced): the version is planned again
+    /// on a later poll.
+    pub fn on_claim_failed(&mut self, version: &FileVersion) {
+        if let Some(tracked) = self.versions.get_mut(version) {
+            tracked.in_flight = false;
+        }
+    }
+
+    /// Applies a handler's outcome. Returns the update to record (fenced) and, for a failure,
+    /// when to retry or that the budget is spent.
+    pub fn on_outcome(
+        &mut self,
+        now: Instant,
+        version: &FileVersion,
+        outcome: Outcome,
+    ) -> (LedgerUpdate, Option<AfterFailure>) {
+        let policy = &self.policy.retry;
+        let tracked = self
+            .versions
+            .entry(version.clone())
+            .or_insert_with(|| Tracked {
+                state: None,
+                attempts: 1,
+                first_seen: None,
+                listings: 0,
+                retry_at: None,
+                last_seen: now,
+                in_flight: false,
+            });
+        tracked.in_flight = false;
+        match outcome {
+            Outcome::Handled => {
+                tracked.state = Some(LedgerState::Handled);
+                (
+                    LedgerUpdate::Set {
+                        version: version.clone(),
+                        state: LedgerState::Handled,
+                        error: None,
+                    },
+                    None,
+                )
+            }
+            Outcome::Failed(error) => {
+                if tracked.attempts >= policy.max_attempts {
+                    tracked.state = Some(LedgerState::Error);
+                    (
+                        LedgerUpdate::Set {
+                            version: version.clone(),
+                            state: LedgerState::Error,
+                            error: Some(error),
+                        },
+                        Some(AfterFailure::GiveUp),
+                    )
+                } else {
+                    let at = now + policy.backoff(tracked.attempts);
+                    tracked.state = Some(LedgerState::Failed);
+                    tracked.retry_at = Some(at);
+                    (
+                        LedgerUpdate::Set {
+                            version: version.clone(),
+                            state: LedgerState::Failed,
+                            error: Some(error),
+                        },
+                        Some(AfterFailure::RetryAt(at)),
+                    )
+                }
+            }
+        }
+    }
+
+    /// Post-processing of a handled version finished: the update that marks it done.
+    pub fn on_post_processed(&mut self, version: &FileVersion) -> LedgerUpdate {
+        if let Some(tracked) = self.versions.get_mut(version) {
+            tracked.state = Some(LedgerState::Done);
+        }
+        LedgerUpdate::Set {
+            version: version.clone(),
+            state: LedgerState::Done,
+            error: None,
+        }
+    }
+
+    /// Versions handled but not yet post-processed (to retry the move or delete only).
+    pub fn pending_post_processing(&self) -> Vec<FileVersion> {
+        let mut pending: Vec<FileVersion> = self
+            .versions
+            .iter()
+            .filter(|(_, t)| t.state == Some(LedgerState::Handled))
+            .map(|(v, _)| v.clone())
+            .collect();
+        pending.sort();
+        pending
+    }
+
+    /// Settled rows whose file has not been listed for the retention period: forget them
+    /// (and drop them from the mirror). A zero retention keeps everything.
+    pub fn prune(&mut self, now: Instant) -> Vec<LedgerUpdate> {
+        let retention = self.policy.retention;
+        if retention.is_zero() {
+            return Vec::new();
+        }
+        let mut gone: Vec<FileVersion> = self
+            .versions
+            .iter()
+            .filter(|(_, t)| {
+                t.state
+                    .is_some_and(|s| matches!(s, LedgerState::Done | LedgerState::Error))
+                    && now.saturating_duration_since(t.last_seen) >= retention
+            })
+            .map(|(v, _)| v.clone())
+            .collect();
+        gone.sort();
+        for version in &gone {
+            self.versions.remove(version);
+        }
+        gone.into_iter().map(LedgerUpdate::Forget).collect()
+    }
+
+    /// Number of versions in the mirror.
+    pub fn len(&self) -> usize {
+        self.versions.len()
+    }
+
+    /// True when the mirror is empty.
+    pub fn is_empty(&self) -> bool {
+        self.versions.is_empty()
+    }
+}

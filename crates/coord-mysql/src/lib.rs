@@ -1,0 +1,1 @@
+//! coord-mysql: placeholder, see the issue that builds it.

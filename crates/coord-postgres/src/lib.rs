@@ -1,0 +1,1 @@
+//! coord-postgres: placeholder, see the issue that builds it.

@@ -1,0 +1,1 @@
+//! coord-sqlite: placeholder, see the issue that builds it.

@@ -1,0 +1,1 @@
+//! migrations: placeholder, see the issue that builds it.

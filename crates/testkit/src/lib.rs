@@ -1,0 +1,1 @@
+//! testkit: placeholder, see the issue that builds it.

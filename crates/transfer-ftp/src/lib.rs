@@ -1,0 +1,1 @@
+//! transfer-ftp: placeholder, see the issue that builds it.

@@ -1,0 +1,1 @@
+//! transfer-sftp: placeholder, see the issue that builds it.
