@@ -20,3 +20,27 @@ pub use mysql::*;
 pub use postgres::*;
 #[cfg(feature = "sqlite")]
 pub use sqlite::*;
+
+/// Why applying migrations failed. Messages name the database and the cause, never a
+/// password.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MigrateError {
+    /// Could not connect to the database.
+    #[error("migrations: cannot connect to {target}: {cause}")]
+    Connect {
+        /// `dialect://host:port/database`, without credentials.
+        target: String,
+        /// The cause.
+        cause: String,
+    },
+    /// A migration failed, or an applied one was changed (checksum mismatch), or the database
+    /// is newer than this build.
+    #[error("migrations on {target}: {cause}")]
+    Migrate {
+        /// `dialect://host:port/database`, without credentials.
+        target: String,
+        /// The cause.
+        cause: String,
+    },
+}
