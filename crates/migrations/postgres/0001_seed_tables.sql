@@ -1,0 +1,4 @@
+-- The seeds' tables, exactly as the seeds' DDL creates them. IF NOT EXISTS: a database made
+-- with the seeds' DDL (and holding seed-era rows) is taken over in place.
+CREATE TABLE IF NOT EXISTS token_holder (group_id VARCHAR(128) NOT NULL PRIMARY KEY, task_id VARCHAR(128) NOT NULL, term BIGINT NOT NULL DEFAULT 1);
+CREATE TABLE IF NOT EXISTS health_check (task_id VARCHAR(128) NOT NULL, group_id VARCHAR(128) NOT NULL, last_heartbeat TIMESTAMP NOT NULL, PRIMARY KEY (task_id, group_id));
