@@ -1,0 +1,130 @@
+//! The SQL, in one place. Parameters are numbered (`?1`..) so that one argument list serves a
+//! whole multi-statement batch.
+//!
+//! Time is always the database's: `now_ms!()` is the current time in integer milliseconds
+//! since the Unix epoch by SQLite's clock (every process sharing the file is on this host, so
+//! they share that clock). Node times are never sent.
+
+/// The database's current time in integer milliseconds since the Unix epoch.
+macro_rules! now_ms {
+    () => {
+        "CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER)"
+    };
+}
+
+/// The tick (DESIGN §4), one call into the engine: ?1 group, ?2 member, ?3 incarnation,
+/// ?4 liveness timeout in ms.
+///
+/// 1. Upsert the heartbeat unless the row carries another incarnation (or none, from the
+///    seed schema) and is not older than the liveness timeout.
+/// 2. Renew the lease if this member *and* incarnation hold an unreleased token and step 1
+///    wrote (the row now carries this incarnation).
+/// 3. Read the own row's incarnation, the term, the holder and its lease age.
+pub(crate) const HEARTBEAT: &str = concat!(
+    "BEGIN IMMEDIATE;\n",
+    "INSERT INTO health_check (task_id, group_id, last_heartbeat, incarnation) ",
+    "VALUES (?2, ?1, ",
+    now_ms!(),
+    ", ?3) ",
+    "ON CONFLICT (task_id, group_id) DO UPDATE ",
+    "SET last_heartbeat = excluded.last_heartbeat, incarnation = excluded.incarnation ",
+    "WHERE health_check.incarnation IS excluded.incarnation ",
+    "OR excluded.last_heartbeat - health_check.last_heartbeat > ?4;\n",
+    "UPDATE token_holder SET renewed_at = ",
+    now_ms!(),
+    " WHERE group_id = ?1 AND task_id = ?2 AND incarnation = ?3 AND renewed_at IS NOT NULL ",
+    "AND EXISTS (SELECT 1 FROM health_check h ",
+    "WHERE h.task_id = ?2 AND h.group_id = ?1 AND h.incarnation = ?3);\n",
+    "SELECT h.incarnation, t.term, t.task_id, t.incarnation, ",
+    now_ms!(),
+    " - t.renewed_at ",
+    "FROM (SELECT 1) AS one ",
+    "LEFT JOIN health_check h ON h.task_id = ?2 AND h.group_id = ?1 ",
+    "LEFT JOIN token_holder t ON t.group_id = ?1;\n",
+    "COMMIT;",
+);
+
+/// Takeover, one call: ?1 group, ?2 member, ?3 incarnation, ?4 observed term, ?5 liveness
+/// timeout in ms. The update moves an existing row from the observed term if its lease is
+/// released or expired; the insert creates the first row only when the observed term is 0
+/// (no row). At most one of them returns a row, and at most one candidate per term does.
+pub(crate) const TAKE_OVER: &str = concat!(
+    "BEGIN IMMEDIATE;\n",
+    "UPDATE token_holder SET task_id = ?2, term = term + 1, incarnation = ?3, renewed_at = ",
+    now_ms!(),
+    " WHERE group_id = ?1 AND term = ?4 ",
+    "AND (renewed_at IS NULL OR ",
+    now_ms!(),
+    " - renewed_at > ?5) ",
+    "RETURNING term;\n",
+    "INSERT INTO token_holder (group_id, task_id, term, incarnation, renewed_at) ",
+    "SELECT ?1, ?2, 1, ?3, ",
+    now_ms!(),
+    " WHERE ?4 = 0 ",
+    "ON CONFLICT (group_id) DO NOTHING ",
+    "RETURNING term;\n",
+    "COMMIT;",
+);
+
+/// Graceful stop, one call: ?1 group, ?2 member, ?3 incarnation, ?4 term. Clears the lease
+/// (the row and its term stay) if the fence holds; deletes the own heartbeat row.
+pub(crate) const RELEASE: &str = concat!(
+    "BEGIN IMMEDIATE;\n",
+    "UPDATE token_holder SET renewed_at = NULL, incarnation = NULL ",
+    "WHERE group_id = ?1 AND task_id = ?2 AND incarnation = ?3 AND term = ?4;\n",
+    "DELETE FROM health_check WHERE group_id = ?1 AND task_id = ?2 AND incarnation = ?3;\n",
+    "COMMIT;",
+);
+
+/// ?1 group, ?2 member, ?3 incarnation.
+pub(crate) const LEAVE: &str =
+    "DELETE FROM health_check WHERE group_id = ?1 AND task_id = ?2 AND incarnation = ?3";
+
+/// ?1 group.
+pub(crate) const MEMBERS: &str = concat!(
+    "SELECT task_id, incarnation, ",
+    now_ms!(),
+    " - last_heartbeat FROM health_check WHERE group_id = ?1 ORDER BY task_id",
+);
+
+/// The fence check inside a ledger transaction: ?1 group, ?2 member, ?3 incarnation, ?4 term.
+pub(crate) const FENCE: &str = "SELECT 1 FROM token_holder WHERE group_id = ?1 AND task_id = ?2 \
+     AND incarnation = ?3 AND term = ?4 AND renewed_at IS NOT NULL";
+
+/// ?1 group.
+pub(crate) const LOAD_LEDGER: &str = "SELECT path, size, mtime_ms, state, term, attempts, \
+     last_error FROM processed_file WHERE group_id = ?1 ORDER BY path, size, mtime_ms";
+
+/// ?1 group, ?2 path hash, ?3 size, ?4 mtime.
+pub(crate) const LEDGER_ROW: &str = "SELECT state, attempts FROM processed_file \
+     WHERE group_id = ?1 AND path_hash = ?2 AND size = ?3 AND mtime_ms = ?4";
+
+/// A new version, claimed: ?1 group, ?2 path hash, ?3 path, ?4 size, ?5 mtime, ?6 term.
+pub(crate) const CLAIM_NEW: &str = concat!(
+    "INSERT INTO processed_file (group_id, path_hash, path, size, mtime_ms, state, term, ",
+    "attempts, last_error, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, 'claimed', ?6, 1, NULL, ",
+    now_ms!(),
+    ")",
+);
+
+/// A claimed or failed version, claimed again: ?1 group, ?2 path hash, ?3 size, ?4 mtime,
+/// ?5 term, ?6 attempts.
+pub(crate) const CLAIM_AGAIN: &str = concat!(
+    "UPDATE processed_file SET state = 'claimed', term = ?5, attempts = ?6, updated_at = ",
+    now_ms!(),
+    " WHERE group_id = ?1 AND path_hash = ?2 AND size = ?3 AND mtime_ms = ?4",
+);
+
+/// Set a version's state, inserting unknown versions (attempts 0): ?1 group, ?2 path hash,
+/// ?3 path, ?4 size, ?5 mtime, ?6 state, ?7 term, ?8 error.
+pub(crate) const SET_STATE: &str = concat!(
+    "INSERT INTO processed_file (group_id, path_hash, path, size, mtime_ms, state, term, ",
+    "attempts, last_error, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, ",
+    now_ms!(),
+    ") ON CONFLICT (group_id, path_hash, size, mtime_ms) DO UPDATE SET state = excluded.state, ",
+    "term = excluded.term, last_error = excluded.last_error, updated_at = excluded.updated_at",
+);
+
+/// ?1 group, ?2 path hash, ?3 size, ?4 mtime.
+pub(crate) const FORGET: &str = "DELETE FROM processed_file \
+     WHERE group_id = ?1 AND path_hash = ?2 AND size = ?3 AND mtime_ms = ?4";
