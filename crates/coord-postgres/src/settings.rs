@@ -1,0 +1,422 @@
+//! How to reach the database: [`PgSettings`] (serde, or a `postgres://` URL), with a Debug
+//! that never shows the password.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use coord_core::StoreError;
+use serde::Deserialize;
+
+/// How the connection is encrypted (libpq's `sslmode` words).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum TlsMode {
+    /// Plain TCP.
+    #[default]
+    Disable,
+    /// TLS, without checking the server's certificate (protects against passive sniffing only,
+    /// as libpq's `sslmode=require`).
+    Require,
+    /// TLS; the certificate must chain to `ca_file` and name the host.
+    VerifyFull,
+}
+
+impl TlsMode {
+    fn parse(value: &str) -> Option<TlsMode> {
+        Some(match value {
+            "disable" => TlsMode::Disable,
+            "require" => TlsMode::Require,
+            "verify-full" => TlsMode::VerifyFull,
+            _ => return None,
+        })
+    }
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            TlsMode::Disable => "disable",
+            TlsMode::Require => "require",
+            TlsMode::VerifyFull => "verify-full",
+        }
+    }
+}
+
+/// Settings of the PostgreSQL coordination store.
+///
+/// Either `url` (`postgres://user:password@host:port/database?sslmode=require&schema=ha`) or
+/// the separate fields; a `url` overrides the fields it names. Durations are written as
+/// `"2s"`, `"500ms"`, `"1m"`. `Debug` shows the password as `<redacted>`.
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PgSettings {
+    /// A `postgres://` (or `postgresql://`) URL; query keys: `sslmode`, `sslrootcert`,
+    /// `schema`, `statement_timeout`, `connect_timeout`, `pool_size`.
+    pub url: Option<String>,
+    /// Server host name or address. Default `127.0.0.1`.
+    pub host: String,
+    /// Server port. Default 5432.
+    pub port: u16,
+    /// Role to log in as. Default `postgres`.
+    pub user: String,
+    /// Password, if the server asks for one.
+    pub password: Option<String>,
+    /// Database. Default `postgres`.
+    pub database: String,
+    /// Schema holding the tables (`search_path`); default: the role's default search path.
+    pub schema: Option<String>,
+    /// Encryption. Default `disable`.
+    pub tls: TlsMode,
+    /// PEM file of the certificate authorities trusted for `verify-full`.
+    pub ca_file: Option<PathBuf>,
+    /// Server-side limit of every statement (the client gives up shortly after). Default 2 s.
+    #[serde(deserialize_with = "de_duration")]
+    pub statement_timeout: Duration,
+    /// Limit for opening a connection or waiting for a free one. Default 5 s.
+    #[serde(deserialize_with = "de_duration")]
+    pub connect_timeout: Duration,
+    /// Connections kept by the pool. Default 4.
+    pub pool_size: usize,
+}
+
+impl Default for PgSettings {
+    fn default() -> Self {
+        PgSettings {
+            url: None,
+            host: "127.0.0.1".to_owned(),
+            port: 5432,
+            user: "postgres".to_owned(),
+            password: None,
+            database: "postgres".to_owned(),
+            schema: None,
+            tls: TlsMode::Disable,
+            ca_file: None,
+            statement_timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(5),
+            pool_size: 4,
+        }
+    }
+}
+
+impl fmt::Debug for PgSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgSettings")
+            .field("url", &self.url.as_deref().map(redact_url))
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("database", &self.database)
+            .field("schema", &self.schema)
+            .field("tls", &self.tls)
+            .field("ca_file", &self.ca_file)
+            .field("statement_timeout", &self.statement_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("pool_size", &self.pool_size)
+            .finish()
+    }
+}
+
+fn settings_error(cause: impl Into<String>) -> StoreError {
+    StoreError::Rejected {
+        operation: "postgres settings",
+        group: "*".to_owned(),
+        cause: cause.into(),
+    }
+}
+
+/// The URL with the password (if any) replaced by `<redacted>`.
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "<unparsable url>".to_owned();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            if userinfo.contains(':') {
+                format!("{scheme}://{user}:<redacted>@{host}{tail}")
+            } else {
+                format!("{scheme}://{user}@{host}{tail}")
+            }
+        }
+        None => url.to_owned(),
+    }
+}
+
+impl PgSettings {
+    /// Settings from a `postgres://user:password@host:port/database?key=value` URL (the
+    /// other fields keep their defaults).
+    pub fn from_url(url: &str) -> Result<Self, StoreError> {
+        let mut settings = PgSettings::default();
+        settings.apply_url(url)?;
+        Ok(settings)
+    }
+
+    /// The settings with `url` folded into the fields, checked.
+    pub(crate) fn resolved(&self) -> Result<PgSettings, StoreError> {
+        let mut settings = self.clone();
+        if let Some(url) = self.url.clone() {
+            settings.apply_url(&url)?;
+            settings.url = None;
+        }
+        settings.check()?;
+        Ok(settings)
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        if self.host.is_empty() {
+            return Err(settings_error("host must not be empty"));
+        }
+        if self.pool_size == 0 {
+            return Err(settings_error("pool_size must be at least 1"));
+        }
+        if self.statement_timeout.is_zero() || self.connect_timeout.is_zero() {
+            return Err(settings_error(
+                "statement_timeout and connect_timeout must be above zero",
+            ));
+        }
+        if let Some(schema) = &self.schema {
+            check_schema_name(schema)?;
+        }
+        if self.tls == TlsMode::VerifyFull && self.ca_file.is_none() {
+            return Err(settings_error("tls verify-full needs ca_file"));
+        }
+        Ok(())
+    }
+
+    fn apply_url(&mut self, url: &str) -> Result<(), StoreError> {
+        let rest = url
+            .strip_prefix("postgres://")
+            .or_else(|| url.strip_prefix("postgresql://"))
+            .ok_or_else(|| settings_error("url must start with postgres:// or postgresql://"))?;
+        let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let (authority, database) = rest.split_once('/').unwrap_or((rest, ""));
+        let host_port = match authority.rsplit_once('@') {
+            Some((userinfo, host_port)) => {
+                let (user, password) = match userinfo.split_once(':') {
+                    Some((u, p)) => (u, Some(p)),
+                    None => (userinfo, None),
+                };
+                if !user.is_empty() {
+                    self.user = decode(user, "user")?;
+                }
+                if let Some(p) = password {
+                    self.password = Some(decode(p, "password")?);
+                }
+                host_port
+            }
+            None => authority,
+        };
+        let (host, port) = split_host_port(host_port)?;
+        if !host.is_empty() {
+            self.host = decode(host, "host")?;
+        }
+        if let Some(port) = port {
+            self.port = port
+                .parse()
+                .map_err(|_| settings_error(format!("url port `{port}` is not a number")))?;
+        }
+        if !database.is_empty() {
+            self.database = decode(database, "database")?;
+        }
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let value = decode(value, key)?;
+            self.apply_param(key, &value)?;
+        }
+        Ok(())
+    }
+
+    fn apply_param(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
+        match key {
+            "sslmode" => {
+                self.tls = TlsMode::parse(value).ok_or_else(|| {
+                    settings_error(format!(
+                        "url sslmode `{value}` is not one of disable, require, verify-full"
+                    ))
+                })?
+            }
+            "sslrootcert" => self.ca_file = Some(PathBuf::from(value)),
+            "schema" => self.schema = Some(value.to_owned()),
+            "statement_timeout" => self.statement_timeout = parse_duration(value, key)?,
+            "connect_timeout" => self.connect_timeout = parse_duration(value, key)?,
+            "pool_size" => {
+                self.pool_size = value.parse().map_err(|_| {
+                    settings_error(format!("url pool_size `{value}` is not a number"))
+                })?
+            }
+            other => {
+                return Err(settings_error(format!(
+                    "url parameter `{other}` is not supported"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn split_host_port(host_port: &str) -> Result<(&str, Option<&str>), StoreError> {
+    if let Some(v6) = host_port.strip_prefix('[') {
+        let (host, after) = v6
+            .split_once(']')
+            .ok_or_else(|| settings_error("url host: unclosed `[`"))?;
+        return Ok((host, after.strip_prefix(':')));
+    }
+    Ok(match host_port.split_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (host_port, None),
+    })
+}
+
+/// A schema name goes into `search_path` and `CREATE SCHEMA`: keep it a plain identifier.
+fn check_schema_name(schema: &str) -> Result<(), StoreError> {
+    let mut chars = schema.chars();
+    let valid = schema.len() <= 63
+        && chars
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(settings_error(format!(
+            "schema `{schema}` must be a lowercase identifier ([a-z_][a-z0-9_]*, at most 63 bytes)"
+        )))
+    }
+}
+
+/// Percent-decoding for URL parts; `what` names the part in errors (never its value, which
+/// may be a password).
+fn decode(value: &str, what: &str) -> Result<String, StoreError> {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| settings_error(format!("url {what}: bad percent escape")))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| settings_error(format!("url {what}: not UTF-8")))
+}
+
+/// Percent-encoding of everything but unreserved characters (for the migrator's URL).
+pub(crate) fn encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `"500ms"`, `"2s"`, `"1m"`, `"1h"`; a bare number is seconds (libpq's `connect_timeout`).
+fn parse_duration(value: &str, what: &str) -> Result<Duration, StoreError> {
+    let value = value.trim();
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let bad = || {
+        settings_error(format!(
+            "{what} `{value}` is not a duration like 500ms or 2s"
+        ))
+    };
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    Ok(match unit.trim() {
+        "ms" => Duration::from_millis(n),
+        "" | "s" => Duration::from_secs(n),
+        "m" | "min" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        _ => return Err(bad()),
+    })
+}
+
+fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_duration(&text, "duration").map_err(serde::de::Error::custom)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_fills_every_field() {
+        let s = PgSettings::from_url(
+            "postgres://app:s%3Acret@db.example:6543/coord?sslmode=require&schema=ha&\
+             statement_timeout=500ms&connect_timeout=3&pool_size=2",
+        )
+        .unwrap();
+        assert_eq!(s.user, "app");
+        assert_eq!(s.password.as_deref(), Some("s:cret"));
+        assert_eq!((s.host.as_str(), s.port), ("db.example", 6543));
+        assert_eq!(s.database, "coord");
+        assert_eq!(s.tls, TlsMode::Require);
+        assert_eq!(s.schema.as_deref(), Some("ha"));
+        assert_eq!(s.statement_timeout, Duration::from_millis(500));
+        assert_eq!(s.connect_timeout, Duration::from_secs(3));
+        assert_eq!(s.pool_size, 2);
+    }
+
+    #[test]
+    fn ipv6_host_and_defaults() {
+        let s = PgSettings::from_url("postgresql://[::1]/test").unwrap();
+        assert_eq!((s.host.as_str(), s.port), ("::1", 5432));
+        assert_eq!(s.user, "postgres");
+        assert_eq!(s.statement_timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn bad_urls_are_refused_with_the_reason() {
+        for (url, needle) in [
+            ("mysql://x", "postgres://"),
+            ("postgres://h:port/db", "port"),
+            ("postgres://h/db?sslmode=allow", "sslmode"),
+            ("postgres://h/db?frobnicate=1", "frobnicate"),
+            (
+                "postgres://h/db?statement_timeout=soon",
+                "statement_timeout",
+            ),
+            ("postgres://u:%zz@h/db", "password"),
+        ] {
+            let err = PgSettings::from_url(url).unwrap_err().to_string();
+            assert!(err.contains(needle), "{url}: {err}");
+            assert!(!err.contains("%zz"), "{err}");
+        }
+        let bad_schema = PgSettings {
+            schema: Some("x; drop table y".into()),
+            ..PgSettings::default()
+        };
+        assert!(
+            bad_schema
+                .resolved()
+                .unwrap_err()
+                .to_string()
+                .contains("schema")
+        );
+    }
+
+    #[test]
+    fn debug_redacts_the_password() {
+        let mut s = PgSettings::from_url("postgres://app:hunter2@h/db").unwrap();
+        s.url = Some("postgres://app:hunter2@h/db?sslmode=require".into());
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+        assert!(shown.contains("postgres://app:<redacted>@h/db?sslmode=require"));
+    }
+}

@@ -1,0 +1,337 @@
+//! [`PgStore`]: the pool, the schema check, the migrator, and the one way every statement
+//! is sent (timeout, error mapping, broken connections dropped).
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use coord_core::StoreError;
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::error::{self, Connection, RUN_MIGRATE};
+use crate::settings::{PgSettings, TlsMode, encode};
+use crate::tls;
+
+/// How much longer than the server's `statement_timeout` the client waits for an answer
+/// before it gives the connection up (a server that is gone never sends the cancel).
+const CLIENT_MARGIN: Duration = Duration::from_millis(500);
+
+/// The longest a `migrate` call may take, lock wait included.
+const MIGRATE_LIMIT: Duration = Duration::from_secs(120);
+
+/// The coordination store on PostgreSQL. Cheap to clone (the pool is shared).
+#[derive(Clone)]
+pub struct PgStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    settings: PgSettings,
+    /// `postgres://host:port/database`, for messages (no credentials).
+    target: String,
+    round_trips: AtomicU64,
+}
+
+impl fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgStore")
+            .field("target", &self.inner.target)
+            .field("settings", &self.inner.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgStore {
+    /// Opens the pool and checks that the schema is at
+    /// [`migrations::POSTGRES_SCHEMA_VERSION`] or newer: a missing or older schema is
+    /// [`StoreError::Schema`] naming the versions and saying to run `ftp-listener migrate`.
+    pub async fn connect(settings: PgSettings) -> Result<Self, StoreError> {
+        let store = Self::open(settings)?;
+        store.check_schema().await?;
+        Ok(store)
+    }
+
+    /// Builds the pool without touching the server (connections open on first use) and
+    /// without the schema check: for [`PgStore::migrate`] before the first
+    /// [`PgStore::check_schema`].
+    pub fn open(settings: PgSettings) -> Result<Self, StoreError> {
+        let settings = settings.resolved()?;
+        let target = format!(
+            "postgres://{}:{}/{}",
+            settings.host, settings.port, settings.database
+        );
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(&settings.host)
+            .port(settings.port)
+            .user(&settings.user)
+            .dbname(&settings.database)
+            .application_name("ftp-listener")
+            .connect_timeout(settings.connect_timeout)
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(10))
+            .options(session_options(&settings));
+        if let Some(password) = &settings.password {
+            config.password(password);
+        }
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match tls::client_config(settings.tls, settings.ca_file.as_deref())? {
+            None => {
+                config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+                Manager::from_config(config, NoTls, manager_config)
+            }
+            Some(client) => {
+                config.ssl_mode(tokio_postgres::config::SslMode::Require);
+                Manager::from_config(config, MakeRustlsConnect::new(client), manager_config)
+            }
+        };
+        let pool = Pool::builder(manager)
+            .max_size(settings.pool_size)
+            .wait_timeout(Some(settings.connect_timeout))
+            .create_timeout(Some(settings.connect_timeout))
+            .recycle_timeout(Some(settings.connect_timeout))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| StoreError::Rejected {
+                operation: "connect",
+                group: "*".to_owned(),
+                cause: format!("{target}: connection pool: {e}"),
+            })?;
+        Ok(PgStore {
+            inner: Arc::new(Inner {
+                pool,
+                settings,
+                target,
+                round_trips: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// Checks that the migrations were applied up to this build's version.
+    pub async fn check_schema(&self) -> Result<(), StoreError> {
+        let required = migrations::POSTGRES_SCHEMA_VERSION;
+        let where_ = self.schema_label();
+        let rows = match self
+            .query(
+                "connect",
+                "*",
+                "SELECT max(version) FROM _sqlx_migrations WHERE success",
+                &[],
+            )
+            .await
+        {
+            Ok(rows) => rows,
+            Err(StoreError::Schema(_)) => {
+                return Err(StoreError::Schema(format!(
+                    "{} {where_}: no migrations applied (table _sqlx_migrations missing), \
+                     found version none, required {required}; {RUN_MIGRATE}",
+                    self.inner.target
+                )));
+            }
+            Err(other) => return Err(other),
+        };
+        let found: Option<i64> = rows.first().and_then(|r| r.get(0));
+        match found {
+            Some(v) if v >= required => {
+                if v > required {
+                    tracing::warn!(
+                        found = v,
+                        required,
+                        "postgres schema is newer than this build; continuing"
+                    );
+                }
+                Ok(())
+            }
+            found => Err(StoreError::Schema(format!(
+                "{} {where_}: found schema version {}, required {required}; {RUN_MIGRATE}",
+                self.inner.target,
+                found.map_or_else(|| "none".to_owned(), |v| v.to_string()),
+            ))),
+        }
+    }
+
+    fn schema_label(&self) -> String {
+        match &self.inner.settings.schema {
+            Some(schema) => format!("schema `{schema}`"),
+            None => "default schema".to_owned(),
+        }
+    }
+
+    /// Applies the pending migrations (sqlx's migrator: checksummed, locked against concurrent
+    /// starts), creating the configured schema first if needed, then checks the version.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let settings = &self.inner.settings;
+        if let Some(schema) = &settings.schema {
+            // The name was checked to be a plain lowercase identifier.
+            let sql = format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"");
+            self.query_unprepared("migrate", &sql).await?;
+        }
+        let url = self.migrator_url();
+        let outcome = tokio::time::timeout(MIGRATE_LIMIT, migrations::migrate_postgres(&url))
+            .await
+            .map_err(|_| StoreError::Timeout {
+                operation: "migrate",
+                group: "*".to_owned(),
+                after: MIGRATE_LIMIT,
+            })?;
+        outcome.map_err(|e| match e {
+            migrations::MigrateError::Connect { .. } => StoreError::Unavailable {
+                operation: "migrate",
+                group: "*".to_owned(),
+                cause: e.to_string(),
+            },
+            _ => StoreError::Schema(e.to_string()),
+        })?;
+        tracing::info!(target = %self.inner.target, schema = ?settings.schema, "postgres migrations applied");
+        self.check_schema().await
+    }
+
+    fn migrator_url(&self) -> String {
+        let s = &self.inner.settings;
+        let credentials = match &s.password {
+            Some(p) => format!("{}:{}", encode(&s.user), encode(p)),
+            None => encode(&s.user),
+        };
+        let host = if s.host.contains(':') {
+            format!("[{}]", s.host)
+        } else {
+            s.host.clone()
+        };
+        let mut url = format!(
+            "postgres://{credentials}@{host}:{}/{}?sslmode={}",
+            s.port,
+            encode(&s.database),
+            s.tls.as_str()
+        );
+        if s.tls == TlsMode::VerifyFull
+            && let Some(ca) = &s.ca_file
+        {
+            url.push_str(&format!("&sslrootcert={}", encode(&ca.to_string_lossy())));
+        }
+        if let Some(schema) = &s.schema {
+            url.push_str(&format!(
+                "&options={}",
+                encode(&format!("-c search_path={schema}"))
+            ));
+        }
+        url
+    }
+
+    /// Statements sent to the server since the store was opened, prepares included: the
+    /// number of round trips (for metrics and the per-tick budget of DESIGN §2).
+    pub fn round_trips(&self) -> u64 {
+        self.inner.round_trips.load(Ordering::Relaxed)
+    }
+
+    fn pg_error(
+        &self,
+        e: &tokio_postgres::Error,
+        operation: &'static str,
+        group: &str,
+    ) -> (StoreError, Connection) {
+        error::from_pg(e, operation, group, self.inner.settings.statement_timeout)
+    }
+
+    async fn client(&self, operation: &'static str, group: &str) -> Result<Object, StoreError> {
+        let s = &self.inner.settings;
+        self.inner.pool.get().await.map_err(|e| {
+            let mapped = error::from_pool(
+                &e,
+                operation,
+                group,
+                &self.inner.target,
+                s.statement_timeout,
+                s.connect_timeout,
+            );
+            tracing::debug!(error = %mapped, "postgres connection failed");
+            mapped
+        })
+    }
+
+    /// Sends one statement (prepared once per connection) and returns its rows. The call is
+    /// bounded by the statement timeout; a connection that broke or timed out is dropped, so
+    /// the next call opens a new one. Never retries.
+    pub(crate) async fn query(
+        &self,
+        operation: &'static str,
+        group: &str,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
+        let client = self.client(operation, group).await?;
+        let limit = self.inner.settings.statement_timeout + CLIENT_MARGIN;
+        let result = tokio::time::timeout(limit, async {
+            let cached = client.statement_cache.size();
+            let statement = client.prepare_cached(sql).await?;
+            if client.statement_cache.size() > cached {
+                self.inner.round_trips.fetch_add(1, Ordering::Relaxed);
+            }
+            self.inner.round_trips.fetch_add(1, Ordering::Relaxed);
+            client.query(&statement, params).await
+        })
+        .await;
+        match result {
+            Ok(Ok(rows)) => Ok(rows),
+            Ok(Err(e)) => {
+                let (mapped, connection) = self.pg_error(&e, operation, group);
+                if connection == Connection::Discard {
+                    drop(Object::take(client));
+                }
+                Err(mapped)
+            }
+            Err(_) => {
+                drop(Object::take(client));
+                Err(StoreError::Timeout {
+                    operation,
+                    group: group.to_owned(),
+                    after: self.inner.settings.statement_timeout,
+                })
+            }
+        }
+    }
+
+    /// A statement without parameters, not prepared (DDL).
+    async fn query_unprepared(&self, operation: &'static str, sql: &str) -> Result<(), StoreError> {
+        let client = self.client(operation, "*").await?;
+        let limit = self.inner.settings.statement_timeout + CLIENT_MARGIN;
+        self.inner.round_trips.fetch_add(1, Ordering::Relaxed);
+        match tokio::time::timeout(limit, client.batch_execute(sql)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                let (mapped, connection) = self.pg_error(&e, operation, "*");
+                if connection == Connection::Discard {
+                    drop(Object::take(client));
+                }
+                Err(mapped)
+            }
+            Err(_) => {
+                drop(Object::take(client));
+                Err(StoreError::Timeout {
+                    operation,
+                    group: "*".to_owned(),
+                    after: self.inner.settings.statement_timeout,
+                })
+            }
+        }
+    }
+}
+
+/// Server-side settings of every session: the statement timeout, and the schema if any.
+fn session_options(settings: &PgSettings) -> String {
+    let mut options = format!(
+        "-c statement_timeout={} -c idle_in_transaction_session_timeout={}",
+        settings.statement_timeout.as_millis(),
+        settings.statement_timeout.as_millis() * 5
+    );
+    if let Some(schema) = &settings.schema {
+        options.push_str(&format!(" -c search_path={schema}"));
+    }
+    options
+}
