@@ -1,0 +1,275 @@
+//! One FTP session: connect, `AUTH TLS`, login, `TYPE I`, `FEAT`, `PWD`; error mapping.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use coord_core::FsError;
+use suppaftp::tokio::{AsyncRustlsConnector, AsyncRustlsFtpStream};
+use suppaftp::tokio_rustls::TlsConnector;
+use suppaftp::tokio_rustls::rustls::ClientConfig;
+use suppaftp::types::FileType;
+use suppaftp::{FtpError, Mode, Status};
+
+use crate::settings::{FtpSettings, PassiveMode, Secret, TlsMode};
+
+/// The client type for plain and TLS sessions alike (without `AUTH TLS` it never uses TLS).
+pub(crate) type Ftp = AsyncRustlsFtpStream;
+
+/// What every session of one server shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) settings: FtpSettings,
+    pub(crate) password: Secret,
+    pub(crate) tls: Option<Arc<ClientConfig>>,
+    pub(crate) server: String,
+}
+
+/// A logged-in control connection.
+pub(crate) struct Session {
+    pub(crate) ftp: Ftp,
+    /// The server offers MLSD/MLST (FEAT lists `MLST`).
+    pub(crate) mlsd: bool,
+    /// The login directory, to make relative paths absolute (listings `CWD` around).
+    pub(crate) home: String,
+    pub(crate) last_used: Instant,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("mlsd", &self.mlsd)
+            .field("home", &self.home)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// Opens and logs in a session; the caller puts a timeout around it.
+    pub(crate) async fn connect(shared: &Shared) -> Result<Session, FsError> {
+        let s = &shared.settings;
+        let conn_err = |cause: String| FsError::Connection {
+            operation: "connect",
+            server: shared.server.clone(),
+            cause,
+        };
+        let tcp = tokio::net::TcpStream::connect((s.host.as_str(), s.port))
+            .await
+            .map_err(|e| conn_err(e.to_string()))?;
+        let _ = tcp.set_nodelay(true);
+        let mut ftp = Ftp::connect_with_stream(tcp)
+            .await
+            .map_err(|e| conn_err(format!("greeting: {e}")))?;
+        if let (TlsMode::Explicit, Some(config)) = (s.tls, &shared.tls) {
+            if s.insecure_skip_verify {
+                tracing::warn!(
+                    server = %shared.server,
+                    "insecure_skip_verify is set: the server certificate is not verified"
+                );
+            }
+            let connector = AsyncRustlsConnector::from(TlsConnector::from(config.clone()));
+            ftp = ftp
+                .into_secure(connector, &s.host)
+                .await
+                .map_err(|e| match e {
+                    FtpError::SecureError(cause) => FsError::Trust {
+                        server: shared.server.clone(),
+                        cause,
+                    },
+                    FtpError::UnexpectedResponse(r) => {
+                        conn_err(format!("server refused AUTH TLS: {}", reply_text(&r)))
+                    }
+                    other => conn_err(format!("tls: {other}")),
+                })?;
+        }
+        ftp.set_mode(match s.passive_mode {
+            PassiveMode::Pasv => Mode::Passive,
+            PassiveMode::Epsv => Mode::ExtendedPassive,
+        });
+        // Connect data channels to the control peer, whatever address a 227 reply names.
+        ftp.set_passive_nat_workaround(true);
+        ftp.login(s.user.as_str(), shared.password.expose())
+            .await
+            .map_err(|e| match e {
+                FtpError::UnexpectedResponse(r) => FsError::Auth {
+                    server: shared.server.clone(),
+                    cause: format!("user `{}`: {}", s.user, reply_text(&r)),
+                },
+                other => conn_err(format!("login: {other}")),
+            })?;
+        ftp.transfer_type(FileType::Binary)
+            .await
+            .map_err(|e| conn_err(format!("TYPE I: {e}")))?;
+        // A server without FEAT (500) simply offers no MLSD.
+        let mlsd = match ftp.feat().await {
+            Ok(features) => features
+                .keys()
+                .any(|k| k.trim().eq_ignore_ascii_case("MLST")),
+            Err(FtpError::UnexpectedResponse(_)) => false,
+            Err(e) => return Err(conn_err(format!("FEAT: {e}"))),
+        };
+        let home = ftp.pwd().await.map_err(|e| conn_err(format!("PWD: {e}")))?;
+        tracing::info!(
+            server = %shared.server,
+            tls = ?s.tls,
+            mlsd,
+            "ftp session opened"
+        );
+        Ok(Session {
+            ftp,
+            mlsd,
+            home,
+            last_used: Instant::now(),
+        })
+    }
+
+    /// `path` made absolute against the login directory; refuses line breaks and NUL (they
+    /// would end the command line).
+    pub(crate) fn abs(&self, operation: &'static str, path: &str) -> Result<String, FsError> {
+        if path.contains(['\r', '\n', '\0']) {
+            return Err(FsError::UnsafePath {
+                operation,
+                path: coord_core::escape_for_log(path.as_bytes()),
+                reason: "contains a line break or NUL".into(),
+            });
+        }
+        let path = path.trim_end_matches('/');
+        Ok(if path.starts_with('/') {
+            path.to_string()
+        } else if path.is_empty() || path == "." {
+            self.home.clone()
+        } else {
+            coord_core::join_remote(&self.home, path)
+        })
+    }
+
+    /// What exists at `abs`: probes with `SIZE` (a file) then `CWD` (a directory). Used to
+    /// tell "not found" from "permission denied" after an ambiguous `550`, and for
+    /// no-overwrite renames.
+    pub(crate) async fn probe(&mut self, abs: &str) -> Result<Probe, FtpError> {
+        match self.ftp.size(abs).await {
+            Ok(_) => return Ok(Probe::File),
+            Err(FtpError::UnexpectedResponse(_)) => {}
+            Err(e) => return Err(e),
+        }
+        match self.ftp.cwd(abs).await {
+            Ok(()) => Ok(Probe::Dir),
+            Err(FtpError::UnexpectedResponse(r)) if is_permission_text(&reply_text(&r)) => {
+                // A directory we may not enter still exists.
+                Ok(Probe::Dir)
+            }
+            Err(FtpError::UnexpectedResponse(_)) => Ok(Probe::Missing),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// What a probe found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Probe {
+    File,
+    Dir,
+    Missing,
+}
+
+/// The reply's text, one line, without the code.
+pub(crate) fn reply_text(r: &suppaftp::types::Response) -> String {
+    let text = String::from_utf8_lossy(&r.body);
+    let line = text.lines().next().unwrap_or("").trim();
+    if line.is_empty() {
+        r.status.code().to_string()
+    } else {
+        line.to_string()
+    }
+}
+
+fn is_permission_text(text: &str) -> bool {
+    let t = text.to_ascii_lowercase();
+    t.contains("permission denied") || t.contains("access denied") || t.contains("not allowed")
+}
+
+fn is_not_found_text(text: &str) -> bool {
+    let t = text.to_ascii_lowercase();
+    t.contains("no such file")
+        || t.contains("not found")
+        || t.contains("does not exist")
+        || t.contains("can't find")
+        || t.contains("cannot find")
+}
+
+/// The classification of an error reply, before any probe.
+#[derive(Debug)]
+pub(crate) enum Refusal {
+    NotFound,
+    PermissionDenied,
+    /// A 550 that does not say why (vsftpd: "Failed to open file."): probe to tell.
+    Ambiguous(String),
+    Other(String),
+}
+
+pub(crate) fn classify(r: &suppaftp::types::Response) -> Refusal {
+    let text = reply_text(r);
+    if is_not_found_text(&text) {
+        Refusal::NotFound
+    } else if is_permission_text(&text) {
+        Refusal::PermissionDenied
+    } else if r.status == Status::FileUnavailable || r.status.code() == 553 {
+        Refusal::Ambiguous(text)
+    } else {
+        Refusal::Other(text)
+    }
+}
+
+/// Maps a suppaftp error that is not a server refusal (or is one, without a probe).
+pub(crate) fn map_ftp_error(
+    operation: &'static str,
+    path: &str,
+    server: &str,
+    e: FtpError,
+) -> FsError {
+    match e {
+        FtpError::UnexpectedResponse(r) if r.status.code() == 421 => FsError::Connection {
+            operation,
+            server: server.to_string(),
+            cause: format!("server closing: {}", reply_text(&r)),
+        },
+        FtpError::UnexpectedResponse(r) if r.status.code() == 530 => FsError::Auth {
+            server: server.to_string(),
+            cause: reply_text(&r),
+        },
+        FtpError::UnexpectedResponse(r) => match classify(&r) {
+            Refusal::NotFound => FsError::NotFound {
+                operation,
+                path: path.to_string(),
+            },
+            Refusal::PermissionDenied => FsError::PermissionDenied {
+                operation,
+                path: path.to_string(),
+            },
+            Refusal::Ambiguous(cause) | Refusal::Other(cause) => FsError::Other {
+                operation,
+                path: path.to_string(),
+                cause,
+            },
+        },
+        FtpError::ConnectionError(io) => FsError::Connection {
+            operation,
+            server: server.to_string(),
+            cause: io.to_string(),
+        },
+        FtpError::SecureError(cause) => FsError::Connection {
+            operation,
+            server: server.to_string(),
+            cause: format!("tls: {cause}"),
+        },
+        FtpError::BadResponse => FsError::Connection {
+            operation,
+            server: server.to_string(),
+            cause: "malformed reply".into(),
+        },
+        other => FsError::Other {
+            operation,
+            path: path.to_string(),
+            cause: other.to_string(),
+        },
+    }
+}

@@ -1,0 +1,392 @@
+//! `FtpSettings`: where the server is, how to log in, how to trust it, how long to wait.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// Whether the control and data connections are encrypted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TlsMode {
+    /// Plain FTP.
+    #[default]
+    None,
+    /// Explicit FTPS: `AUTH TLS` on the control connection, then `PBSZ 0` / `PROT P`, so data
+    /// connections are encrypted too.
+    Explicit,
+}
+
+/// How data connections are opened (both are passive: the client connects to the server).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PassiveMode {
+    /// `PASV` (RFC 959). The IP address in the `227` reply is ignored and the control
+    /// connection's peer address used instead (it guards against a server that points the
+    /// client at a third host, and works behind NAT).
+    Pasv,
+    /// `EPSV` (RFC 2428): port only, works over IPv6 and NAT.
+    #[default]
+    Epsv,
+}
+
+/// A secret (password). Its `Debug` and `Display` print `***`; the value is reachable only
+/// through [`Secret::expose`].
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value.
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The value, for the one place that sends it to the server.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret)
+    }
+}
+
+/// Connection settings of one FTP or FTPS server.
+///
+/// The password comes from exactly one of `password` (inline), `password_env` (the name of
+/// an environment variable) or `password_file` (a file whose content, trailing newline
+/// trimmed, is the password); see [`FtpSettings::resolve_password`]. Durations are human
+/// strings in configuration files: `"500ms"`, `"10s"`, `"2m"`.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FtpSettings {
+    /// Host name or IP address; also the name the TLS certificate must carry.
+    pub host: String,
+    /// Control port (default 21).
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// User name.
+    pub user: String,
+    /// Password, inline.
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// Name of an environment variable that holds the password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// File that holds the password.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// `none` (default) or `explicit` (AUTH TLS).
+    #[serde(default)]
+    pub tls: TlsMode,
+    /// PEM file of the CA certificates to trust instead of the system roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Accept any certificate (self-signed test servers only). Logged as a warning on every
+    /// connect.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+    /// `epsv` (default) or `pasv`.
+    #[serde(default)]
+    pub passive_mode: PassiveMode,
+    /// Limit for TCP connect, greeting, TLS handshake and login together (default 10 s).
+    #[serde(default = "default_connect_timeout", with = "duration_str")]
+    pub connect_timeout: Duration,
+    /// Limit for every command, every listing and every single read or write of a transfer
+    /// (default 30 s).
+    #[serde(default = "default_op_timeout", with = "duration_str")]
+    pub op_timeout: Duration,
+    /// Most sessions (control connections) open at once; parallel reads each hold one until
+    /// they finish (default 2).
+    #[serde(default = "default_max_sessions")]
+    pub max_sessions: usize,
+    /// First delay before reconnecting after a failed connect; doubles up to
+    /// `reconnect_backoff_max` (defaults 200 ms and 30 s).
+    #[serde(default = "default_backoff_min", with = "duration_str")]
+    pub reconnect_backoff_min: Duration,
+    /// Longest delay between reconnect attempts.
+    #[serde(default = "default_backoff_max", with = "duration_str")]
+    pub reconnect_backoff_max: Duration,
+    /// A pooled session idle for longer than this is probed with `NOOP` before reuse and
+    /// replaced if the probe fails (default 15 s).
+    #[serde(default = "default_idle_probe", with = "duration_str")]
+    pub idle_probe_after: Duration,
+}
+
+fn default_port() -> u16 {
+    21
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_op_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_max_sessions() -> usize {
+    2
+}
+fn default_backoff_min() -> Duration {
+    Duration::from_millis(200)
+}
+fn default_backoff_max() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_idle_probe() -> Duration {
+    Duration::from_secs(15)
+}
+
+impl FtpSettings {
+    /// Settings with every default, for `host:port` and `user`, without a password source.
+    pub fn new(host: impl Into<String>, port: u16, user: impl Into<String>) -> FtpSettings {
+        FtpSettings {
+            host: host.into(),
+            port,
+            user: user.into(),
+            password: None,
+            password_env: None,
+            password_file: None,
+            tls: TlsMode::None,
+            ca_file: None,
+            insecure_skip_verify: false,
+            passive_mode: PassiveMode::default(),
+            connect_timeout: default_connect_timeout(),
+            op_timeout: default_op_timeout(),
+            max_sessions: default_max_sessions(),
+            reconnect_backoff_min: default_backoff_min(),
+            reconnect_backoff_max: default_backoff_max(),
+            idle_probe_after: default_idle_probe(),
+        }
+    }
+
+    /// `host:port`, as error messages name the server.
+    pub fn server(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    /// Checks the settings; the error names the field.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        if self.host.trim().is_empty() {
+            return Err(SettingsError::new("host", "must not be empty"));
+        }
+        if self.user.is_empty() || self.user.contains(['\r', '\n']) {
+            return Err(SettingsError::new(
+                "user",
+                "must be non-empty and on one line",
+            ));
+        }
+        if self.max_sessions == 0 {
+            return Err(SettingsError::new("max_sessions", "must be at least 1"));
+        }
+        for (field, value) in [
+            ("connect_timeout", self.connect_timeout),
+            ("op_timeout", self.op_timeout),
+            ("reconnect_backoff_min", self.reconnect_backoff_min),
+        ] {
+            if value.is_zero() {
+                return Err(SettingsError::new(field, "must be greater than zero"));
+            }
+        }
+        if self.reconnect_backoff_max < self.reconnect_backoff_min {
+            return Err(SettingsError::new(
+                "reconnect_backoff_max",
+                "must not be shorter than reconnect_backoff_min",
+            ));
+        }
+        if self.tls == TlsMode::None && (self.ca_file.is_some() || self.insecure_skip_verify) {
+            return Err(SettingsError::new(
+                "tls",
+                "ca_file and insecure_skip_verify need tls = \"explicit\"",
+            ));
+        }
+        if self.ca_file.is_some() && self.insecure_skip_verify {
+            return Err(SettingsError::new(
+                "insecure_skip_verify",
+                "contradicts ca_file; set only one",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The password, from exactly one of `password`, `password_env`, `password_file`.
+    pub fn resolve_password(&self) -> Result<Secret, SettingsError> {
+        let sources = usize::from(self.password.is_some())
+            + usize::from(self.password_env.is_some())
+            + usize::from(self.password_file.is_some());
+        if sources != 1 {
+            return Err(SettingsError::new(
+                "password",
+                "set exactly one of password, password_env, password_file",
+            ));
+        }
+        let secret = if let Some(p) = &self.password {
+            p.clone()
+        } else if let Some(var) = &self.password_env {
+            Secret(std::env::var(var).map_err(|_| {
+                SettingsError::new(
+                    "password_env",
+                    format!("environment variable `{var}` is not set or not UTF-8"),
+                )
+            })?)
+        } else {
+            let path = self.password_file.as_deref().unwrap_or(Path::new(""));
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                SettingsError::new(
+                    "password_file",
+                    format!("cannot read `{}`: {e}", path.display()),
+                )
+            })?;
+            Secret(text.trim_end_matches(['\r', '\n']).to_string())
+        };
+        if secret.0.contains(['\r', '\n']) {
+            return Err(SettingsError::new("password", "must be on one line"));
+        }
+        Ok(secret)
+    }
+}
+
+impl fmt::Debug for FtpSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FtpSettings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("password_env", &self.password_env)
+            .field("password_file", &self.password_file)
+            .field("tls", &self.tls)
+            .field("ca_file", &self.ca_file)
+            .field("insecure_skip_verify", &self.insecure_skip_verify)
+            .field("passive_mode", &self.passive_mode)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("op_timeout", &self.op_timeout)
+            .field("max_sessions", &self.max_sessions)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A setting that is missing or breaks a rule; `field` is the configuration key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid ftp setting `{field}`: {rule}")]
+#[non_exhaustive]
+pub struct SettingsError {
+    /// The key at fault.
+    pub field: &'static str,
+    /// What is wrong.
+    pub rule: String,
+}
+
+impl SettingsError {
+    fn new(field: &'static str, rule: impl Into<String>) -> SettingsError {
+        SettingsError {
+            field,
+            rule: rule.into(),
+        }
+    }
+}
+
+/// Parses `"250ms"`, `"10s"`, `"2m"`, `"1h"` (an integer and a unit).
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like \"500ms\" or \"10s\""))?;
+    let d = match unit.trim() {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" | "min" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        _ => return Err(format!("`{text}`: unit must be ms, s, m or h")),
+    };
+    Ok(d)
+}
+
+mod duration_str {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        super::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("10 parsecs").is_err());
+    }
+
+    #[test]
+    fn debug_redacts_the_password() {
+        let mut s = FtpSettings::new("h", 21, "u");
+        s.password = Some(Secret::new("hunter2-very-secret"));
+        let text = format!(
+            "{s:?} {:?} {}",
+            s.password,
+            Secret::new("hunter2-very-secret")
+        );
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("***"), "{text}");
+    }
+
+    #[test]
+    fn password_sources_are_exclusive_and_named() {
+        let mut s = FtpSettings::new("h", 21, "u");
+        assert_eq!(s.resolve_password().unwrap_err().field, "password");
+        s.password = Some(Secret::new("p"));
+        assert_eq!(s.resolve_password().unwrap().expose(), "p");
+        s.password_env = Some("X".into());
+        assert_eq!(s.resolve_password().unwrap_err().field, "password");
+        s.password = None;
+        s.password_env = Some("TRANSFER_FTP_TEST_SURELY_UNSET".into());
+        let err = s.resolve_password().unwrap_err();
+        assert_eq!(err.field, "password_env");
+        assert!(err.to_string().contains("TRANSFER_FTP_TEST_SURELY_UNSET"));
+        s.password_env = None;
+        s.password_file = Some("/nonexistent/pw".into());
+        assert_eq!(s.resolve_password().unwrap_err().field, "password_file");
+    }
+
+    #[test]
+    fn validate_names_the_field() {
+        let mut s = FtpSettings::new("h", 21, "u");
+        s.validate().unwrap();
+        s.insecure_skip_verify = true;
+        assert_eq!(s.validate().unwrap_err().field, "tls");
+        s.tls = TlsMode::Explicit;
+        s.validate().unwrap();
+        s.max_sessions = 0;
+        assert_eq!(s.validate().unwrap_err().field, "max_sessions");
+    }
+}
