@@ -51,7 +51,7 @@ fn bad_row(operation: &'static str, group: &GroupId, cause: String) -> StoreErro
 impl CoordinationStore for SqliteStore {
     async fn heartbeat(&self, request: &HeartbeatRequest) -> Result<Observation, StoreError> {
         let group = request.group.as_str();
-        let row = self
+        let rows = self
             .call(
                 "heartbeat",
                 group,
@@ -63,11 +63,19 @@ impl CoordinationStore for SqliteStore {
                         .bind(request.member.as_str())
                         .bind(incarnation_to_sql(request.incarnation))
                         .bind(millis(request.liveness_timeout))
-                        .fetch_one(&mut **conn)
+                        // fetch_all, not fetch_one: the batch must run to its COMMIT.
+                        .fetch_all(&mut **conn)
                         .await
                 },
             )
             .await?;
+        let [row] = rows.as_slice() else {
+            return Err(bad_row(
+                "heartbeat",
+                &request.group,
+                format!("expected one row, got {}", rows.len()),
+            ));
+        };
         let decode = |e: sqlx::Error| bad_row("heartbeat", &request.group, e.to_string());
         let own: Option<i64> = row.try_get(0).map_err(decode)?;
         let term: Option<i64> = row.try_get(1).map_err(decode)?;
