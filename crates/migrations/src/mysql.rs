@@ -38,30 +38,84 @@ pub async fn migrate_mysql(url: &str) -> Result<(), MigrateError> {
                 target: target.clone(),
                 cause: redact(&e.to_string(), url),
             })?;
-    let result = MYSQL_MIGRATOR
-        .run_direct(&mut conn)
-        .await
-        .map_err(|e| MigrateError::Migrate {
-            target: target.clone(),
-            cause: redact(&e.to_string(), url),
-        });
-    // Closing politely is best effort: the migrations' outcome is already known.
+    let result = run_locked(&mut conn, &target, url).await;
+    // Closing politely is best effort: the migrations' outcome is already known (and
+    // closing the session frees the lock if the release did not happen).
     let _ = conn.close().await;
     result
 }
 
+/// How long a migrator waits for another one to finish.
+const LOCK_WAIT_SECS: u32 = 300;
+
+/// Runs the migrator under our own `GET_LOCK`. sqlx takes `GET_LOCK(name, -1)`, which MySQL
+/// reads as "wait forever" but MariaDB answers with NULL at once, without locking: on
+/// MariaDB two concurrent migrators would both apply migration 1 and one would find it
+/// "partially applied". A positive timeout means the same on both servers.
+async fn run_locked(
+    conn: &mut MySqlConnection,
+    target: &str,
+    url: &str,
+) -> Result<(), MigrateError> {
+    let failed = |cause: String| MigrateError::Migrate {
+        target: target.to_string(),
+        cause: redact(&cause, url),
+    };
+    let lock_name = "ftp-listener-migrate:".to_string();
+    let locked: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(CONCAT(?, DATABASE()), ?)")
+        .bind(&lock_name)
+        .bind(LOCK_WAIT_SECS)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| failed(format!("cannot take the migration lock: {e}")))?;
+    if locked != Some(1) {
+        return Err(failed(format!(
+            "another migration held the lock for {LOCK_WAIT_SECS}s"
+        )));
+    }
+    let result = MYSQL_MIGRATOR
+        .run_direct(&mut *conn)
+        .await
+        .map_err(|e| failed(e.to_string()));
+    let released = sqlx::query("SELECT RELEASE_LOCK(CONCAT(?, DATABASE()))")
+        .bind(&lock_name)
+        .execute(&mut *conn)
+        .await;
+    result?;
+    released
+        .map(|_| ())
+        .map_err(|e| failed(format!("cannot release the migration lock: {e}")))
+}
+
 /// Every MySQL migration's SQL, in order, each under a comment with its version and name: for
-/// teams that apply DDL themselves. Applies as-is to an empty database (it does not record
-/// the versions in `_sqlx_migrations`; see the operator notes in the store's docs).
+/// teams that apply DDL themselves. Applies as-is to an empty database (or one made with the
+/// seeds' DDL). It also records each version in `_sqlx_migrations` (the table and checksums
+/// sqlx uses), so a store accepts the schema and a later `migrate` finds nothing to do.
 pub fn mysql_ddl() -> String {
-    let mut out = String::new();
+    let mut out = String::from(
+        "-- sqlx's migration ledger, so that stores accept the schema and `migrate` skips it\n\
+         CREATE TABLE IF NOT EXISTS _sqlx_migrations (\n    version BIGINT PRIMARY KEY,\n    \
+         description TEXT NOT NULL,\n    installed_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,\n    \
+         success BOOLEAN NOT NULL,\n    checksum BLOB NOT NULL,\n    execution_time BIGINT NOT NULL\n);\n\n",
+    );
     for migration in MYSQL_MIGRATOR.iter() {
         out.push_str(&format!(
             "-- migration {:04} {}\n",
             migration.version, migration.description
         ));
         out.push_str(migration.sql.trim_end());
-        out.push_str("\n\n");
+        let checksum: String = migration
+            .checksum
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        out.push_str(&format!(
+            "\nINSERT IGNORE INTO _sqlx_migrations \
+             (version, description, success, checksum, execution_time) \
+             VALUES ({}, '{}', TRUE, X'{checksum}', 0);\n\n",
+            migration.version,
+            migration.description.replace('\'', "''")
+        ));
     }
     out
 }

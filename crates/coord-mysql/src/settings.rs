@@ -1,0 +1,429 @@
+//! Connection settings: a URL or separate fields, durations as human strings, and a `Debug`
+//! that never shows the password.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use coord_core::StoreError;
+use serde::Deserialize;
+
+/// Whether the connection to the server is encrypted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TlsMode {
+    /// Plain TCP (the default; for loopback or a trusted network).
+    #[default]
+    #[serde(alias = "disabled")]
+    Disable,
+    /// TLS (rustls) or no connection. The server certificate is verified against
+    /// `tls_ca_file` when one is given; without one the link is encrypted but the server is
+    /// not authenticated (MySQL's own `--ssl-mode=REQUIRED`).
+    #[serde(alias = "required")]
+    Require,
+}
+
+/// Where and how to reach MySQL or MariaDB.
+///
+/// Deserialised from either a `url` (`mysql://user:password@host:3306/database?tls=require`),
+/// or separate fields, or both (the fields then override the URL's parts, so the password
+/// can come from its own environment variable).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "RawSettings")]
+pub struct MySqlSettings {
+    /// Server host name or IP address (default `127.0.0.1`).
+    pub host: String,
+    /// Server TCP port (default 3306).
+    pub port: u16,
+    /// User name (default `root`).
+    pub user: String,
+    /// Password; `None` for none. Never logged nor shown by `Debug`.
+    pub password: Option<String>,
+    /// Database (schema) that holds the coordination tables. Required.
+    pub database: String,
+    /// Encryption (default [`TlsMode::Disable`]).
+    pub tls: TlsMode,
+    /// PEM file of CA certificates that verify the server (with [`TlsMode::Require`]).
+    pub tls_ca_file: Option<PathBuf>,
+    /// Longest a single store operation may take, round trip included (default 2 s).
+    pub statement_timeout: Duration,
+    /// Longest the initial connection (TCP, TLS, login) may take (default 5 s).
+    pub connect_timeout: Duration,
+    /// Most pooled connections (default 4).
+    pub pool_size: usize,
+    /// Apply pending migrations inside [`crate::MySqlStore::connect`] before the schema check
+    /// (default false: an ops team applies the DDL, or runs `ftp-listener migrate`).
+    pub migrate_on_connect: bool,
+}
+
+impl fmt::Debug for MySqlSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MySqlSettings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("database", &self.database)
+            .field("tls", &self.tls)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .field("statement_timeout", &self.statement_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("pool_size", &self.pool_size)
+            .field("migrate_on_connect", &self.migrate_on_connect)
+            .finish()
+    }
+}
+
+impl Default for MySqlSettings {
+    fn default() -> Self {
+        MySqlSettings {
+            host: "127.0.0.1".to_string(),
+            port: 3306,
+            user: "root".to_string(),
+            password: None,
+            database: String::new(),
+            tls: TlsMode::Disable,
+            tls_ca_file: None,
+            statement_timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(5),
+            pool_size: 4,
+            migrate_on_connect: false,
+        }
+    }
+}
+
+fn settings_error(cause: impl Into<String>) -> StoreError {
+    StoreError::Rejected {
+        operation: "mysql settings",
+        group: "-".to_string(),
+        cause: cause.into(),
+    }
+}
+
+impl MySqlSettings {
+    /// Parses `mysql://[user[:password]@]host[:port]/database[?key=value&...]` (`mariadb://`
+    /// is accepted too). User and password are percent-decoded. Keys: `tls` (or `ssl-mode`:
+    /// `disable`/`require`), `tls_ca_file`, `statement_timeout` and `connect_timeout`
+    /// (`"2s"`, `"500ms"`), `pool_size`, `migrate_on_connect`. The error never quotes the
+    /// password.
+    pub fn from_url(url: &str) -> Result<Self, StoreError> {
+        let settings = Self::parse_url(url)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// [`Self::from_url`] without the final validation (the serde path completes it first).
+    fn parse_url(url: &str) -> Result<Self, StoreError> {
+        let mut settings = MySqlSettings::default();
+        let rest = url
+            .strip_prefix("mysql://")
+            .or_else(|| url.strip_prefix("mariadb://"))
+            .ok_or_else(|| settings_error("url must start with mysql:// or mariadb://"))?;
+        let (rest, query) = match rest.split_once('?') {
+            Some((r, q)) => (r, Some(q)),
+            None => (rest, None),
+        };
+        let (authority, database) = rest.split_once('/').unwrap_or((rest, ""));
+        settings.database = percent_decode(database, "database")?;
+        let hostport = match authority.rsplit_once('@') {
+            Some((userinfo, hostport)) => {
+                let (user, password) = match userinfo.split_once(':') {
+                    Some((u, p)) => (u, Some(p)),
+                    None => (userinfo, None),
+                };
+                if !user.is_empty() {
+                    settings.user = percent_decode(user, "user")?;
+                }
+                settings.password = password
+                    .map(|p| percent_decode(p, "password"))
+                    .transpose()?;
+                hostport
+            }
+            None => authority,
+        };
+        let (host, port) = split_host_port(hostport)?;
+        if !host.is_empty() {
+            settings.host = host;
+        }
+        if let Some(port) = port {
+            settings.port = port;
+        }
+        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let value = percent_decode(value, key)?;
+            settings.apply_param(key, &value)?;
+        }
+        Ok(settings)
+    }
+
+    fn apply_param(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
+        match key {
+            "tls" | "ssl-mode" | "sslmode" | "ssl_mode" => {
+                self.tls = parse_tls(value)?;
+            }
+            "tls_ca_file" => self.tls_ca_file = Some(PathBuf::from(value)),
+            "statement_timeout" => self.statement_timeout = parse_duration(key, value)?,
+            "connect_timeout" => self.connect_timeout = parse_duration(key, value)?,
+            "pool_size" => {
+                self.pool_size = value.parse().map_err(|_| {
+                    settings_error(format!("pool_size `{value}` is not a whole number"))
+                })?;
+            }
+            "migrate_on_connect" => {
+                self.migrate_on_connect = value.parse().map_err(|_| {
+                    settings_error(format!("migrate_on_connect `{value}` is not true or false"))
+                })?;
+            }
+            other => return Err(settings_error(format!("unknown url parameter `{other}`"))),
+        }
+        Ok(())
+    }
+
+    /// Checks the values a connection needs; the error names the field.
+    pub fn validate(&self) -> Result<(), StoreError> {
+        if self.host.trim().is_empty() {
+            return Err(settings_error("host must not be empty"));
+        }
+        if self.database.trim().is_empty() {
+            return Err(settings_error("database must not be empty"));
+        }
+        if self.user.is_empty() {
+            return Err(settings_error("user must not be empty"));
+        }
+        if self.pool_size == 0 {
+            return Err(settings_error("pool_size must be at least 1"));
+        }
+        if self.statement_timeout.is_zero() {
+            return Err(settings_error(
+                "statement_timeout must be greater than zero",
+            ));
+        }
+        if self.connect_timeout.is_zero() {
+            return Err(settings_error("connect_timeout must be greater than zero"));
+        }
+        Ok(())
+    }
+
+    /// `mysql://host:port/database`, for messages (no user, no password).
+    pub fn target(&self) -> String {
+        format!("mysql://{}:{}/{}", self.host, self.port, self.database)
+    }
+
+    /// The URL the migrations crate connects with (password percent-encoded). Never log it.
+    pub(crate) fn migration_url(&self) -> String {
+        let mut url = format!("mysql://{}", percent_encode(&self.user));
+        if let Some(password) = &self.password {
+            url.push(':');
+            url.push_str(&percent_encode(password));
+        }
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        url.push_str(&format!(
+            "@{host}:{}/{}",
+            self.port,
+            percent_encode(&self.database)
+        ));
+        url.push_str(match self.tls {
+            TlsMode::Disable => "?ssl-mode=disabled",
+            TlsMode::Require => "?ssl-mode=required",
+        });
+        url
+    }
+}
+
+fn parse_tls(value: &str) -> Result<TlsMode, StoreError> {
+    match value.to_ascii_lowercase().as_str() {
+        "disable" | "disabled" => Ok(TlsMode::Disable),
+        "require" | "required" => Ok(TlsMode::Require),
+        other => Err(settings_error(format!(
+            "tls `{other}` is not one of disable, require"
+        ))),
+    }
+}
+
+fn parse_duration(field: &str, value: &str) -> Result<Duration, StoreError> {
+    humantime::parse_duration(value)
+        .map_err(|e| settings_error(format!("{field} `{value}` is not a duration: {e}")))
+}
+
+fn split_host_port(hostport: &str) -> Result<(String, Option<u16>), StoreError> {
+    let parse_port = |p: &str| {
+        p.parse::<u16>()
+            .map_err(|_| settings_error(format!("port `{p}` is not a number from 1 to 65535")))
+    };
+    if let Some(v6) = hostport.strip_prefix('[') {
+        let (host, after) = v6
+            .split_once(']')
+            .ok_or_else(|| settings_error("url has an unclosed `[` in its host"))?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(parse_port(p)?),
+            None => None,
+        };
+        return Ok((host.to_string(), port));
+    }
+    match hostport.rsplit_once(':') {
+        Some((host, port)) => Ok((host.to_string(), Some(parse_port(port)?))),
+        None => Ok((hostport.to_string(), None)),
+    }
+}
+
+fn percent_decode(value: &str, what: &str) -> Result<String, StoreError> {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| settings_error(format!("{what} has a bad percent escape")))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| settings_error(format!("{what} is not UTF-8")))
+}
+
+fn percent_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The serde shape: a URL, fields, or both (fields win).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSettings {
+    url: Option<String>,
+    host: Option<String>,
+    port: Option<u16>,
+    user: Option<String>,
+    password: Option<String>,
+    database: Option<String>,
+    tls: Option<TlsMode>,
+    tls_ca_file: Option<PathBuf>,
+    statement_timeout: Option<String>,
+    connect_timeout: Option<String>,
+    pool_size: Option<usize>,
+    migrate_on_connect: Option<bool>,
+}
+
+impl TryFrom<RawSettings> for MySqlSettings {
+    type Error = String;
+
+    fn try_from(raw: RawSettings) -> Result<Self, String> {
+        let build = || -> Result<MySqlSettings, StoreError> {
+            let mut s = match &raw.url {
+                Some(url) => MySqlSettings::parse_url(url)?,
+                None => MySqlSettings::default(),
+            };
+            if let Some(v) = raw.host.clone() {
+                s.host = v;
+            }
+            if let Some(v) = raw.port {
+                s.port = v;
+            }
+            if let Some(v) = raw.user.clone() {
+                s.user = v;
+            }
+            if raw.password.is_some() {
+                s.password = raw.password.clone();
+            }
+            if let Some(v) = raw.database.clone() {
+                s.database = v;
+            }
+            if let Some(v) = raw.tls {
+                s.tls = v;
+            }
+            if raw.tls_ca_file.is_some() {
+                s.tls_ca_file = raw.tls_ca_file.clone();
+            }
+            if let Some(v) = &raw.statement_timeout {
+                s.statement_timeout = parse_duration("statement_timeout", v)?;
+            }
+            if let Some(v) = &raw.connect_timeout {
+                s.connect_timeout = parse_duration("connect_timeout", v)?;
+            }
+            if let Some(v) = raw.pool_size {
+                s.pool_size = v;
+            }
+            if let Some(v) = raw.migrate_on_connect {
+                s.migrate_on_connect = v;
+            }
+            s.validate()?;
+            Ok(s)
+        };
+        build().map_err(|e| match e {
+            StoreError::Rejected { cause, .. } => format!("mysql settings: {cause}"),
+            other => other.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_is_parsed_and_decoded() {
+        let s = MySqlSettings::from_url(
+            "mysql://app:p%40ss%3Aword@db.local:3307/coord?tls=require&statement_timeout=500ms&pool_size=2",
+        )
+        .unwrap();
+        assert_eq!(s.host, "db.local");
+        assert_eq!(s.port, 3307);
+        assert_eq!(s.user, "app");
+        assert_eq!(s.password.as_deref(), Some("p@ss:word"));
+        assert_eq!(s.database, "coord");
+        assert_eq!(s.tls, TlsMode::Require);
+        assert_eq!(s.statement_timeout, Duration::from_millis(500));
+        assert_eq!(s.pool_size, 2);
+        let back = MySqlSettings::from_url(&s.migration_url()).unwrap();
+        assert_eq!(back.password, s.password);
+        assert_eq!(back.host, "db.local");
+    }
+
+    #[test]
+    fn ipv6_host_and_defaults() {
+        let s = MySqlSettings::from_url("mysql://[::1]/test").unwrap();
+        assert_eq!(s.host, "::1");
+        assert_eq!(s.port, 3306);
+        assert_eq!(s.user, "root");
+        assert!(s.password.is_none());
+        assert!(s.migration_url().contains("@[::1]:3306/test"));
+    }
+
+    #[test]
+    fn bad_urls_are_named() {
+        let msg = |u: &str| MySqlSettings::from_url(u).unwrap_err().to_string();
+        assert!(msg("postgres://h/db").contains("mysql://"));
+        assert!(msg("mysql://h").contains("database must not be empty"));
+        assert!(msg("mysql://h:99999/db").contains("port `99999`"));
+        assert!(msg("mysql://h/db?tls=maybe").contains("tls `maybe`"));
+        assert!(msg("mysql://h/db?statement_timeout=soon").contains("statement_timeout"));
+        assert!(msg("mysql://h/db?colour=red").contains("unknown url parameter `colour`"));
+        let secret = msg("mysql://u:hunter2@h:x/db");
+        assert!(!secret.contains("hunter2"), "{secret}");
+    }
+
+    #[test]
+    fn debug_redacts_the_password() {
+        let s = MySqlSettings::from_url("mysql://u:hunter2@h/db").unwrap();
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("<redacted>"));
+    }
+}

@@ -1,0 +1,499 @@
+//! [`MySqlStore`]: the pool, the schema check, and the `CoordinationStore` operations.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use coord_core::{
+    ClaimOutcome, CoordinationStore, Fence, FileVersion, GroupId, HeartbeatRequest, HolderView,
+    Incarnation, LedgerRecord, LedgerUpdate, MemberId, MemberStatus, Observation, OwnRow,
+    StoreError, TakeoverOutcome, TakeoverRequest, Term,
+};
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, Row, SslOpts};
+use tokio::time::{Instant, timeout_at};
+
+use crate::error::{Failure, bad_row, store_error};
+use crate::ledger::{self, take};
+use crate::settings::{MySqlSettings, TlsMode};
+use crate::sql;
+
+/// MySQL's duplicate-key error: another candidate inserted the group's first holder row.
+const DUPLICATE_KEY: u16 = 1062;
+/// The group field of errors that concern no group (connect, schema, migrate).
+const NO_GROUP: &str = "-";
+
+/// A [`CoordinationStore`] on MySQL 8 or MariaDB 10.11. Cheap to clone (the pool is shared).
+#[derive(Clone)]
+pub struct MySqlStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    settings: MySqlSettings,
+}
+
+impl std::fmt::Debug for MySqlStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MySqlStore")
+            .field("settings", &self.inner.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Marks one client-server round trip, for the instrumentation that counts them per tick
+/// (target `coord_mysql::round_trip`, level TRACE).
+pub(crate) fn round_trip(operation: &'static str) {
+    tracing::trace!(target: "coord_mysql::round_trip", operation, "round trip");
+}
+
+impl MySqlStore {
+    /// Connects, checks the schema version (a missing or older schema is
+    /// [`StoreError::Schema`] saying to run the migrations; with
+    /// [`MySqlSettings::migrate_on_connect`] they are applied first) and opens the pool.
+    /// One connection attempt, bounded by `connect_timeout`: no retry loop.
+    pub async fn connect(settings: MySqlSettings) -> Result<Self, StoreError> {
+        settings.validate()?;
+        if settings.migrate_on_connect {
+            migrate_with(&settings).await?;
+        }
+        let base = base_opts(&settings)?;
+        let deadline = Instant::now() + settings.connect_timeout;
+        let mut probe = match timeout_at(deadline, Conn::new(base.clone())).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => return Err(connect_error(&settings, e)),
+            Err(_) => {
+                return Err(StoreError::Timeout {
+                    operation: "connect",
+                    group: NO_GROUP.to_string(),
+                    after: settings.connect_timeout,
+                });
+            }
+        };
+        let checked = timeout_at(deadline, probe_server(&mut probe, &settings)).await;
+        // The probe's outcome is known; closing it is best effort.
+        let _ = timeout_at(deadline, probe.disconnect()).await;
+        let flavour = match checked {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(StoreError::Timeout {
+                    operation: "schema check",
+                    group: NO_GROUP.to_string(),
+                    after: settings.connect_timeout,
+                });
+            }
+        };
+        let pool = Pool::new(pool_opts(&settings, base, flavour));
+        tracing::info!(target_db = %settings.target(), ?flavour, "mysql coordination store connected");
+        Ok(MySqlStore {
+            inner: Arc::new(Inner { pool, settings }),
+        })
+    }
+
+    /// Applies the pending migrations (the `migrations` crate: checksummed, serialised by a
+    /// server lock, so concurrent calls are safe), then checks the schema version again.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        migrate_with(&self.inner.settings).await?;
+        self.run("schema check", NO_GROUP, None, async |conn: &mut Conn| {
+            check_schema(conn).await
+        })
+        .await
+    }
+
+    /// The settings this store was built with.
+    pub fn settings(&self) -> &MySqlSettings {
+        &self.inner.settings
+    }
+
+    /// Runs `f` on a pooled connection within the statement timeout. A connection that
+    /// failed or timed out may be mid-transaction or broken: it is closed (in the
+    /// background) instead of returning to the pool, and the next call gets a fresh one.
+    async fn run<T>(
+        &self,
+        operation: &'static str,
+        group: &str,
+        fence: Option<&Fence>,
+        f: impl AsyncFnOnce(&mut Conn) -> Result<T, Failure>,
+    ) -> Result<T, StoreError> {
+        let after = self.inner.settings.statement_timeout;
+        let deadline = Instant::now() + after;
+        let timed_out = || StoreError::Timeout {
+            operation,
+            group: group.to_string(),
+            after,
+        };
+        let mut conn = match timeout_at(deadline, self.inner.pool.get_conn()).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => return Err(store_error(operation, group, after, Failure::Db(e))),
+            Err(_) => return Err(timed_out()),
+        };
+        match timeout_at(deadline, f(&mut conn)).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(failure)) => {
+                if failure.taints_connection() {
+                    discard(conn);
+                }
+                Err(match (failure, fence) {
+                    (Failure::Fenced, Some(fence)) => StoreError::fenced(operation, fence),
+                    (failure, _) => store_error(operation, group, after, failure),
+                })
+            }
+            Err(_) => {
+                discard(conn);
+                Err(timed_out())
+            }
+        }
+    }
+}
+
+/// Closes a connection that must not be reused, without blocking the caller. `disconnect`
+/// marks it disconnected first, so even if the close is cut short the pool drops it.
+fn discard(conn: Conn) {
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(Duration::from_secs(1), conn.disconnect()).await;
+    });
+}
+
+/// Server flavour: the statement-timeout variable differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flavour {
+    MariaDb,
+    MySql,
+}
+
+fn base_opts(settings: &MySqlSettings) -> Result<Opts, StoreError> {
+    let mut builder = OptsBuilder::default()
+        .ip_or_hostname(settings.host.clone())
+        .tcp_port(settings.port)
+        .user(Some(settings.user.clone()))
+        .pass(settings.password.clone())
+        .db_name(Some(settings.database.clone()))
+        .prefer_socket(false);
+    if settings.tls == TlsMode::Require {
+        // mysql_async builds its rustls config with the process-wide provider; install ring
+        // unless the process already chose one.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let ssl = match &settings.tls_ca_file {
+            Some(ca) => SslOpts::default().with_root_certs(vec![ca.clone().into()]),
+            None => SslOpts::default()
+                .with_danger_accept_invalid_certs(true)
+                .with_danger_skip_domain_validation(true),
+        };
+        builder = builder.ssl_opts(Some(ssl));
+    }
+    Ok(builder.into())
+}
+
+fn pool_opts(settings: &MySqlSettings, base: Opts, flavour: Flavour) -> Opts {
+    let timeout = settings.statement_timeout;
+    let lock_wait_secs = timeout.as_secs().max(1);
+    let statement_timeout = match flavour {
+        Flavour::MariaDb => format!(
+            "SET SESSION max_statement_time = {:.3}",
+            timeout.as_secs_f64()
+        ),
+        Flavour::MySql => format!("SET SESSION max_execution_time = {}", timeout.as_millis()),
+    };
+    let constraints = PoolConstraints::new(0, settings.pool_size)
+        .unwrap_or_else(|| PoolConstraints::new(0, 1).expect("0..=1 is a valid pool range"));
+    OptsBuilder::from_opts(base)
+        .init(vec![
+            "SET time_zone = '+00:00'".to_string(),
+            format!("SET SESSION innodb_lock_wait_timeout = {lock_wait_secs}"),
+            statement_timeout,
+        ])
+        .pool_opts(
+            PoolOpts::default()
+                .with_constraints(constraints)
+                // A reset costs a round trip per checkout and would drop the session's
+                // time zone and timeouts; connections are never returned mid-transaction.
+                .with_reset_connection(false),
+        )
+        .into()
+}
+
+fn connect_error(settings: &MySqlSettings, e: mysql_async::Error) -> StoreError {
+    let target = settings.target();
+    match e {
+        mysql_async::Error::Server(s) => StoreError::Rejected {
+            operation: "connect",
+            group: NO_GROUP.to_string(),
+            cause: format!(
+                "{target} as `{}`: {} ({})",
+                settings.user, s.message, s.code
+            ),
+        },
+        other => StoreError::Unavailable {
+            operation: "connect",
+            group: NO_GROUP.to_string(),
+            cause: format!("{target}: {other}"),
+        },
+    }
+}
+
+async fn probe_server(conn: &mut Conn, settings: &MySqlSettings) -> Result<Flavour, StoreError> {
+    let timeout = settings.connect_timeout;
+    let version: Option<String> = conn
+        .query_first("SELECT VERSION()")
+        .await
+        .map_err(|e| store_error("connect", NO_GROUP, timeout, Failure::Db(e)))?;
+    let flavour = if version.unwrap_or_default().contains("MariaDB") {
+        Flavour::MariaDb
+    } else {
+        Flavour::MySql
+    };
+    check_schema(conn)
+        .await
+        .map_err(|f| store_error("schema check", NO_GROUP, timeout, f))?;
+    Ok(flavour)
+}
+
+/// Refuses a database without migrations, with a half-applied one, or older than this
+/// build; a newer one is accepted with a warning (migrations only add).
+async fn check_schema(conn: &mut Conn) -> Result<(), Failure> {
+    round_trip("schema check");
+    let row: Option<(Option<i64>, Option<i64>)> = match conn.query_first(sql::SCHEMA_VERSION).await
+    {
+        Ok(row) => row,
+        Err(mysql_async::Error::Server(s)) if s.code == 1146 => {
+            return Err(Failure::Schema(format!(
+                "no migrations table (_sqlx_migrations): schema version 0, this build needs {}",
+                migrations::MYSQL_SCHEMA_VERSION
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let (found, failed) = row.unwrap_or((None, None));
+    let found = found.unwrap_or(0);
+    let required = migrations::MYSQL_SCHEMA_VERSION;
+    if failed.unwrap_or(0) > 0 {
+        return Err(Failure::Schema(format!(
+            "a migration failed half-way (_sqlx_migrations has success = false); fix it by hand \
+             and delete its row, schema version {found}, this build needs {required}"
+        )));
+    }
+    if found < required {
+        return Err(Failure::Schema(format!(
+            "schema version {found} is older than {required}, which this build needs"
+        )));
+    }
+    if found > required {
+        tracing::warn!(
+            found,
+            required,
+            "schema is newer than this build; continuing"
+        );
+    }
+    Ok(())
+}
+
+async fn migrate_with(settings: &MySqlSettings) -> Result<(), StoreError> {
+    migrations::migrate_mysql(&settings.migration_url())
+        .await
+        .map_err(|e| StoreError::Schema(format!("migrate: {e}")))
+}
+
+/// Reads every result set of a batch; returns the rows of the last set that had columns.
+async fn batch_rows(conn: &mut Conn, query: String) -> Result<Vec<Row>, Failure> {
+    let mut result = conn.query_iter(query).await?;
+    let mut last = Vec::new();
+    while !result.is_empty() {
+        let has_columns = !result.columns_ref().is_empty();
+        let rows: Vec<Row> = result.collect().await?;
+        if has_columns {
+            last = rows;
+        }
+    }
+    Ok(last)
+}
+
+async fn heartbeat(conn: &mut Conn, request: &HeartbeatRequest) -> Result<Observation, Failure> {
+    round_trip("heartbeat");
+    let query = sql::heartbeat(
+        &request.group,
+        &request.member,
+        request.incarnation,
+        request.liveness_timeout,
+    );
+    let mut rows = batch_rows(conn, query).await?;
+    let mut row = rows.pop().ok_or_else(|| bad_row("heartbeat read no row"))?;
+    let own: Option<i64> = take(&mut row, 0)?;
+    let term: Option<i64> = take(&mut row, 1)?;
+    let holder: Option<String> = take(&mut row, 2)?;
+    let holder_incarnation: Option<i64> = take(&mut row, 3)?;
+    let released: Option<i64> = take(&mut row, 4)?;
+    let age_us: Option<i64> = take(&mut row, 5)?;
+    let own_incarnation = sql::incarnation_from(own);
+    let own_row = if own == Some(sql::incarnation(request.incarnation)) {
+        OwnRow::Written
+    } else {
+        OwnRow::HeldByOther(own_incarnation)
+    };
+    let holder = match (holder, released) {
+        (Some(member), Some(0)) => Some(HolderView {
+            member: MemberId::new(member)
+                .map_err(|e| bad_row(format!("token_holder.task_id: {e}")))?,
+            incarnation: sql::incarnation_from(holder_incarnation),
+            lease_age: Duration::from_micros(u64::try_from(age_us.unwrap_or(0)).unwrap_or(0)),
+        }),
+        _ => None,
+    };
+    Ok(Observation {
+        own_row,
+        term: Term(term.and_then(|t| u64::try_from(t).ok()).unwrap_or(0)),
+        holder,
+    })
+}
+
+async fn take_over(conn: &mut Conn, request: &TakeoverRequest) -> Result<TakeoverOutcome, Failure> {
+    round_trip("takeover");
+    let query = if request.observed_term == Term(0) {
+        sql::takeover_first(&request.group, &request.member, request.incarnation)
+    } else {
+        sql::takeover(
+            &request.group,
+            &request.member,
+            request.incarnation,
+            request.observed_term,
+            request.liveness_timeout,
+        )
+    };
+    match conn.query_iter(query).await {
+        Ok(result) => {
+            let won = result.affected_rows() == 1;
+            drop(result);
+            Ok(if won {
+                TakeoverOutcome::Won(request.observed_term.next())
+            } else {
+                TakeoverOutcome::Lost
+            })
+        }
+        Err(mysql_async::Error::Server(s)) if s.code == DUPLICATE_KEY => Ok(TakeoverOutcome::Lost),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn members(conn: &mut Conn, group: &GroupId) -> Result<Vec<MemberStatus>, Failure> {
+    round_trip("members");
+    let rows: Vec<Row> = conn.query(sql::members(group)).await?;
+    rows.into_iter()
+        .map(|mut row| {
+            let member: String = take(&mut row, 0)?;
+            let incarnation: Option<i64> = take(&mut row, 1)?;
+            let age_us: Option<i64> = take(&mut row, 2)?;
+            Ok(MemberStatus {
+                member: MemberId::new(member)
+                    .map_err(|e| bad_row(format!("health_check.task_id: {e}")))?,
+                incarnation: sql::incarnation_from(incarnation),
+                heartbeat_age: Duration::from_micros(
+                    u64::try_from(age_us.unwrap_or(0)).unwrap_or(0),
+                ),
+            })
+        })
+        .collect()
+}
+
+async fn execute(conn: &mut Conn, operation: &'static str, query: String) -> Result<(), Failure> {
+    round_trip(operation);
+    let mut result = conn.query_iter(query).await?;
+    while !result.is_empty() {
+        result.collect::<Row>().await?;
+    }
+    Ok(())
+}
+
+impl CoordinationStore for MySqlStore {
+    async fn heartbeat(&self, request: &HeartbeatRequest) -> Result<Observation, StoreError> {
+        self.run(
+            "heartbeat",
+            request.group.as_str(),
+            None,
+            async |conn: &mut Conn| heartbeat(conn, request).await,
+        )
+        .await
+    }
+
+    async fn take_over(&self, request: &TakeoverRequest) -> Result<TakeoverOutcome, StoreError> {
+        self.run(
+            "takeover",
+            request.group.as_str(),
+            None,
+            async |conn: &mut Conn| take_over(conn, request).await,
+        )
+        .await
+    }
+
+    async fn release(&self, fence: &Fence) -> Result<(), StoreError> {
+        self.run(
+            "release",
+            fence.group.as_str(),
+            None,
+            async |conn: &mut Conn| execute(conn, "release", sql::release(fence)).await,
+        )
+        .await
+    }
+
+    async fn leave(
+        &self,
+        group: &GroupId,
+        member: &MemberId,
+        incarnation: Incarnation,
+    ) -> Result<(), StoreError> {
+        self.run("leave", group.as_str(), None, async |conn: &mut Conn| {
+            execute(conn, "leave", sql::leave(group, member, incarnation)).await
+        })
+        .await
+    }
+
+    async fn load_ledger(&self, group: &GroupId) -> Result<Vec<LedgerRecord>, StoreError> {
+        self.run(
+            "load ledger",
+            group.as_str(),
+            None,
+            async |conn: &mut Conn| {
+                round_trip("load ledger");
+                ledger::load(conn, group).await
+            },
+        )
+        .await
+    }
+
+    async fn claim(
+        &self,
+        fence: &Fence,
+        versions: &[FileVersion],
+    ) -> Result<Vec<ClaimOutcome>, StoreError> {
+        self.run(
+            "claim",
+            fence.group.as_str(),
+            Some(fence),
+            async |conn: &mut Conn| ledger::claim(conn, fence, versions).await,
+        )
+        .await
+    }
+
+    async fn record(&self, fence: &Fence, updates: &[LedgerUpdate]) -> Result<(), StoreError> {
+        self.run(
+            "record",
+            fence.group.as_str(),
+            Some(fence),
+            async |conn: &mut Conn| ledger::record(conn, fence, updates).await,
+        )
+        .await
+    }
+
+    async fn members(&self, group: &GroupId) -> Result<Vec<MemberStatus>, StoreError> {
+        self.run("members", group.as_str(), None, async |conn: &mut Conn| {
+            members(conn, group).await
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn run_migrate_hint_names_the_command() {
+        assert!(crate::error::RUN_MIGRATE.contains("ftp-listener migrate"));
+    }
+}
