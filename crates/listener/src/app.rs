@@ -1,0 +1,136 @@
+//! Wiring: the election driver, the poll loop and the endpoints of one member, until a
+//! shutdown signal or a refusal.
+
+use std::sync::Arc;
+
+use coord_core::{CoordinationStore, ElectionError, ListOptions, RemoteFs};
+
+use crate::config::Config;
+use crate::driver::ElectionDriver;
+use crate::handler::Handler;
+use crate::http::{self, Endpoints};
+use crate::metrics::Metrics;
+use crate::poller::{PollSettings, Poller};
+
+/// Why a member stopped other than by a shutdown request.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// The configuration broke a rule.
+    #[error("configuration: {0}")]
+    Config(#[from] coord_core::ConfigError),
+    /// The election refused to run (duplicate member ID).
+    #[error(transparent)]
+    Refused(#[from] ElectionError),
+    /// The endpoints could not bind their address.
+    #[error("http.bind {addr}: {cause}")]
+    Bind {
+        /// The configured address.
+        addr: std::net::SocketAddr,
+        /// The cause.
+        cause: std::io::Error,
+    },
+    /// The election task panicked.
+    #[error("election task failed: {0}")]
+    Task(String),
+}
+
+/// The poll loop's settings from the configuration; `dir` is the source directory in the
+/// source's own terms.
+pub fn poll_settings(
+    config: &Config,
+    dir: String,
+) -> Result<PollSettings, coord_core::ConfigError> {
+    let election = config.election()?;
+    let filter = glob::Pattern::new(&config.filter)
+        .map_err(|e| coord_core::ConfigError::new("filter", e.to_string()))?;
+    Ok(PollSettings {
+        dir,
+        list: ListOptions {
+            max_depth: config.source.recursive_depth,
+        },
+        filter,
+        policy: config.ledger_policy(),
+        post_processing: config.post_processing,
+        done_dir: config.done_dir.clone().unwrap_or_default(),
+        error_dir: config.error_dir.clone().unwrap_or_default(),
+        poll_interval: config.poll_interval,
+        // A ledger write may take longer than a heartbeat, never longer than the lease.
+        store_timeout: election.timing.renew_deadline,
+    })
+}
+
+/// Runs one member until `shutdown` completes (then stops the poll loop, releases the token
+/// and returns Ok) or the election refuses to run.
+pub async fn run<S, F>(
+    config: &Config,
+    store: Arc<S>,
+    fs: Arc<F>,
+    dir: String,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError>
+where
+    S: CoordinationStore + 'static,
+    F: RemoteFs + 'static,
+{
+    let election = config.election()?;
+    let settings = poll_settings(config, dir)?;
+    let metrics = Arc::new(Metrics::default());
+    let driver = ElectionDriver::new(election.clone(), store.clone(), metrics.clone());
+    let gate = driver.gate();
+    let status = driver.subscribe();
+    let stop = driver.stop_handle();
+
+    let endpoints = Endpoints {
+        status: status.clone(),
+        metrics: metrics.clone(),
+        renew_deadline: election.timing.renew_deadline,
+    };
+    let (bound, serve) = http::bind(config.http.bind, endpoints)
+        .await
+        .map_err(|cause| RunError::Bind {
+            addr: config.http.bind,
+            cause,
+        })?;
+    tracing::info!(
+        member = %election.member,
+        group = %election.group,
+        http = %bound,
+        "ftp-listener started"
+    );
+    let http_task = tokio::spawn(serve);
+
+    let poller = Poller::new(
+        store,
+        fs,
+        gate,
+        status,
+        settings,
+        Handler::from_config(&config.handler),
+        metrics,
+    );
+    let poll_task = tokio::spawn(poller.run());
+    let mut election_task = tokio::spawn(driver.run());
+
+    let result = tokio::select! {
+        joined = &mut election_task => Some(joined),
+        () = shutdown => None,
+    };
+    // Stop dispatching first (an in-flight command is killed and redelivered later), then
+    // release the token so a standby takes over within about one heartbeat.
+    poll_task.abort();
+    let _ = poll_task.await;
+    let joined = match result {
+        Some(joined) => joined,
+        None => {
+            tracing::info!("shutdown requested");
+            stop.stop();
+            election_task.await
+        }
+    };
+    http_task.abort();
+    match joined {
+        Ok(outcome) => outcome.map_err(RunError::from),
+        Err(e) => Err(RunError::Task(e.to_string())),
+    }
+}

@@ -1,0 +1,211 @@
+//! `ftp-listener`: thin glue over the `listener` library (config, backends, signals).
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use coord_core::{CoordinationStore, GroupId, HeartbeatRequest, Incarnation, MemberId};
+use listener::{AnyStore, Config, RunError, open_source};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ftp-listener",
+    version,
+    about = "Highly available FTP/SFTP file listener"
+)]
+struct Cli {
+    /// TOML configuration file (optional; `FTPL_*` variables override it).
+    #[arg(short, long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the listener (the default).
+    Run,
+    /// Create or upgrade the coordination schema, then exit.
+    Migrate,
+    /// Print the schema DDL of a dialect, for teams that apply it themselves.
+    PrintDdl {
+        /// The SQL dialect.
+        #[arg(long, value_enum)]
+        dialect: Dialect,
+    },
+    /// Show the group's members, their heartbeat ages, the holder and the term.
+    Status,
+    /// Print the effective configuration (secrets redacted) and exit.
+    CheckConfig,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Dialect {
+    Postgres,
+    Mysql,
+    Sqlite,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ftp-listener: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let refused = e
+                .downcast_ref::<RunError>()
+                .is_some_and(|e| matches!(e, RunError::Refused(_)));
+            eprintln!("ftp-listener: {e:#}");
+            ExitCode::from(if refused { 3 } else { 1 })
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    let command = cli.command.unwrap_or(Command::Run);
+    if let Command::PrintDdl { dialect } = command {
+        print!("{}", ddl(dialect)?);
+        return Ok(());
+    }
+    let config = Config::load(cli.config.as_deref())?;
+    match command {
+        Command::Run => run(config).await,
+        Command::Migrate => {
+            AnyStore::connect(&config, true).await.context("migrate")?;
+            println!("schema is up to date");
+            Ok(())
+        }
+        Command::Status => status(config).await,
+        Command::CheckConfig => {
+            print!("{}", config.to_redacted_toml());
+            Ok(())
+        }
+        Command::PrintDdl { .. } => unreachable!("handled above"),
+    }
+}
+
+fn ddl(dialect: Dialect) -> anyhow::Result<String> {
+    match dialect {
+        #[cfg(feature = "postgres")]
+        Dialect::Postgres => Ok(migrations::postgres_ddl()),
+        #[cfg(feature = "mysql")]
+        Dialect::Mysql => Ok(migrations::mysql_ddl()),
+        #[cfg(feature = "sqlite")]
+        Dialect::Sqlite => Ok(migrations::sqlite_ddl()),
+        #[allow(unreachable_patterns)]
+        other => bail!("print-ddl --dialect {other:?}: this build lacks that cargo feature"),
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let store = AnyStore::connect(&config, config.migrate_on_start()).await?;
+    let (fs, dir) = open_source(&config)?;
+    listener::run(
+        &config,
+        Arc::new(store),
+        Arc::new(fs),
+        dir,
+        shutdown_signal(),
+    )
+    .await?;
+    Ok(())
+}
+
+/// SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers the process is stopped the hard way; the lease expires.
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+/// One lightweight observation: a heartbeat under a throw-away member ID (which reads the
+/// holder, its lease age and the term in the same step), then `leave` to delete that row.
+async fn status(config: Config) -> anyhow::Result<()> {
+    let election = config.election()?;
+    let store = AnyStore::connect(&config, false).await?;
+    let group: GroupId = election.group.clone();
+    let members = store.members(&group).await?;
+    let observer = MemberId::new(format!("ftp-listener-status-{}", std::process::id()))?;
+    let incarnation = Incarnation(rand::random());
+    let observation = store
+        .heartbeat(&HeartbeatRequest {
+            group: group.clone(),
+            member: observer.clone(),
+            incarnation,
+            liveness_timeout: election.timing.liveness_timeout,
+        })
+        .await?;
+    let _ = store.leave(&group, &observer, incarnation).await;
+
+    println!("group {}  term {}", group, observation.term);
+    match &observation.holder {
+        Some(h) => println!(
+            "holder {} (incarnation {}), lease age {}",
+            h.member,
+            h.incarnation,
+            ms(h.lease_age)
+        ),
+        None => println!("holder none"),
+    }
+    println!();
+    println!(
+        "{:<40} {:<18} {:>14}  ROLE",
+        "MEMBER", "INCARNATION", "HEARTBEAT AGE"
+    );
+    for m in &members {
+        let role = match &observation.holder {
+            Some(h) if h.member == m.member && h.incarnation == m.incarnation => "leader",
+            _ if m.heartbeat_age > election.timing.liveness_timeout => "stale",
+            _ => "standby",
+        };
+        println!(
+            "{:<40} {:<18} {:>14}  {role}",
+            m.member.as_str(),
+            m.incarnation.to_string(),
+            ms(m.heartbeat_age)
+        );
+    }
+    if members.is_empty() {
+        println!("(no members)");
+    }
+    Ok(())
+}
+
+fn ms(d: Duration) -> String {
+    format!("{} ms", d.as_millis())
+}

@@ -1,0 +1,657 @@
+//! The listener's configuration: a TOML file plus `FTPL_` environment variables (`__` for
+//! nesting), through figment. Durations are human strings (`"1s"`, `"500ms"`).
+//!
+//! [`Config::load`] returns a configuration whose defaults are resolved (member ID, renew
+//! deadline, done and error folders, migrate-on-start), so `check-config` prints what will
+//! actually run.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use coord_core::{ElectionConfig, LedgerPolicy, RetryPolicy, Stability, Timing};
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::duration::{human, human_opt};
+
+/// The configuration keys that may come from `FTPL_*` variables. Other `FTPL_` variables
+/// (such as the `FTPL_PATH` the command handler sets for its children) are ignored.
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "member_id",
+    "group",
+    "coordination",
+    "source",
+    "poll_interval",
+    "filter",
+    "stability",
+    "retry",
+    "post_processing",
+    "done_dir",
+    "error_dir",
+    "ledger_retention",
+    "handler",
+    "http",
+];
+
+/// A password or a URL that may carry one: never printed, never in `Debug`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// A secret.
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The value, for the one place that needs it (the database driver).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("***")
+    }
+}
+
+/// A database URL: printed with its password replaced by `***`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// The full URL, for the database driver only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with any password replaced by `***` (`scheme://user:***@host/db`), and any
+    /// `password=` query parameter too.
+    pub fn redacted(&self) -> String {
+        redact_url(&self.0)
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.redacted())
+    }
+}
+
+impl Serialize for DatabaseUrl {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.redacted())
+    }
+}
+
+fn redact_url(url: &str) -> String {
+    let mut out = url.to_string();
+    if let Some(scheme_end) = out.find("://") {
+        let rest_start = scheme_end + 3;
+        let authority_end = out[rest_start..]
+            .find(['/', '?'])
+            .map_or(out.len(), |i| rest_start + i);
+        if let Some(at) = out[rest_start..authority_end].rfind('@') {
+            let userinfo = &out[rest_start..rest_start + at];
+            if let Some(colon) = userinfo.find(':') {
+                out.replace_range(rest_start + colon + 1..rest_start + at, "***");
+            }
+        }
+    }
+    if let Some(q) = out.find('?') {
+        let (head, query) = out.split_at(q + 1);
+        let query: Vec<String> = query
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => kv.to_string(),
+            })
+            .collect();
+        out = format!("{head}{}", query.join("&"));
+    }
+    out
+}
+
+/// Which coordination store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// SQLite file (one host; the default).
+    #[default]
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+    /// MySQL or MariaDB.
+    Mysql,
+}
+
+/// `coordination.sqlite`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqliteConfig {
+    /// The database file (default `./ftp-listener.db`).
+    #[serde(default = "default_sqlite_path")]
+    pub path: PathBuf,
+}
+
+impl Default for SqliteConfig {
+    fn default() -> Self {
+        SqliteConfig {
+            path: default_sqlite_path(),
+        }
+    }
+}
+
+fn default_sqlite_path() -> PathBuf {
+    PathBuf::from("./ftp-listener.db")
+}
+
+/// `coordination.postgres` or `coordination.mysql`: a URL, or its parts.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `postgres://user:password@host:port/db` (the password is redacted when printed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<DatabaseUrl>,
+    /// Host name or address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// User.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Password (never printed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<Secret>,
+    /// Database name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    /// Use TLS to the database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<bool>,
+}
+
+/// `[coordination]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoordinationConfig {
+    /// `sqlite` (default), `postgres` or `mysql`.
+    #[serde(default)]
+    pub backend: Backend,
+    /// SQLite settings.
+    #[serde(default)]
+    pub sqlite: SqliteConfig,
+    /// PostgreSQL settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<DatabaseConfig>,
+    /// MySQL/MariaDB settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mysql: Option<DatabaseConfig>,
+    /// Heartbeat period (default 1s); the seeds' `heartbeatFrequency` (seconds) is accepted.
+    #[serde(
+        default,
+        with = "human_opt",
+        alias = "heartbeatFrequency",
+        alias = "heartbeatfrequency",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub heartbeat_interval: Option<Duration>,
+    /// Age of the leader's heartbeat after which a standby takes over (default 5s); the
+    /// seeds' `livenessCheckInterval` (seconds) is accepted.
+    #[serde(
+        default,
+        with = "human_opt",
+        alias = "livenessCheckInterval",
+        alias = "livenesscheckinterval",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub liveness_timeout: Option<Duration>,
+    /// How long a leader dispatches without an acknowledged heartbeat (default 2/3 of the
+    /// liveness timeout).
+    #[serde(default, with = "human_opt", skip_serializing_if = "Option::is_none")]
+    pub renew_deadline: Option<Duration>,
+    /// Apply migrations at start (default: true for sqlite, false otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migrate_on_start: Option<bool>,
+}
+
+impl Default for CoordinationConfig {
+    fn default() -> Self {
+        CoordinationConfig {
+            backend: Backend::Sqlite,
+            sqlite: SqliteConfig::default(),
+            postgres: None,
+            mysql: None,
+            heartbeat_interval: None,
+            liveness_timeout: None,
+            renew_deadline: None,
+            migrate_on_start: None,
+        }
+    }
+}
+
+/// Which file source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// A local (or mounted) directory.
+    #[default]
+    Local,
+    /// FTP or FTPS (needs the `ftp` feature).
+    Ftp,
+    /// SFTP (needs the `sftp` feature).
+    Sftp,
+}
+
+/// `[source]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// `local` (default), `ftp` or `sftp`.
+    #[serde(default)]
+    pub kind: SourceKind,
+    /// The watched directory (default `./inbox`; created if missing for `local`).
+    #[serde(default = "default_source_path")]
+    pub path: String,
+    /// Subdirectory levels to descend (default 0).
+    #[serde(default)]
+    pub recursive_depth: u32,
+}
+
+impl Default for SourceConfig {
+    fn default() -> Self {
+        SourceConfig {
+            kind: SourceKind::Local,
+            path: default_source_path(),
+            recursive_depth: 0,
+        }
+    }
+}
+
+fn default_source_path() -> String {
+    "./inbox".to_string()
+}
+
+/// `[stability]`: when a listed file is finished.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StabilityConfig {
+    /// Same size and mtime in two consecutive listings (default true).
+    #[serde(default = "yes")]
+    pub unchanged_across_listings: bool,
+    /// Seen unchanged at least this long (default 0s).
+    #[serde(default, with = "human")]
+    pub min_age: Duration,
+    /// A marker `<name><suffix>` must exist (default none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub done_marker_suffix: Option<String>,
+}
+
+impl Default for StabilityConfig {
+    fn default() -> Self {
+        StabilityConfig {
+            unchanged_across_listings: true,
+            min_age: Duration::ZERO,
+            done_marker_suffix: None,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `[retry]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Attempts in all (default 5).
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// Wait before the second attempt (default 1s), doubling.
+    #[serde(default = "one_second", with = "human")]
+    pub initial_backoff: Duration,
+    /// Longest wait (default 5m).
+    #[serde(default = "five_minutes", with = "human")]
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            max_attempts: default_max_attempts(),
+            initial_backoff: one_second(),
+            max_backoff: five_minutes(),
+        }
+    }
+}
+
+fn default_max_attempts() -> u32 {
+    5
+}
+fn one_second() -> Duration {
+    Duration::from_secs(1)
+}
+fn five_minutes() -> Duration {
+    Duration::from_secs(300)
+}
+fn five_seconds() -> Duration {
+    Duration::from_secs(5)
+}
+fn seven_days() -> Duration {
+    Duration::from_secs(7 * 86_400)
+}
+fn one_hour() -> Duration {
+    Duration::from_secs(3600)
+}
+
+/// What happens to a handled file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PostProcessing {
+    /// Delete it.
+    Delete,
+    /// Move it to `done_dir` (default).
+    #[default]
+    Move,
+    /// Leave it where it is (the ledger remembers it).
+    Leave,
+}
+
+/// `[handler]`: what is done with each file.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum HandlerConfig {
+    /// Log the file and succeed (default).
+    #[default]
+    Log,
+    /// Download the file into `dir`, keeping its path relative to the source directory.
+    Download {
+        /// The local target directory.
+        dir: PathBuf,
+    },
+    /// Download the file into `dir` (a staging folder), run `command` with the local path as
+    /// its last argument and `FTPL_*` variables; a non-zero exit is a failure.
+    Command {
+        /// Program and leading arguments.
+        command: Vec<String>,
+        /// Staging folder (default: the system temporary folder).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        dir: Option<PathBuf>,
+        /// The command is killed after this long (default 1h) and the attempt fails.
+        #[serde(default = "one_hour", with = "human")]
+        timeout: Duration,
+    },
+}
+
+/// `[http]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address of `/healthz`, `/readyz`, `/metrics` (default `127.0.0.1:9464`; port 0 picks
+    /// a free port, logged at start).
+    #[serde(default = "default_bind")]
+    pub bind: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            bind: default_bind(),
+        }
+    }
+}
+
+fn default_bind() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9464))
+}
+
+/// The whole configuration. See the crate documentation for the keys and their defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// This member's ID, unique in the group (default: the host name).
+    #[serde(default)]
+    pub member_id: String,
+    /// The coordination group (default `default`).
+    #[serde(default = "default_group")]
+    pub group: String,
+    /// The coordination store and the election's timing.
+    #[serde(default)]
+    pub coordination: CoordinationConfig,
+    /// The watched directory.
+    #[serde(default)]
+    pub source: SourceConfig,
+    /// Time between two listings (default 5s).
+    #[serde(default = "five_seconds", with = "human")]
+    pub poll_interval: Duration,
+    /// Glob on the file name (default `*`).
+    #[serde(default = "default_filter")]
+    pub filter: String,
+    /// When a file is finished.
+    #[serde(default)]
+    pub stability: StabilityConfig,
+    /// Retries.
+    #[serde(default)]
+    pub retry: RetryConfig,
+    /// `move` (default), `delete` or `leave`.
+    #[serde(default)]
+    pub post_processing: PostProcessing,
+    /// Where handled files go (default `<source.path>/.done`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub done_dir: Option<String>,
+    /// Where files go after the retry budget (default `<source.path>/.error`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_dir: Option<String>,
+    /// How long ledger rows of files that left the directory are kept (default 7d).
+    #[serde(default = "seven_days", with = "human")]
+    pub ledger_retention: Duration,
+    /// What is done with each file.
+    #[serde(default)]
+    pub handler: HandlerConfig,
+    /// Health and metrics endpoints.
+    #[serde(default)]
+    pub http: HttpConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        // Deserializing an empty document applies every serde default in one place.
+        Figment::new()
+            .extract::<Config>()
+            .expect("the defaults deserialize")
+    }
+}
+
+fn default_group() -> String {
+    "default".to_string()
+}
+
+fn default_filter() -> String {
+    "*".to_string()
+}
+
+/// Why the configuration could not be loaded. The message names the field and where it came
+/// from (the file, or the environment variable).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file is missing, unreadable, not TOML, or a value has the wrong type or an unknown
+    /// key (figment's message names the key and the file).
+    #[error("configuration: {0}")]
+    Parse(Box<figment::Error>),
+    /// A value breaks a rule.
+    #[error("configuration {origin}: {error}")]
+    Invalid {
+        /// The file and environment the configuration came from.
+        origin: String,
+        /// The field and the rule.
+        error: coord_core::ConfigError,
+    },
+}
+
+impl Config {
+    /// Loads `file` (if given; it must exist) and the `FTPL_*` environment variables (which
+    /// win), resolves the defaults and validates.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let env = Env::prefixed("FTPL_").split("__").filter(|key| {
+            let top = key.as_str().split('.').next().unwrap_or_default();
+            TOP_LEVEL_KEYS.iter().any(|k| k.eq_ignore_ascii_case(top))
+        });
+        let mut figment = Figment::new();
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        let mut config: Config = figment
+            .merge(env)
+            .extract()
+            .map_err(|e| ConfigError::Parse(Box::new(e)))?;
+        config.resolve();
+        let origin = match file {
+            Some(f) => format!("in {} (or its FTPL_ variables)", f.display()),
+            None => "from FTPL_ variables and defaults".to_string(),
+        };
+        config
+            .validate()
+            .map_err(|error| ConfigError::Invalid { origin, error })?;
+        Ok(config)
+    }
+
+    /// Fills the defaults that depend on other values or on the host.
+    fn resolve(&mut self) {
+        if self.member_id.is_empty() {
+            self.member_id = gethostname::gethostname().to_string_lossy().into_owned();
+        }
+        let c = &mut self.coordination;
+        let heartbeat = *c.heartbeat_interval.get_or_insert(Duration::from_secs(1));
+        let liveness = *c.liveness_timeout.get_or_insert(Duration::from_secs(5));
+        // Whole milliseconds, so `check-config` prints `3s 333ms`, not nanoseconds.
+        let renew = Timing::from_liveness(heartbeat, liveness).renew_deadline;
+        let renew = Duration::from_millis(u64::try_from(renew.as_millis()).unwrap_or(u64::MAX));
+        c.renew_deadline.get_or_insert(renew);
+        c.migrate_on_start
+            .get_or_insert(c.backend == Backend::Sqlite);
+        let base = self.source.path.trim_end_matches('/').to_string();
+        let base = if base.is_empty() {
+            "/".to_string()
+        } else {
+            base
+        };
+        self.done_dir
+            .get_or_insert_with(|| coord_core::join_remote(&base, ".done"));
+        self.error_dir
+            .get_or_insert_with(|| coord_core::join_remote(&base, ".error"));
+    }
+
+    /// Checks every rule that serde cannot; the error names the field.
+    pub fn validate(&self) -> Result<(), coord_core::ConfigError> {
+        use coord_core::ConfigError as E;
+        self.election()?;
+        if self.poll_interval.is_zero() {
+            return Err(E::new("poll_interval", "must be greater than zero"));
+        }
+        glob::Pattern::new(&self.filter)
+            .map_err(|e| E::new("filter", format!("not a glob pattern: {e}")))?;
+        if self.retry.max_attempts == 0 {
+            return Err(E::new("retry.max_attempts", "must be at least 1"));
+        }
+        if self.retry.initial_backoff > self.retry.max_backoff {
+            return Err(E::new(
+                "retry.initial_backoff",
+                "must not be longer than retry.max_backoff",
+            ));
+        }
+        if self.source.path.trim().is_empty() {
+            return Err(E::new("source.path", "must not be empty"));
+        }
+        if let HandlerConfig::Command { command, .. } = &self.handler
+            && command.first().is_none_or(|p| p.trim().is_empty())
+        {
+            return Err(E::new("handler.command", "must name a program"));
+        }
+        if let Some(suffix) = &self.stability.done_marker_suffix
+            && suffix.is_empty()
+        {
+            return Err(E::new("stability.done_marker_suffix", "must not be empty"));
+        }
+        let db = match self.coordination.backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(("coordination.postgres", &self.coordination.postgres)),
+            Backend::Mysql => Some(("coordination.mysql", &self.coordination.mysql)),
+        };
+        if let Some((field, settings)) = db {
+            match settings {
+                Some(s) if s.url.is_some() || s.host.is_some() => {}
+                _ => return Err(E::new(field, "needs `url` or `host`")),
+            }
+        }
+        Ok(())
+    }
+
+    /// The election's identity and timing.
+    pub fn election(&self) -> Result<ElectionConfig, coord_core::ConfigError> {
+        let c = &self.coordination;
+        let heartbeat = c.heartbeat_interval.unwrap_or(Duration::from_secs(1));
+        let liveness = c.liveness_timeout.unwrap_or(Duration::from_secs(5));
+        let mut timing = Timing::from_liveness(heartbeat, liveness);
+        if let Some(renew) = c.renew_deadline {
+            timing.renew_deadline = renew;
+        }
+        ElectionConfig::new(&self.member_id, &self.group, timing).map_err(|e| {
+            // Name the keys as an operator writes them.
+            let field = match e.field {
+                "heartbeat_interval" => "coordination.heartbeat_interval",
+                "renew_deadline" => "coordination.renew_deadline",
+                "liveness_timeout" => "coordination.liveness_timeout",
+                other => other,
+            };
+            coord_core::ConfigError::new(field, e.rule)
+        })
+    }
+
+    /// The ledger rules.
+    pub fn ledger_policy(&self) -> LedgerPolicy {
+        LedgerPolicy {
+            stability: Stability {
+                unchanged_across_listings: self.stability.unchanged_across_listings,
+                min_age: self.stability.min_age,
+                done_marker_suffix: self.stability.done_marker_suffix.clone(),
+            },
+            retry: RetryPolicy {
+                max_attempts: self.retry.max_attempts,
+                initial_backoff: self.retry.initial_backoff,
+                max_backoff: self.retry.max_backoff,
+            },
+            retention: self.ledger_retention,
+        }
+    }
+
+    /// Migrate at start (resolved default: sqlite yes, others no).
+    pub fn migrate_on_start(&self) -> bool {
+        self.coordination
+            .migrate_on_start
+            .unwrap_or(self.coordination.backend == Backend::Sqlite)
+    }
+
+    /// The effective configuration as TOML, secrets redacted (for `check-config`).
+    pub fn to_redacted_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot print: {e}\n"))
+    }
+}
+
+#[cfg(test)]
+#[path = "config_tests.rs"]
+mod tests;

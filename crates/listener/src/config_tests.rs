@@ -1,0 +1,199 @@
+// figment's Jail closures return figment's own (large) error type.
+#![allow(clippy::result_large_err)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use figment::Jail;
+
+use super::*;
+
+fn ms(v: u64) -> Duration {
+    Duration::from_millis(v)
+}
+
+#[test]
+fn defaults_without_a_file() {
+    Jail::expect_with(|_jail| {
+        let c = Config::load(None).unwrap();
+        assert!(
+            !c.member_id.is_empty(),
+            "member ID defaults to the host name"
+        );
+        assert_eq!(c.group, "default");
+        assert_eq!(c.coordination.backend, Backend::Sqlite);
+        assert_eq!(c.coordination.sqlite.path, Path::new("./ftp-listener.db"));
+        assert_eq!(c.coordination.heartbeat_interval, Some(ms(1000)));
+        assert_eq!(c.coordination.liveness_timeout, Some(ms(5000)));
+        assert_eq!(c.coordination.renew_deadline, Some(ms(3333)));
+        assert!(c.migrate_on_start());
+        assert_eq!(c.source.kind, SourceKind::Local);
+        assert_eq!(c.source.path, "./inbox");
+        assert_eq!(c.poll_interval, ms(5000));
+        assert_eq!(c.filter, "*");
+        assert_eq!(c.post_processing, PostProcessing::Move);
+        assert_eq!(c.done_dir.as_deref(), Some("./inbox/.done"));
+        assert_eq!(c.error_dir.as_deref(), Some("./inbox/.error"));
+        assert_eq!(c.ledger_retention, Duration::from_secs(7 * 86_400));
+        assert_eq!(c.handler, HandlerConfig::Log);
+        assert_eq!(c.http.bind.to_string(), "127.0.0.1:9464");
+        assert_eq!(c.retry.max_attempts, 5);
+        assert_eq!(c.retry.max_backoff, Duration::from_secs(300));
+        Ok(())
+    });
+}
+
+#[test]
+fn file_and_environment() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "l.toml",
+            r#"
+            member_id = "node-1"
+            group = "incoming"
+            poll_interval = "250ms"
+            filter = "*.csv"
+            post_processing = "delete"
+            [coordination]
+            backend = "postgres"
+            heartbeat_interval = "100ms"
+            liveness_timeout = "500ms"
+            [coordination.postgres]
+            url = "postgres://app:hunter2@db:5432/ftp"
+            [handler]
+            kind = "command"
+            command = ["/bin/true"]
+            "#,
+        )?;
+        jail.set_env("FTPL_GROUP", "from-env");
+        jail.set_env("FTPL_RETRY__MAX_ATTEMPTS", "2");
+        jail.set_env("FTPL_PATH", "/ignored/child/variable");
+        let c = Config::load(Some(Path::new("l.toml"))).unwrap();
+        assert_eq!(c.member_id, "node-1");
+        assert_eq!(c.group, "from-env", "environment wins over the file");
+        assert_eq!(c.retry.max_attempts, 2);
+        assert_eq!(c.poll_interval, ms(250));
+        assert_eq!(c.coordination.renew_deadline, Some(ms(333)));
+        assert!(
+            !c.migrate_on_start(),
+            "postgres does not migrate by default"
+        );
+        let e = c.election().unwrap();
+        assert_eq!(e.timing.heartbeat_interval, ms(100));
+        assert_eq!(c.post_processing, PostProcessing::Delete);
+        // The password never reaches Debug or check-config.
+        let debug = format!("{c:?}");
+        let printed = c.to_redacted_toml();
+        for text in [&debug, &printed] {
+            assert!(!text.contains("hunter2"), "{text}");
+            assert!(text.contains("app:***@db:5432"), "{text}");
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn seed_aliases_in_integer_seconds() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "seed.toml",
+            "[coordination]\nheartbeatFrequency = 1\nlivenessCheckInterval = 30\n",
+        )?;
+        let c = Config::load(Some(Path::new("seed.toml"))).unwrap();
+        let t = c.election().unwrap().timing;
+        assert_eq!(t.heartbeat_interval, Duration::from_secs(1));
+        assert_eq!(t.liveness_timeout, Duration::from_secs(30));
+        assert_eq!(t.renew_deadline, Duration::from_secs(20));
+        Ok(())
+    });
+}
+
+#[test]
+fn a_bad_value_names_the_field_and_the_file() {
+    Jail::expect_with(|jail| {
+        jail.create_file("bad.toml", "[retry]\nmax_attempts = \"many\"\n")?;
+        let err = Config::load(Some(Path::new("bad.toml")))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_attempts"), "{err}");
+        assert!(err.contains("bad.toml"), "{err}");
+
+        jail.create_file("typo.toml", "pol_interval = \"1s\"\n")?;
+        let err = Config::load(Some(Path::new("typo.toml")))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("pol_interval"), "{err}");
+        assert!(err.contains("typo.toml"), "{err}");
+
+        jail.create_file("dur.toml", "poll_interval = \"soon\"\n")?;
+        let err = Config::load(Some(Path::new("dur.toml")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("poll_interval") && err.contains("soon"),
+            "{err}"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn the_timing_rule_names_the_field_and_the_file() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "t.toml",
+            "[coordination]\nheartbeat_interval = \"5s\"\nliveness_timeout = \"6s\"\n",
+        )?;
+        let err = Config::load(Some(Path::new("t.toml")))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("coordination.heartbeat_interval"), "{err}");
+        assert!(err.contains("t.toml"), "{err}");
+        Ok(())
+    });
+}
+
+#[test]
+fn other_rules() {
+    Jail::expect_with(|jail| {
+        for (body, field) in [
+            ("filter = \"[\"\n", "filter"),
+            ("[retry]\nmax_attempts = 0\n", "retry.max_attempts"),
+            (
+                "[handler]\nkind = \"command\"\ncommand = []\n",
+                "handler.command",
+            ),
+            (
+                "[coordination]\nbackend = \"mysql\"\n",
+                "coordination.mysql",
+            ),
+            ("member_id = \"a\\nb\"\n", "member_id"),
+        ] {
+            jail.create_file("r.toml", body)?;
+            let err = Config::load(Some(Path::new("r.toml"))).unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains(field), "{body}: {text}");
+        }
+        let err = Config::load(Some(Path::new("missing.toml")))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing.toml"), "{err}");
+        Ok(())
+    });
+}
+
+#[test]
+fn url_redaction() {
+    assert_eq!(
+        redact_url("mysql://root:pw@127.0.0.1:3306/test"),
+        "mysql://root:***@127.0.0.1:3306/test"
+    );
+    assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+    assert_eq!(
+        redact_url("postgres://h/db?user=u&password=pw&sslmode=require"),
+        "postgres://h/db?user=u&password=***&sslmode=require"
+    );
+    let s = Secret::new("pw");
+    assert_eq!(format!("{s:?}"), "\"***\"");
+    assert_eq!(s.expose(), "pw");
+}

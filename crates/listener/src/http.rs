@@ -1,0 +1,101 @@
+//! `/healthz`, `/readyz` and `/metrics` on a tiny HTTP/1.1 server (GET only, one request per
+//! connection, bounded reads): an exporter crate would bring a whole HTTP stack for three
+//! fixed answers.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::driver::ElectionStatus;
+use crate::metrics::Metrics;
+
+/// What the endpoints read.
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    /// The election's status.
+    pub status: watch::Receiver<ElectionStatus>,
+    /// The metrics.
+    pub metrics: Arc<Metrics>,
+    /// Ready means an acknowledged heartbeat within this.
+    pub renew_deadline: Duration,
+}
+
+impl Endpoints {
+    fn answer(&self, path: &str) -> (u16, &'static str, String) {
+        match path {
+            "/healthz" => (200, "text/plain", "ok\n".to_string()),
+            "/readyz" => {
+                let status = self.status.borrow();
+                if status.is_ready(Instant::now(), self.renew_deadline) {
+                    (200, "text/plain", format!("ready ({:?})\n", status.role))
+                } else {
+                    (
+                        503,
+                        "text/plain",
+                        "not ready: no recent acknowledged heartbeat\n".into(),
+                    )
+                }
+            }
+            "/metrics" => (200, "text/plain; version=0.0.4", self.metrics.render()),
+            _ => (404, "text/plain", "not found\n".to_string()),
+        }
+    }
+}
+
+/// Binds `addr` (so a bad address fails at start) and returns the bound address and the
+/// server future.
+pub async fn bind(
+    addr: SocketAddr,
+    endpoints: Endpoints,
+) -> std::io::Result<(SocketAddr, impl Future<Output = ()> + Send + 'static)> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    let endpoints = Arc::new(endpoints);
+    let serve = async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let endpoints = endpoints.clone();
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(5), serve_one(stream, &endpoints))
+                    .await;
+            });
+        }
+    };
+    Ok((local, serve))
+}
+
+async fn serve_one(mut stream: TcpStream, endpoints: &Endpoints) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 8192 {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let head = String::from_utf8_lossy(&buf);
+    let mut parts = head.split_whitespace();
+    let (code, kind, body) = match (parts.next(), parts.next()) {
+        (Some("GET"), Some(path)) => endpoints.answer(path.split('?').next().unwrap_or(path)),
+        _ => (405, "text/plain", "only GET\n".to_string()),
+    };
+    let reason = match code {
+        200 => "OK",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        _ => "Service Unavailable",
+    };
+    let response = format!(
+        "HTTP/1.1 {code} {reason}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await
+}

@@ -1,0 +1,240 @@
+//! Prometheus metrics, hand-written exposition (no exporter crate: a few atomics suffice).
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use coord_core::Role;
+
+/// A counter of events.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds one.
+    pub fn inc(&self) {
+        self.add(1);
+    }
+
+    /// Adds `n`.
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A summary of durations: count and sum (seconds), enough for rates and averages.
+#[derive(Debug, Default)]
+pub struct Timer {
+    count: AtomicU64,
+    micros: AtomicU64,
+}
+
+impl Timer {
+    /// Records one observation.
+    pub fn observe(&self, d: Duration) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    /// Number of observations.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    fn sum_seconds(&self) -> f64 {
+        self.micros.load(Ordering::Relaxed) as f64 / 1e6
+    }
+}
+
+/// Every metric the listener exports.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// 0 standby, 1 leader, 2 stopped.
+    pub role: AtomicU64,
+    /// The latest term seen.
+    pub term: AtomicU64,
+    /// Heartbeats the store acknowledged.
+    pub heartbeats_ok: Counter,
+    /// Heartbeats that failed or timed out.
+    pub heartbeats_failed: Counter,
+    /// Heartbeat round trips.
+    pub heartbeat_latency: Timer,
+    /// Terms this member won.
+    pub takeovers: Counter,
+    /// Versions handed to the handler.
+    pub files_dispatched: Counter,
+    /// Versions handled and post-processed.
+    pub files_done: Counter,
+    /// Handler failures (each attempt).
+    pub files_failed: Counter,
+    /// Versions that spent their retry budget.
+    pub files_error: Counter,
+    /// Dispatches with `redelivery = true`.
+    pub redeliveries: Counter,
+    /// Listings of the source.
+    pub listing_duration: Timer,
+    /// Listings that failed.
+    pub listings_failed: Counter,
+    /// Hostile or unparsable names skipped by listings.
+    pub skipped_names: Counter,
+    /// Post-processing steps (move, delete) that failed.
+    pub post_processing_failed: Counter,
+}
+
+impl Metrics {
+    /// Sets the role gauge.
+    pub fn set_role(&self, role: Role) {
+        let v = match role {
+            Role::Standby => 0,
+            Role::Leader => 1,
+            Role::Stopped => 2,
+        };
+        self.role.store(v, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition (format 0.0.4).
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let gauge = |out: &mut String, name: &str, help: &str, v: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        };
+        let counter = |out: &mut String, name: &str, help: &str, c: &Counter| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                c.get()
+            );
+        };
+        let summary = |out: &mut String, name: &str, help: &str, t: &Timer| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} summary\n{name}_sum {}\n{name}_count {}",
+                t.sum_seconds(),
+                t.count()
+            );
+        };
+        gauge(
+            &mut out,
+            "ftpl_role",
+            "Role of this member: 0 standby, 1 leader, 2 stopped.",
+            self.role.load(Ordering::Relaxed),
+        );
+        gauge(
+            &mut out,
+            "ftpl_term",
+            "Latest election term seen.",
+            self.term.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "ftpl_heartbeats_ok_total",
+            "Acknowledged heartbeats.",
+            &self.heartbeats_ok,
+        );
+        counter(
+            &mut out,
+            "ftpl_heartbeats_failed_total",
+            "Heartbeats that failed or timed out.",
+            &self.heartbeats_failed,
+        );
+        summary(
+            &mut out,
+            "ftpl_heartbeat_latency_seconds",
+            "Heartbeat round trip to the store.",
+            &self.heartbeat_latency,
+        );
+        counter(
+            &mut out,
+            "ftpl_takeovers_total",
+            "Terms won by this member.",
+            &self.takeovers,
+        );
+        counter(
+            &mut out,
+            "ftpl_files_dispatched_total",
+            "File versions handed to the handler.",
+            &self.files_dispatched,
+        );
+        counter(
+            &mut out,
+            "ftpl_files_done_total",
+            "File versions handled and post-processed.",
+            &self.files_done,
+        );
+        counter(
+            &mut out,
+            "ftpl_files_failed_total",
+            "Handler attempts that failed.",
+            &self.files_failed,
+        );
+        counter(
+            &mut out,
+            "ftpl_files_error_total",
+            "File versions moved to the error folder after the retry budget.",
+            &self.files_error,
+        );
+        counter(
+            &mut out,
+            "ftpl_redeliveries_total",
+            "Dispatches of versions claimed earlier and never finished.",
+            &self.redeliveries,
+        );
+        summary(
+            &mut out,
+            "ftpl_listing_duration_seconds",
+            "Listing of the source directory.",
+            &self.listing_duration,
+        );
+        counter(
+            &mut out,
+            "ftpl_listings_failed_total",
+            "Listings that failed.",
+            &self.listings_failed,
+        );
+        counter(
+            &mut out,
+            "ftpl_skipped_names_total",
+            "Hostile or unparsable names skipped by listings.",
+            &self.skipped_names,
+        );
+        counter(
+            &mut out,
+            "ftpl_post_processing_failed_total",
+            "Moves or deletes of handled files that failed (retried).",
+            &self.post_processing_failed,
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition() {
+        let m = Metrics::default();
+        m.set_role(Role::Leader);
+        m.term.store(7, Ordering::Relaxed);
+        m.files_done.add(3);
+        m.heartbeat_latency.observe(Duration::from_millis(500));
+        let text = m.render();
+        assert!(text.contains("\nftpl_role 1\n"), "{text}");
+        assert!(text.contains("\nftpl_term 7\n"), "{text}");
+        assert!(text.contains("\nftpl_files_done_total 3\n"), "{text}");
+        assert!(
+            text.contains("ftpl_heartbeat_latency_seconds_sum 0.5\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE ftpl_takeovers_total counter"),
+            "{text}"
+        );
+    }
+}
