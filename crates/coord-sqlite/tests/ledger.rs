@@ -1,0 +1,287 @@
+//! The ledger half of the trait: fenced claims and records, all or nothing, persisted across
+//! stores.
+
+mod common;
+
+use common::*;
+use coord_core::{
+    ClaimOutcome, CoordinationStore, FileVersion, LedgerState, LedgerUpdate, StoreError, Term,
+};
+
+fn version(path: &str, size: u64) -> FileVersion {
+    FileVersion {
+        path: path.to_owned(),
+        size,
+        mtime_ms: 1_700_000_000_123,
+    }
+}
+
+fn set(v: &FileVersion, state: LedgerState, error: Option<&str>) -> LedgerUpdate {
+    LedgerUpdate::Set {
+        version: v.clone(),
+        state,
+        error: error.map(str::to_owned),
+    }
+}
+
+const CLAIMED_FRESH: ClaimOutcome = ClaimOutcome::Claimed {
+    attempt: 1,
+    redelivery: false,
+};
+
+#[tokio::test]
+async fn claims_follow_the_ledger_rules() {
+    let db = TempDb::migrated().await;
+    let store = db.store().await;
+    let (g, a) = (group("claim"), member("a"));
+    store.take_over(&take(&g, &a, 1, 0)).await.unwrap();
+    let f = fence(&g, &a, 1, 1);
+    let (new, failed, done, claimed) = (
+        version("/in/new.csv", 10),
+        version("/in/failed.csv", 20),
+        version("/in/done.csv", 30),
+        version("/in/claimed.csv", 40),
+    );
+    let first = store
+        .claim(&f, &[failed.clone(), done.clone(), claimed.clone()])
+        .await
+        .unwrap();
+    assert_eq!(first, vec![CLAIMED_FRESH; 3]);
+    store
+        .record(
+            &f,
+            &[
+                set(&failed, LedgerState::Failed, Some("boom")),
+                set(&done, LedgerState::Done, None),
+            ],
+        )
+        .await
+        .unwrap();
+
+    let answers = store
+        .claim(
+            &f,
+            &[new.clone(), failed.clone(), done.clone(), claimed.clone()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        answers,
+        vec![
+            CLAIMED_FRESH,
+            ClaimOutcome::Claimed {
+                attempt: 2,
+                redelivery: false
+            },
+            ClaimOutcome::Settled,
+            ClaimOutcome::Claimed {
+                attempt: 2,
+                redelivery: true
+            },
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_stale_fence_writes_nothing() {
+    let db = TempDb::migrated().await;
+    let (old, new) = (db.store().await, db.store().await);
+    let (g, a, b) = (group("fenced"), member("a"), member("b"));
+    old.take_over(&take(&g, &a, 1, 0)).await.unwrap();
+    let stale = fence(&g, &a, 1, 1);
+    let v = version("/in/x", 1);
+    old.claim(&stale, std::slice::from_ref(&v)).await.unwrap();
+
+    age_lease(&db, &g, 60_000).await;
+    new.take_over(&take(&g, &b, 2, 1)).await.unwrap();
+
+    let err = old
+        .record(&stale, &[set(&v, LedgerState::Done, None)])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Fenced { term: Term(1), .. }),
+        "{err}"
+    );
+    let err = old.claim(&stale, &[version("/in/y", 2)]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Fenced { .. }), "{err}");
+    // The same member under a wrong incarnation is fenced too.
+    let err = new
+        .claim(&fence(&g, &b, 3, 2), &[version("/in/y", 2)])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Fenced { .. }), "{err}");
+
+    let records = new.load_ledger(&g).await.unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].state, LedgerState::Claimed);
+    // The new leader redelivers what the old one never finished.
+    let answers = new
+        .claim(&fence(&g, &b, 2, 2), std::slice::from_ref(&v))
+        .await
+        .unwrap();
+    assert_eq!(
+        answers,
+        vec![ClaimOutcome::Claimed {
+            attempt: 2,
+            redelivery: true
+        }]
+    );
+}
+
+#[tokio::test]
+async fn a_released_token_fences_its_old_holder() {
+    let db = TempDb::migrated().await;
+    let store = db.store().await;
+    let (g, a) = (group("released"), member("a"));
+    store.take_over(&take(&g, &a, 1, 0)).await.unwrap();
+    let f = fence(&g, &a, 1, 1);
+    store.release(&f).await.unwrap();
+    let err = store.claim(&f, &[version("/x", 1)]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Fenced { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn records_round_trip_through_another_store() {
+    let db = TempDb::migrated().await;
+    let (writer, reader) = (db.store().await, db.store().await);
+    let (g, a) = (group("roundtrip"), member("a"));
+    writer.take_over(&take(&g, &a, 1, 0)).await.unwrap();
+    let f = fence(&g, &a, 1, 1);
+    let odd = version(
+        "/in/ünï cødé\nline two/'quoted'; DROP TABLE x;--.csv",
+        u64::MAX >> 1,
+    );
+    let long = version(&format!("/in/{}", "d/".repeat(2000)), 5);
+    let unknown = version("/in/never-claimed", 7);
+    writer
+        .claim(&f, &[odd.clone(), long.clone()])
+        .await
+        .unwrap();
+    writer
+        .record(
+            &f,
+            &[
+                set(&odd, LedgerState::Error, Some("gave up: 'x'")),
+                set(&long, LedgerState::Handled, None),
+                set(&unknown, LedgerState::Done, None),
+            ],
+        )
+        .await
+        .unwrap();
+
+    let mut records = reader.load_ledger(&g).await.unwrap();
+    records.sort_by(|x, y| x.version.cmp(&y.version));
+    assert_eq!(records.len(), 3);
+    let by_path = |p: &str| records.iter().find(|r| r.version.path == p).unwrap();
+    let r = by_path(&odd.path);
+    assert_eq!(r.version, odd);
+    assert_eq!(r.state, LedgerState::Error);
+    assert_eq!(r.last_error.as_deref(), Some("gave up: 'x'"));
+    assert_eq!((r.term, r.attempts), (Term(1), 1));
+    assert_eq!(by_path(&long.path).state, LedgerState::Handled);
+    assert_eq!(by_path(&unknown.path).attempts, 0);
+
+    // Another version of the same path is a different row.
+    let newer = FileVersion {
+        size: 8,
+        ..odd.clone()
+    };
+    assert_eq!(
+        writer.claim(&f, &[newer]).await.unwrap(),
+        vec![CLAIMED_FRESH]
+    );
+
+    // Forget deletes; other groups are untouched.
+    writer
+        .record(&f, &[LedgerUpdate::Forget(long.clone())])
+        .await
+        .unwrap();
+    assert_eq!(reader.load_ledger(&g).await.unwrap().len(), 3);
+    assert!(
+        reader
+            .load_ledger(&group("other"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn a_bad_update_in_a_batch_applies_nothing() {
+    let db = TempDb::migrated().await;
+    let store = db.store().await;
+    let (g, a) = (group("atomic"), member("a"));
+    store.take_over(&take(&g, &a, 1, 0)).await.unwrap();
+    let f = fence(&g, &a, 1, 1);
+    let ok = version("/in/ok", 1);
+    let too_long = version(&"p".repeat(5000), 1);
+    let err = store
+        .record(
+            &f,
+            &[
+                set(&ok, LedgerState::Done, None),
+                set(&too_long, LedgerState::Done, None),
+            ],
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("5000 bytes"), "{err}");
+    assert!(store.load_ledger(&g).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn an_unknown_state_in_the_database_is_a_clear_error() {
+    let db = TempDb::migrated().await;
+    let store = db.store().await;
+    let (g, a) = (group("corrupt"), member("a"));
+    store.take_over(&take(&g, &a, 1, 0)).await.unwrap();
+    let v = version("/in/x", 1);
+    store.claim(&fence(&g, &a, 1, 1), &[v]).await.unwrap();
+    let mut conn = db.raw().await;
+    exec(&mut conn, "UPDATE processed_file SET state = 'weird'").await;
+    let err = store.load_ledger(&g).await.unwrap_err();
+    assert!(
+        err.to_string().contains("unknown ledger state `weird`"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_statement_failing_mid_batch_rolls_back_the_whole_batch() {
+    let db = TempDb::migrated().await;
+    let store = db.store().await;
+    let (g, a) = (group("rollback"), member("a"));
+    store.take_over(&take(&g, &a, 1, 0)).await.unwrap();
+    let f = fence(&g, &a, 1, 1);
+    let mut conn = db.raw().await;
+    exec(
+        &mut conn,
+        "CREATE TRIGGER refuse BEFORE INSERT ON processed_file WHEN NEW.path = '/in/bad' \
+         BEGIN SELECT RAISE(ABORT, 'refused by trigger'); END;",
+    )
+    .await;
+    let err = store
+        .claim(&f, &[version("/in/ok", 1), version("/in/bad", 1)])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("refused by trigger"), "{err}");
+    let err = store
+        .record(
+            &f,
+            &[
+                set(&version("/in/ok", 1), LedgerState::Done, None),
+                set(&version("/in/bad", 1), LedgerState::Done, None),
+            ],
+        )
+        .await
+        .unwrap_err();
+    assert!(!err.is_transient(), "{err}");
+    assert!(store.load_ledger(&g).await.unwrap().is_empty());
+    // The store is still usable afterwards (no transaction left open on a pooled connection).
+    exec(&mut conn, "DROP TRIGGER refuse").await;
+    assert_eq!(
+        store.claim(&f, &[version("/in/ok", 1)]).await.unwrap(),
+        vec![CLAIMED_FRESH]
+    );
+}
