@@ -37,7 +37,11 @@ sftp_setup() {
 
   # The test user: known password, home under $TEST_ROOT.
   if ! id "$user" >/dev/null 2>&1; then
-    useradd --home-dir "$root/home" --no-create-home --shell /bin/sh --user-group "$user"
+    if getent group "$user" >/dev/null; then
+      useradd --home-dir "$root/home" --no-create-home --shell /bin/sh --gid "$user" "$user"
+    else
+      useradd --home-dir "$root/home" --no-create-home --shell /bin/sh --user-group "$user"
+    fi
   fi
   [ "$(getent passwd "$user" | cut -d: -f6)" = "$root/home" ] || usermod -d "$root/home" "$user"
   echo "$user:$password" | chpasswd

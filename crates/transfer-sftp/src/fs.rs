@@ -16,7 +16,7 @@ use ssh2::{ErrorCode, FileStat, FileType, RenameFlags, Sftp};
 use crate::connect::Conn;
 use crate::error::{ERROR_FILE, Site, maybe_target_exists};
 use crate::io::{SftpReader, SftpWriter};
-use crate::pool::Pool;
+use crate::pool::{Pool, Retry};
 use crate::settings::{SettingsError, SftpSettings};
 
 /// An SFTP file source (see the crate doc). Cheap to clone; clones share the session pool.
@@ -52,21 +52,55 @@ impl SftpFs {
     /// Connects now (or reuses an idle session), to fail early on bad credentials or an
     /// unknown host key.
     pub async fn check(&self) -> Result<(), FsError> {
-        self.run("connect", "", |_conn, _site| Ok(())).await
+        self.run("connect", "", Retry::OnStaleSession, |_conn, _site| Ok(()))
+            .await
     }
 
     /// Runs `op` on a pooled session in `spawn_blocking`; a connection error or timeout drops
-    /// the session (the next call reconnects).
-    async fn run<T, F>(&self, operation: &'static str, path: &str, op: F) -> Result<T, FsError>
+    /// the session (the next call reconnects). With [`Retry::OnStaleSession`], a connection
+    /// error on a session that had been idle is retried once on a new session.
+    async fn run<T, F>(
+        &self,
+        operation: &'static str,
+        path: &str,
+        retry: Retry,
+        op: F,
+    ) -> Result<T, FsError>
+    where
+        T: Send + 'static,
+        F: Fn(&Conn, &Site<'_>) -> Result<T, FsError> + Clone + Send + 'static,
+    {
+        let (result, reused) = self.run_once(operation, path, op.clone()).await;
+        match result {
+            Err(err) if retry.applies(reused, &err) => {
+                tracing::debug!(server = %self.pool.server, operation, error = %err,
+                    "idle sftp session was dead; retrying once on a new session");
+                self.run_once(operation, path, op).await.0
+            }
+            result => result,
+        }
+    }
+
+    /// One attempt; also says whether the session had been idle in the pool.
+    async fn run_once<T, F>(
+        &self,
+        operation: &'static str,
+        path: &str,
+        op: F,
+    ) -> (Result<T, FsError>, bool)
     where
         T: Send + 'static,
         F: FnOnce(&Conn, &Site<'_>) -> Result<T, FsError> + Send + 'static,
     {
-        let lease = self.pool.acquire().await?;
+        let lease = match self.pool.acquire().await {
+            Ok(lease) => lease,
+            Err(err) => return (Err(err), false),
+        };
+        let reused = lease.reused();
         let path = path.to_string();
         let server = self.pool.server.clone();
         let timeout = self.pool.settings.operation_timeout;
-        tokio::task::spawn_blocking(move || {
+        let result = tokio::task::spawn_blocking(move || {
             let site = Site {
                 operation,
                 path: &path,
@@ -78,11 +112,14 @@ impl SftpFs {
             result
         })
         .await
-        .map_err(|e| FsError::Other {
-            operation,
-            path: String::new(),
-            cause: format!("blocking task failed: {e}"),
-        })?
+        .unwrap_or_else(|e| {
+            Err(FsError::Other {
+                operation,
+                path: String::new(),
+                cause: format!("blocking task failed: {e}"),
+            })
+        });
+        (result, reused)
     }
 }
 
@@ -262,7 +299,7 @@ impl RemoteFs for SftpFs {
     async fn list(&self, dir: &str, options: &ListOptions) -> Result<Listing, FsError> {
         let root = dir.to_string();
         let max_depth = options.max_depth;
-        self.run("list", dir, move |conn, site| {
+        self.run("list", dir, Retry::OnStaleSession, move |conn, site| {
             list_blocking(&conn.sftp, &root, max_depth, site)
         })
         .await
@@ -278,7 +315,7 @@ impl RemoteFs for SftpFs {
 
     async fn rename(&self, from: &str, to: &str, mode: RenameMode) -> Result<(), FsError> {
         let (src, dst) = (from.to_string(), to.to_string());
-        self.run("rename", from, move |conn, site| {
+        self.run("rename", from, Retry::Never, move |conn, site| {
             rename_blocking(&conn.sftp, &src, &dst, mode, site)
         })
         .await
@@ -286,7 +323,7 @@ impl RemoteFs for SftpFs {
 
     async fn delete(&self, path: &str) -> Result<(), FsError> {
         let target = path.to_string();
-        self.run("delete", path, move |conn, site| {
+        self.run("delete", path, Retry::Never, move |conn, site| {
             conn.sftp
                 .unlink(Path::new(&target))
                 .map_err(|e| site.map(&e))
@@ -296,9 +333,12 @@ impl RemoteFs for SftpFs {
 
     async fn create_dir_all(&self, path: &str) -> Result<(), FsError> {
         let target = path.to_string();
-        self.run("create_dir_all", path, move |conn, site| {
-            create_dir_all_blocking(&conn.sftp, &target, site)
-        })
+        self.run(
+            "create_dir_all",
+            path,
+            Retry::OnStaleSession,
+            move |conn, site| create_dir_all_blocking(&conn.sftp, &target, site),
+        )
         .await
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use coord_core::{FileReader, FileWriter, FsError};
 
 use crate::error::Site;
-use crate::pool::{Lease, Pool};
+use crate::pool::{Lease, Pool, Retry};
 
 /// An open remote file and the session it lives on.
 struct Open {
@@ -66,7 +66,28 @@ async fn open_file(
     operation: &'static str,
     open: fn(&ssh2::Sftp, &Path) -> Result<ssh2::File, ssh2::Error>,
 ) -> Result<Open, FsError> {
-    let lease = pool.acquire().await?;
+    // Opening is idempotent: one retry on a new session if the idle one was dead.
+    match open_file_once(&pool, target, operation, open).await {
+        Err((err, true)) if Retry::OnStaleSession.applies(true, &err) => {
+            tracing::debug!(server = %target.server, operation, error = %err,
+                "idle sftp session was dead; retrying once on a new session");
+            open_file_once(&pool, target, operation, open)
+                .await
+                .map_err(|(e, _)| e)
+        }
+        result => result.map_err(|(e, _)| e),
+    }
+}
+
+/// One attempt; an error comes with whether the session had been idle in the pool.
+async fn open_file_once(
+    pool: &Arc<Pool>,
+    target: &Target,
+    operation: &'static str,
+    open: fn(&ssh2::Sftp, &Path) -> Result<ssh2::File, ssh2::Error>,
+) -> Result<Open, (FsError, bool)> {
+    let lease = pool.acquire().await.map_err(|e| (e, false))?;
+    let reused = lease.reused();
     let t = target.clone();
     tokio::task::spawn_blocking(move || {
         let site = t.site(operation);
@@ -80,7 +101,9 @@ async fn open_file(
         }
     })
     .await
-    .map_err(|e| join_error(target, operation, e))?
+    .map_err(|e| join_error(target, operation, e))
+    .and_then(|r| r)
+    .map_err(|e| (e, reused))
 }
 
 /// Closes a handle that was dropped without `finish`, off the async threads.

@@ -45,6 +45,7 @@ impl Backoff {
 /// dropping a lease drops the session.
 pub(crate) struct Lease {
     conn: Option<Conn>,
+    reused: bool,
     _permit: OwnedSemaphorePermit,
     pool: Arc<Pool>,
 }
@@ -56,6 +57,12 @@ impl std::fmt::Debug for Lease {
 }
 
 impl Lease {
+    /// True when the session was idle in the pool (it may have died while idle), false when
+    /// it was opened for this checkout.
+    pub(crate) fn reused(&self) -> bool {
+        self.reused
+    }
+
     pub(crate) fn conn(&self) -> &Conn {
         // Present from checkout until release consumes the lease.
         self.conn
@@ -131,12 +138,13 @@ impl Pool {
             idle.retain(|c| c.generation == current);
             idle.pop()
         };
-        let conn = match reused {
-            Some(conn) => conn,
-            None => self.connect().await?,
+        let (conn, reused) = match reused {
+            Some(conn) => (conn, true),
+            None => (self.connect().await?, false),
         };
         Ok(Lease {
             conn: Some(conn),
+            reused,
             _permit: permit,
             pool: Arc::clone(self),
         })
@@ -178,6 +186,23 @@ impl Pool {
             }
         }
         result
+    }
+}
+
+/// Whether an operation may be sent again on a fresh session when the idle session it was
+/// given turns out to be dead (closed by the server or a firewall while idle).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Retry {
+    /// Idempotent operations (list, open, mkdir -p): one more try on a new session.
+    OnStaleSession,
+    /// Operations whose first attempt may have taken effect (rename, delete): report.
+    Never,
+}
+
+impl Retry {
+    /// True when `err` on a lease that was `reused` deserves the one retry.
+    pub(crate) fn applies(self, reused: bool, err: &FsError) -> bool {
+        self == Retry::OnStaleSession && reused && matches!(err, FsError::Connection { .. })
     }
 }
 

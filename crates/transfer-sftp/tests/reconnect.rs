@@ -64,3 +64,59 @@ async fn server_restart_mid_session_then_reconnect() {
         b"small"
     );
 }
+
+/// Port of the stale-session test's private sshd.
+const STALE_PORT: u16 = 2225;
+
+#[tokio::test]
+async fn dead_idle_session_is_replaced_for_idempotent_calls_only() {
+    let root = root();
+    let sshd = PrivateSshd::start(&root, STALE_PORT);
+    let mut s = settings(password_auth(PASSWORD));
+    s.port = STALE_PORT;
+    s.known_hosts = private_known_hosts(&root, STALE_PORT);
+    let fs = SftpFs::new(s).unwrap();
+    let dir = fresh_dir("stale");
+    upload(&fs, &format!("{dir}/a"), b"a").await;
+
+    // The server drops our idle session (its session processes die; the listener lives).
+    let kill_sessions = || {
+        let sessions: Vec<u32> = sshd.processes().into_iter().skip(1).collect();
+        assert!(
+            !sessions.is_empty(),
+            "no session process under the private sshd"
+        );
+        signal(&sessions, "-9");
+    };
+    kill_sessions();
+    // Listing is idempotent: retried once on a new session, the caller sees no error.
+    assert_eq!(
+        fs.list(&dir, &ListOptions::default())
+            .await
+            .unwrap()
+            .entries
+            .len(),
+        1
+    );
+    assert_eq!(read_all(&fs, &format!("{dir}/a")).await.unwrap(), b"a");
+
+    kill_sessions();
+    // A rename may have happened before the connection broke: reported, not replayed.
+    let err = fs
+        .rename(
+            &format!("{dir}/a"),
+            &format!("{dir}/b"),
+            coord_core::RenameMode::NoOverwrite,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, FsError::Connection { .. }), "{err:?}");
+    // ... and the next call reconnects.
+    fs.rename(
+        &format!("{dir}/a"),
+        &format!("{dir}/b"),
+        coord_core::RenameMode::NoOverwrite,
+    )
+    .await
+    .unwrap();
+}
