@@ -194,8 +194,10 @@ fn pool_opts(settings: &MySqlSettings, base: Opts, flavour: Flavour) -> Opts {
         ),
         Flavour::MySql => format!("SET SESSION max_execution_time = {}", timeout.as_millis()),
     };
-    let constraints = PoolConstraints::new(0, settings.pool_size)
-        .unwrap_or_else(|| PoolConstraints::new(0, 1).expect("0..=1 is a valid pool range"));
+    // Keep one connection warm (the tick's), up to `pool_size` under load; extra idle ones
+    // close after a minute.
+    let constraints = PoolConstraints::new(1, settings.pool_size.max(1))
+        .unwrap_or(mysql_async::DEFAULT_POOL_CONSTRAINTS);
     OptsBuilder::from_opts(base)
         .init(vec![
             "SET time_zone = '+00:00'".to_string(),
@@ -205,6 +207,7 @@ fn pool_opts(settings: &MySqlSettings, base: Opts, flavour: Flavour) -> Opts {
         .pool_opts(
             PoolOpts::default()
                 .with_constraints(constraints)
+                .with_inactive_connection_ttl(Duration::from_secs(60))
                 // A reset costs a round trip per checkout and would drop the session's
                 // time zone and timeouts; connections are never returned mid-transaction.
                 .with_reset_connection(false),

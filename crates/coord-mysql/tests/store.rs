@@ -1,0 +1,390 @@
+//! The store's own semantics against the real MariaDB, beyond the conformance suite: the
+//! heartbeat's incarnation rule, takeover races across many connections, fencing of the
+//! ledger, limits, and the round trips of a steady-state tick.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::*;
+use coord_core::{
+    ClaimOutcome, CoordinationStore, Fence, FileVersion, HeartbeatRequest, LedgerState,
+    LedgerUpdate, OwnRow, StoreError, TakeoverOutcome, TakeoverRequest, Term,
+};
+use coord_mysql::MySqlStore;
+use mysql_async::prelude::Queryable;
+
+const LIVENESS: Duration = Duration::from_secs(5);
+
+fn hb(group: &coord_core::GroupId, name: &str, inc: coord_core::Incarnation) -> HeartbeatRequest {
+    HeartbeatRequest {
+        group: group.clone(),
+        member: member(name),
+        incarnation: inc,
+        liveness_timeout: LIVENESS,
+    }
+}
+
+fn to(
+    group: &coord_core::GroupId,
+    name: &str,
+    inc: coord_core::Incarnation,
+    term: Term,
+    liveness: Duration,
+) -> TakeoverRequest {
+    TakeoverRequest {
+        group: group.clone(),
+        member: member(name),
+        incarnation: inc,
+        observed_term: term,
+        liveness_timeout: liveness,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn takeover_race_across_stores_has_one_winner_per_term() {
+    let stores: Vec<MySqlStore> = {
+        let first = store().await;
+        let mut all = vec![first];
+        for _ in 0..7 {
+            all.push(MySqlStore::connect(settings()).await.unwrap());
+        }
+        all
+    };
+    let group = group();
+    for round in 0..5u64 {
+        // Everyone sees term `round`; a zero liveness timeout makes the lease stale at once,
+        // so every candidate is eligible and only the term decides.
+        let tasks: Vec<_> = stores
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let s = s.clone();
+                let request = to(
+                    &group,
+                    &format!("m{i}"),
+                    incarnation(),
+                    Term(round),
+                    Duration::ZERO,
+                );
+                tokio::spawn(async move { s.take_over(&request).await.unwrap() })
+            })
+            .collect();
+        let mut winners = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                TakeoverOutcome::Won(term) => {
+                    assert_eq!(term, Term(round + 1));
+                    winners += 1;
+                }
+                TakeoverOutcome::Lost => {}
+            }
+        }
+        assert_eq!(winners, 1, "round {round}");
+    }
+}
+
+#[tokio::test]
+async fn live_holder_keeps_the_token_and_refused_heartbeat_renews_nothing() {
+    let store = store().await;
+    let group = group();
+    let (a, b) = (incarnation(), incarnation());
+    store.heartbeat(&hb(&group, "a", a)).await.unwrap();
+    let won = store
+        .take_over(&to(&group, "a", a, Term(0), LIVENESS))
+        .await
+        .unwrap();
+    assert_eq!(won, TakeoverOutcome::Won(Term(1)));
+    // A live holder: a takeover at its term is refused.
+    let lost = store
+        .take_over(&to(&group, "b", b, Term(1), LIVENESS))
+        .await
+        .unwrap();
+    assert_eq!(lost, TakeoverOutcome::Lost);
+    // A second process with member ID `a` is held off and renews nothing.
+    let other = store.heartbeat(&hb(&group, "a", b)).await.unwrap();
+    assert_eq!(other.own_row, OwnRow::HeldByOther(a));
+    assert!(other.holder_is(&member("a"), a));
+    assert!(!other.holder_is(&member("a"), b));
+    // The real holder renews.
+    let mine = store.heartbeat(&hb(&group, "a", a)).await.unwrap();
+    assert_eq!(mine.own_row, OwnRow::Written);
+    assert!(mine.holder_is(&member("a"), a));
+    assert!(mine.holder.unwrap().lease_age < Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn ledger_is_fenced_and_keeps_long_unicode_paths() {
+    let store = store().await;
+    let group = group();
+    let inc = incarnation();
+    store.heartbeat(&hb(&group, "a", inc)).await.unwrap();
+    store
+        .take_over(&to(&group, "a", inc, Term(0), LIVENESS))
+        .await
+        .unwrap();
+    let fence = Fence {
+        group: group.clone(),
+        member: member("a"),
+        incarnation: inc,
+        term: Term(1),
+    };
+    let long = format!("/in/{}/Ünïcødé 📄 'quote' \\back.csv", "d".repeat(3000));
+    let v = FileVersion {
+        path: long.clone(),
+        size: 42,
+        mtime_ms: -5,
+    };
+    let out = store.claim(&fence, &[v.clone(), v.clone()]).await.unwrap();
+    assert_eq!(
+        out,
+        [
+            ClaimOutcome::Claimed {
+                attempt: 1,
+                redelivery: false
+            },
+            ClaimOutcome::Claimed {
+                attempt: 2,
+                redelivery: true
+            }
+        ]
+    );
+    store
+        .record(
+            &fence,
+            &[LedgerUpdate::Set {
+                version: v.clone(),
+                state: LedgerState::Done,
+                error: None,
+            }],
+        )
+        .await
+        .unwrap();
+    let loaded = store.load_ledger(&group).await.unwrap();
+    assert_eq!(loaded.len(), 1);
+    assert_eq!(loaded[0].version, v);
+    assert_eq!(loaded[0].state, LedgerState::Done);
+    assert_eq!(loaded[0].attempts, 2);
+
+    // A stale fence (wrong term) writes nothing.
+    let stale = Fence {
+        term: Term(7),
+        ..fence.clone()
+    };
+    let err = store
+        .claim(&stale, std::slice::from_ref(&v))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Fenced { .. }), "{err:?}");
+    let err = store
+        .record(&stale, &[LedgerUpdate::Forget(v.clone())])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Fenced { .. }), "{err:?}");
+    assert_eq!(store.load_ledger(&group).await.unwrap().len(), 1);
+
+    // Too long a path is a clear error, and the store keeps working.
+    let too_long = FileVersion {
+        path: "x".repeat(4097),
+        size: 1,
+        mtime_ms: 0,
+    };
+    let err = store.claim(&fence, &[too_long]).await.unwrap_err();
+    assert!(err.to_string().contains("limit is 4096"), "{err}");
+    assert!(store.heartbeat(&hb(&group, "a", inc)).await.is_ok());
+}
+
+#[tokio::test]
+async fn wrong_password_is_one_clear_error() {
+    let user = unique("coord_pw");
+    let mut admin = admin("test").await;
+    admin
+        .query_drop(format!(
+            "CREATE USER '{user}'@'%' IDENTIFIED BY 'right-secret'; \
+             CREATE USER '{user}'@'localhost' IDENTIFIED BY 'right-secret'; \
+             GRANT ALL ON test.* TO '{user}'@'%'; GRANT ALL ON test.* TO '{user}'@'localhost'"
+        ))
+        .await
+        .unwrap();
+    let mut s = settings();
+    s.user = user.clone();
+    s.password = Some("wrong-secret".to_string());
+    let started = std::time::Instant::now();
+    let err = MySqlStore::connect(s.clone()).await.unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, StoreError::Rejected { .. }), "{err:?}");
+    assert!(message.contains("Access denied"), "{message}");
+    assert!(!message.contains("wrong-secret"), "{message}");
+    assert!(started.elapsed() < Duration::from_secs(3), "no retry loop");
+    // The right password works.
+    s.password = Some("right-secret".to_string());
+    let store = MySqlStore::connect(s).await.unwrap();
+    assert!(store.members(&group()).await.unwrap().is_empty());
+    admin
+        .query_drop(format!(
+            "DROP USER '{user}'@'%'; DROP USER '{user}'@'localhost'"
+        ))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn unknown_host_is_unavailable_quickly() {
+    let mut s = settings();
+    s.host = "no-such-host.invalid".to_string();
+    s.connect_timeout = Duration::from_secs(3);
+    let started = std::time::Instant::now();
+    let err = MySqlStore::connect(s).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Unavailable { .. } | StoreError::Timeout { .. }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("no-such-host.invalid"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(4));
+}
+
+#[tokio::test]
+async fn nothing_listening_is_unavailable() {
+    let mut s = settings();
+    s.port = 1; // nothing listens on loopback port 1
+    let err = MySqlStore::connect(s).await.unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+}
+
+#[tokio::test]
+async fn empty_database_without_migrations_is_a_schema_error() {
+    let db = fresh_database().await;
+    let err = MySqlStore::connect(settings_for(&db)).await.unwrap_err();
+    let StoreError::Schema(message) = &err else {
+        panic!("expected a schema error, got {err:?}")
+    };
+    assert!(message.contains("ftp-listener migrate"), "{message}");
+    assert!(message.contains("schema version 0"), "{message}");
+    drop_database(&db).await;
+}
+
+#[tokio::test]
+async fn tls_required_against_a_plain_server_is_refused() {
+    let have_ssl: Option<String> = {
+        let mut a = admin("test").await;
+        a.query_first("SELECT @@have_ssl").await.unwrap()
+    };
+    if have_ssl.as_deref() == Some("YES") {
+        // A server with TLS: `require` connects.
+        let mut s = settings();
+        s.tls = coord_mysql::TlsMode::Require;
+        MySqlStore::connect(s).await.unwrap();
+        return;
+    }
+    let mut s = settings();
+    s.tls = coord_mysql::TlsMode::Require;
+    let err = MySqlStore::connect(s).await.unwrap_err();
+    assert!(err.to_string().contains("connect"), "{err}");
+}
+
+#[test]
+fn debug_of_settings_hides_the_password() {
+    let mut s = settings();
+    s.password = Some("hunter2-very-secret".to_string());
+    let shown = format!("{s:?}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains("<redacted>"));
+}
+
+#[tokio::test]
+async fn broken_connection_is_replaced_on_the_next_call() {
+    // A database of its own, so that only this store's connections are killed.
+    let db = fresh_database().await;
+    let mut s = settings_for(&db);
+    s.pool_size = 1;
+    s.migrate_on_connect = true;
+    let store = MySqlStore::connect(s).await.unwrap();
+    let group = group();
+    let inc = incarnation();
+    store.heartbeat(&hb(&group, "a", inc)).await.unwrap();
+    let mut admin = admin("test").await;
+    let ids: Vec<u64> = admin
+        .exec(
+            "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> CONNECTION_ID()",
+            (db.as_str(),),
+        )
+        .await
+        .unwrap();
+    assert!(!ids.is_empty(), "the store keeps a pooled connection");
+    for id in ids {
+        admin
+            .query_drop(format!("KILL CONNECTION {id}"))
+            .await
+            .unwrap();
+    }
+    // One call may fail (unavailable), never hang; the one after works on a new connection.
+    let first = store.heartbeat(&hb(&group, "a", inc)).await;
+    if let Err(e) = &first {
+        assert!(e.is_transient(), "{e:?}");
+    }
+    let again = store.heartbeat(&hb(&group, "a", inc)).await.unwrap();
+    assert_eq!(again.own_row, OwnRow::Written);
+    admin.disconnect().await.unwrap();
+    drop(store);
+    drop_database(&db).await;
+}
+
+/// Counts `coord_mysql::round_trip` trace events.
+struct RoundTrips(Arc<AtomicUsize>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for RoundTrips {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        if event.metadata().target() == "coord_mysql::round_trip" {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn steady_state_tick_is_one_round_trip() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let count = Arc::new(AtomicUsize::new(0));
+    let subscriber = tracing_subscriber::registry().with(RoundTrips(count.clone()));
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let store = store().await;
+    let group = group();
+    let (leader, standby) = (incarnation(), incarnation());
+    store
+        .heartbeat(&hb(&group, "leader", leader))
+        .await
+        .unwrap();
+    store
+        .take_over(&to(&group, "leader", leader, Term(0), LIVENESS))
+        .await
+        .unwrap();
+    store
+        .heartbeat(&hb(&group, "standby", standby))
+        .await
+        .unwrap();
+
+    count.store(0, Ordering::SeqCst);
+    let seen = store
+        .heartbeat(&hb(&group, "leader", leader))
+        .await
+        .unwrap();
+    assert!(seen.holder_is(&member("leader"), leader));
+    let leader_trips = count.swap(0, Ordering::SeqCst);
+    let seen = store
+        .heartbeat(&hb(&group, "standby", standby))
+        .await
+        .unwrap();
+    assert!(!seen.holder_is(&member("standby"), standby));
+    let standby_trips = count.swap(0, Ordering::SeqCst);
+    println!("round trips per steady-state tick: leader {leader_trips}, standby {standby_trips}");
+    assert_eq!((leader_trips, standby_trips), (1, 1));
+}
