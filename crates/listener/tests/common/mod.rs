@@ -1,0 +1,219 @@
+//! Helpers for the end-to-end tests: a working folder with a config, spawned `ftp-listener`
+//! processes whose log lines are collected, and waits on events with a deadline.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_ftp-listener");
+
+/// A test's working folder: `inbox/`, `ftp-listener.db`, `handled.log`.
+pub struct Site {
+    pub dir: tempfile::TempDir,
+}
+
+impl Site {
+    pub fn new() -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("inbox")).unwrap();
+        Site { dir }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Writes `name.toml`: short timings, SQLite in the folder, the given extra TOML.
+    pub fn config(&self, name: &str, member: &str, extra: &str) -> PathBuf {
+        let body = format!(
+            r#"
+member_id = "{member}"
+group = "e2e"
+poll_interval = "100ms"
+[coordination]
+heartbeat_interval = "100ms"
+liveness_timeout = "500ms"
+[coordination.sqlite]
+path = "ftp-listener.db"
+[source]
+path = "inbox"
+[http]
+bind = "127.0.0.1:0"
+{extra}
+"#
+        );
+        let path = self.path(&format!("{name}.toml"));
+        std::fs::write(&path, body).unwrap();
+        path
+    }
+
+    /// A command handler that appends one line per call to `handled.log`:
+    /// `<name> attempt=<n> redelivery=<bool> member=<id> term=<t> size=<bytes>`, then runs
+    /// `then` (shell).
+    pub fn probe_handler(&self, then: &str) -> String {
+        let log = self.path("handled.log");
+        format!(
+            r#"
+[handler]
+kind = "command"
+dir = "{staging}"
+command = ["sh", "-c", '''
+echo "$(basename "$FTPL_PATH") attempt=$FTPL_ATTEMPT redelivery=$FTPL_REDELIVERY member=$FTPL_MEMBER term=$FTPL_TERM size=$FTPL_SIZE" >> "{log}"
+{then}
+''', "probe"]
+"#,
+            staging = self.path("staging").display(),
+            log = log.display(),
+        )
+    }
+
+    pub fn handled(&self) -> Vec<String> {
+        std::fs::read_to_string(self.path("handled.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    pub fn drop_file(&self, name: &str, body: &[u8]) {
+        // Written aside and renamed in, so a listing never sees it half written.
+        let tmp = self.path(name);
+        std::fs::write(&tmp, body).unwrap();
+        std::fs::rename(&tmp, self.path(&format!("inbox/{name}"))).unwrap();
+    }
+
+    pub fn names_in(&self, rel: &str) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.path(rel))
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    pub fn spawn(&self, config: &Path) -> Proc {
+        Proc::spawn(
+            self.dir.path(),
+            &["--config", config.to_str().unwrap(), "run"],
+        )
+    }
+}
+
+/// A spawned `ftp-listener` whose stderr lines are collected with the instant each arrived.
+pub struct Proc {
+    pub child: Child,
+    lines: Arc<Mutex<Vec<(Instant, String)>>>,
+}
+
+impl Proc {
+    pub fn spawn(cwd: &Path, args: &[&str]) -> Proc {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .current_dir(cwd)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        for stream in [
+            Box::new(child.stderr.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stdout.take().unwrap()),
+        ] {
+            let lines = lines.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    lines.lock().unwrap().push((Instant::now(), line));
+                }
+            });
+        }
+        Proc { child, lines }
+    }
+
+    pub fn pid(&self) -> i32 {
+        i32::try_from(self.child.id()).unwrap()
+    }
+
+    /// The instant the first line containing `needle` arrived, waiting up to `limit`.
+    pub fn wait_line(&self, needle: &str, limit: Duration) -> Option<Instant> {
+        wait_for(limit, || {
+            self.lines
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(_, l)| l.contains(needle))
+                .map(|(at, _)| *at)
+        })
+    }
+
+    /// The instant of the first line containing every needle, if any.
+    pub fn line_at(&self, needles: &[&str]) -> Option<Instant> {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(_, l)| needles.iter().all(|n| l.contains(n)))
+            .map(|(at, _)| *at)
+    }
+
+    pub fn count_lines(&self, needle: &str) -> usize {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, l)| l.contains(needle))
+            .count()
+    }
+
+    pub fn output(&self) -> String {
+        let lines = self.lines.lock().unwrap();
+        lines
+            .iter()
+            .map(|(_, l)| l.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the exit, up to `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        wait_for(limit, || self.child.try_wait().unwrap())
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `probe` every 20 ms until it returns `Some`, or `limit` passes.
+pub fn wait_for<T>(limit: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = probe() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,187 @@
+//! One `ftp-listener` process, the local source and SQLite, end to end.
+
+mod common;
+
+use std::io::Write;
+use std::time::Duration;
+
+use common::{Proc, Site, wait_for};
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+#[test]
+fn dropped_files_are_handled_once_and_moved() {
+    let site = Site::new();
+    let config = site.config("a", "solo", &site.probe_handler(""));
+    let proc = site.spawn(&config);
+    assert!(
+        proc.wait_line("became leader", LIMIT).is_some(),
+        "{}",
+        proc.output()
+    );
+    for name in ["one.csv", "two.csv", "three.csv"] {
+        site.drop_file(name, name.as_bytes());
+    }
+    let done = wait_for(LIMIT, || {
+        let done = site.names_in("inbox/.done");
+        (done.len() == 3).then_some(done)
+    });
+    assert_eq!(
+        done,
+        Some(vec!["one.csv".into(), "three.csv".into(), "two.csv".into()]),
+        "{}",
+        proc.output()
+    );
+    // A file dropped afterwards is handled too, which proves at least one more full poll
+    // ran over the ledger after the first three were done.
+    site.drop_file("four.csv", b"4");
+    assert!(
+        wait_for(LIMIT, || site
+            .names_in("inbox/.done")
+            .contains(&"four.csv".to_string())
+            .then_some(()))
+        .is_some()
+    );
+    let mut handled = site.handled();
+    handled.sort();
+    assert_eq!(handled.len(), 4, "{handled:?}");
+    for (line, name) in handled
+        .iter()
+        .zip(["four.csv", "one.csv", "three.csv", "two.csv"])
+    {
+        assert!(
+            line.starts_with(&format!("{name} attempt=1 redelivery=false member=solo")),
+            "{line}"
+        );
+    }
+    assert_eq!(
+        site.names_in("inbox"),
+        vec![".done".to_string(), ".error".to_string()]
+    );
+}
+
+#[test]
+fn a_file_still_being_written_waits_until_stable() {
+    let site = Site::new();
+    let extra = format!(
+        "{}\n[stability]\nmin_age = \"400ms\"\n",
+        site.probe_handler("")
+    );
+    let config = site.config("a", "solo", &extra);
+    let proc = site.spawn(&config);
+    assert!(
+        proc.wait_line("became leader", LIMIT).is_some(),
+        "{}",
+        proc.output()
+    );
+    // Grow the file every 40 ms for about 1.5 s: each listing sees a new version.
+    let path = site.path("inbox/growing.dat");
+    let mut file = std::fs::File::create(&path).unwrap();
+    let mut size = 0;
+    for _ in 0..40 {
+        file.write_all(&[b'x'; 100]).unwrap();
+        file.flush().unwrap();
+        size += 100;
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(
+            site.handled().is_empty(),
+            "dispatched while growing: {:?}",
+            site.handled()
+        );
+    }
+    drop(file);
+    let handled = wait_for(LIMIT, || {
+        let h = site.handled();
+        (!h.is_empty()).then_some(h)
+    })
+    .unwrap();
+    assert_eq!(handled.len(), 1, "{handled:?}");
+    assert!(handled[0].ends_with(&format!("size={size}")), "{handled:?}");
+    assert!(
+        wait_for(LIMIT, || site
+            .path("inbox/.done/growing.dat")
+            .exists()
+            .then_some(()))
+        .is_some()
+    );
+}
+
+#[test]
+fn a_failing_command_is_retried_with_backoff_then_goes_to_the_error_folder() {
+    let site = Site::new();
+    let extra = format!(
+        "{}\n[retry]\nmax_attempts = 3\ninitial_backoff = \"300ms\"\nmax_backoff = \"1s\"\n",
+        site.probe_handler("echo 'disk full' >&2; exit 3")
+    );
+    let config = site.config("a", "solo", &extra);
+    let proc = site.spawn(&config);
+    site.drop_file("bad.csv", b"x");
+    // The move is a hard link then an unlink: wait for both.
+    let moved = wait_for(LIMIT, || {
+        (site.path("inbox/.error/bad.csv").exists() && !site.path("inbox/bad.csv").exists())
+            .then_some(())
+    });
+    assert!(moved.is_some(), "{}", proc.output());
+    let handled = site.handled();
+    let attempts: Vec<&str> = handled
+        .iter()
+        .map(|l| l.split_whitespace().nth(1).unwrap())
+        .collect();
+    assert_eq!(
+        attempts,
+        ["attempt=1", "attempt=2", "attempt=3"],
+        "{handled:?}"
+    );
+    // The handler's message reached the log; the backoff doubled (300 ms, then 600 ms).
+    assert!(proc.output().contains("disk full"), "{}", proc.output());
+    assert_eq!(proc.count_lines("handler failed"), 3, "{}", proc.output());
+    let times = dispatch_times(&proc);
+    assert_eq!(times.len(), 3, "{}", proc.output());
+    assert!(
+        times[1] - times[0] >= Duration::from_millis(300),
+        "{times:?}"
+    );
+    assert!(
+        times[2] - times[1] >= Duration::from_millis(600),
+        "{times:?}"
+    );
+}
+
+fn dispatch_times(proc: &Proc) -> Vec<Duration> {
+    // The instants at which the "dispatching" lines arrived, relative to the first.
+    let times: Vec<_> = (1..=3)
+        .filter_map(|n| proc.line_at(&["dispatching", &format!("attempt={n} ")]))
+        .collect();
+    times.iter().map(|t| *t - times[0]).collect()
+}
+
+#[test]
+fn a_bad_config_names_the_field_and_the_file() {
+    let site = Site::new();
+    let config = site.path("broken.toml");
+    std::fs::write(&config, "[retry]\nmax_attempts = \"lots\"\n").unwrap();
+    let mut proc = Proc::spawn(site.dir.path(), &["--config", "broken.toml", "run"]);
+    let status = proc.wait_exit(LIMIT).expect("exits");
+    assert!(!status.success());
+    let out = proc.output();
+    assert!(
+        out.contains("max_attempts") && out.contains("broken.toml"),
+        "{out}"
+    );
+
+    std::fs::write(
+        &config,
+        "[coordination]\nheartbeat_interval = \"2s\"\nliveness_timeout = \"1s\"\n",
+    )
+    .unwrap();
+    let mut proc = Proc::spawn(
+        site.dir.path(),
+        &["--config", "broken.toml", "check-config"],
+    );
+    assert!(!proc.wait_exit(LIMIT).expect("exits").success());
+    let out = proc.output();
+    assert!(
+        out.contains("coordination.heartbeat_interval") && out.contains("broken.toml"),
+        "{out}"
+    );
+}
