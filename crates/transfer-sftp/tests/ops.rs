@@ -42,6 +42,13 @@ async fn list_reports_path_size_mtime_kind() {
     );
     let sub = listing.entries.iter().find(|e| e.name == "sub").unwrap();
     assert_eq!(sub.kind, EntryKind::Dir);
+
+    // A symlink is reported as such, not followed.
+    std::os::unix::fs::symlink("sub", home().join(&dir).join("link")).unwrap();
+    let listing = fs.list(&dir, &ListOptions { max_depth: 5 }).await.unwrap();
+    let link = listing.entries.iter().find(|e| e.name == "link").unwrap();
+    assert_eq!(link.kind, EntryKind::Symlink);
+    assert_eq!(listing.entries.len(), 4, "{:?}", names(&listing));
 }
 
 #[tokio::test]
