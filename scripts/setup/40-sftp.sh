@@ -22,7 +22,9 @@ fi
 sftp_setup() {
   local root=$TEST_ROOT/sftp port=2222 user=sftptest
   local password=sftp-test-password passphrase=sftp-test-passphrase
-  ensure_packages openssh-server openssh-client openssh-sftp-server curl
+  # Build dependencies of the ssh2 crate (libssh2-sys links OpenSSL and zlib), and the
+  # server, client tools and curl (the benchmark baseline).
+  ensure_packages libssl-dev zlib1g-dev pkg-config openssh-server openssh-client openssh-sftp-server curl
 
   mkdir -p "$root/hostkeys" "$root/wrongkeys" "$root/client" "$root/home" /run/sshd
   chmod 700 "$root/hostkeys" "$root/wrongkeys"
