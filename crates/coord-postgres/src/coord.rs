@@ -459,8 +459,11 @@ impl CoordinationStore for PgStore {
             last.insert(key.clone(), i);
             keyed.push(key);
         }
-        let mut columns: (Vec<&str>, Vec<String>, Vec<&str>, Vec<i64>, Vec<i64>) =
-            Default::default();
+        let mut kinds: Vec<&str> = Vec::new();
+        let mut hashes: Vec<String> = Vec::new();
+        let mut paths: Vec<&str> = Vec::new();
+        let mut sizes: Vec<i64> = Vec::new();
+        let mut mtimes: Vec<i64> = Vec::new();
         let mut states: Vec<Option<&str>> = Vec::new();
         let mut errors: Vec<Option<&str>> = Vec::new();
         for (i, (update, key)) in updates.iter().zip(&keyed).enumerate() {
@@ -473,11 +476,11 @@ impl CoordinationStore for PgStore {
                 }
                 LedgerUpdate::Forget(_) => ("forget", None, None),
             };
-            columns.0.push(kind);
-            columns.1.push(key.0.clone());
-            columns.2.push(update.version().path.as_str());
-            columns.3.push(key.1);
-            columns.4.push(key.2);
+            kinds.push(kind);
+            hashes.push(key.0.clone());
+            paths.push(update.version().path.as_str());
+            sizes.push(key.1);
+            mtimes.push(key.2);
             states.push(state);
             errors.push(error);
         }
@@ -491,11 +494,11 @@ impl CoordinationStore for PgStore {
                     &fence.member.as_str(),
                     &incarnation_param(fence.incarnation),
                     &term_param(fence.term),
-                    &columns.0,
-                    &columns.1,
-                    &columns.2,
-                    &columns.3,
-                    &columns.4,
+                    &kinds,
+                    &hashes,
+                    &paths,
+                    &sizes,
+                    &mtimes,
                     &states,
                     &errors,
                 ],

@@ -4,7 +4,7 @@ use std::error::Error as _;
 use std::time::Duration;
 
 use coord_core::StoreError;
-use deadpool_postgres::PoolError;
+use deadpool_postgres::{PoolError, TimeoutType};
 
 /// What to do with the connection after a failed call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,10 +129,17 @@ pub(crate) fn from_pool(
                 other => other,
             }
         }
-        PoolError::Timeout(_) => StoreError::Timeout {
+        // Every pooled connection is busy for longer than the connect timeout.
+        PoolError::Timeout(TimeoutType::Wait) => StoreError::Timeout {
             operation,
             group: group.to_owned(),
             after: connect_timeout,
+        },
+        // Opening (or checking) a connection took too long: the server is unreachable.
+        PoolError::Timeout(_) => StoreError::Unavailable {
+            operation,
+            group: group.to_owned(),
+            cause: format!("{target}: no connection within {connect_timeout:?}"),
         },
         other => StoreError::Unavailable {
             operation,

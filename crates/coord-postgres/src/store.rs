@@ -169,8 +169,18 @@ impl PgStore {
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let settings = &self.inner.settings;
         if let Some(schema) = &settings.schema {
-            // The name was checked to be a plain lowercase identifier.
-            let sql = format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"");
+            // The name was checked to be a plain lowercase identifier. Concurrent
+            // `CREATE SCHEMA IF NOT EXISTS` can still collide on the catalog's unique index,
+            // so an advisory lock serialises the creators; and an existing schema is left
+            // alone, so a role without CREATE on the database can migrate a schema it owns.
+            let sql = format!(
+                "BEGIN; SELECT pg_advisory_xact_lock(hashtext('ftp-listener create schema')); \
+                 DO $$ BEGIN \
+                   IF NOT EXISTS (SELECT FROM pg_namespace WHERE nspname = '{schema}') THEN \
+                     CREATE SCHEMA \"{schema}\"; \
+                   END IF; \
+                 END $$; COMMIT;"
+            );
             self.query_unprepared("migrate", &sql).await?;
         }
         let url = self.migrator_url();
@@ -297,7 +307,7 @@ impl PgStore {
         }
     }
 
-    /// A statement without parameters, not prepared (DDL).
+    /// A batch of statements without parameters, not prepared (DDL).
     async fn query_unprepared(&self, operation: &'static str, sql: &str) -> Result<(), StoreError> {
         let client = self.client(operation, "*").await?;
         let limit = self.inner.settings.statement_timeout + CLIENT_MARGIN;
@@ -305,11 +315,9 @@ impl PgStore {
         match tokio::time::timeout(limit, client.batch_execute(sql)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => {
-                let (mapped, connection) = self.pg_error(&e, operation, "*");
-                if connection == Connection::Discard {
-                    drop(Object::take(client));
-                }
-                Err(mapped)
+                // A failed batch may leave a transaction open: never reuse that connection.
+                drop(Object::take(client));
+                Err(self.pg_error(&e, operation, "*").0)
             }
             Err(_) => {
                 drop(Object::take(client));

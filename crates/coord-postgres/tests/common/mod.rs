@@ -77,11 +77,10 @@ pub fn member(name: &str) -> MemberId {
 }
 
 pub fn incarnation() -> Incarnation {
-    Incarnation(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64
-            ^ u64::MAX / 3,
-    )
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    // Spread over all 64 bits, so the high (sign) bit of the BIGINT column is exercised.
+    Incarnation(nanos.rotate_left(40) ^ COUNTER.fetch_add(1, Ordering::Relaxed))
 }
