@@ -43,6 +43,24 @@ struct Inner {
     file: PathBuf,
     statement_timeout: Duration,
     round_trips: AtomicU64,
+    /// The file's identity at connect. A file deleted or replaced under running processes
+    /// would split them (the old ones keep the unlinked inode, new ones create a new file and
+    /// elect a second leader), so every call checks it first.
+    identity: Option<FileIdentity>,
+}
+
+/// Device and inode of the database file.
+type FileIdentity = (u64, u64);
+
+#[cfg(unix)]
+fn file_identity(file: &Path) -> Option<FileIdentity> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(file).ok().map(|m| (m.dev(), m.ino()))
+}
+
+#[cfg(not(unix))]
+fn file_identity(file: &Path) -> Option<FileIdentity> {
+    file.exists().then_some((0, 0))
 }
 
 impl fmt::Debug for SqliteStore {
@@ -123,12 +141,14 @@ impl SqliteStore {
                 ));
             }
         };
+        let identity = file_identity(&file);
         let store = SqliteStore {
             inner: Arc::new(Inner {
                 pool,
                 file,
                 statement_timeout: settings.statement_timeout,
                 round_trips: AtomicU64::new(0),
+                identity,
             }),
         };
         store.check_schema().await?;
@@ -207,6 +227,17 @@ impl SqliteStore {
         F: AsyncFnOnce(&mut PoolConnection<Sqlite>) -> Result<T, sqlx::Error>,
     {
         let timeout = self.inner.statement_timeout;
+        if file_identity(&self.inner.file) != self.inner.identity {
+            return Err(StoreError::Unavailable {
+                operation,
+                group: group.to_owned(),
+                cause: format!(
+                    "database file {} was removed or replaced since this process opened it; \
+                     restart the process",
+                    self.inner.file.display()
+                ),
+            });
+        }
         let mut conn = self
             .inner
             .pool

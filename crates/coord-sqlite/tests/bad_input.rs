@@ -175,3 +175,25 @@ async fn zero_timeouts_and_pools_are_refused() {
             .contains("pool_size")
     );
 }
+
+/// Deleting the file under a running process would leave it on the unlinked inode while new
+/// processes create a new file and elect a second leader: the store refuses to go on.
+#[tokio::test]
+async fn a_file_removed_or_replaced_under_the_store_is_refused() {
+    let db = TempDb::migrated().await;
+    let store = db.store().await;
+    let (g, a) = (group("gone"), member("a"));
+    store.heartbeat(&beat(&g, &a, 1)).await.unwrap();
+
+    std::fs::remove_file(&db.file).unwrap();
+    let err = store.heartbeat(&beat(&g, &a, 1)).await.unwrap_err();
+    assert!(err.to_string().contains("was removed or replaced"), "{err}");
+    assert!(err.is_transient(), "{err:?}");
+
+    // A fresh database at the same path is a different file: still refused.
+    migrations::migrate_sqlite(db.file.to_str().unwrap())
+        .await
+        .unwrap();
+    let err = store.take_over(&take(&g, &a, 1, 0)).await.unwrap_err();
+    assert!(err.to_string().contains("was removed or replaced"), "{err}");
+}
