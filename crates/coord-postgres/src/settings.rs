@@ -419,4 +419,38 @@ mod tests {
         assert!(shown.contains("<redacted>"), "{shown}");
         assert!(shown.contains("postgres://app:<redacted>@h/db?sslmode=require"));
     }
+
+    #[test]
+    fn deserializes_with_human_durations_and_refuses_unknown_keys() {
+        let s: PgSettings = serde_json::from_str(
+            r#"{"host": "db", "password": "pw", "tls": "verify-full", "ca_file": "/etc/ca.pem",
+                "statement_timeout": "500ms", "connect_timeout": "3s", "pool_size": 2,
+                "schema": "ha"}"#,
+        )
+        .unwrap();
+        assert_eq!(s.tls, TlsMode::VerifyFull);
+        assert_eq!(s.statement_timeout, Duration::from_millis(500));
+        assert_eq!(s.connect_timeout, Duration::from_secs(3));
+        assert_eq!((s.port, s.database.as_str()), (5432, "postgres"));
+        s.resolved().unwrap();
+        let err = serde_json::from_str::<PgSettings>(r#"{"hots": "db"}"#).unwrap_err();
+        assert!(err.to_string().contains("hots"), "{err}");
+        let err = serde_json::from_str::<PgSettings>(r#"{"statement_timeout": "2 fortnights"}"#)
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("statement_timeout") || err.to_string().contains("duration"),
+            "{err}"
+        );
+        // A url overrides the fields it names.
+        let s: PgSettings = serde_json::from_str(
+            r#"{"url": "postgres://u@h2:6000/d?sslmode=require", "user": "x"}"#,
+        )
+        .unwrap();
+        let r = s.resolved().unwrap();
+        assert_eq!(
+            (r.user.as_str(), r.host.as_str(), r.port),
+            ("u", "h2", 6000)
+        );
+        assert_eq!(r.tls, TlsMode::Require);
+    }
 }
