@@ -226,6 +226,17 @@ fn connect_error(settings: &MySqlSettings, e: mysql_async::Error) -> StoreError 
                 settings.user, s.message, s.code
             ),
         },
+        // Settings the server cannot meet: retrying will not help.
+        mysql_async::Error::Driver(
+            d @ (mysql_async::DriverError::NoClientSslFlagFromServer
+            | mysql_async::DriverError::UnknownAuthPlugin { .. }
+            | mysql_async::DriverError::CleartextPluginDisabled
+            | mysql_async::DriverError::MysqlOldPasswordDisabled),
+        ) => StoreError::Rejected {
+            operation: "connect",
+            group: NO_GROUP.to_string(),
+            cause: format!("{target}: {d}"),
+        },
         other => StoreError::Unavailable {
             operation: "connect",
             group: NO_GROUP.to_string(),

@@ -13,7 +13,7 @@ use coord_core::{
     ClaimOutcome, CoordinationStore, Fence, FileVersion, HeartbeatRequest, LedgerState,
     LedgerUpdate, OwnRow, StoreError, TakeoverOutcome, TakeoverRequest, Term,
 };
-use coord_mysql::MySqlStore;
+use coord_mysql::{MySqlStore, TlsMode};
 use mysql_async::prelude::Queryable;
 
 const LIVENESS: Duration = Duration::from_secs(5);
@@ -270,21 +270,52 @@ async fn empty_database_without_migrations_is_a_schema_error() {
 
 #[tokio::test]
 async fn tls_required_against_a_plain_server_is_refused() {
+    // The main test server (3306) speaks no TLS.
     let have_ssl: Option<String> = {
         let mut a = admin("test").await;
         a.query_first("SELECT @@have_ssl").await.unwrap()
     };
-    if have_ssl.as_deref() == Some("YES") {
-        // A server with TLS: `require` connects.
-        let mut s = settings();
-        s.tls = coord_mysql::TlsMode::Require;
-        MySqlStore::connect(s).await.unwrap();
-        return;
-    }
+    assert_ne!(have_ssl.as_deref(), Some("YES"), "3306 is the plain server");
     let mut s = settings();
-    s.tls = coord_mysql::TlsMode::Require;
+    s.tls = TlsMode::Require;
     let err = MySqlStore::connect(s).await.unwrap_err();
-    assert!(err.to_string().contains("connect"), "{err}");
+    assert!(matches!(err, StoreError::Rejected { .. }), "{err:?}");
+    assert!(err.to_string().contains("SSL"), "{err}");
+}
+
+/// The TLS-enabled test server of scripts/setup/20-mariadb.sh.
+const TLS_PORT: u16 = 3307;
+
+fn tls_dir() -> std::path::PathBuf {
+    std::path::PathBuf::from(
+        std::env::var("TEST_ROOT").unwrap_or_else(|_| "/tmp/ha-listener-test".to_string()),
+    )
+    .join("mariadb-tls")
+}
+
+#[tokio::test]
+async fn tls_require_encrypts_and_verifies_the_server_with_a_ca_file() {
+    let plain_url = format!("mysql://root@127.0.0.1:{TLS_PORT}/test");
+    migrations::migrate_mysql(&plain_url)
+        .await
+        .expect("the TLS test server on 127.0.0.1:3307 (run scripts/setup/20-mariadb.sh)");
+    let mut s = coord_mysql::MySqlSettings::from_url(&format!("{plain_url}?tls=require")).unwrap();
+    // Encrypted without verification (MySQL's REQUIRED).
+    let store = MySqlStore::connect(s.clone()).await.unwrap();
+    let group = group();
+    let seen = store
+        .heartbeat(&hb(&group, "tls", incarnation()))
+        .await
+        .unwrap();
+    assert_eq!(seen.own_row, OwnRow::Written);
+    // Verified against the test CA (the certificate names 127.0.0.1).
+    s.tls_ca_file = Some(tls_dir().join("ca.pem"));
+    let verified = MySqlStore::connect(s.clone()).await.unwrap();
+    assert_eq!(verified.members(&group).await.unwrap().len(), 1);
+    // A CA that did not sign the server's certificate is refused.
+    s.tls_ca_file = Some(tls_dir().join("server.pem"));
+    let err = MySqlStore::connect(s).await.unwrap_err();
+    assert!(err.to_string().contains("connect on group"), "{err}");
 }
 
 #[test]
