@@ -91,7 +91,7 @@ mariadb_tls_setup() {
   start-stop-daemon --start --oknodo --background --pidfile "$dir/daemon.pid" --make-pidfile \
     --exec /usr/sbin/mariadbd -- --no-defaults --user=mysql --datadir="$dir/data" \
     --socket="$dir/mysqld.sock" --pid-file="$dir/mariadbd.pid" --bind-address=127.0.0.1 \
-    --port=3307 --skip-name-resolve --innodb-buffer-pool-size=32M \
+    --port=3307 --skip-name-resolve --innodb-buffer-pool-size=32M --performance-schema=ON \
     --ssl-ca="$dir/ca.pem" --ssl-cert="$dir/server.pem" --ssl-key="$dir/server.key" \
     --log-error="$dir/error.log"
   wait_port 127.0.0.1 3307 60

@@ -144,10 +144,11 @@ pub(crate) fn fence_condition(fence: &Fence) -> String {
     )
 }
 
-/// Graceful stop: clear the lease if the fence holds, delete the own heartbeat row.
+/// Graceful stop, one transaction in one round trip: clear the lease if the fence holds (the
+/// term stays; the next takeover moves it on), delete the own heartbeat row.
 pub(crate) fn release(fence: &Fence) -> String {
     format!(
-        "UPDATE token_holder SET renewed_at = NULL WHERE {};{}",
+        "START TRANSACTION;UPDATE token_holder SET renewed_at = NULL WHERE {};{};COMMIT",
         fence_condition(fence),
         leave(&fence.group, &fence.member, fence.incarnation)
     )

@@ -419,3 +419,83 @@ async fn steady_state_tick_is_one_round_trip() {
     println!("round trips per steady-state tick: leader {leader_trips}, standby {standby_trips}");
     assert_eq!((leader_trips, standby_trips), (1, 1));
 }
+
+/// The server's own count: statements (`Questions`) executed by the store's one pooled
+/// connection during a leader's and a standby's steady-state tick. Runs on the TLS test
+/// server (3307), which has performance_schema on so another session's counters can be read.
+#[tokio::test]
+async fn statements_per_tick_counted_by_the_server() {
+    let mut admin = admin_at(TLS_PORT, "test").await;
+    let db = unique("coord_mysql_q");
+    admin
+        .query_drop(format!("CREATE DATABASE `{db}`"))
+        .await
+        .unwrap();
+    let url = format!("mysql://root@127.0.0.1:{TLS_PORT}/{db}");
+    migrations::migrate_mysql(&url).await.unwrap();
+    let mut s = coord_mysql::MySqlSettings::from_url(&url).unwrap();
+    s.pool_size = 1;
+    let store = MySqlStore::connect(s).await.unwrap();
+    let group = group();
+    let (leader, standby) = (incarnation(), incarnation());
+    store
+        .heartbeat(&hb(&group, "leader", leader))
+        .await
+        .unwrap();
+    store
+        .take_over(&to(&group, "leader", leader, Term(0), LIVENESS))
+        .await
+        .unwrap();
+    store
+        .heartbeat(&hb(&group, "standby", standby))
+        .await
+        .unwrap();
+    let ids: Vec<u64> = admin
+        .exec(
+            "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> CONNECTION_ID()",
+            (db.as_str(),),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 1, "one pooled connection");
+    let questions = async |admin: &mut mysql_async::Conn| -> u64 {
+        let v: Option<String> = admin
+            .exec_first(
+                "SELECT s.VARIABLE_VALUE FROM performance_schema.threads t \
+                 JOIN performance_schema.status_by_thread s USING (THREAD_ID) \
+                 WHERE t.PROCESSLIST_ID = ? AND s.VARIABLE_NAME = 'Questions'",
+                (ids[0],),
+            )
+            .await
+            .unwrap();
+        v.expect("performance_schema on the 3307 test server")
+            .parse()
+            .unwrap()
+    };
+    let before = questions(&mut admin).await;
+    let seen = store
+        .heartbeat(&hb(&group, "leader", leader))
+        .await
+        .unwrap();
+    assert!(seen.holder_is(&member("leader"), leader));
+    let mid = questions(&mut admin).await;
+    let seen = store
+        .heartbeat(&hb(&group, "standby", standby))
+        .await
+        .unwrap();
+    assert!(!seen.holder_is(&member("standby"), standby));
+    let after = questions(&mut admin).await;
+    let (leader_statements, standby_statements) = (mid - before, after - mid);
+    println!(
+        "statements per steady-state tick (server's Questions): leader {leader_statements}, \
+         standby {standby_statements}"
+    );
+    // SET TRANSACTION, START TRANSACTION, INSERT .. ON DUPLICATE KEY UPDATE, UPDATE, SELECT,
+    // COMMIT: one batch, sent at once.
+    assert_eq!((leader_statements, standby_statements), (6, 6));
+    drop(store);
+    admin
+        .query_drop(format!("DROP DATABASE `{db}`"))
+        .await
+        .unwrap();
+}

@@ -31,9 +31,14 @@ pub async fn store() -> MySqlStore {
 
 /// An administrative connection (root) to `database`.
 pub async fn admin(database: &str) -> Conn {
+    admin_at(PORT, database).await
+}
+
+/// An administrative connection (root) to `database` on the server at `port`.
+pub async fn admin_at(port: u16, database: &str) -> Conn {
     let opts: Opts = OptsBuilder::default()
         .ip_or_hostname(HOST)
-        .tcp_port(PORT)
+        .tcp_port(port)
         .user(Some("root"))
         .db_name(Some(database))
         .prefer_socket(false)
