@@ -1,5 +1,5 @@
 //! Helpers shared by the integration tests: temporary database files and raw SQL access.
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub)]
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
