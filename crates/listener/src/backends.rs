@@ -7,13 +7,13 @@
 use std::path::Path;
 
 use coord_core::{
-    ClaimOutcome, CoordinationStore, Fence, FileVersion, GroupId, HeartbeatRequest, Incarnation,
-    LedgerRecord, LedgerUpdate, MemberId, MemberStatus, Observation, StoreError, TakeoverOutcome,
-    TakeoverRequest,
+    ClaimOutcome, CoordinationStore, Fence, FileReader, FileVersion, FileWriter, FsError, GroupId,
+    HeartbeatRequest, Incarnation, LedgerRecord, LedgerUpdate, ListOptions, Listing, MemberId,
+    MemberStatus, Observation, RemoteFs, RenameMode, StoreError, TakeoverOutcome, TakeoverRequest,
 };
 
 use crate::config::{Backend, Config, SourceKind};
-use crate::local::LocalFs;
+use crate::local::{LocalFs, LocalReader, LocalWriter};
 
 /// Why a backend could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +49,12 @@ pub enum AnyStore {
     /// SQLite (feature `sqlite`).
     #[cfg(feature = "sqlite")]
     Sqlite(coord_sqlite::SqliteStore),
+    /// PostgreSQL (feature `postgres`).
+    #[cfg(feature = "postgres")]
+    Postgres(coord_postgres::PgStore),
+    /// MySQL/MariaDB (feature `mysql`).
+    #[cfg(feature = "mysql")]
+    Mysql(coord_mysql::MySqlStore),
 }
 
 macro_rules! delegate {
@@ -56,6 +62,10 @@ macro_rules! delegate {
         match *$self {
             #[cfg(feature = "sqlite")]
             AnyStore::Sqlite(ref $s) => $call,
+            #[cfg(feature = "postgres")]
+            AnyStore::Postgres(ref $s) => $call,
+            #[cfg(feature = "mysql")]
+            AnyStore::Mysql(ref $s) => $call,
         }
     };
 }
@@ -64,7 +74,6 @@ impl AnyStore {
     /// Connects to the configured store; with `migrate` the schema is created or upgraded
     /// first.
     pub async fn connect(config: &Config, migrate: bool) -> Result<AnyStore, BackendError> {
-        let _ = migrate;
         match config.coordination.backend {
             #[cfg(feature = "sqlite")]
             Backend::Sqlite => {
@@ -89,7 +98,38 @@ impl AnyStore {
             }
             #[cfg(not(feature = "sqlite"))]
             Backend::Sqlite => Err(not_built("sqlite")),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres => {
+                let settings = config
+                    .backends
+                    .postgres
+                    .clone()
+                    .ok_or_else(|| not_built("postgres"))?;
+                if migrate {
+                    let store = coord_postgres::PgStore::open(settings)?;
+                    store.migrate().await?;
+                    Ok(AnyStore::Postgres(store))
+                } else {
+                    Ok(AnyStore::Postgres(
+                        coord_postgres::PgStore::connect(settings).await?,
+                    ))
+                }
+            }
+            #[cfg(not(feature = "postgres"))]
             Backend::Postgres => Err(not_built("postgres")),
+            #[cfg(feature = "mysql")]
+            Backend::Mysql => {
+                let mut settings = config
+                    .backends
+                    .mysql
+                    .clone()
+                    .ok_or_else(|| not_built("mysql"))?;
+                settings.migrate_on_connect = migrate;
+                Ok(AnyStore::Mysql(
+                    coord_mysql::MySqlStore::connect(settings).await?,
+                ))
+            }
+            #[cfg(not(feature = "mysql"))]
             Backend::Mysql => Err(not_built("mysql")),
         }
     }
@@ -147,26 +187,170 @@ impl CoordinationStore for AnyStore {
     }
 }
 
-/// The file source chosen by `source.kind`, and the directory to list in its terms.
-pub fn open_source(config: &Config) -> Result<(LocalFs, String), BackendError> {
-    match config.source.kind {
-        SourceKind::Local => {
-            let path = config.source.path.clone();
-            std::fs::create_dir_all(&path).map_err(|e| BackendError::Source {
-                path: path.clone(),
-                cause: e.to_string(),
-            })?;
-            Ok((LocalFs::default(), path))
+/// The file source chosen by `source.kind`.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum AnySource {
+    /// A local or mounted directory.
+    Local(LocalFs),
+    /// FTP or FTPS (feature `ftp`).
+    #[cfg(feature = "ftp")]
+    Ftp(transfer_ftp::FtpFs),
+    /// SFTP (feature `sftp`).
+    #[cfg(feature = "sftp")]
+    Sftp(transfer_sftp::SftpFs),
+}
+
+/// A streaming read from [`AnySource`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum AnyReader {
+    /// Local.
+    Local(LocalReader),
+    /// FTP.
+    #[cfg(feature = "ftp")]
+    Ftp(transfer_ftp::FtpReader),
+    /// SFTP.
+    #[cfg(feature = "sftp")]
+    Sftp(transfer_sftp::SftpReader),
+}
+
+/// A streaming write to [`AnySource`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum AnyWriter {
+    /// Local.
+    Local(LocalWriter),
+    /// FTP.
+    #[cfg(feature = "ftp")]
+    Ftp(transfer_ftp::FtpWriter),
+    /// SFTP.
+    #[cfg(feature = "sftp")]
+    Sftp(transfer_sftp::SftpWriter),
+}
+
+macro_rules! each {
+    ($enum:ident, $value:expr, $x:ident => $call:expr) => {
+        match $value {
+            $enum::Local($x) => $call,
+            #[cfg(feature = "ftp")]
+            $enum::Ftp($x) => $call,
+            #[cfg(feature = "sftp")]
+            $enum::Sftp($x) => $call,
         }
-        SourceKind::Ftp => Err(BackendError::NotBuilt {
-            field: "source.kind",
-            value: "ftp",
-            feature: "ftp",
-        }),
-        SourceKind::Sftp => Err(BackendError::NotBuilt {
-            field: "source.kind",
-            value: "sftp",
-            feature: "sftp",
-        }),
+    };
+}
+
+impl FileReader for AnyReader {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, FsError> {
+        each!(AnyReader, self, r => r.read(buf).await)
     }
+
+    async fn finish(self) -> Result<(), FsError> {
+        each!(AnyReader, self, r => r.finish().await)
+    }
+}
+
+impl FileWriter for AnyWriter {
+    async fn write_all(&mut self, buf: &[u8]) -> Result<(), FsError> {
+        each!(AnyWriter, self, w => w.write_all(buf).await)
+    }
+
+    async fn finish(self) -> Result<(), FsError> {
+        each!(AnyWriter, self, w => w.finish().await)
+    }
+}
+
+impl RemoteFs for AnySource {
+    type Reader = AnyReader;
+    type Writer = AnyWriter;
+
+    async fn list(&self, dir: &str, options: &ListOptions) -> Result<Listing, FsError> {
+        each!(AnySource, self, fs => fs.list(dir, options).await)
+    }
+
+    async fn open_read(&self, path: &str) -> Result<AnyReader, FsError> {
+        match self {
+            AnySource::Local(fs) => fs.open_read(path).await.map(AnyReader::Local),
+            #[cfg(feature = "ftp")]
+            AnySource::Ftp(fs) => fs.open_read(path).await.map(AnyReader::Ftp),
+            #[cfg(feature = "sftp")]
+            AnySource::Sftp(fs) => fs.open_read(path).await.map(AnyReader::Sftp),
+        }
+    }
+
+    async fn open_write(&self, path: &str) -> Result<AnyWriter, FsError> {
+        match self {
+            AnySource::Local(fs) => fs.open_write(path).await.map(AnyWriter::Local),
+            #[cfg(feature = "ftp")]
+            AnySource::Ftp(fs) => fs.open_write(path).await.map(AnyWriter::Ftp),
+            #[cfg(feature = "sftp")]
+            AnySource::Sftp(fs) => fs.open_write(path).await.map(AnyWriter::Sftp),
+        }
+    }
+
+    async fn rename(&self, from: &str, to: &str, mode: RenameMode) -> Result<(), FsError> {
+        each!(AnySource, self, fs => fs.rename(from, to, mode).await)
+    }
+
+    async fn delete(&self, path: &str) -> Result<(), FsError> {
+        each!(AnySource, self, fs => fs.delete(path).await)
+    }
+
+    async fn create_dir_all(&self, path: &str) -> Result<(), FsError> {
+        each!(AnySource, self, fs => fs.create_dir_all(path).await)
+    }
+}
+
+/// Opens the configured source; returns it with the directory to list in its own terms. A
+/// local directory is created if missing.
+pub fn open_source(config: &Config) -> Result<(AnySource, String), BackendError> {
+    let path = config.source.path.clone();
+    let failed = |cause: String| BackendError::Source {
+        path: path.clone(),
+        cause,
+    };
+    let source = match config.source.kind {
+        SourceKind::Local => {
+            std::fs::create_dir_all(&path).map_err(|e| failed(e.to_string()))?;
+            AnySource::Local(LocalFs::default())
+        }
+        #[cfg(feature = "ftp")]
+        SourceKind::Ftp => {
+            let settings = config
+                .backends
+                .ftp
+                .clone()
+                .ok_or_else(|| failed("no [source.ftp] settings".into()))?;
+            AnySource::Ftp(transfer_ftp::FtpFs::new(settings).map_err(|e| failed(e.to_string()))?)
+        }
+        #[cfg(feature = "sftp")]
+        SourceKind::Sftp => {
+            let settings = config
+                .backends
+                .sftp
+                .clone()
+                .ok_or_else(|| failed("no [source.sftp] settings".into()))?;
+            AnySource::Sftp(
+                transfer_sftp::SftpFs::new(settings).map_err(|e| failed(e.to_string()))?,
+            )
+        }
+        #[allow(unreachable_patterns)]
+        _ => {
+            return Err(BackendError::NotBuilt {
+                field: "source.kind",
+                value: if config.source.kind == SourceKind::Ftp {
+                    "ftp"
+                } else {
+                    "sftp"
+                },
+                feature: if config.source.kind == SourceKind::Ftp {
+                    "ftp"
+                } else {
+                    "sftp"
+                },
+            });
+        }
+    };
+    Ok((source, path))
 }

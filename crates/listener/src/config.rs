@@ -5,7 +5,6 @@
 //! deadline, done and error folders, migrate-on-start), so `check-config` prints what will
 //! actually run.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -15,6 +14,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::backend_settings::{BackendSettings, ExtractError, RawSettings};
 use crate::duration::{human, human_opt};
 
 /// The configuration keys that may come from `FTPL_*` variables. Other `FTPL_` variables
@@ -36,66 +36,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "http",
 ];
 
-/// A password or a URL that may carry one: never printed, never in `Debug`.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    /// A secret.
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-
-    /// The value, for the one place that needs it (the database driver).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("\"***\"")
-    }
-}
-
-impl Serialize for Secret {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str("***")
-    }
-}
-
-/// A database URL: printed with its password replaced by `***`.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct DatabaseUrl(String);
-
-impl DatabaseUrl {
-    /// The full URL, for the database driver only.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// The URL with any password replaced by `***` (`scheme://user:***@host/db`), and any
-    /// `password=` query parameter too.
-    pub fn redacted(&self) -> String {
-        redact_url(&self.0)
-    }
-}
-
-impl fmt::Debug for DatabaseUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", self.redacted())
-    }
-}
-
-impl Serialize for DatabaseUrl {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.redacted())
-    }
-}
-
-fn redact_url(url: &str) -> String {
+pub(crate) fn redact_url(url: &str) -> String {
     let mut out = url.to_string();
     if let Some(scheme_end) = out.find("://") {
         let rest_start = scheme_end + 3;
@@ -157,35 +98,8 @@ fn default_sqlite_path() -> PathBuf {
     PathBuf::from("./ftp-listener.db")
 }
 
-/// `coordination.postgres` or `coordination.mysql`: a URL, or its parts.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DatabaseConfig {
-    /// `postgres://user:password@host:port/db` (the password is redacted when printed).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub url: Option<DatabaseUrl>,
-    /// Host name or address.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub host: Option<String>,
-    /// Port.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub port: Option<u16>,
-    /// User.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user: Option<String>,
-    /// Password (never printed).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub password: Option<Secret>,
-    /// Database name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub database: Option<String>,
-    /// Use TLS to the database.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls: Option<bool>,
-}
-
 /// `[coordination]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CoordinationConfig {
     /// `sqlite` (default), `postgres` or `mysql`.
@@ -194,12 +108,13 @@ pub struct CoordinationConfig {
     /// SQLite settings.
     #[serde(default)]
     pub sqlite: SqliteConfig,
-    /// PostgreSQL settings.
+    /// PostgreSQL settings (`coord_postgres::PgSettings`: `url`, or `host`, `port`, `user`,
+    /// `password`, `database`, `tls`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub postgres: Option<DatabaseConfig>,
-    /// MySQL/MariaDB settings.
+    pub postgres: Option<RawSettings>,
+    /// MySQL/MariaDB settings (`coord_mysql::MySqlSettings`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mysql: Option<DatabaseConfig>,
+    pub mysql: Option<RawSettings>,
     /// Heartbeat period (default 1s); the seeds' `heartbeatFrequency` (seconds) is accepted.
     #[serde(
         default,
@@ -257,7 +172,7 @@ pub enum SourceKind {
 }
 
 /// `[source]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
     /// `local` (default), `ftp` or `sftp`.
@@ -269,6 +184,12 @@ pub struct SourceConfig {
     /// Subdirectory levels to descend (default 0).
     #[serde(default)]
     pub recursive_depth: u32,
+    /// FTP/FTPS settings (`transfer_ftp::FtpSettings`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ftp: Option<RawSettings>,
+    /// SFTP settings (`transfer_sftp::SftpSettings`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sftp: Option<RawSettings>,
 }
 
 impl Default for SourceConfig {
@@ -277,6 +198,8 @@ impl Default for SourceConfig {
             kind: SourceKind::Local,
             path: default_source_path(),
             recursive_depth: 0,
+            ftp: None,
+            sftp: None,
         }
     }
 }
@@ -420,7 +343,7 @@ fn default_bind() -> SocketAddr {
 }
 
 /// The whole configuration. See the crate documentation for the keys and their defaults.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// This member's ID, unique in the group (default: the host name).
@@ -465,6 +388,9 @@ pub struct Config {
     /// Health and metrics endpoints.
     #[serde(default)]
     pub http: HttpConfig,
+    /// The typed settings of the selected backends, extracted at load.
+    #[serde(skip)]
+    pub backends: BackendSettings,
 }
 
 impl Default for Config {
@@ -515,8 +441,8 @@ impl Config {
         if let Some(file) = file {
             figment = figment.merge(Toml::file_exact(file));
         }
+        let figment = figment.merge(env);
         let mut config: Config = figment
-            .merge(env)
             .extract()
             .map_err(|e| ConfigError::Parse(Box::new(e)))?;
         config.resolve();
@@ -524,9 +450,15 @@ impl Config {
             Some(f) => format!("in {} (or its FTPL_ variables)", f.display()),
             None => "from FTPL_ variables and defaults".to_string(),
         };
-        config
-            .validate()
-            .map_err(|error| ConfigError::Invalid { origin, error })?;
+        let invalid = |error| ConfigError::Invalid {
+            origin: origin.clone(),
+            error,
+        };
+        config.validate().map_err(invalid)?;
+        config.backends = BackendSettings::extract(&figment, &config).map_err(|e| match e {
+            ExtractError::Figment(e) => ConfigError::Parse(e),
+            ExtractError::Rule(error) => invalid(error),
+        })?;
         Ok(config)
     }
 
@@ -586,17 +518,6 @@ impl Config {
             && suffix.is_empty()
         {
             return Err(E::new("stability.done_marker_suffix", "must not be empty"));
-        }
-        let db = match self.coordination.backend {
-            Backend::Sqlite => None,
-            Backend::Postgres => Some(("coordination.postgres", &self.coordination.postgres)),
-            Backend::Mysql => Some(("coordination.mysql", &self.coordination.mysql)),
-        };
-        if let Some((field, settings)) = db {
-            match settings {
-                Some(s) if s.url.is_some() || s.host.is_some() => {}
-                _ => return Err(E::new(field, "needs `url` or `host`")),
-            }
         }
         Ok(())
     }

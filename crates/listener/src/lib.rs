@@ -38,6 +38,7 @@
 //! ```
 
 mod app;
+mod backend_settings;
 mod backends;
 mod config;
 mod driver;
@@ -49,11 +50,11 @@ mod metrics;
 mod poller;
 
 pub use app::{RunError, poll_settings, run};
-pub use backends::{AnyStore, BackendError, open_source};
+pub use backend_settings::{BackendSettings, RawSettings};
+pub use backends::{AnyReader, AnySource, AnyStore, AnyWriter, BackendError, open_source};
 pub use config::{
-    Backend, Config, ConfigError, CoordinationConfig, DatabaseConfig, DatabaseUrl, HandlerConfig,
-    HttpConfig, PostProcessing, RetryConfig, Secret, SourceConfig, SourceKind, SqliteConfig,
-    StabilityConfig,
+    Backend, Config, ConfigError, CoordinationConfig, HandlerConfig, HttpConfig, PostProcessing,
+    RetryConfig, SourceConfig, SourceKind, SqliteConfig, StabilityConfig,
 };
 pub use driver::{ElectionDriver, ElectionStatus, Gate, StopHandle};
 pub use handler::{Delivery, Handler};
