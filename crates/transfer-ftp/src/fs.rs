@@ -68,6 +68,13 @@ impl FtpFs {
         &self.pool.shared.settings
     }
 
+    /// How many sessions (control connections) were opened successfully so far: one per
+    /// reconnect, more when reads run in parallel. A metric, and a check that sessions are
+    /// reused.
+    pub fn sessions_opened(&self) -> u64 {
+        self.pool.sessions_opened()
+    }
+
     fn server(&self) -> &str {
         &self.pool.shared.server
     }

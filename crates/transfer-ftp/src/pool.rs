@@ -1,6 +1,7 @@
 //! A small pool of sessions: at most `max_sessions` open at once, idle ones reused, dead ones
 //! dropped (the next call reconnects), failed connects backed off.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,6 +27,7 @@ pub(crate) struct Pool {
     idle: Mutex<Vec<Session>>,
     permits: Arc<Semaphore>,
     backoff: Mutex<Backoff>,
+    opened: AtomicU64,
 }
 
 /// A session taken from the pool, with its permit. [`Lease::release`] puts the session back;
@@ -77,6 +79,7 @@ impl Pool {
             idle: Mutex::new(Vec::new()),
             permits,
             backoff: Mutex::new(Backoff::default()),
+            opened: AtomicU64::new(0),
         }
     }
 
@@ -120,6 +123,11 @@ impl Pool {
         Ok(self.lease(session, permit))
     }
 
+    /// Sessions opened successfully since the pool was made.
+    pub(crate) fn sessions_opened(&self) -> u64 {
+        self.opened.load(Ordering::Relaxed)
+    }
+
     fn lease(self: &Arc<Self>, session: Session, permit: OwnedSemaphorePermit) -> Lease {
         Lease {
             session,
@@ -151,7 +159,10 @@ impl Pool {
             };
         let mut backoff = self.backoff.lock().unwrap_or_else(|e| e.into_inner());
         match &result {
-            Ok(_) => *backoff = Backoff::default(),
+            Ok(_) => {
+                *backoff = Backoff::default();
+                self.opened.fetch_add(1, Ordering::Relaxed);
+            }
             Err(e) => {
                 backoff.failures = backoff.failures.saturating_add(1);
                 let factor = 2u32.saturating_pow(backoff.failures.saturating_sub(1).min(20));
