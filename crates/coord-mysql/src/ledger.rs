@@ -22,6 +22,22 @@ use crate::sql::{self, NOW, text};
 /// Longest path the `path` column keeps, in bytes.
 pub(crate) const MAX_PATH_BYTES: usize = 4096;
 
+/// Longest `last_error` kept, in bytes: a handler's error can be arbitrarily long, and
+/// recording a failure must not fail because of it (TEXT holds 65,535 bytes).
+pub(crate) const MAX_ERROR_BYTES: usize = 16 * 1024;
+
+/// `error` cut at a character boundary to at most [`MAX_ERROR_BYTES`], marked when cut.
+fn bounded_error(error: &str) -> String {
+    if error.len() <= MAX_ERROR_BYTES {
+        return error.to_string();
+    }
+    let mut end = MAX_ERROR_BYTES - 3;
+    while !error.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &error[..end])
+}
+
 /// Lowercase hex SHA-256 of the path: the indexable stand-in for a long path.
 pub(crate) fn path_hash(path: &str) -> String {
     let digest = Sha256::digest(path.as_bytes());
@@ -113,8 +129,8 @@ pub(crate) fn take<T: mysql_async::prelude::FromValue>(
 }
 
 /// Starts the transaction and checks the fence under a shared lock; then `extra` runs in
-/// the same round trip (its result sets follow). Returns false when the fence failed (the
-/// transaction is then rolled back).
+/// the same round trip; returns the rows of its SELECT, if it has one. When the fence failed
+/// the transaction is rolled back and the answer is [`Fenced::Yes`].
 async fn begin_fenced(conn: &mut Conn, fence: &Fence, extra: &str) -> Result<Vec<Row>, Fenced> {
     let query = format!(
         "SET TRANSACTION ISOLATION LEVEL READ COMMITTED;START TRANSACTION;\
@@ -122,16 +138,17 @@ async fn begin_fenced(conn: &mut Conn, fence: &Fence, extra: &str) -> Result<Vec
         sql::fence_condition(fence)
     );
     crate::store::round_trip("begin fenced");
-    let mut result = conn.query_iter(query).await.map_err(Fenced::Failed)?;
-    let mut sets: Vec<Vec<Row>> = Vec::new();
-    while !result.is_empty() {
-        sets.push(result.collect::<Row>().await.map_err(Fenced::Failed)?);
-    }
-    drop(result);
+    let sets: Vec<Vec<Row>> = crate::store::batch(conn, query)
+        .await
+        .map_err(Fenced::Failed)?
+        .into_iter()
+        .filter(|(has_columns, _)| *has_columns)
+        .map(|(_, rows)| rows)
+        .collect();
+    // The first set with columns is the fence check (one row), the next the `extra` SELECT.
     let held = sets
-        .iter()
-        .flatten()
-        .next()
+        .first()
+        .and_then(|rows| rows.first())
         .and_then(|r| r.get::<i64, usize>(0))
         .unwrap_or(0);
     if held == 0 {
@@ -139,13 +156,7 @@ async fn begin_fenced(conn: &mut Conn, fence: &Fence, extra: &str) -> Result<Vec
         conn.query_drop("ROLLBACK").await.map_err(Fenced::Failed)?;
         return Err(Fenced::Yes);
     }
-    // The rows of `extra`'s SELECT, if any: every set after the fence check's.
-    Ok(sets
-        .into_iter()
-        .skip_while(|s| s.len() != 1)
-        .skip(1)
-        .flatten()
-        .collect())
+    Ok(sets.into_iter().nth(1).unwrap_or_default())
 }
 
 enum Fenced {
@@ -239,7 +250,7 @@ pub(crate) async fn claim(
     }
     finish.push_str("COMMIT");
     crate::store::round_trip("claim commit");
-    conn.query_drop(finish).await?;
+    crate::store::batch(conn, finish).await?;
     Ok(outcomes)
 }
 
@@ -263,7 +274,7 @@ pub(crate) async fn record(
                 v.mtime_ms,
                 state.as_str(),
                 sql::term(fence.term),
-                sql::opt_text(error.as_deref())
+                sql::opt_text(error.as_deref().map(bounded_error).as_deref())
             )),
             LedgerUpdate::Forget(_) => forgets.push(v.key_condition()),
         }
@@ -288,11 +299,7 @@ pub(crate) async fn record(
     }
     finish.push_str("COMMIT");
     crate::store::round_trip("record commit");
-    // Every statement's result must be read for an error in a later one to surface.
-    let mut result = conn.query_iter(finish).await?;
-    while !result.is_empty() {
-        result.collect::<Row>().await?;
-    }
+    crate::store::batch(conn, finish).await?;
     Ok(())
 }
 
@@ -306,6 +313,14 @@ mod tests {
             path_hash("abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    #[test]
+    fn long_errors_are_cut_at_a_char_boundary() {
+        let long = "é".repeat(MAX_ERROR_BYTES);
+        let cut = bounded_error(&long);
+        assert!(cut.len() <= MAX_ERROR_BYTES && cut.ends_with("..."));
+        assert_eq!(bounded_error("short"), "short");
     }
 
     #[test]

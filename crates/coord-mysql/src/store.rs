@@ -201,6 +201,10 @@ fn pool_opts(settings: &MySqlSettings, base: Opts, flavour: Flavour) -> Opts {
     OptsBuilder::from_opts(base)
         .init(vec![
             "SET time_zone = '+00:00'".to_string(),
+            // Strict: a value that does not fit is an error, never a silent truncation.
+            "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,\
+             ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION'"
+                .to_string(),
             format!("SET SESSION innodb_lock_wait_timeout = {lock_wait_secs}"),
             statement_timeout,
         ])
@@ -307,18 +311,35 @@ async fn migrate_with(settings: &MySqlSettings) -> Result<(), StoreError> {
         .map_err(|e| StoreError::Schema(format!("migrate: {e}")))
 }
 
-/// Reads every result set of a batch; returns the rows of the last set that had columns.
-async fn batch_rows(conn: &mut Conn, query: String) -> Result<Vec<Row>, Failure> {
+/// Sends a batch (one round trip) and reads every result set: `(has_columns, rows)` per
+/// statement. An error of any statement of the batch is returned: mysql_async parks the error
+/// of a later statement as the pending result, where `is_empty` does not see it, so the final
+/// `drop_result` is what surfaces it. Never skip it: a failed INSERT inside a batch would
+/// otherwise look like success.
+pub(crate) async fn batch(
+    conn: &mut Conn,
+    query: String,
+) -> Result<Vec<(bool, Vec<Row>)>, mysql_async::Error> {
     let mut result = conn.query_iter(query).await?;
-    let mut last = Vec::new();
+    let mut sets = Vec::new();
     while !result.is_empty() {
         let has_columns = !result.columns_ref().is_empty();
         let rows: Vec<Row> = result.collect().await?;
-        if has_columns {
-            last = rows;
-        }
+        sets.push((has_columns, rows));
     }
-    Ok(last)
+    result.drop_result().await?;
+    Ok(sets)
+}
+
+/// The rows of the last statement of a batch that returned columns.
+async fn batch_rows(conn: &mut Conn, query: String) -> Result<Vec<Row>, Failure> {
+    let sets = batch(conn, query).await?;
+    Ok(sets
+        .into_iter()
+        .rev()
+        .find(|(has_columns, _)| *has_columns)
+        .map(|(_, rows)| rows)
+        .unwrap_or_default())
 }
 
 async fn heartbeat(conn: &mut Conn, request: &HeartbeatRequest) -> Result<Observation, Failure> {
@@ -409,10 +430,7 @@ async fn members(conn: &mut Conn, group: &GroupId) -> Result<Vec<MemberStatus>, 
 
 async fn execute(conn: &mut Conn, operation: &'static str, query: String) -> Result<(), Failure> {
     round_trip(operation);
-    let mut result = conn.query_iter(query).await?;
-    while !result.is_empty() {
-        result.collect::<Row>().await?;
-    }
+    batch(conn, query).await?;
     Ok(())
 }
 

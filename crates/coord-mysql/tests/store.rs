@@ -168,6 +168,36 @@ async fn ledger_is_fenced_and_keeps_long_unicode_paths() {
     assert_eq!(loaded[0].state, LedgerState::Done);
     assert_eq!(loaded[0].attempts, 2);
 
+    // A huge handler error is kept, cut, rather than failing the record.
+    let other = FileVersion {
+        path: "/in/b.csv".to_string(),
+        size: 1,
+        mtime_ms: 1,
+    };
+    store
+        .record(
+            &fence,
+            &[LedgerUpdate::Set {
+                version: other.clone(),
+                state: LedgerState::Failed,
+                error: Some("boom ".repeat(40_000)),
+            }],
+        )
+        .await
+        .unwrap();
+    let loaded = store.load_ledger(&group).await.unwrap();
+    let failed = loaded.iter().find(|r| r.version == other).unwrap();
+    let kept = failed.last_error.as_deref().unwrap();
+    assert!(
+        kept.starts_with("boom boom") && kept.len() <= 16 * 1024,
+        "{}",
+        kept.len()
+    );
+    store
+        .record(&fence, &[LedgerUpdate::Forget(other)])
+        .await
+        .unwrap();
+
     // A stale fence (wrong term) writes nothing.
     let stale = Fence {
         term: Term(7),
@@ -498,4 +528,41 @@ async fn statements_per_tick_counted_by_the_server() {
         .query_drop(format!("DROP DATABASE `{db}`"))
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn blocked_statement_times_out_and_the_next_call_works() {
+    let mut s = settings();
+    s.statement_timeout = Duration::from_millis(500);
+    let store = {
+        drop(store().await);
+        MySqlStore::connect(s).await.unwrap()
+    };
+    let group = group();
+    let inc = incarnation();
+    store.heartbeat(&hb(&group, "a", inc)).await.unwrap();
+    store
+        .take_over(&to(&group, "a", inc, Term(0), LIVENESS))
+        .await
+        .unwrap();
+    // Another session holds the group's token_holder row: the holder's renewal must wait.
+    let mut blocker = admin("test").await;
+    blocker.query_drop("START TRANSACTION").await.unwrap();
+    let locked: Vec<i64> = blocker
+        .exec(
+            "SELECT term FROM token_holder WHERE group_id = ? FOR UPDATE",
+            (group.as_str(),),
+        )
+        .await
+        .unwrap();
+    assert_eq!(locked, [1]);
+    let started = std::time::Instant::now();
+    let err = store.heartbeat(&hb(&group, "a", inc)).await.unwrap_err();
+    let waited = started.elapsed();
+    assert!(matches!(err, StoreError::Timeout { .. }), "{err:?}");
+    assert!(waited < Duration::from_millis(1500), "took {waited:?}");
+    blocker.query_drop("ROLLBACK").await.unwrap();
+    // The next call gets a working connection and renews.
+    let seen = store.heartbeat(&hb(&group, "a", inc)).await.unwrap();
+    assert!(seen.holder_is(&member("a"), inc));
 }
