@@ -396,9 +396,11 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         // Deserializing an empty document applies every serde default in one place.
-        Figment::new()
+        let mut config = Figment::new()
             .extract::<Config>()
-            .expect("the defaults deserialize")
+            .expect("the defaults deserialize");
+        config.resolve();
+        config
     }
 }
 

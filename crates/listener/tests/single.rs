@@ -185,3 +185,95 @@ fn a_bad_config_names_the_field_and_the_file() {
         "{out}"
     );
 }
+
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let code = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
+
+#[test]
+fn endpoints_and_the_status_command() {
+    let site = Site::new();
+    let config = site.config("a", "solo", "");
+    let proc = site.spawn(&config);
+    assert!(
+        proc.wait_line("became leader", LIMIT).is_some(),
+        "{}",
+        proc.output()
+    );
+    let out = proc.output();
+    let addr = out
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("http="))
+        .expect("the bound address is logged")
+        .to_string();
+
+    assert_eq!(http_get(&addr, "/healthz").0, 200);
+    let (code, body) = http_get(&addr, "/readyz");
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(http_get(&addr, "/nope").0, 404);
+    site.drop_file("m.txt", b"x");
+    assert!(
+        wait_for(LIMIT, || site
+            .path("inbox/.done/m.txt")
+            .exists()
+            .then_some(()))
+        .is_some()
+    );
+    let (code, metrics) = http_get(&addr, "/metrics");
+    assert_eq!(code, 200);
+    for line in [
+        "ftpl_role 1",
+        "ftpl_term 1",
+        "ftpl_takeovers_total 1",
+        "ftpl_files_dispatched_total 1",
+        "ftpl_files_done_total 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} missing:\n{metrics}"
+        );
+    }
+    assert!(metrics.contains("ftpl_heartbeats_ok_total "), "{metrics}");
+
+    let mut status = Proc::spawn(site.dir.path(), &["--config", "a.toml", "status"]);
+    assert!(
+        status.wait_exit(LIMIT).expect("status exits").success(),
+        "{}",
+        status.output()
+    );
+    let table = status.output();
+    assert!(table.contains("group e2e  term 1"), "{table}");
+    assert!(table.contains("holder solo"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("solo ") && l.ends_with("leader")),
+        "{table}"
+    );
+}
+
+#[test]
+fn print_ddl_and_check_config() {
+    let site = Site::new();
+    let mut ddl = Proc::spawn(site.dir.path(), &["print-ddl", "--dialect", "sqlite"]);
+    assert!(ddl.wait_exit(LIMIT).unwrap().success());
+    assert!(ddl.output().contains("token_holder"), "{}", ddl.output());
+
+    let mut check = Proc::spawn(site.dir.path(), &["check-config"]);
+    assert!(check.wait_exit(LIMIT).unwrap().success());
+    let out = check.output();
+    assert!(
+        out.contains("backend = \"sqlite\"") && out.contains("renew_deadline = \"3s 333ms\""),
+        "{out}"
+    );
+}

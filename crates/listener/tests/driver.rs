@@ -1,0 +1,232 @@
+//! The election driver and the poll loop in-process, over `testkit`'s in-memory store (with
+//! fault injection) and the local source.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use coord_core::{
+    ClaimOutcome, CoordinationStore, ElectionConfig, ElectionError, Fence, FileVersion, GroupId,
+    HeartbeatRequest, Incarnation, LedgerRecord, LedgerUpdate, MemberId, MemberStatus, Observation,
+    Role, StoreError, TakeoverOutcome, TakeoverRequest, Timing,
+};
+use listener::{
+    Config, ElectionDriver, ElectionStatus, Handler, LocalFs, Metrics, Poller, poll_settings,
+};
+use testkit::MemStore;
+use tokio::sync::watch;
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+fn election(member: &str) -> ElectionConfig {
+    let timing = Timing::from_liveness(Duration::from_millis(50), Duration::from_millis(300));
+    ElectionConfig::new(member, "g", timing).unwrap()
+}
+
+async fn wait_status(
+    rx: &mut watch::Receiver<ElectionStatus>,
+    what: impl Fn(&ElectionStatus) -> bool,
+) -> ElectionStatus {
+    tokio::time::timeout(LIMIT, rx.wait_for(|s| what(s)))
+        .await
+        .expect("status in time")
+        .expect("driver alive")
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_member_leads_stops_on_outage_and_releases_on_stop() {
+    let store = MemStore::default();
+    let metrics = Arc::new(Metrics::default());
+    let driver = ElectionDriver::new(election("m1"), Arc::new(store.clone()), metrics.clone());
+    let gate = driver.gate();
+    let stop = driver.stop_handle();
+    let mut status = driver.subscribe();
+    let task = tokio::spawn(driver.run());
+
+    let led = wait_status(&mut status, |s| s.role == Role::Leader).await;
+    assert_eq!(led.fence.as_ref().unwrap().term.0, 1);
+    assert!(led.is_ready(Instant::now(), Duration::from_millis(200)));
+    assert!(gate.may_dispatch().is_some());
+
+    // Store outage: the leader steps down by itself within the renew deadline (200 ms).
+    store.set_unavailable(true);
+    let down = Instant::now();
+    wait_status(&mut status, |s| s.role == Role::Standby).await;
+    assert!(
+        down.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        down.elapsed()
+    );
+    assert!(gate.may_dispatch().is_none());
+    assert!(metrics.heartbeats_failed.get() > 0);
+    // Recovery: it leads again (nobody else could take over).
+    store.set_unavailable(false);
+    wait_status(&mut status, |s| s.role == Role::Leader).await;
+
+    stop.stop();
+    let outcome = tokio::time::timeout(LIMIT, task).await.unwrap().unwrap();
+    assert!(outcome.is_ok(), "{outcome:?}");
+    let (_, holder) = store.inspect(|s| s.holder(&GroupId::new("g").unwrap()));
+    assert!(holder.is_none(), "the token was released");
+    assert_eq!(status.borrow().role, Role::Stopped);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_member_id_is_refused() {
+    let store = Arc::new(MemStore::default());
+    let metrics = Arc::new(Metrics::default());
+    let first = ElectionDriver::new(election("twin"), store.clone(), metrics.clone());
+    let mut first_status = first.subscribe();
+    let first_task = tokio::spawn(first.run());
+    wait_status(&mut first_status, |s| s.role == Role::Leader).await;
+
+    let second = ElectionDriver::new(election("twin"), store.clone(), metrics);
+    let outcome = tokio::time::timeout(LIMIT, second.run()).await.unwrap();
+    match outcome {
+        Err(ElectionError::DuplicateMember { member, .. }) => assert_eq!(member.as_str(), "twin"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(first_status.borrow().role, Role::Leader);
+    first_task.abort();
+}
+
+/// A store whose claims are always fenced (another member took over behind our back).
+#[derive(Debug, Clone)]
+struct FencedClaims {
+    inner: MemStore,
+    claims: Arc<AtomicUsize>,
+}
+
+impl CoordinationStore for FencedClaims {
+    async fn heartbeat(&self, r: &HeartbeatRequest) -> Result<Observation, StoreError> {
+        self.inner.heartbeat(r).await
+    }
+    async fn take_over(&self, r: &TakeoverRequest) -> Result<TakeoverOutcome, StoreError> {
+        self.inner.take_over(r).await
+    }
+    async fn release(&self, f: &Fence) -> Result<(), StoreError> {
+        self.inner.release(f).await
+    }
+    async fn leave(&self, g: &GroupId, m: &MemberId, i: Incarnation) -> Result<(), StoreError> {
+        self.inner.leave(g, m, i).await
+    }
+    async fn load_ledger(&self, g: &GroupId) -> Result<Vec<LedgerRecord>, StoreError> {
+        self.inner.load_ledger(g).await
+    }
+    async fn claim(&self, f: &Fence, _: &[FileVersion]) -> Result<Vec<ClaimOutcome>, StoreError> {
+        self.claims.fetch_add(1, Ordering::SeqCst);
+        Err(StoreError::fenced("claim", f))
+    }
+    async fn record(&self, f: &Fence, u: &[LedgerUpdate]) -> Result<(), StoreError> {
+        self.inner.record(f, u).await
+    }
+    async fn members(&self, g: &GroupId) -> Result<Vec<MemberStatus>, StoreError> {
+        self.inner.members(g).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_claim_stops_the_poll_loop_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    std::fs::write(inbox.join("a.txt"), b"a").unwrap();
+    let out = dir.path().join("out");
+
+    let store = Arc::new(FencedClaims {
+        inner: MemStore::default(),
+        claims: Arc::new(AtomicUsize::new(0)),
+    });
+    let metrics = Arc::new(Metrics::default());
+    let driver = ElectionDriver::new(election("m1"), store.clone(), metrics.clone());
+    let mut status = driver.subscribe();
+    let mut config = Config::default();
+    config.poll_interval = Duration::from_millis(20);
+    config.done_dir = Some(format!("{}/.done", inbox.display()));
+    config.error_dir = Some(format!("{}/.error", inbox.display()));
+    let settings = poll_settings(&config, inbox.display().to_string()).unwrap();
+    let poller = Poller::new(
+        store.clone(),
+        Arc::new(LocalFs::default()),
+        driver.gate(),
+        driver.subscribe(),
+        settings,
+        Handler::Download { dir: out.clone() },
+        metrics.clone(),
+    );
+    let election_task = tokio::spawn(driver.run());
+    wait_status(&mut status, |s| s.role == Role::Leader).await;
+    let poll_task = tokio::spawn(poller.run());
+
+    // The file is stable after two listings, then claimed once; the fenced answer stops the
+    // loop for this term: no second claim while the (stale) leadership lasts, no dispatch.
+    let claimed = tokio::time::timeout(LIMIT, async {
+        while store.claims.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(claimed.is_ok());
+    let after_first = Instant::now();
+    while after_first.elapsed() < Duration::from_millis(200) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(store.claims.load(Ordering::SeqCst), 1);
+    assert_eq!(metrics.files_dispatched.get(), 0);
+    assert!(!out.exists(), "nothing was downloaded");
+    assert!(inbox.join("a.txt").exists(), "nothing was moved");
+    poll_task.abort();
+    election_task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_download_handler_keeps_relative_paths_and_skips_hostile_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir_all(inbox.join("sub")).unwrap();
+    std::fs::write(inbox.join("sub/b.txt"), b"bee").unwrap();
+    std::fs::write(inbox.join("top.txt"), b"top").unwrap();
+    std::fs::write(inbox.join("evil\nname.txt"), b"x").unwrap();
+    let out = dir.path().join("out");
+
+    let store = Arc::new(MemStore::default());
+    let metrics = Arc::new(Metrics::default());
+    let driver = ElectionDriver::new(election("m1"), store.clone(), metrics.clone());
+    let mut config = Config::default();
+    config.poll_interval = Duration::from_millis(20);
+    config.source.recursive_depth = 1;
+    config.done_dir = Some(format!("{}/.done", inbox.display()));
+    config.error_dir = Some(format!("{}/.error", inbox.display()));
+    let settings = poll_settings(&config, inbox.display().to_string()).unwrap();
+    let poller = Poller::new(
+        store.clone(),
+        Arc::new(LocalFs::default()),
+        driver.gate(),
+        driver.subscribe(),
+        settings,
+        Handler::Download { dir: out.clone() },
+        metrics.clone(),
+    );
+    let election_task = tokio::spawn(driver.run());
+    let poll_task = tokio::spawn(poller.run());
+
+    let done = tokio::time::timeout(LIMIT, async {
+        while metrics.files_done.get() < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(done.is_ok(), "done: {}", metrics.files_done.get());
+    assert_eq!(std::fs::read(out.join("sub/b.txt")).unwrap(), b"bee");
+    assert_eq!(std::fs::read(out.join("top.txt")).unwrap(), b"top");
+    assert!(inbox.join(".done/b.txt").exists() && inbox.join(".done/top.txt").exists());
+    assert!(
+        inbox.join("evil\nname.txt").exists(),
+        "a hostile name is left alone"
+    );
+    assert!(metrics.skipped_names.get() >= 1);
+    assert_eq!(metrics.files_dispatched.get(), 2);
+    poll_task.abort();
+    election_task.abort();
+}
