@@ -238,36 +238,57 @@ impl SqliteStore {
                 ),
             });
         }
-        let mut conn = self
+        let conn = self
             .inner
             .pool
             .acquire()
             .await
             .map_err(|e| classify(operation, group, e).error)?;
-        match tokio::time::timeout(timeout, work(&mut conn)).await {
-            Ok(Ok(value)) => Ok(value),
+        // Closes the connection unless disarmed: if the caller drops this future mid-call,
+        // the engine may still run (part of) a batch whose results nobody reads, and sqlx
+        // stops at the first unread result, possibly after BEGIN and before COMMIT. Closing
+        // the connection rolls that transaction back instead of returning it to the pool
+        // holding the write lock every other process needs.
+        let mut guard = CloseUnlessKept { conn, keep: false };
+        match tokio::time::timeout(timeout, work(&mut guard.conn)).await {
+            Ok(Ok(value)) => {
+                guard.keep = true;
+                Ok(value)
+            }
             Ok(Err(e)) => {
                 let failure = classify(operation, group, e);
-                if failure.broken || leftover == Leftover::OpenTransaction {
-                    conn.close_on_drop();
+                if !failure.broken && leftover == Leftover::Nothing {
+                    guard.keep = true;
                 }
                 tracing::debug!(operation, group, error = %failure.error, "sqlite call failed");
                 Err(failure.error)
             }
-            Err(_) => {
-                conn.close_on_drop();
-                Err(StoreError::Timeout {
-                    operation,
-                    group: group.to_owned(),
-                    after: timeout,
-                })
-            }
+            Err(_) => Err(StoreError::Timeout {
+                operation,
+                group: group.to_owned(),
+                after: timeout,
+            }),
         }
     }
 
     /// Counts one call into the engine.
     pub(crate) fn trip(&self) {
         self.inner.round_trips.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A pooled connection that is closed on drop, not returned to the pool, unless the call
+/// finished cleanly and set `keep`.
+struct CloseUnlessKept {
+    conn: PoolConnection<Sqlite>,
+    keep: bool,
+}
+
+impl Drop for CloseUnlessKept {
+    fn drop(&mut self) {
+        if !self.keep {
+            self.conn.close_on_drop();
+        }
     }
 }
 

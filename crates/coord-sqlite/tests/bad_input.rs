@@ -197,3 +197,43 @@ async fn a_file_removed_or_replaced_under_the_store_is_refused() {
     let err = store.take_over(&take(&g, &a, 1, 0)).await.unwrap_err();
     assert!(err.to_string().contains("was removed or replaced"), "{err}");
 }
+
+/// A caller that gives up on a call (drops the future) while the engine is inside the batch
+/// must not leave an orphaned write transaction behind: sqlx stops a batch at the first result
+/// nobody reads, after BEGIN and before COMMIT, and that connection must be closed (rolling
+/// back), not returned to the pool holding the write lock every other process needs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_call_leaves_no_transaction_behind() {
+    let db = TempDb::migrated().await;
+    let store = db.store().await;
+    let g = group("cancel");
+    let mut other = db.raw().await;
+    // A trigger that keeps the heartbeat's INSERT busy well past the caller's patience.
+    exec(
+        &mut other,
+        "CREATE TABLE pad (x INTEGER);
+         WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3000)
+         INSERT INTO pad SELECT x FROM c;
+         CREATE TRIGGER slow AFTER INSERT ON health_check WHEN NEW.task_id = 'slow'
+         BEGIN SELECT count(*) FROM pad a, pad b; END;",
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(50),
+        store.heartbeat(&beat(&g, &member("slow"), 1)),
+    )
+    .await;
+    assert!(gave_up.is_err(), "the heartbeat should still be running");
+
+    // Another process can take the write lock once the engine finishes that statement.
+    exec(&mut other, "BEGIN IMMEDIATE; ROLLBACK;").await;
+    eprintln!("write lock free again after {:?}", started.elapsed());
+    // Nothing of the abandoned batch was committed, and the store works on.
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM health_check")
+        .fetch_one(&mut other)
+        .await
+        .unwrap();
+    assert_eq!(rows, 0);
+    store.heartbeat(&beat(&g, &member("a"), 1)).await.unwrap();
+}
