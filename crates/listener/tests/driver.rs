@@ -23,6 +23,20 @@ fn election(member: &str) -> ElectionConfig {
     ElectionConfig::new(member, "g", timing).unwrap()
 }
 
+fn config_for(inbox: &std::path::Path, depth: u32) -> Config {
+    let defaults = Config::default();
+    Config {
+        poll_interval: Duration::from_millis(20),
+        done_dir: Some(format!("{}/.done", inbox.display())),
+        error_dir: Some(format!("{}/.error", inbox.display())),
+        source: listener::SourceConfig {
+            recursive_depth: depth,
+            ..defaults.source.clone()
+        },
+        ..defaults
+    }
+}
+
 async fn wait_status(
     rx: &mut watch::Receiver<ElectionStatus>,
     what: impl Fn(&ElectionStatus) -> bool,
@@ -141,10 +155,7 @@ async fn a_fenced_claim_stops_the_poll_loop_at_once() {
     let metrics = Arc::new(Metrics::default());
     let driver = ElectionDriver::new(election("m1"), store.clone(), metrics.clone());
     let mut status = driver.subscribe();
-    let mut config = Config::default();
-    config.poll_interval = Duration::from_millis(20);
-    config.done_dir = Some(format!("{}/.done", inbox.display()));
-    config.error_dir = Some(format!("{}/.error", inbox.display()));
+    let config = config_for(&inbox, 0);
     let settings = poll_settings(&config, inbox.display().to_string()).unwrap();
     let poller = Poller::new(
         store.clone(),
@@ -193,11 +204,7 @@ async fn the_download_handler_keeps_relative_paths_and_skips_hostile_names() {
     let store = Arc::new(MemStore::default());
     let metrics = Arc::new(Metrics::default());
     let driver = ElectionDriver::new(election("m1"), store.clone(), metrics.clone());
-    let mut config = Config::default();
-    config.poll_interval = Duration::from_millis(20);
-    config.source.recursive_depth = 1;
-    config.done_dir = Some(format!("{}/.done", inbox.display()));
-    config.error_dir = Some(format!("{}/.error", inbox.display()));
+    let config = config_for(&inbox, 1);
     let settings = poll_settings(&config, inbox.display().to_string()).unwrap();
     let poller = Poller::new(
         store.clone(),
