@@ -420,6 +420,54 @@ mod tests {
     }
 
     #[test]
+    fn deserialises_from_a_url_with_field_overrides() {
+        let s: MySqlSettings = toml::from_str(
+            r#"
+            url = "mysql://app@db.local/coord?tls=require"
+            password = "from-env"
+            statement_timeout = "750ms"
+            pool_size = 8
+            "#,
+        )
+        .unwrap();
+        assert_eq!(s.user, "app");
+        assert_eq!(s.password.as_deref(), Some("from-env"));
+        assert_eq!(s.tls, TlsMode::Require);
+        assert_eq!(s.statement_timeout, Duration::from_millis(750));
+        assert_eq!(s.pool_size, 8);
+        assert_eq!(s.connect_timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn deserialises_from_fields_and_names_bad_ones() {
+        let s: MySqlSettings = toml::from_str(
+            r#"
+            host = "10.0.0.5"
+            database = "coord"
+            tls = "disable"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(
+            (s.host.as_str(), s.port, s.user.as_str()),
+            ("10.0.0.5", 3306, "root")
+        );
+        let err = |text: &str| {
+            toml::from_str::<MySqlSettings>(text)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err("host = \"h\"").contains("database must not be empty"));
+        assert!(
+            err("database = \"d\"\nstatement_timeout = \"soon\"").contains("statement_timeout")
+        );
+        assert!(err("database = \"d\"\ncolour = \"red\"").contains("colour"));
+        assert!(err("database = \"d\"\ntls = \"maybe\"").contains("maybe"));
+        let secret = err("database = \"d\"\npassword = \"hunter2\"\npool_size = 0");
+        assert!(!secret.contains("hunter2"), "{secret}");
+    }
+
+    #[test]
     fn debug_redacts_the_password() {
         let s = MySqlSettings::from_url("mysql://u:hunter2@h/db").unwrap();
         let shown = format!("{s:?}");

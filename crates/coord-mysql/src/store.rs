@@ -308,7 +308,15 @@ async fn check_schema(conn: &mut Conn) -> Result<(), Failure> {
 async fn migrate_with(settings: &MySqlSettings) -> Result<(), StoreError> {
     migrations::migrate_mysql(&settings.migration_url())
         .await
-        .map_err(|e| StoreError::Schema(format!("migrate: {e}")))
+        .map_err(|e| match e {
+            // Could not reach or log in to the server: nothing about the schema is known.
+            migrations::MigrateError::Connect { .. } => StoreError::Unavailable {
+                operation: "migrate",
+                group: NO_GROUP.to_string(),
+                cause: e.to_string(),
+            },
+            other => StoreError::Schema(other.to_string()),
+        })
 }
 
 /// Sends a batch (one round trip) and reads every result set: `(has_columns, rows)` per
