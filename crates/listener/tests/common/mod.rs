@@ -29,14 +29,27 @@ impl Site {
 
     /// Writes `name.toml`: short timings, SQLite in the folder, the given extra TOML.
     pub fn config(&self, name: &str, member: &str, extra: &str) -> PathBuf {
+        self.config_full(name, member, "e2e", "", extra)
+    }
+
+    /// The same with a group and extra `[coordination]` keys (such as `backend`).
+    pub fn config_full(
+        &self,
+        name: &str,
+        member: &str,
+        group: &str,
+        coordination: &str,
+        extra: &str,
+    ) -> PathBuf {
         let body = format!(
             r#"
 member_id = "{member}"
-group = "e2e"
+group = "{group}"
 poll_interval = "100ms"
 [coordination]
 heartbeat_interval = "100ms"
 liveness_timeout = "500ms"
+{coordination}
 [coordination.sqlite]
 path = "ftp-listener.db"
 [source]
