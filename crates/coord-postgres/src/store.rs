@@ -275,35 +275,39 @@ impl PgStore {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, StoreError> {
-        let client = self.client(operation, group).await?;
+        let mut in_flight = InFlight(Some(self.client(operation, group).await?));
         let limit = self.inner.settings.statement_timeout + CLIENT_MARGIN;
-        let result = tokio::time::timeout(limit, async {
-            let cached = client.statement_cache.size();
-            let statement = client.prepare_cached(sql).await?;
-            if client.statement_cache.size() > cached {
+        let result = {
+            let client = in_flight.client();
+            tokio::time::timeout(limit, async {
+                let cached = client.statement_cache.size();
+                let statement = client.prepare_cached(sql).await?;
+                if client.statement_cache.size() > cached {
+                    self.inner.round_trips.fetch_add(1, Ordering::Relaxed);
+                }
                 self.inner.round_trips.fetch_add(1, Ordering::Relaxed);
-            }
-            self.inner.round_trips.fetch_add(1, Ordering::Relaxed);
-            client.query(&statement, params).await
-        })
-        .await;
+                client.query(&statement, params).await
+            })
+            .await
+        };
         match result {
-            Ok(Ok(rows)) => Ok(rows),
+            Ok(Ok(rows)) => {
+                in_flight.done();
+                Ok(rows)
+            }
             Ok(Err(e)) => {
                 let (mapped, connection) = self.pg_error(&e, operation, group);
-                if connection == Connection::Discard {
-                    drop(Object::take(client));
+                if connection == Connection::Keep {
+                    in_flight.done();
                 }
                 Err(mapped)
             }
-            Err(_) => {
-                drop(Object::take(client));
-                Err(StoreError::Timeout {
-                    operation,
-                    group: group.to_owned(),
-                    after: self.inner.settings.statement_timeout,
-                })
-            }
+            // Dropping `in_flight` armed discards the connection.
+            Err(_) => Err(StoreError::Timeout {
+                operation,
+                group: group.to_owned(),
+                after: self.inner.settings.statement_timeout,
+            }),
         }
     }
 
@@ -327,6 +331,30 @@ impl PgStore {
                     after: self.inner.settings.statement_timeout,
                 })
             }
+        }
+    }
+}
+
+/// A pooled connection with a statement in flight. Unless [`InFlight::done`] is called, dropping
+/// it (a failure, a timeout, or the caller dropping our future) discards the connection
+/// instead of returning it to the pool, so no later call queues behind a lost answer.
+struct InFlight(Option<Object>);
+
+impl InFlight {
+    fn client(&self) -> &Object {
+        self.0.as_ref().expect("client present until done")
+    }
+
+    /// The statement finished cleanly: the connection goes back to the pool.
+    fn done(&mut self) {
+        self.0.take();
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            drop(Object::take(client));
         }
     }
 }

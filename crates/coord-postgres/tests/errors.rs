@@ -293,3 +293,55 @@ async fn tls_require_and_verify_full() {
     .unwrap_err();
     assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
 }
+
+#[tokio::test]
+async fn a_call_dropped_by_its_caller_does_not_block_the_next_one() {
+    shared_store().await;
+    let store = PgStore::connect(PgSettings {
+        pool_size: 1,
+        statement_timeout: Duration::from_secs(10),
+        ..settings("coord_pg_shared")
+    })
+    .await
+    .unwrap();
+    let g = group("dropped");
+    admin()
+        .await
+        .execute(
+            "INSERT INTO coord_pg_shared.token_holder (group_id, task_id, term) VALUES ($1, 'x', 1)",
+            &[&g.as_str()],
+        )
+        .await
+        .unwrap();
+    let mut locker = admin().await;
+    let tx = locker.transaction().await.unwrap();
+    tx.execute(
+        "SELECT 1 FROM coord_pg_shared.token_holder WHERE group_id = $1 FOR UPDATE",
+        &[&g.as_str()],
+    )
+    .await
+    .unwrap();
+    let take = TakeoverRequest {
+        group: g.clone(),
+        member: member("m"),
+        incarnation: incarnation(),
+        observed_term: Term(1),
+        liveness_timeout: Duration::from_secs(5),
+    };
+    // The caller gives up on a takeover blocked behind the lock.
+    let gave_up = tokio::time::timeout(Duration::from_millis(200), store.take_over(&take)).await;
+    assert!(gave_up.is_err());
+    // The only pooled connection still waits on the lock: it was discarded, so the next call
+    // opens a new one instead of queueing behind it for up to 10 s.
+    let start = Instant::now();
+    assert_eq!(
+        store.heartbeat(&request()).await.unwrap().own_row,
+        OwnRow::Written
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    tx.rollback().await.unwrap();
+}
