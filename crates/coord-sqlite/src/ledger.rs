@@ -108,18 +108,68 @@ pub(crate) async fn load(
         .collect()
 }
 
+/// The JSON element of a batch (see `sql.rs`).
+fn element(k: &Key<'_>) -> serde_json::Map<String, serde_json::Value> {
+    let mut map = serde_json::Map::new();
+    map.insert("h".into(), k.hash.clone().into());
+    map.insert("p".into(), k.path.into());
+    map.insert("s".into(), k.size.into());
+    map.insert("m".into(), k.mtime_ms.into());
+    map
+}
+
+fn batch(elements: impl Iterator<Item = serde_json::Map<String, serde_json::Value>>) -> String {
+    serde_json::Value::Array(elements.map(serde_json::Value::Object).collect()).to_string()
+}
+
+/// The answer for a version whose ledger row was `prior` before the claim.
+fn answer(prior: Option<(String, i64)>) -> ClaimOutcome {
+    let Some((state, attempts)) = prior else {
+        return ClaimOutcome::Claimed {
+            attempt: 1,
+            redelivery: false,
+        };
+    };
+    let attempt = u32::try_from(attempts).unwrap_or(0).saturating_add(1);
+    match LedgerState::parse(&state) {
+        Some(LedgerState::Claimed) => ClaimOutcome::Claimed {
+            attempt,
+            redelivery: true,
+        },
+        Some(LedgerState::Failed) => ClaimOutcome::Claimed {
+            attempt,
+            redelivery: false,
+        },
+        // Settled (handled, done, error), or a state this build does not know (the claim
+        // statement leaves such rows alone too): never dispatch it.
+        _ => ClaimOutcome::Settled,
+    }
+}
+
 pub(crate) async fn claim(
     store: &SqliteStore,
     fence: &Fence,
     versions: &[FileVersion],
 ) -> Result<Vec<ClaimOutcome>, StoreError> {
-    let keys = versions
+    // A version listed twice is claimed once; both positions get its answer.
+    let mut unique: Vec<&FileVersion> = Vec::with_capacity(versions.len());
+    let mut position = std::collections::HashMap::with_capacity(versions.len());
+    let slots: Vec<usize> = versions
+        .iter()
+        .map(|v| {
+            *position.entry(v).or_insert_with(|| {
+                unique.push(v);
+                unique.len() - 1
+            })
+        })
+        .collect();
+    let keys = unique
         .iter()
         .map(|v| key("claim", &fence.group, v))
         .collect::<Result<Vec<_>, _>>()?;
+    let json = batch(keys.iter().map(element));
     let group = fence.group.as_str();
-    let term = term_to_sql(fence.term);
-    let outcome = store
+    let priors = store
         .call("claim", group, Leftover::Nothing, async |conn| {
             store.trip();
             let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
@@ -127,64 +177,65 @@ pub(crate) async fn claim(
             if !fence_holds(&mut tx, fence).await? {
                 return Ok(None);
             }
-            let mut answers = Vec::with_capacity(keys.len());
-            for k in &keys {
-                store.trip();
-                let row: Option<(String, i64)> = sqlx::query_as(sql::LEDGER_ROW)
-                    .bind(group)
-                    .bind(&k.hash)
-                    .bind(k.size)
-                    .bind(k.mtime_ms)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                let answer = match row {
-                    None => {
-                        store.trip();
-                        sqlx::query(sql::CLAIM_NEW)
-                            .bind(group)
-                            .bind(&k.hash)
-                            .bind(k.path)
-                            .bind(k.size)
-                            .bind(k.mtime_ms)
-                            .bind(term)
-                            .execute(&mut *tx)
-                            .await?;
-                        ClaimOutcome::Claimed {
-                            attempt: 1,
-                            redelivery: false,
-                        }
-                    }
-                    Some((state, attempts)) => match LedgerState::parse(&state) {
-                        Some(state @ (LedgerState::Claimed | LedgerState::Failed)) => {
-                            let attempt = u32::try_from(attempts).unwrap_or(0).saturating_add(1);
-                            store.trip();
-                            sqlx::query(sql::CLAIM_AGAIN)
-                                .bind(group)
-                                .bind(&k.hash)
-                                .bind(k.size)
-                                .bind(k.mtime_ms)
-                                .bind(term)
-                                .bind(i64::from(attempt))
-                                .execute(&mut *tx)
-                                .await?;
-                            ClaimOutcome::Claimed {
-                                attempt,
-                                redelivery: state == LedgerState::Claimed,
-                            }
-                        }
-                        // Settled (handled, done, error), or a state this build does not
-                        // know: never dispatch it.
-                        _ => ClaimOutcome::Settled,
-                    },
-                };
-                answers.push(answer);
-            }
+            store.trip();
+            let priors: Vec<(Option<String>, Option<i64>)> = sqlx::query_as(sql::CLAIM_PRIOR)
+                .bind(group)
+                .bind(&json)
+                .fetch_all(&mut *tx)
+                .await?;
+            store.trip();
+            sqlx::query(sql::CLAIM)
+                .bind(group)
+                .bind(&json)
+                .bind(term_to_sql(fence.term))
+                .execute(&mut *tx)
+                .await?;
             store.trip();
             tx.commit().await?;
-            Ok(Some(answers))
+            Ok(Some(priors))
         })
-        .await?;
-    outcome.ok_or_else(|| StoreError::fenced("claim", fence))
+        .await?
+        .ok_or_else(|| StoreError::fenced("claim", fence))?;
+    if priors.len() != unique.len() {
+        return Err(StoreError::Rejected {
+            operation: "claim",
+            group: group.to_owned(),
+            cause: format!("{} answers for {} versions", priors.len(), unique.len()),
+        });
+    }
+    let answers: Vec<ClaimOutcome> = priors
+        .into_iter()
+        .map(|(state, attempts)| answer(state.map(|s| (s, attempts.unwrap_or(0)))))
+        .collect();
+    Ok(slots.into_iter().map(|i| answers[i].clone()).collect())
+}
+
+/// Consecutive updates of one kind, applied with one statement.
+enum Run {
+    Set(Vec<serde_json::Map<String, serde_json::Value>>),
+    Forget(Vec<serde_json::Map<String, serde_json::Value>>),
+}
+
+fn runs(updates: &[LedgerUpdate], keys: &[Key<'_>]) -> Vec<Run> {
+    let mut runs: Vec<Run> = Vec::new();
+    for (update, k) in updates.iter().zip(keys) {
+        let mut e = element(k);
+        match update {
+            LedgerUpdate::Set { state, error, .. } => {
+                e.insert("st".into(), state.as_str().into());
+                e.insert("e".into(), error.clone().into());
+                match runs.last_mut() {
+                    Some(Run::Set(run)) => run.push(e),
+                    _ => runs.push(Run::Set(vec![e])),
+                }
+            }
+            LedgerUpdate::Forget(_) => match runs.last_mut() {
+                Some(Run::Forget(run)) => run.push(e),
+                _ => runs.push(Run::Forget(vec![e])),
+            },
+        }
+    }
+    runs
 }
 
 pub(crate) async fn record(
@@ -196,8 +247,15 @@ pub(crate) async fn record(
         .iter()
         .map(|u| key("record", &fence.group, u.version()))
         .collect::<Result<Vec<_>, _>>()?;
+    // Runs keep the caller's order where it matters (a Set after a Forget of one version).
+    let statements: Vec<(&'static str, String)> = runs(updates, &keys)
+        .into_iter()
+        .map(|run| match run {
+            Run::Set(run) => (sql::SET_STATES, batch(run.into_iter())),
+            Run::Forget(run) => (sql::FORGET, batch(run.into_iter())),
+        })
+        .collect();
     let group = fence.group.as_str();
-    let term = term_to_sql(fence.term);
     let applied = store
         .call("record", group, Leftover::Nothing, async |conn| {
             store.trip();
@@ -206,32 +264,14 @@ pub(crate) async fn record(
             if !fence_holds(&mut tx, fence).await? {
                 return Ok(false);
             }
-            for (update, k) in updates.iter().zip(&keys) {
+            for (statement, json) in &statements {
                 store.trip();
-                match update {
-                    LedgerUpdate::Set { state, error, .. } => {
-                        sqlx::query(sql::SET_STATE)
-                            .bind(group)
-                            .bind(&k.hash)
-                            .bind(k.path)
-                            .bind(k.size)
-                            .bind(k.mtime_ms)
-                            .bind(state.as_str())
-                            .bind(term)
-                            .bind(error.as_deref())
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    LedgerUpdate::Forget(_) => {
-                        sqlx::query(sql::FORGET)
-                            .bind(group)
-                            .bind(&k.hash)
-                            .bind(k.size)
-                            .bind(k.mtime_ms)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                }
+                sqlx::query(statement)
+                    .bind(group)
+                    .bind(json)
+                    .bind(term_to_sql(fence.term))
+                    .execute(&mut *tx)
+                    .await?;
             }
             store.trip();
             tx.commit().await?;

@@ -95,36 +95,45 @@ pub(crate) const FENCE: &str = "SELECT 1 FROM token_holder WHERE group_id = ?1 A
 pub(crate) const LOAD_LEDGER: &str = "SELECT path, size, mtime_ms, state, term, attempts, \
      last_error FROM processed_file WHERE group_id = ?1 ORDER BY path, size, mtime_ms";
 
-/// ?1 group, ?2 path hash, ?3 size, ?4 mtime.
-pub(crate) const LEDGER_ROW: &str = "SELECT state, attempts FROM processed_file \
-     WHERE group_id = ?1 AND path_hash = ?2 AND size = ?3 AND mtime_ms = ?4";
+// Ledger batches travel as one JSON array bound to ?2, read with `json_each`, so a claim or
+// record of any size costs the same few calls. Each element: `h` path hash, `p` path, `s`
+// size, `m` mtime (ms), and for records `st` state and `e` error.
 
-/// A new version, claimed: ?1 group, ?2 path hash, ?3 path, ?4 size, ?5 mtime, ?6 term.
-pub(crate) const CLAIM_NEW: &str = concat!(
+/// The prior state of each version of a claim batch, in batch order: ?1 group, ?2 batch.
+pub(crate) const CLAIM_PRIOR: &str = "SELECT p.state, p.attempts FROM json_each(?2) AS j \
+     LEFT JOIN processed_file AS p ON p.group_id = ?1 AND p.path_hash = j.value ->> 'h' \
+     AND p.size = j.value ->> 's' AND p.mtime_ms = j.value ->> 'm' ORDER BY j.key";
+
+/// Claims a batch: new versions inserted as claimed (attempt 1); claimed or failed ones
+/// claimed again under this term, attempts + 1; settled ones untouched. ?1 group, ?2 batch,
+/// ?3 term.
+pub(crate) const CLAIM: &str = concat!(
     "INSERT INTO processed_file (group_id, path_hash, path, size, mtime_ms, state, term, ",
-    "attempts, last_error, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, 'claimed', ?6, 1, NULL, ",
+    "attempts, last_error, updated_at) ",
+    "SELECT ?1, j.value ->> 'h', j.value ->> 'p', j.value ->> 's', j.value ->> 'm', 'claimed', ",
+    "?3, 1, NULL, ",
     now_ms!(),
-    ")",
+    " FROM json_each(?2) AS j WHERE true ORDER BY j.key ",
+    "ON CONFLICT (group_id, path_hash, size, mtime_ms) DO UPDATE SET state = 'claimed', ",
+    "term = excluded.term, attempts = processed_file.attempts + 1, ",
+    "updated_at = excluded.updated_at ",
+    "WHERE processed_file.state IN ('claimed', 'failed')",
 );
 
-/// A claimed or failed version, claimed again: ?1 group, ?2 path hash, ?3 size, ?4 mtime,
-/// ?5 term, ?6 attempts.
-pub(crate) const CLAIM_AGAIN: &str = concat!(
-    "UPDATE processed_file SET state = 'claimed', term = ?5, attempts = ?6, updated_at = ",
-    now_ms!(),
-    " WHERE group_id = ?1 AND path_hash = ?2 AND size = ?3 AND mtime_ms = ?4",
-);
-
-/// Set a version's state, inserting unknown versions (attempts 0): ?1 group, ?2 path hash,
-/// ?3 path, ?4 size, ?5 mtime, ?6 state, ?7 term, ?8 error.
-pub(crate) const SET_STATE: &str = concat!(
+/// Sets the state (and error) of a batch, in batch order, inserting unknown versions with
+/// attempts 0 and keeping the attempts of known ones: ?1 group, ?2 batch, ?3 term.
+pub(crate) const SET_STATES: &str = concat!(
     "INSERT INTO processed_file (group_id, path_hash, path, size, mtime_ms, state, term, ",
-    "attempts, last_error, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, ",
+    "attempts, last_error, updated_at) ",
+    "SELECT ?1, j.value ->> 'h', j.value ->> 'p', j.value ->> 's', j.value ->> 'm', ",
+    "j.value ->> 'st', ?3, 0, j.value ->> 'e', ",
     now_ms!(),
-    ") ON CONFLICT (group_id, path_hash, size, mtime_ms) DO UPDATE SET state = excluded.state, ",
+    " FROM json_each(?2) AS j WHERE true ORDER BY j.key ",
+    "ON CONFLICT (group_id, path_hash, size, mtime_ms) DO UPDATE SET state = excluded.state, ",
     "term = excluded.term, last_error = excluded.last_error, updated_at = excluded.updated_at",
 );
 
-/// ?1 group, ?2 path hash, ?3 size, ?4 mtime.
-pub(crate) const FORGET: &str = "DELETE FROM processed_file \
-     WHERE group_id = ?1 AND path_hash = ?2 AND size = ?3 AND mtime_ms = ?4";
+/// Deletes a batch: ?1 group, ?2 batch.
+pub(crate) const FORGET: &str = "DELETE FROM processed_file WHERE group_id = ?1 \
+     AND (path_hash, size, mtime_ms) IN \
+     (SELECT j.value ->> 'h', j.value ->> 's', j.value ->> 'm' FROM json_each(?2) AS j)";

@@ -285,3 +285,70 @@ async fn a_statement_failing_mid_batch_rolls_back_the_whole_batch() {
         vec![CLAIMED_FRESH]
     );
 }
+
+#[tokio::test]
+async fn batches_keep_order_and_duplicates_are_claimed_once() {
+    let db = TempDb::migrated().await;
+    let store = db.store().await;
+    let (g, a) = (group("order"), member("a"));
+    store.take_over(&take(&g, &a, 1, 0)).await.unwrap();
+    let f = fence(&g, &a, 1, 1);
+    let (x, y) = (version("/in/x", 1), version("/in/y", 1));
+    let answers = store
+        .claim(&f, &[x.clone(), y.clone(), x.clone()])
+        .await
+        .unwrap();
+    assert_eq!(answers, vec![CLAIMED_FRESH; 3]);
+    let records = store.load_ledger(&g).await.unwrap();
+    assert!(records.iter().all(|r| r.attempts == 1), "{records:?}");
+
+    // Forget then set: the row exists; set then forget: it does not; the last set wins.
+    store
+        .record(
+            &f,
+            &[
+                LedgerUpdate::Forget(x.clone()),
+                set(&x, LedgerState::Failed, Some("first")),
+                set(&x, LedgerState::Done, None),
+                set(&y, LedgerState::Done, None),
+                LedgerUpdate::Forget(y.clone()),
+            ],
+        )
+        .await
+        .unwrap();
+    let records = store.load_ledger(&g).await.unwrap();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0].version, x);
+    assert_eq!(records[0].state, LedgerState::Done);
+    assert_eq!(records[0].last_error, None);
+}
+
+/// A first listing of a big directory is claimed in one call within the statement timeout.
+#[tokio::test]
+async fn a_large_batch_is_claimed_and_recorded_whole() {
+    const N: u64 = 20_000;
+    let db = TempDb::migrated().await;
+    let store = db.store().await;
+    let (g, a) = (group("large"), member("a"));
+    store.take_over(&take(&g, &a, 1, 0)).await.unwrap();
+    let f = fence(&g, &a, 1, 1);
+    let versions: Vec<_> = (0..N)
+        .map(|i| version(&format!("/in/batch/file-{i:06}.csv"), i))
+        .collect();
+    let started = std::time::Instant::now();
+    let answers = store.claim(&f, &versions).await.unwrap();
+    let claimed = started.elapsed();
+    assert_eq!(answers.len() as u64, N);
+    assert!(answers.iter().all(|o| *o == CLAIMED_FRESH));
+    let updates: Vec<_> = versions
+        .iter()
+        .map(|v| set(v, LedgerState::Done, None))
+        .collect();
+    let started = std::time::Instant::now();
+    store.record(&f, &updates).await.unwrap();
+    let recorded = started.elapsed();
+    eprintln!("claim of {N}: {claimed:?}; record of {N}: {recorded:?}");
+    let again = store.claim(&f, &versions).await.unwrap();
+    assert!(again.iter().all(|o| *o == ClaimOutcome::Settled));
+    assert_eq!(store.load_ledger(&g).await.unwrap().len() as u64, N);
+}
