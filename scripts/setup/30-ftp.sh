@@ -43,6 +43,8 @@ ftp_setup() {
   fi
   echo "hatest:$(cat "$root/password")" | chpasswd
   chmod 0755 "$TEST_ROOT" "$root"
+  # Directories left by earlier test runs (the tests make a new one each time).
+  rm -rf "$root"/vsftpd/t-* "$root"/proftpd/t-*
   chown hatest: "$root/home" "$root/vsftpd" "$root/proftpd"
   chmod 0755 "$root/vsftpd" "$root/proftpd"
 

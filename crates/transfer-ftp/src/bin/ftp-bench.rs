@@ -1,0 +1,204 @@
+//! `cargo run --release -p transfer-ftp --bin ftp-bench`: throughput of our streaming reader
+//! against curl, per server and mode, and a 100,000-entry listing, against the servers of
+//! `scripts/setup/30-ftp.sh` (run it first). Prints markdown tables.
+//!
+//! Options: `--size-mib N` (default 1024), `--entries N` (default 100000).
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use coord_core::{FileReader, ListOptions, RemoteFs};
+use transfer_ftp::{FtpFs, FtpSettings, TlsMode};
+
+type Error = Box<dyn std::error::Error>;
+
+struct Server {
+    name: &'static str,
+    port: u16,
+    root: &'static str,
+}
+
+const SERVERS: [Server; 2] = [
+    Server {
+        name: "vsftpd",
+        port: 2121,
+        root: "vsftpd",
+    },
+    Server {
+        name: "proftpd",
+        port: 2122,
+        root: "proftpd",
+    },
+];
+
+fn ftp_root() -> PathBuf {
+    let root = std::env::var("TEST_ROOT").unwrap_or_else(|_| "/tmp/ha-listener-test".into());
+    PathBuf::from(root).join("ftp")
+}
+
+fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn vm_hwm_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn settings(server: &Server, tls: bool) -> FtpSettings {
+    let mut s = FtpSettings::new("127.0.0.1", server.port, "hatest");
+    s.password_file = Some(ftp_root().join("password"));
+    s.op_timeout = Duration::from_secs(120);
+    if tls {
+        s.tls = TlsMode::Explicit;
+        s.ca_file = Some(ftp_root().join("tls/ca.pem"));
+    }
+    s
+}
+
+/// A sparse file of `size` bytes on the server's disk (reads cost no disk I/O).
+fn big_file(server: &Server, size: u64) -> Result<String, Error> {
+    let dir = ftp_root().join(server.root).join("bench");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("big-{size}.bin"));
+    if std::fs::metadata(&path).map(|m| m.len()).ok() != Some(size) {
+        std::fs::File::create(&path)?.set_len(size)?;
+    }
+    Ok(format!("/bench/big-{size}.bin"))
+}
+
+async fn ours(fs: &FtpFs, path: &str) -> Result<(u64, Duration), Error> {
+    let start = Instant::now();
+    let mut reader = fs.open_read(path).await?;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = reader.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+    }
+    reader.finish().await?;
+    Ok((total, start.elapsed()))
+}
+
+fn curl(server: &Server, tls: bool, path: &str) -> Result<(u64, Duration), Error> {
+    let password = std::fs::read_to_string(ftp_root().join("password"))?;
+    let mut cmd = Command::new("curl");
+    cmd.args([
+        "-sS",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{size_download}",
+        "--config",
+        "-",
+    ]);
+    if tls {
+        cmd.args(["--ssl-reqd", "-k"]);
+    }
+    cmd.arg(format!("ftp://127.0.0.1:{}{path}", server.port));
+    // The credentials go through stdin, not the command line (visible in ps).
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn()?;
+    let start = Instant::now();
+    child
+        .stdin
+        .take()
+        .ok_or("curl stdin")?
+        .write_all(format!("user = \"hatest:{}\"\n", password.trim()).as_bytes())?;
+    let out = child.wait_with_output()?;
+    let elapsed = start.elapsed();
+    if !out.status.success() {
+        return Err(format!("curl failed: {}", out.status).into());
+    }
+    let size = String::from_utf8_lossy(&out.stdout).trim().parse()?;
+    Ok((size, elapsed))
+}
+
+fn mbps(bytes: u64, d: Duration) -> f64 {
+    bytes as f64 / 1e6 / d.as_secs_f64()
+}
+
+/// `count` empty files in `bench/many-<count>` on the server's disk (made once).
+fn many_files(server: &Server, count: u64) -> Result<String, Error> {
+    let dir = ftp_root()
+        .join(server.root)
+        .join(format!("bench/many-{count}"));
+    let marker = dir.with_extension("complete");
+    if !marker.exists() {
+        std::fs::create_dir_all(&dir)?;
+        for i in 0..count {
+            std::fs::File::create(dir.join(format!("file-{i:07}.dat")))?;
+        }
+        std::fs::File::create(&marker)?;
+    }
+    Ok(format!("/bench/many-{count}"))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let size = arg("--size-mib", 1024) * 1024 * 1024;
+    let entries = arg("--entries", 100_000);
+    println!("## streaming read of a {} MiB file\n", size / 1024 / 1024);
+    println!("| server | mode | our MB/s | curl MB/s | our peak RSS (VmHWM) |");
+    println!("|---|---|---|---|---|");
+    for server in &SERVERS {
+        let path = big_file(server, size)?;
+        for tls in [false, true] {
+            let fs = FtpFs::new(settings(server, tls))?;
+            let (got, ours_time) = ours(&fs, &path).await?;
+            assert_eq!(got, size, "short read");
+            let (curl_got, curl_time) = curl(server, tls, &path)?;
+            assert_eq!(curl_got, size, "curl short read");
+            println!(
+                "| {} | {} | {:.0} | {:.0} | {} MiB |",
+                server.name,
+                if tls { "ftps (explicit)" } else { "plain" },
+                mbps(got, ours_time),
+                mbps(curl_got, curl_time),
+                vm_hwm_kib() / 1024
+            );
+        }
+    }
+
+    println!("\n## listing a directory of {entries} entries\n");
+    println!("| server | command | entries | skipped | time | VmHWM before | VmHWM after |");
+    println!("|---|---|---|---|---|---|---|");
+    for server in &SERVERS {
+        let dir = many_files(server, entries)?;
+        let fs = FtpFs::new(settings(server, false))?;
+        let before = vm_hwm_kib();
+        let start = Instant::now();
+        let listing = fs.list(&dir, &ListOptions::default()).await?;
+        let elapsed = start.elapsed();
+        println!(
+            "| {} | {} | {} | {} | {:.2} s | {} MiB | {} MiB |",
+            server.name,
+            if server.name == "proftpd" {
+                "MLSD"
+            } else {
+                "LIST"
+            },
+            listing.entries.len(),
+            listing.skipped,
+            elapsed.as_secs_f64(),
+            before / 1024,
+            vm_hwm_kib() / 1024
+        );
+    }
+    Ok(())
+}
