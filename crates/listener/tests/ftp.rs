@@ -1,0 +1,90 @@
+//! The listener over real FTP servers (`scripts/setup/30-ftp.sh`: proftpd with MLSD on
+//! 127.0.0.1:2122, vsftpd without MLSD on 127.0.0.1:2121; both chroot the test user): a file
+//! dropped in the remote directory is handled once and moved to the remote done folder.
+
+#![cfg(feature = "ftp")]
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, SystemTime};
+
+use common::{Site, wait_for};
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+fn ftp_root() -> PathBuf {
+    let root = std::env::var("TEST_ROOT").unwrap_or_else(|_| "/tmp/ha-listener-test".into());
+    PathBuf::from(root).join("ftp")
+}
+
+fn handled_and_moved(server: &str, port: u16) {
+    let root = ftp_root();
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let name = format!("listener-{}-{nanos}", std::process::id());
+    // The directory as the chrooted user sees it, and as this test (root) sees it.
+    let remote = format!("/{name}");
+    let local = root.join(server).join(&name);
+    std::fs::create_dir_all(&local).unwrap();
+    let chown = Command::new("chown")
+        .args(["hatest:hatest", local.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(chown.success());
+
+    let site = Site::new();
+    let extra = format!(
+        r#"{handler}
+[source]
+kind = "ftp"
+path = "{remote}"
+[source.ftp]
+host = "127.0.0.1"
+port = {port}
+user = "hatest"
+password_file = "{password}"
+"#,
+        handler = site.probe_handler(""),
+        password = root.join("password").display(),
+    );
+    let config = site.config("a", "solo", &extra);
+    let body =
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replacen("[source]\npath = \"inbox\"\n", "", 1);
+    std::fs::write(&config, body).unwrap();
+
+    let proc = site.spawn(&config);
+    assert!(
+        proc.wait_line("became leader", LIMIT).is_some(),
+        "{}",
+        proc.output()
+    );
+    std::fs::write(local.join("remote.csv"), b"over ftp").unwrap();
+    let moved = wait_for(LIMIT, || {
+        (local.join(".done/remote.csv").exists() && !local.join("remote.csv").exists())
+            .then_some(())
+    });
+    assert!(moved.is_some(), "{}", proc.output());
+    let handled = site.handled();
+    assert_eq!(handled.len(), 1, "{handled:?}");
+    assert!(
+        handled[0].starts_with("remote.csv attempt=1") && handled[0].ends_with("size=8"),
+        "{handled:?}"
+    );
+    let _ = std::fs::remove_dir_all(&local);
+}
+
+#[test]
+fn proftpd_with_mlsd() {
+    handled_and_moved("proftpd", 2122);
+}
+
+#[test]
+fn vsftpd_without_mlsd() {
+    handled_and_moved("vsftpd", 2121);
+}
