@@ -198,6 +198,56 @@ async fn a_file_removed_or_replaced_under_the_store_is_refused() {
     assert!(err.to_string().contains("was removed or replaced"), "{err}");
 }
 
+/// A trigger that keeps a heartbeat's INSERT for member `slow` busy: it counts `rows`²
+/// pairs (8000 rows take about a second in a debug build).
+async fn slow_heartbeats_for_member_slow(conn: &mut sqlx::SqliteConnection, rows: u32) {
+    exec(
+        conn,
+        &format!(
+            "CREATE TABLE pad (x INTEGER);
+         WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {rows})
+         INSERT INTO pad SELECT x FROM c;
+         CREATE TRIGGER slow AFTER INSERT ON health_check WHEN NEW.task_id = 'slow'
+         BEGIN SELECT count(*) FROM pad a, pad b; END;"
+        ),
+    )
+    .await;
+}
+
+/// A call slower than the statement timeout fails with `Timeout` naming it; its connection is
+/// closed (its transaction rolled back) and the store goes on with a fresh one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_over_its_timeout_is_abandoned_cleanly() {
+    let db = TempDb::migrated().await;
+    let mut settings = db.settings();
+    settings.statement_timeout = Duration::from_millis(300);
+    settings.pool_size = 1;
+    let store = SqliteStore::connect(settings).await.unwrap();
+    let g = group("timeout");
+    let mut other = db.raw().await;
+    slow_heartbeats_for_member_slow(&mut other, 8000).await;
+
+    let err = store
+        .heartbeat(&beat(&g, &member("slow"), 1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Timeout { operation: "heartbeat", after, .. }
+            if after == Duration::from_millis(300)),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("timed out after 300ms"), "{err}");
+    // Wait (on the lock itself) until the engine has given the abandoned batch up.
+    exec(&mut other, "BEGIN IMMEDIATE; ROLLBACK;").await;
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM health_check")
+        .fetch_one(&mut other)
+        .await
+        .unwrap();
+    assert_eq!(rows, 0, "the abandoned heartbeat must not commit");
+    // The only pooled connection was replaced, not reused with an open transaction.
+    store.heartbeat(&beat(&g, &member("a"), 1)).await.unwrap();
+}
+
 /// A caller that gives up on a call (drops the future) while the engine is inside the batch
 /// must not leave an orphaned write transaction behind: sqlx stops a batch at the first result
 /// nobody reads, after BEGIN and before COMMIT, and that connection must be closed (rolling
@@ -208,16 +258,7 @@ async fn a_cancelled_call_leaves_no_transaction_behind() {
     let store = db.store().await;
     let g = group("cancel");
     let mut other = db.raw().await;
-    // A trigger that keeps the heartbeat's INSERT busy well past the caller's patience.
-    exec(
-        &mut other,
-        "CREATE TABLE pad (x INTEGER);
-         WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3000)
-         INSERT INTO pad SELECT x FROM c;
-         CREATE TRIGGER slow AFTER INSERT ON health_check WHEN NEW.task_id = 'slow'
-         BEGIN SELECT count(*) FROM pad a, pad b; END;",
-    )
-    .await;
+    slow_heartbeats_for_member_slow(&mut other, 8000).await;
     let started = std::time::Instant::now();
     let gave_up = tokio::time::timeout(
         Duration::from_millis(50),
