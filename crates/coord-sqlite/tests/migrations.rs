@@ -123,3 +123,25 @@ async fn a_seed_ddl_database_is_upgraded_in_place() {
     let members = store.members(&g).await.unwrap();
     assert!(members.iter().any(|s| s.member.as_str() == "old-node"));
 }
+
+/// A database migrated by a newer build: this build's store still connects (migrations are
+/// additive), but its migrator refuses to run against it, naming the unknown version.
+#[tokio::test]
+async fn a_newer_database_connects_but_is_not_migrated_by_an_older_build() {
+    let db = TempDb::migrated().await;
+    let mut conn = db.raw().await;
+    exec(
+        &mut conn,
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+         VALUES (999, 'from the future', TRUE, X'00', 0)",
+    )
+    .await;
+    db.store().await;
+    let err = migrate_sqlite(db.file.to_str().unwrap()).await.unwrap_err();
+    assert!(err.to_string().contains("999"), "{err}");
+    let mut settings = db.settings();
+    settings.migrate = true;
+    let err = SqliteStore::connect(settings).await.unwrap_err();
+    assert!(matches!(err, coord_core::StoreError::Schema(_)), "{err:?}");
+    eprintln!("{err}");
+}
