@@ -80,7 +80,8 @@ impl FtpFs {
     }
 
     /// Maps a refusal of `operation` on `path`; an ambiguous `550` is resolved with a probe
-    /// (exists → permission denied, missing → not found).
+    /// (exists with the expected kind → permission denied, missing → not found, the other
+    /// kind → says so).
     async fn refusal(
         &self,
         session: &mut Session,
@@ -88,6 +89,7 @@ impl FtpFs {
         path: &str,
         abs: &str,
         e: FtpError,
+        expected: Probe,
     ) -> FsError {
         let FtpError::UnexpectedResponse(r) = &e else {
             return map_ftp_error(operation, path, self.server(), e);
@@ -100,14 +102,21 @@ impl FtpFs {
                 operation,
                 path: path.to_string(),
             },
-            Ok(Probe::File) => FsError::PermissionDenied {
+            Ok(found) if found == expected => FsError::PermissionDenied {
                 operation,
                 path: path.to_string(),
             },
-            Ok(Probe::Dir) => FsError::Other {
+            Ok(found) => FsError::Other {
                 operation,
                 path: path.to_string(),
-                cause: format!("is a directory ({cause})"),
+                cause: format!(
+                    "{} ({cause})",
+                    if found == Probe::Dir {
+                        "is a directory"
+                    } else {
+                        "not a directory"
+                    }
+                ),
             },
             Err(probe_err) => map_ftp_error(operation, path, self.server(), probe_err),
         }
@@ -169,7 +178,7 @@ impl FtpFs {
         timed(OP, dir, timeout, async {
             match session.ftp.cwd(&abs).await {
                 Ok(()) => Ok(()),
-                Err(e) => Err(self.refusal(session, OP, dir, &abs, e).await),
+                Err(e) => Err(self.refusal(session, OP, dir, &abs, e, Probe::Dir).await),
             }
         })
         .await?;
@@ -248,7 +257,10 @@ impl RemoteFs for FtpFs {
             let abs = lease.session.abs(OP, path)?;
             match lease.session.ftp.retr_as_stream(&abs).await {
                 Ok(stream) => Ok(stream),
-                Err(e) => Err(self.refusal(&mut lease.session, OP, path, &abs, e).await),
+                Err(e) => {
+                    let session = &mut lease.session;
+                    Err(self.refusal(session, OP, path, &abs, e, Probe::File).await)
+                }
             }
         })
         .await;
@@ -300,7 +312,10 @@ impl RemoteFs for FtpFs {
             let abs = lease.session.abs(OP, path)?;
             match lease.session.ftp.rm(&abs).await {
                 Ok(()) => Ok(()),
-                Err(e) => Err(self.refusal(&mut lease.session, OP, path, &abs, e).await),
+                Err(e) => {
+                    let session = &mut lease.session;
+                    Err(self.refusal(session, OP, path, &abs, e, Probe::File).await)
+                }
             }
         })
         .await;
@@ -346,7 +361,9 @@ impl FtpFs {
         match session.ftp.rename(&from_abs, &to_abs).await {
             Ok(()) => Ok(()),
             // RNFR or RNTO refused: an ambiguous 550 is resolved by probing the source.
-            Err(e) => Err(self.refusal(session, OP, from, &from_abs, e).await),
+            Err(e) => Err(self
+                .refusal(session, OP, from, &from_abs, e, Probe::File)
+                .await),
         }
     }
 

@@ -42,6 +42,20 @@ async fn list_read_and_recurse(t: Target) {
         .duration_since(mtime)
         .unwrap_or_default();
     assert!(age.as_secs() < 3600, "mtime {mtime:?} is not recent");
+    // proftpd answers MLSD (seconds); vsftpd only LIST (`HH:MM`, minutes).
+    let secs =
+        |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let on_disk = secs(
+        std::fs::metadata(local.join("a.txt"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+    );
+    let expected = match t.server {
+        common::Server::Proftpd => on_disk,
+        common::Server::Vsftpd => on_disk / 60 * 60,
+    };
+    assert_eq!(secs(mtime), expected);
     let sub = top.entries.iter().find(|e| e.name == "sub").unwrap();
     assert_eq!(sub.kind, EntryKind::Dir);
 
