@@ -434,3 +434,272 @@ impl Elector {
             .max(Duration::from_millis(1))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Timing;
+    use crate::store::HolderView;
+
+    fn ms(v: u64) -> Duration {
+        Duration::from_millis(v)
+    }
+
+    fn elector(t0: Instant) -> Elector {
+        let config = ElectionConfig::new("me", "g", Timing::default()).unwrap();
+        Elector::new(config, Incarnation(1), t0)
+    }
+
+    fn holder(member: &str, incarnation: u64, age: u64) -> Option<HolderView> {
+        Some(HolderView {
+            member: MemberId::new(member).unwrap(),
+            incarnation: Incarnation(incarnation),
+            lease_age: ms(age),
+        })
+    }
+
+    fn observed(term: u64, holder: Option<HolderView>) -> Observation {
+        Observation {
+            own_row: OwnRow::Written,
+            term: Term(term),
+            holder,
+        }
+    }
+
+    /// Heartbeat at `now` answered with `obs`.
+    fn tick(e: &mut Elector, now: Instant, obs: Result<Observation, StoreError>) {
+        assert!(matches!(e.poll_action(now), Some(Action::Heartbeat(_))));
+        e.handle_heartbeat(now, obs);
+    }
+
+    fn lead(e: &mut Elector, now: Instant) {
+        tick(e, now, Ok(observed(0, None)));
+        assert!(matches!(e.poll_action(now), Some(Action::TakeOver(_))));
+        e.handle_takeover(now, Ok(TakeoverOutcome::Won(Term(1))));
+        assert!(matches!(e.poll_event(), Some(Event::BecameLeader(_))));
+    }
+
+    fn unavailable() -> StoreError {
+        StoreError::Unavailable {
+            operation: "heartbeat",
+            group: "g".into(),
+            cause: "down".into(),
+        }
+    }
+
+    #[test]
+    fn a_fresh_holder_keeps_us_standby() {
+        let t0 = Instant::now();
+        let mut e = elector(t0);
+        tick(&mut e, t0, Ok(observed(3, holder("other", 9, 4000))));
+        assert_eq!(
+            e.poll_action(t0),
+            None,
+            "no takeover while the holder is fresh"
+        );
+        assert_eq!(e.role(t0), Role::Standby);
+        assert_eq!(e.term(), Term(3));
+        // A stale holder (older than the liveness timeout) triggers a takeover on term 3.
+        let t1 = t0 + ms(1000);
+        tick(&mut e, t1, Ok(observed(3, holder("other", 9, 5001))));
+        match e.poll_action(t1) {
+            Some(Action::TakeOver(r)) => assert_eq!(r.observed_term, Term(3)),
+            other => panic!("expected takeover, got {other:?}"),
+        }
+        e.handle_takeover(t1, Ok(TakeoverOutcome::Lost));
+        assert_eq!(e.role(t1), Role::Standby);
+    }
+
+    #[test]
+    fn a_leader_demotes_itself_at_the_renew_deadline() {
+        let t0 = Instant::now();
+        let mut e = elector(t0);
+        lead(&mut e, t0);
+        assert_eq!(e.role(t0), Role::Leader);
+        // Heartbeats fail from now on; dispatching ends renew_deadline after t0 exactly.
+        let renew = Timing::default().renew_deadline;
+        let t1 = t0 + ms(1000);
+        tick(&mut e, t1, Err(unavailable()));
+        assert!(e.may_dispatch(t0 + renew - ms(1)).is_some());
+        assert!(e.may_dispatch(t0 + renew).is_none());
+        assert_eq!(e.next_deadline(), Some(t0 + ms(2000)));
+        let t2 = t0 + ms(2000);
+        tick(&mut e, t2, Err(unavailable()));
+        assert_eq!(e.next_deadline(), Some(t0 + ms(3000)));
+        tick(&mut e, t0 + ms(3000), Err(unavailable()));
+        assert_eq!(
+            e.next_deadline(),
+            Some(t0 + renew),
+            "the renew deadline comes first"
+        );
+        // At the deadline poll_action reports the loss.
+        assert_eq!(e.poll_action(t0 + renew), None);
+        assert_eq!(
+            e.poll_event(),
+            Some(Event::LostLeadership {
+                term: Term(1),
+                reason: LossReason::RenewDeadline
+            })
+        );
+        // The store comes back and still names us: leadership resumes under the same term.
+        let t3 = t0 + ms(4000);
+        tick(&mut e, t3, Ok(observed(1, holder("me", 1, 0))));
+        assert!(matches!(e.poll_event(), Some(Event::BecameLeader(f)) if f.term == Term(1)));
+        assert_eq!(e.may_dispatch(t3).map(|f| f.term), Some(Term(1)));
+    }
+
+    #[test]
+    fn renew_deadline_counts_from_the_start_of_the_write() {
+        let t0 = Instant::now();
+        let mut e = elector(t0);
+        lead(&mut e, t0);
+        // A heartbeat sent at t1 but answered much later confirms from t1, not its answer.
+        let t1 = t0 + ms(1000);
+        assert!(matches!(e.poll_action(t1), Some(Action::Heartbeat(_))));
+        let answered = t1 + ms(3000);
+        e.handle_heartbeat(answered, Ok(observed(1, holder("me", 1, 0))));
+        let renew = Timing::default().renew_deadline;
+        assert!(e.may_dispatch(t1 + renew - ms(1)).is_some());
+        assert!(e.may_dispatch(t1 + renew).is_none());
+    }
+
+    #[test]
+    fn a_new_term_elsewhere_ends_leadership_at_once() {
+        let t0 = Instant::now();
+        let mut e = elector(t0);
+        lead(&mut e, t0);
+        let t1 = t0 + ms(1000);
+        tick(&mut e, t1, Ok(observed(2, holder("other", 5, 10))));
+        assert_eq!(
+            e.poll_event(),
+            Some(Event::LostLeadership {
+                term: Term(1),
+                reason: LossReason::Superseded
+            })
+        );
+        assert!(e.may_dispatch(t1).is_none());
+        assert_eq!(e.role(t1), Role::Standby);
+        // Role is recomputed for life: when the other goes stale, we compete again.
+        let t2 = t0 + ms(8000);
+        tick(&mut e, t2, Ok(observed(2, holder("other", 5, 6000))));
+        assert!(
+            matches!(e.poll_action(t2), Some(Action::TakeOver(r)) if r.observed_term == Term(2))
+        );
+    }
+
+    #[test]
+    fn a_previous_incarnation_of_ourselves_is_not_us() {
+        let t0 = Instant::now();
+        let mut e = elector(t0);
+        // The store names "me" but with another incarnation (a crashed earlier process).
+        tick(&mut e, t0, Ok(observed(4, holder("me", 77, 6000))));
+        assert_eq!(e.role(t0), Role::Standby);
+        assert!(
+            matches!(e.poll_action(t0), Some(Action::TakeOver(r)) if r.observed_term == Term(4))
+        );
+    }
+
+    #[test]
+    fn stop_releases_the_token_and_stops() {
+        let t0 = Instant::now();
+        let mut e = elector(t0);
+        lead(&mut e, t0);
+        e.stop(t0);
+        assert!(e.may_dispatch(t0).is_none(), "dispatching ends at once");
+        assert!(matches!(
+            e.poll_event(),
+            Some(Event::LostLeadership {
+                reason: LossReason::Stopping,
+                ..
+            })
+        ));
+        match e.poll_action(t0) {
+            Some(Action::Release(f)) => assert_eq!(f.term, Term(1)),
+            other => panic!("expected release, got {other:?}"),
+        }
+        e.handle_stopped(t0, Ok(()));
+        assert_eq!(e.poll_event(), Some(Event::Stopped));
+        assert_eq!(e.role(t0), Role::Stopped);
+        assert_eq!(e.poll_action(t0 + ms(5000)), None);
+        assert_eq!(e.next_deadline(), None);
+    }
+
+    #[test]
+    fn a_standby_leaves_on_stop() {
+        let t0 = Instant::now();
+        let mut e = elector(t0);
+        tick(&mut e, t0, Ok(observed(1, holder("other", 2, 0))));
+        e.stop(t0);
+        assert!(matches!(e.poll_action(t0), Some(Action::Leave { .. })));
+    }
+
+    #[test]
+    fn a_live_duplicate_member_is_refused_after_patience() {
+        let t0 = Instant::now();
+        let mut e = elector(t0);
+        let conflict = || {
+            Ok(Observation {
+                own_row: OwnRow::HeldByOther(Incarnation(42)),
+                term: Term(1),
+                holder: holder("me", 42, 100),
+            })
+        };
+        // A crashed predecessor's row would go stale within liveness: keep trying until then.
+        let mut now = t0;
+        for _ in 0..9 {
+            tick(&mut e, now, conflict());
+            assert_eq!(e.poll_event(), None, "still patient at {:?}", now - t0);
+            now += ms(1000);
+        }
+        // Still held by a live process after liveness + 3 heartbeats: refused.
+        tick(&mut e, now, conflict());
+        match e.poll_event() {
+            Some(Event::Refused(err)) => {
+                let text = err.to_string();
+                assert!(text.contains("`me`") && text.contains("`g`"), "{text}");
+            }
+            other => panic!("expected refusal, got {other:?}"),
+        }
+        assert_eq!(e.poll_event(), Some(Event::Stopped));
+        assert_eq!(e.role(now), Role::Stopped);
+    }
+
+    #[test]
+    fn a_dead_predecessor_is_waited_out() {
+        let t0 = Instant::now();
+        let mut e = elector(t0);
+        let conflict = Observation {
+            own_row: OwnRow::HeldByOther(Incarnation(42)),
+            term: Term(1),
+            holder: None,
+        };
+        tick(&mut e, t0, Ok(conflict.clone()));
+        tick(&mut e, t0 + ms(1000), Ok(conflict));
+        // The old row went stale: our write lands, and the election goes on normally.
+        tick(&mut e, t0 + ms(2000), Ok(observed(1, None)));
+        assert!(matches!(
+            e.poll_action(t0 + ms(2000)),
+            Some(Action::TakeOver(_))
+        ));
+        assert_eq!(e.poll_event(), None);
+    }
+
+    #[test]
+    fn one_action_at_a_time_and_heartbeats_keep_cadence() {
+        let t0 = Instant::now();
+        let mut e = elector(t0);
+        assert!(matches!(e.poll_action(t0), Some(Action::Heartbeat(_))));
+        assert_eq!(
+            e.poll_action(t0 + ms(5000)),
+            None,
+            "nothing while a call is in flight"
+        );
+        e.handle_heartbeat(t0 + ms(10), Ok(observed(1, holder("x", 1, 0))));
+        assert_eq!(e.next_deadline(), Some(t0 + ms(1000)));
+        // After a long gap (a pause) there is no burst of catch-up heartbeats.
+        let late = t0 + ms(9500);
+        assert!(matches!(e.poll_action(late), Some(Action::Heartbeat(_))));
+        e.handle_heartbeat(late, Ok(observed(1, holder("x", 1, 0))));
+        assert_eq!(e.next_deadline(), Some(late + ms(1000)));
+    }
+}

@@ -502,3 +502,222 @@ impl Ledger {
         self.versions.is_empty()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(v: u64) -> Duration {
+        Duration::from_millis(v)
+    }
+
+    fn file(path: &str, size: u64) -> ListedFile {
+        ListedFile {
+            version: FileVersion {
+                path: path.into(),
+                size,
+                mtime_ms: 1000,
+            },
+            name: path.rsplit('/').next().unwrap().into(),
+        }
+    }
+
+    fn claimed(attempt: u32) -> ClaimOutcome {
+        ClaimOutcome::Claimed {
+            attempt,
+            redelivery: false,
+        }
+    }
+
+    #[test]
+    fn a_file_is_dispatched_after_two_identical_listings_only() {
+        let t0 = Instant::now();
+        let mut ledger = Ledger::new(LedgerPolicy::default(), vec![], t0);
+        assert!(ledger.plan(t0, &[file("/in/a", 1)]).is_empty());
+        // It grew: a new version, counted from one again.
+        assert!(ledger.plan(t0 + ms(10), &[file("/in/a", 2)]).is_empty());
+        let ready = ledger.plan(t0 + ms(20), &[file("/in/a", 2)]);
+        assert_eq!(ready, vec![file("/in/a", 2).version]);
+        // In flight: never planned twice.
+        assert!(ledger.plan(t0 + ms(30), &[file("/in/a", 2)]).is_empty());
+    }
+
+    #[test]
+    fn min_age_and_done_marker() {
+        let t0 = Instant::now();
+        let policy = LedgerPolicy {
+            stability: Stability {
+                unchanged_across_listings: false,
+                min_age: ms(500),
+                done_marker_suffix: Some(".done".into()),
+            },
+            ..LedgerPolicy::default()
+        };
+        let mut ledger = Ledger::new(policy, vec![], t0);
+        let a = file("/in/a", 1);
+        assert!(ledger.plan(t0, std::slice::from_ref(&a)).is_empty());
+        assert!(
+            ledger
+                .plan(t0 + ms(600), std::slice::from_ref(&a))
+                .is_empty(),
+            "no marker yet"
+        );
+        let marker = file("/in/a.done", 0);
+        let ready = ledger.plan(t0 + ms(700), &[a.clone(), marker]);
+        assert_eq!(
+            ready,
+            vec![a.version],
+            "the marker itself is never dispatched"
+        );
+    }
+
+    #[test]
+    fn failures_back_off_then_give_up() {
+        let t0 = Instant::now();
+        let policy = LedgerPolicy {
+            stability: Stability {
+                unchanged_across_listings: false,
+                ..Stability::default()
+            },
+            retry: RetryPolicy {
+                max_attempts: 2,
+                initial_backoff: ms(100),
+                max_backoff: ms(1000),
+            },
+            retention: Duration::ZERO,
+        };
+        let mut ledger = Ledger::new(policy, vec![], t0);
+        let a = file("/in/a", 1);
+        let v = a.version.clone();
+        assert_eq!(ledger.plan(t0, std::slice::from_ref(&a)), vec![v.clone()]);
+        assert!(ledger.on_claim(&v, &claimed(1)).is_some());
+        let (update, after) = ledger.on_outcome(t0, &v, Outcome::Failed("boom".into()));
+        assert_eq!(after, Some(AfterFailure::RetryAt(t0 + ms(100))));
+        assert!(matches!(
+            update,
+            LedgerUpdate::Set {
+                state: LedgerState::Failed,
+                ..
+            }
+        ));
+        assert!(
+            ledger
+                .plan(t0 + ms(99), std::slice::from_ref(&a))
+                .is_empty(),
+            "backing off"
+        );
+        assert_eq!(
+            ledger.plan(t0 + ms(100), std::slice::from_ref(&a)),
+            vec![v.clone()]
+        );
+        let dispatch = ledger.on_claim(&v, &claimed(2)).unwrap();
+        assert_eq!(dispatch.attempt, 2);
+        let (update, after) = ledger.on_outcome(t0, &v, Outcome::Failed("boom".into()));
+        assert_eq!(after, Some(AfterFailure::GiveUp));
+        assert!(
+            matches!(update, LedgerUpdate::Set { state: LedgerState::Error, error: Some(ref e), .. } if e == "boom")
+        );
+        assert!(ledger.plan(t0 + ms(5000), &[a]).is_empty(), "never again");
+    }
+
+    #[test]
+    fn loaded_records_decide_redelivery_and_settlement() {
+        let t0 = Instant::now();
+        let record = |path: &str, state| LedgerRecord {
+            version: file(path, 1).version,
+            state,
+            term: Term(3),
+            attempts: 1,
+            last_error: None,
+        };
+        let records = vec![
+            record("/in/claimed", LedgerState::Claimed),
+            record("/in/done", LedgerState::Done),
+            record("/in/handled", LedgerState::Handled),
+        ];
+        let mut ledger = Ledger::new(LedgerPolicy::default(), records, t0);
+        let listing = [
+            file("/in/claimed", 1),
+            file("/in/done", 1),
+            file("/in/handled", 1),
+        ];
+        // A version the ledger knows was stable once: no second listing needed.
+        assert_eq!(
+            ledger.plan(t0, &listing),
+            vec![file("/in/claimed", 1).version]
+        );
+        assert_eq!(
+            ledger.pending_post_processing(),
+            vec![file("/in/handled", 1).version]
+        );
+        let update = ledger.on_post_processed(&file("/in/handled", 1).version);
+        assert!(matches!(
+            update,
+            LedgerUpdate::Set {
+                state: LedgerState::Done,
+                ..
+            }
+        ));
+        assert!(ledger.pending_post_processing().is_empty());
+    }
+
+    #[test]
+    fn settled_claims_adopt_the_store_view_and_failed_claims_replan() {
+        let t0 = Instant::now();
+        let mut ledger = Ledger::new(
+            LedgerPolicy {
+                stability: Stability {
+                    unchanged_across_listings: false,
+                    ..Stability::default()
+                },
+                ..LedgerPolicy::default()
+            },
+            vec![],
+            t0,
+        );
+        let a = file("/in/a", 1);
+        let b = file("/in/b", 1);
+        assert_eq!(ledger.plan(t0, &[a.clone(), b.clone()]).len(), 2);
+        assert_eq!(ledger.on_claim(&a.version, &ClaimOutcome::Settled), None);
+        ledger.on_claim_failed(&b.version);
+        assert_eq!(ledger.plan(t0, &[a.clone(), b.clone()]), vec![b.version]);
+        assert!(ledger.state(&a.version).unwrap().is_settled());
+    }
+
+    #[test]
+    fn settled_rows_of_gone_files_are_pruned_after_retention() {
+        let t0 = Instant::now();
+        let record = LedgerRecord {
+            version: file("/in/gone", 1).version,
+            state: LedgerState::Done,
+            term: Term(1),
+            attempts: 1,
+            last_error: None,
+        };
+        let policy = LedgerPolicy {
+            retention: ms(1000),
+            ..LedgerPolicy::default()
+        };
+        let mut ledger = Ledger::new(policy, vec![record.clone()], t0);
+        assert!(ledger.prune(t0 + ms(999)).is_empty());
+        assert_eq!(
+            ledger.prune(t0 + ms(1000)),
+            vec![LedgerUpdate::Forget(record.version)]
+        );
+        assert!(ledger.is_empty());
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let p = RetryPolicy {
+            max_attempts: 10,
+            initial_backoff: ms(100),
+            max_backoff: ms(500),
+        };
+        assert_eq!(p.backoff(1), ms(100));
+        assert_eq!(p.backoff(2), ms(200));
+        assert_eq!(p.backoff(3), ms(400));
+        assert_eq!(p.backoff(4), ms(500));
+        assert_eq!(p.backoff(40), ms(500));
+    }
+}

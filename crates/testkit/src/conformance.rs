@@ -1,0 +1,607 @@
+//! The conformance suite: the same cases run over every [`CoordinationStore`] (the in-memory
+//! one here, PostgreSQL, MySQL/MariaDB, SQLite in their crates' tests).
+//!
+//! Call [`run_all`] with a closure that returns a fresh store connected to the same database
+//! (each returned store stands for one process). Each case uses its own group name, unique per
+//! run, so runs against a shared database do not collide. Liveness is judged by the store's
+//! clock, so the cases that need a lease to age wait for real (a few hundred milliseconds).
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use coord_core::{
+    ClaimOutcome, CoordinationStore, Fence, FileVersion, GroupId, HeartbeatRequest, Incarnation,
+    LedgerState, LedgerUpdate, MemberId, Observation, OwnRow, StoreError, TakeoverOutcome,
+    TakeoverRequest, Term,
+};
+
+/// The liveness timeout the cases use.
+pub const LIVENESS: Duration = Duration::from_millis(400);
+
+/// Runs every case against stores made by `connect`; panics naming the failing case.
+pub async fn run_all<S, F, Fut>(connect: F)
+where
+    S: CoordinationStore + 'static,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    first_heartbeat_sees_no_holder(&connect).await;
+    takeover_then_heartbeat_renews(&connect).await;
+    takeover_is_conditional_on_term_and_liveness(&connect).await;
+    stale_holder_is_taken_over_and_fenced(&connect).await;
+    release_hands_over_at_once(&connect).await;
+    same_member_second_incarnation_is_held_off(&connect).await;
+    takeover_race_has_one_winner_per_term(&connect).await;
+    ledger_claims_records_and_loads(&connect).await;
+    ledger_writes_are_fenced(&connect).await;
+    groups_are_isolated(&connect).await;
+    members_and_leave(&connect).await;
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A group name unique to this run and case.
+pub fn unique_group(case: &str) -> GroupId {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    GroupId::new(format!("conf-{case}-{}-{nanos:x}-{n}", std::process::id())).unwrap()
+}
+
+fn member(name: &str) -> MemberId {
+    MemberId::new(name).unwrap()
+}
+
+fn hb(group: &GroupId, member_name: &str, incarnation: u64) -> HeartbeatRequest {
+    HeartbeatRequest {
+        group: group.clone(),
+        member: member(member_name),
+        incarnation: Incarnation(incarnation),
+        liveness_timeout: LIVENESS,
+    }
+}
+
+fn takeover(group: &GroupId, member_name: &str, incarnation: u64, term: Term) -> TakeoverRequest {
+    TakeoverRequest {
+        group: group.clone(),
+        member: member(member_name),
+        incarnation: Incarnation(incarnation),
+        observed_term: term,
+        liveness_timeout: LIVENESS,
+    }
+}
+
+fn fence(group: &GroupId, member_name: &str, incarnation: u64, term: Term) -> Fence {
+    Fence {
+        group: group.clone(),
+        member: member(member_name),
+        incarnation: Incarnation(incarnation),
+        term,
+    }
+}
+
+fn version(path: &str, size: u64) -> FileVersion {
+    FileVersion {
+        path: path.to_string(),
+        size,
+        mtime_ms: 1_700_000_000_123,
+    }
+}
+
+async fn heartbeat<S: CoordinationStore>(store: &S, request: &HeartbeatRequest) -> Observation {
+    store
+        .heartbeat(request)
+        .await
+        .unwrap_or_else(|e| panic!("heartbeat failed: {e}"))
+}
+
+async fn wait_past_liveness() {
+    tokio::time::sleep(LIVENESS + Duration::from_millis(150)).await;
+}
+
+/// A fresh group: written, term 0, no holder.
+pub async fn first_heartbeat_sees_no_holder<S, F, Fut>(connect: &F)
+where
+    S: CoordinationStore,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    let store = connect().await;
+    let group = unique_group("first");
+    let obs = heartbeat(&store, &hb(&group, "a", 1)).await;
+    assert_eq!(obs.own_row, OwnRow::Written, "first_heartbeat: own row");
+    assert_eq!(obs.term, Term(0), "first_heartbeat: term");
+    assert_eq!(obs.holder, None, "first_heartbeat: holder");
+}
+
+/// Takeover of an empty group wins term 1; the holder's heartbeat renews its lease.
+pub async fn takeover_then_heartbeat_renews<S, F, Fut>(connect: &F)
+where
+    S: CoordinationStore,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    let store = connect().await;
+    let group = unique_group("renew");
+    heartbeat(&store, &hb(&group, "a", 1)).await;
+    let won = store.take_over(&takeover(&group, "a", 1, Term(0))).await;
+    assert_eq!(won, Ok(TakeoverOutcome::Won(Term(1))), "renew: takeover");
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    // Another member sees the lease age grow by the store's clock ...
+    let other = heartbeat(&store, &hb(&group, "b", 2)).await;
+    let holder = other.holder.clone().expect("renew: holder visible");
+    assert_eq!(holder.member, member("a"));
+    assert_eq!(holder.incarnation, Incarnation(1));
+    assert!(
+        holder.lease_age >= Duration::from_millis(60),
+        "renew: lease age {:?} should reflect the 120ms wait",
+        holder.lease_age
+    );
+    // ... and the holder's heartbeat renews it.
+    let own = heartbeat(&store, &hb(&group, "a", 1)).await;
+    assert!(
+        own.holder_is(&member("a"), Incarnation(1)),
+        "renew: {own:?}"
+    );
+    assert_eq!(own.term, Term(1));
+    let after = heartbeat(&store, &hb(&group, "b", 2)).await;
+    let age = after.holder.expect("renew: holder").lease_age;
+    assert!(
+        age < Duration::from_millis(100),
+        "renew: lease age {age:?} after renewal"
+    );
+}
+
+/// A takeover with a stale term, or against a live holder, changes nothing.
+pub async fn takeover_is_conditional_on_term_and_liveness<S, F, Fut>(connect: &F)
+where
+    S: CoordinationStore,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    let store = connect().await;
+    let group = unique_group("cond");
+    assert_eq!(
+        store.take_over(&takeover(&group, "a", 1, Term(0))).await,
+        Ok(TakeoverOutcome::Won(Term(1)))
+    );
+    assert_eq!(
+        store.take_over(&takeover(&group, "b", 2, Term(0))).await,
+        Ok(TakeoverOutcome::Lost),
+        "cond: stale observed term must lose"
+    );
+    assert_eq!(
+        store.take_over(&takeover(&group, "b", 2, Term(1))).await,
+        Ok(TakeoverOutcome::Lost),
+        "cond: a live holder keeps the token"
+    );
+    let obs = heartbeat(&store, &hb(&group, "b", 2)).await;
+    assert_eq!(obs.term, Term(1));
+    assert_eq!(obs.holder.map(|h| h.member), Some(member("a")));
+}
+
+/// A holder silent past the liveness timeout is taken over; its writes are then fenced.
+pub async fn stale_holder_is_taken_over_and_fenced<S, F, Fut>(connect: &F)
+where
+    S: CoordinationStore,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    let a = connect().await;
+    let b = connect().await;
+    let group = unique_group("stale");
+    heartbeat(&a, &hb(&group, "a", 1)).await;
+    assert_eq!(
+        a.take_over(&takeover(&group, "a", 1, Term(0))).await,
+        Ok(TakeoverOutcome::Won(Term(1)))
+    );
+    let old = fence(&group, "a", 1, Term(1));
+    let v = version("/in/a.csv", 10);
+    assert_eq!(
+        a.claim(&old, std::slice::from_ref(&v)).await,
+        Ok(vec![ClaimOutcome::Claimed {
+            attempt: 1,
+            redelivery: false
+        }])
+    );
+    wait_past_liveness().await;
+    let obs = heartbeat(&b, &hb(&group, "b", 2)).await;
+    let lease_age = obs.holder.as_ref().expect("stale: holder").lease_age;
+    assert!(lease_age > LIVENESS, "stale: lease age {lease_age:?}");
+    assert_eq!(
+        b.take_over(&takeover(&group, "b", 2, obs.term)).await,
+        Ok(TakeoverOutcome::Won(Term(2))),
+        "stale: takeover of a silent holder"
+    );
+    // The old holder learns it on its next heartbeat ...
+    let seen = heartbeat(&a, &hb(&group, "a", 1)).await;
+    assert_eq!(seen.term, Term(2));
+    assert!(!seen.holder_is(&member("a"), Incarnation(1)));
+    assert!(seen.holder_is(&member("b"), Incarnation(2)));
+    // ... and whatever it still writes under its old term is rejected.
+    let claim = a.claim(&old, &[version("/in/b.csv", 1)]).await;
+    assert!(matches!(claim, Err(StoreError::Fenced { .. })), "{claim:?}");
+    let record = a
+        .record(
+            &old,
+            &[LedgerUpdate::Set {
+                version: v.clone(),
+                state: LedgerState::Done,
+                error: None,
+            }],
+        )
+        .await;
+    assert!(
+        matches!(record, Err(StoreError::Fenced { .. })),
+        "{record:?}"
+    );
+    // The new holder sees the unfinished claim and redelivers it.
+    let new = fence(&group, "b", 2, Term(2));
+    let ledger = b.load_ledger(&group).await.unwrap();
+    assert_eq!(ledger.len(), 1, "stale: fenced writes must not land");
+    assert_eq!(ledger[0].state, LedgerState::Claimed);
+    assert_eq!(
+        b.claim(&new, &[v]).await,
+        Ok(vec![ClaimOutcome::Claimed {
+            attempt: 2,
+            redelivery: true
+        }])
+    );
+}
+
+/// A released token is taken at once by the next candidate, without waiting for liveness.
+pub async fn release_hands_over_at_once<S, F, Fut>(connect: &F)
+where
+    S: CoordinationStore,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    let store = connect().await;
+    let group = unique_group("release");
+    heartbeat(&store, &hb(&group, "a", 1)).await;
+    store
+        .take_over(&takeover(&group, "a", 1, Term(0)))
+        .await
+        .unwrap();
+    store
+        .release(&fence(&group, "a", 1, Term(1)))
+        .await
+        .unwrap();
+    let obs = heartbeat(&store, &hb(&group, "b", 2)).await;
+    assert_eq!(obs.holder, None, "release: holder cleared");
+    assert_eq!(obs.term, Term(1), "release: term kept");
+    assert_eq!(
+        store.take_over(&takeover(&group, "b", 2, Term(1))).await,
+        Ok(TakeoverOutcome::Won(Term(2)))
+    );
+    // Releasing a token one no longer holds is harmless and changes nothing.
+    store
+        .release(&fence(&group, "a", 1, Term(1)))
+        .await
+        .unwrap();
+    let obs = heartbeat(&store, &hb(&group, "b", 2)).await;
+    assert!(obs.holder_is(&member("b"), Incarnation(2)));
+    let members = store.members(&group).await.unwrap();
+    assert!(
+        members.iter().all(|m| m.member != member("a")),
+        "release: the stopped member's heartbeat row is gone: {members:?}"
+    );
+}
+
+/// A second live process with the same member ID is held off; once the first is silent past
+/// the liveness timeout, the second may write.
+pub async fn same_member_second_incarnation_is_held_off<S, F, Fut>(connect: &F)
+where
+    S: CoordinationStore,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    let first = connect().await;
+    let second = connect().await;
+    let group = unique_group("dup");
+    heartbeat(&first, &hb(&group, "a", 1)).await;
+    let obs = heartbeat(&second, &hb(&group, "a", 2)).await;
+    assert_eq!(
+        obs.own_row,
+        OwnRow::HeldByOther(Incarnation(1)),
+        "dup: the second incarnation must be refused"
+    );
+    // The first keeps its row.
+    let obs = heartbeat(&first, &hb(&group, "a", 1)).await;
+    assert_eq!(obs.own_row, OwnRow::Written);
+    wait_past_liveness().await;
+    let obs = heartbeat(&second, &hb(&group, "a", 2)).await;
+    assert_eq!(
+        obs.own_row,
+        OwnRow::Written,
+        "dup: a dead first may be replaced"
+    );
+    let obs = heartbeat(&first, &hb(&group, "a", 1)).await;
+    assert_eq!(obs.own_row, OwnRow::HeldByOther(Incarnation(2)));
+}
+
+/// Many candidates race for each term: exactly one wins each.
+pub async fn takeover_race_has_one_winner_per_term<S, F, Fut>(connect: &F)
+where
+    S: CoordinationStore + 'static,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    const CANDIDATES: u64 = 12;
+    const ROUNDS: u64 = 5;
+    let group = unique_group("race");
+    let mut stores = Vec::new();
+    for _ in 0..CANDIDATES {
+        stores.push(std::sync::Arc::new(connect().await));
+    }
+    let mut term = Term(0);
+    for round in 0..ROUNDS {
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, store) in stores.iter().enumerate() {
+            let store = store.clone();
+            let request = takeover(&group, &format!("m{i}"), 100 + i as u64, term);
+            tasks.spawn(async move { (i, store.take_over(&request).await) });
+        }
+        let mut winners = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            let (i, outcome) = joined.expect("race: task panicked");
+            match outcome {
+                Ok(TakeoverOutcome::Won(t)) => winners.push((i, t)),
+                Ok(TakeoverOutcome::Lost) => {}
+                Err(e) => panic!("race: takeover failed: {e}"),
+            }
+        }
+        assert_eq!(
+            winners.len(),
+            1,
+            "race round {round}: exactly one winner expected, got {winners:?}"
+        );
+        let (winner, won) = winners[0];
+        assert_eq!(won, term.next(), "race round {round}: term + 1");
+        term = won;
+        // The winner releases, so the next round races at once.
+        stores[winner]
+            .release(&fence(
+                &group,
+                &format!("m{winner}"),
+                100 + winner as u64,
+                term,
+            ))
+            .await
+            .unwrap();
+    }
+}
+
+/// Claims, outcomes, redelivery, retries, give-up, forget, and loading.
+pub async fn ledger_claims_records_and_loads<S, F, Fut>(connect: &F)
+where
+    S: CoordinationStore,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    let store = connect().await;
+    let group = unique_group("ledger");
+    store
+        .take_over(&takeover(&group, "a", 1, Term(0)))
+        .await
+        .unwrap();
+    let f = fence(&group, "a", 1, Term(1));
+    let long_path = format!("/in/{}/ünïcödé 名前.csv", "d".repeat(900));
+    let v1 = version("/in/one.csv", 5);
+    let v2 = version(&long_path, 0);
+    let v1_new = FileVersion {
+        mtime_ms: v1.mtime_ms + 1,
+        ..v1.clone()
+    };
+    let fresh = ClaimOutcome::Claimed {
+        attempt: 1,
+        redelivery: false,
+    };
+    assert_eq!(
+        store.claim(&f, &[v1.clone(), v2.clone()]).await,
+        Ok(vec![fresh.clone(), fresh.clone()])
+    );
+    store
+        .record(
+            &f,
+            &[LedgerUpdate::Set {
+                version: v1.clone(),
+                state: LedgerState::Handled,
+                error: None,
+            }],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .claim(&f, &[v1.clone(), v2.clone(), v1_new.clone()])
+            .await,
+        Ok(vec![
+            ClaimOutcome::Settled,
+            ClaimOutcome::Claimed {
+                attempt: 2,
+                redelivery: true
+            },
+            fresh.clone(),
+        ]),
+        "ledger: settled, redelivered, and a new version of the same path"
+    );
+    store
+        .record(
+            &f,
+            &[LedgerUpdate::Set {
+                version: v2.clone(),
+                state: LedgerState::Failed,
+                error: Some("handler said no".into()),
+            }],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.claim(&f, std::slice::from_ref(&v2)).await,
+        Ok(vec![ClaimOutcome::Claimed {
+            attempt: 3,
+            redelivery: false
+        }]),
+        "ledger: a failed version is retried, not redelivered"
+    );
+    store
+        .record(
+            &f,
+            &[
+                LedgerUpdate::Set {
+                    version: v2.clone(),
+                    state: LedgerState::Error,
+                    error: Some("gave up".into()),
+                },
+                LedgerUpdate::Set {
+                    version: v1.clone(),
+                    state: LedgerState::Done,
+                    error: None,
+                },
+            ],
+        )
+        .await
+        .unwrap();
+    let mut ledger = store.load_ledger(&group).await.unwrap();
+    ledger.sort_by(|a, b| a.version.cmp(&b.version));
+    assert_eq!(ledger.len(), 3, "ledger: {ledger:?}");
+    let find = |v: &FileVersion| {
+        ledger
+            .iter()
+            .find(|r| &r.version == v)
+            .unwrap_or_else(|| panic!("ledger: {v:?} missing"))
+            .clone()
+    };
+    let r2 = find(&v2);
+    assert_eq!(r2.state, LedgerState::Error);
+    assert_eq!(r2.attempts, 3);
+    assert_eq!(r2.last_error.as_deref(), Some("gave up"));
+    assert_eq!(r2.version.path, long_path, "ledger: long unicode path kept");
+    assert_eq!(find(&v1).state, LedgerState::Done);
+    assert_eq!(find(&v1_new).state, LedgerState::Claimed);
+    assert_eq!(
+        store.claim(&f, std::slice::from_ref(&v2)).await,
+        Ok(vec![ClaimOutcome::Settled]),
+        "ledger: an error version is never dispatched again"
+    );
+    store
+        .record(&f, &[LedgerUpdate::Forget(v1.clone())])
+        .await
+        .unwrap();
+    let ledger = store.load_ledger(&group).await.unwrap();
+    assert!(ledger.iter().all(|r| r.version != v1), "ledger: forgotten");
+    assert_eq!(ledger.len(), 2);
+}
+
+/// Writes under a term that is not the holder's are rejected and write nothing.
+pub async fn ledger_writes_are_fenced<S, F, Fut>(connect: &F)
+where
+    S: CoordinationStore,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    let store = connect().await;
+    let group = unique_group("fenced");
+    store
+        .take_over(&takeover(&group, "a", 1, Term(0)))
+        .await
+        .unwrap();
+    let v = version("/in/x", 1);
+    for wrong in [
+        fence(&group, "a", 1, Term(2)),
+        fence(&group, "b", 1, Term(1)),
+        fence(&group, "a", 9, Term(1)),
+    ] {
+        let claim = store.claim(&wrong, std::slice::from_ref(&v)).await;
+        assert!(
+            matches!(claim, Err(StoreError::Fenced { .. })),
+            "fenced: {wrong:?} -> {claim:?}"
+        );
+        let record = store
+            .record(
+                &wrong,
+                &[LedgerUpdate::Set {
+                    version: v.clone(),
+                    state: LedgerState::Done,
+                    error: None,
+                }],
+            )
+            .await;
+        assert!(
+            matches!(record, Err(StoreError::Fenced { .. })),
+            "fenced: {record:?}"
+        );
+    }
+    assert!(store.load_ledger(&group).await.unwrap().is_empty());
+    // After a release, even the right term is fenced.
+    store
+        .release(&fence(&group, "a", 1, Term(1)))
+        .await
+        .unwrap();
+    let claim = store.claim(&fence(&group, "a", 1, Term(1)), &[v]).await;
+    assert!(matches!(claim, Err(StoreError::Fenced { .. })), "{claim:?}");
+}
+
+/// Two groups share nothing: holders, terms and ledgers are per group.
+pub async fn groups_are_isolated<S, F, Fut>(connect: &F)
+where
+    S: CoordinationStore,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    let store = connect().await;
+    let g1 = unique_group("iso1");
+    let g2 = unique_group("iso2");
+    store
+        .take_over(&takeover(&g1, "a", 1, Term(0)))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.take_over(&takeover(&g2, "b", 2, Term(0))).await,
+        Ok(TakeoverOutcome::Won(Term(1)))
+    );
+    store
+        .claim(&fence(&g1, "a", 1, Term(1)), &[version("/x", 1)])
+        .await
+        .unwrap();
+    assert!(store.load_ledger(&g2).await.unwrap().is_empty());
+    assert_eq!(store.load_ledger(&g1).await.unwrap().len(), 1);
+}
+
+/// `members` lists heartbeats with their ages; `leave` removes only the own incarnation's row.
+pub async fn members_and_leave<S, F, Fut>(connect: &F)
+where
+    S: CoordinationStore,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    let store = connect().await;
+    let group = unique_group("members");
+    heartbeat(&store, &hb(&group, "a", 1)).await;
+    heartbeat(&store, &hb(&group, "b", 2)).await;
+    let mut members = store.members(&group).await.unwrap();
+    members.sort_by(|x, y| x.member.cmp(&y.member));
+    assert_eq!(members.len(), 2, "members: {members:?}");
+    assert_eq!(members[0].member, member("a"));
+    assert_eq!(members[0].incarnation, Incarnation(1));
+    assert!(members[0].heartbeat_age < Duration::from_secs(5));
+    store
+        .leave(&group, &member("a"), Incarnation(99))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.members(&group).await.unwrap().len(),
+        2,
+        "leave: wrong incarnation"
+    );
+    store
+        .leave(&group, &member("a"), Incarnation(1))
+        .await
+        .unwrap();
+    let members = store.members(&group).await.unwrap();
+    assert_eq!(members.len(), 1);
+    assert_eq!(members[0].member, member("b"));
+}

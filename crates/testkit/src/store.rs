@@ -1,0 +1,386 @@
+//! The in-memory `CoordinationStore`: the reference semantics of the trait, with its own clock
+//! (standing in for the database clock) and fault injection.
+//!
+//! [`StoreState`] is the synchronous heart, driven with explicit store times by the simulator;
+//! [`MemStore`] wraps it for async callers (the conformance suite, listener tests), reading the
+//! time from a [`Clock`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use coord_core::{
+    ClaimOutcome, CoordinationStore, Fence, FileVersion, GroupId, HeartbeatRequest, HolderView,
+    Incarnation, LedgerRecord, LedgerState, LedgerUpdate, MemberId, MemberStatus, Observation,
+    OwnRow, StoreError, TakeoverOutcome, TakeoverRequest, Term,
+};
+
+use crate::clock::Clock;
+
+#[derive(Debug, Clone)]
+struct Holder {
+    member: MemberId,
+    incarnation: Incarnation,
+    renewed_at: Instant,
+}
+
+#[derive(Debug, Default)]
+struct Group {
+    term: Term,
+    holder: Option<Holder>,
+    members: BTreeMap<MemberId, (Incarnation, Instant)>,
+    ledger: BTreeMap<FileVersion, LedgerRecord>,
+}
+
+/// The state of a coordination database, every operation atomic at an explicit store time.
+#[derive(Debug, Default)]
+pub struct StoreState {
+    groups: HashMap<GroupId, Group>,
+}
+
+impl StoreState {
+    /// An empty store.
+    pub fn new() -> StoreState {
+        StoreState::default()
+    }
+
+    fn group(&mut self, group: &GroupId) -> &mut Group {
+        self.groups.entry(group.clone()).or_default()
+    }
+
+    /// [`CoordinationStore::heartbeat`] at store time `now`.
+    pub fn heartbeat(&mut self, now: Instant, request: &HeartbeatRequest) -> Observation {
+        let group = self.group(&request.group);
+        let own_row = match group.members.get(&request.member) {
+            Some((incarnation, at))
+                if *incarnation != request.incarnation
+                    && now.saturating_duration_since(*at) <= request.liveness_timeout =>
+            {
+                OwnRow::HeldByOther(*incarnation)
+            }
+            _ => {
+                group
+                    .members
+                    .insert(request.member.clone(), (request.incarnation, now));
+                if let Some(holder) = &mut group.holder
+                    && holder.member == request.member
+                    && holder.incarnation == request.incarnation
+                {
+                    holder.renewed_at = now;
+                }
+                OwnRow::Written
+            }
+        };
+        Observation {
+            own_row,
+            term: group.term,
+            holder: group.holder.as_ref().map(|h| HolderView {
+                member: h.member.clone(),
+                incarnation: h.incarnation,
+                lease_age: now.saturating_duration_since(h.renewed_at),
+            }),
+        }
+    }
+
+    /// [`CoordinationStore::take_over`] at store time `now`.
+    pub fn take_over(&mut self, now: Instant, request: &TakeoverRequest) -> TakeoverOutcome {
+        let group = self.group(&request.group);
+        if group.term != request.observed_term {
+            return TakeoverOutcome::Lost;
+        }
+        if let Some(holder) = &group.holder
+            && now.saturating_duration_since(holder.renewed_at) <= request.liveness_timeout
+        {
+            return TakeoverOutcome::Lost;
+        }
+        group.term = group.term.next();
+        group.holder = Some(Holder {
+            member: request.member.clone(),
+            incarnation: request.incarnation,
+            renewed_at: now,
+        });
+        TakeoverOutcome::Won(group.term)
+    }
+
+    fn fence_holds(group: &Group, fence: &Fence) -> bool {
+        group.term == fence.term
+            && group
+                .holder
+                .as_ref()
+                .is_some_and(|h| h.member == fence.member && h.incarnation == fence.incarnation)
+    }
+
+    /// [`CoordinationStore::release`].
+    pub fn release(&mut self, fence: &Fence) {
+        let group = self.group(&fence.group);
+        if Self::fence_holds(group, fence) {
+            group.holder = None;
+        }
+        Self::remove_member(group, &fence.member, fence.incarnation);
+    }
+
+    /// [`CoordinationStore::leave`].
+    pub fn leave(&mut self, group: &GroupId, member: &MemberId, incarnation: Incarnation) {
+        let group = self.group(group);
+        Self::remove_member(group, member, incarnation);
+    }
+
+    fn remove_member(group: &mut Group, member: &MemberId, incarnation: Incarnation) {
+        if group
+            .members
+            .get(member)
+            .is_some_and(|(i, _)| *i == incarnation)
+        {
+            group.members.remove(member);
+        }
+    }
+
+    /// [`CoordinationStore::load_ledger`].
+    pub fn load_ledger(&self, group: &GroupId) -> Vec<LedgerRecord> {
+        self.groups
+            .get(group)
+            .map(|g| g.ledger.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// [`CoordinationStore::claim`].
+    pub fn claim(
+        &mut self,
+        fence: &Fence,
+        versions: &[FileVersion],
+    ) -> Result<Vec<ClaimOutcome>, StoreError> {
+        let group = self.group(&fence.group);
+        if !Self::fence_holds(group, fence) {
+            return Err(StoreError::fenced("claim", fence));
+        }
+        let mut outcomes = Vec::with_capacity(versions.len());
+        for version in versions {
+            let record = group
+                .ledger
+                .entry(version.clone())
+                .or_insert_with(|| LedgerRecord {
+                    version: version.clone(),
+                    state: LedgerState::Failed,
+                    term: fence.term,
+                    attempts: 0,
+                    last_error: None,
+                });
+            if record.state.is_settled() {
+                outcomes.push(ClaimOutcome::Settled);
+                continue;
+            }
+            let redelivery = record.state == LedgerState::Claimed;
+            record.state = LedgerState::Claimed;
+            record.term = fence.term;
+            record.attempts += 1;
+            outcomes.push(ClaimOutcome::Claimed {
+                attempt: record.attempts,
+                redelivery,
+            });
+        }
+        Ok(outcomes)
+    }
+
+    /// [`CoordinationStore::record`].
+    pub fn record(&mut self, fence: &Fence, updates: &[LedgerUpdate]) -> Result<(), StoreError> {
+        let group = self.group(&fence.group);
+        if !Self::fence_holds(group, fence) {
+            return Err(StoreError::fenced("record", fence));
+        }
+        for update in updates {
+            match update {
+                LedgerUpdate::Set {
+                    version,
+                    state,
+                    error,
+                } => {
+                    let record =
+                        group
+                            .ledger
+                            .entry(version.clone())
+                            .or_insert_with(|| LedgerRecord {
+                                version: version.clone(),
+                                state: *state,
+                                term: fence.term,
+                                attempts: 0,
+                                last_error: None,
+                            });
+                    record.state = *state;
+                    record.term = fence.term;
+                    record.last_error = error.clone();
+                }
+                LedgerUpdate::Forget(version) => {
+                    group.ledger.remove(version);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// [`CoordinationStore::members`].
+    pub fn members(&self, now: Instant, group: &GroupId) -> Vec<MemberStatus> {
+        self.groups
+            .get(group)
+            .map(|g| {
+                g.members
+                    .iter()
+                    .map(|(member, (incarnation, at))| MemberStatus {
+                        member: member.clone(),
+                        incarnation: *incarnation,
+                        heartbeat_age: now.saturating_duration_since(*at),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The current term and holder of a group (for assertions).
+    pub fn holder(&self, group: &GroupId) -> (Term, Option<(MemberId, Incarnation)>) {
+        self.groups.get(group).map_or((Term(0), None), |g| {
+            (
+                g.term,
+                g.holder.as_ref().map(|h| (h.member.clone(), h.incarnation)),
+            )
+        })
+    }
+
+    /// The ledger state of one version (for assertions).
+    pub fn ledger_state(&self, group: &GroupId, version: &FileVersion) -> Option<LedgerState> {
+        self.groups
+            .get(group)
+            .and_then(|g| g.ledger.get(version))
+            .map(|r| r.state)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Faults {
+    unavailable: AtomicBool,
+    latency_ms: AtomicU64,
+}
+
+/// An in-memory [`CoordinationStore`]. Clones share one state, like connections to one
+/// database; faults set on any clone apply to all.
+#[derive(Debug, Clone)]
+pub struct MemStore {
+    state: Arc<Mutex<StoreState>>,
+    clock: Clock,
+    faults: Arc<Faults>,
+}
+
+impl Default for MemStore {
+    fn default() -> Self {
+        MemStore::new(Clock::real())
+    }
+}
+
+impl MemStore {
+    /// An empty store whose clock is `clock`.
+    pub fn new(clock: Clock) -> MemStore {
+        MemStore {
+            state: Arc::new(Mutex::new(StoreState::new())),
+            clock,
+            faults: Arc::new(Faults::default()),
+        }
+    }
+
+    /// Every call fails with [`StoreError::Unavailable`] while set.
+    pub fn set_unavailable(&self, unavailable: bool) {
+        self.faults.unavailable.store(unavailable, Ordering::SeqCst);
+    }
+
+    /// Every call waits this long (tokio time) before it is applied.
+    pub fn set_latency(&self, latency: Duration) {
+        self.faults
+            .latency_ms
+            .store(latency.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// Runs `f` on the state (for assertions).
+    pub fn inspect<T>(&self, f: impl FnOnce(&StoreState) -> T) -> T {
+        f(&self.state.lock().unwrap())
+    }
+
+    async fn apply<T>(
+        &self,
+        operation: &'static str,
+        group: &GroupId,
+        f: impl FnOnce(&mut StoreState, Instant) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let latency = self.faults.latency_ms.load(Ordering::SeqCst);
+        if latency > 0 {
+            tokio::time::sleep(Duration::from_millis(latency)).await;
+        }
+        if self.faults.unavailable.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable {
+                operation,
+                group: group.to_string(),
+                cause: "in-memory store set unavailable".into(),
+            });
+        }
+        let now = self.clock.now();
+        f(&mut self.state.lock().unwrap(), now)
+    }
+}
+
+impl CoordinationStore for MemStore {
+    async fn heartbeat(&self, request: &HeartbeatRequest) -> Result<Observation, StoreError> {
+        self.apply("heartbeat", &request.group, |s, now| {
+            Ok(s.heartbeat(now, request))
+        })
+        .await
+    }
+
+    async fn take_over(&self, request: &TakeoverRequest) -> Result<TakeoverOutcome, StoreError> {
+        self.apply("takeover", &request.group, |s, now| {
+            Ok(s.take_over(now, request))
+        })
+        .await
+    }
+
+    async fn release(&self, fence: &Fence) -> Result<(), StoreError> {
+        self.apply("release", &fence.group, |s, _| {
+            s.release(fence);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn leave(
+        &self,
+        group: &GroupId,
+        member: &MemberId,
+        incarnation: Incarnation,
+    ) -> Result<(), StoreError> {
+        self.apply("leave", group, |s, _| {
+            s.leave(group, member, incarnation);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn load_ledger(&self, group: &GroupId) -> Result<Vec<LedgerRecord>, StoreError> {
+        self.apply("load_ledger", group, |s, _| Ok(s.load_ledger(group)))
+            .await
+    }
+
+    async fn claim(
+        &self,
+        fence: &Fence,
+        versions: &[FileVersion],
+    ) -> Result<Vec<ClaimOutcome>, StoreError> {
+        self.apply("claim", &fence.group, |s, _| s.claim(fence, versions))
+            .await
+    }
+
+    async fn record(&self, fence: &Fence, updates: &[LedgerUpdate]) -> Result<(), StoreError> {
+        self.apply("record", &fence.group, |s, _| s.record(fence, updates))
+            .await
+    }
+
+    async fn members(&self, group: &GroupId) -> Result<Vec<MemberStatus>, StoreError> {
+        self.apply("members", group, |s, now| Ok(s.members(now, group)))
+            .await
+    }
+}
