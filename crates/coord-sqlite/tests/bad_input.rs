@@ -33,7 +33,9 @@ async fn a_directory_that_is_not_writable_is_a_clear_error() {
     let err = connect_err(settings).await;
     let text = err.to_string();
     assert!(
-        text.contains("/proc/coord-sqlite-test.db") && text.contains("unable to open"),
+        text.contains("/proc/coord-sqlite-test.db")
+            && text.contains("unable to open")
+            && text.contains("writable"),
         "{text}"
     );
     assert!(!err.is_transient(), "{err:?}");

@@ -37,7 +37,7 @@ pub async fn migrate_sqlite(url: &str) -> Result<(), MigrateError> {
         .await
         .map_err(|e| MigrateError::Connect {
             target: target.clone(),
-            cause: e.to_string(),
+            cause: open_cause(&e),
         })?;
     let failed = |e: &dyn std::fmt::Display| MigrateError::Migrate {
         target: target.clone(),
@@ -88,6 +88,21 @@ pub fn sqlite_ddl() -> String {
         ));
     }
     out
+}
+
+/// SQLite's "unable to open database file" does not say why; add what usually causes it.
+fn open_cause(error: &sqlx::Error) -> String {
+    let text = match error {
+        sqlx::Error::Database(db) => db.message().to_owned(),
+        other => other.to_string(),
+    };
+    if text.contains("unable to open") {
+        format!(
+            "{text} (is the directory writable? WAL mode also creates -wal and -shm files there)"
+        )
+    } else {
+        text
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
