@@ -192,17 +192,18 @@ async fn server_restart_mid_session_then_reconnect() {
         write(&local.join("f"), b"still here");
         let mut settings = Target { server, tls: false }.settings();
         settings.port = port;
-        let fs = FtpFs::new(settings).unwrap();
+        let fs = FtpFs::new(settings.clone()).unwrap();
+        // The same, but probing idle sessions with NOOP before every reuse.
+        settings.idle_probe_after = std::time::Duration::ZERO;
+        let probing = FtpFs::new(settings).unwrap();
 
         let daemon = Daemon::start(server);
-        assert_eq!(
-            fs.list(&remote, &ListOptions::default())
-                .await
-                .unwrap()
-                .entries
-                .len(),
-            1
-        );
+        let listing = fs.list(&remote, &ListOptions::default()).await.unwrap();
+        assert_eq!(listing.entries.len(), 1);
+        probing
+            .list(&remote, &ListOptions::default())
+            .await
+            .unwrap();
         daemon.kill();
         wait_port(port, false);
         let daemon = Daemon::start(server);
@@ -218,6 +219,12 @@ async fn server_restart_mid_session_then_reconnect() {
             b"still here"
         );
         assert_eq!(fs.sessions_opened(), 2);
+        // The probe finds the dead session and replaces it: no error at all.
+        probing
+            .list(&remote, &ListOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(probing.sessions_opened(), 2);
         daemon.kill();
     }
 }
