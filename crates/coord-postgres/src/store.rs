@@ -199,7 +199,7 @@ impl PgStore {
             },
             _ => StoreError::Schema(e.to_string()),
         })?;
-        tracing::info!(target = %self.inner.target, schema = ?settings.schema, "postgres migrations applied");
+        tracing::info!(database = %self.inner.target, schema = ?settings.schema, "postgres migrations applied");
         self.check_schema().await
     }
 
