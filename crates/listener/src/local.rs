@@ -10,9 +10,11 @@
 //! (some SMB mounts, FAT) it falls back to "check, then rename", which can overwrite a target
 //! created in between by another writer.
 
+use std::collections::HashSet;
 use std::io::ErrorKind;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use coord_core::{
@@ -26,7 +28,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 #[derive(Debug, Clone)]
 pub struct LocalFs {
     timeout: Duration,
+    /// Hostile names already warned about: a file that stays is logged once, not per poll.
+    warned: Arc<Mutex<HashSet<Vec<u8>>>>,
 }
+
+/// At most this many hostile names are remembered; past it, warnings repeat.
+const WARNED_LIMIT: usize = 10_000;
 
 impl Default for LocalFs {
     fn default() -> Self {
@@ -37,7 +44,10 @@ impl Default for LocalFs {
 impl LocalFs {
     /// A source whose operations time out after `timeout`.
     pub fn new(timeout: Duration) -> LocalFs {
-        LocalFs { timeout }
+        LocalFs {
+            timeout,
+            warned: Arc::default(),
+        }
     }
 
     async fn bounded<T>(
@@ -73,6 +83,7 @@ fn map_io(operation: &'static str, path: &str, err: std::io::Error) -> FsError {
 }
 
 async fn list_dir(
+    warned: &Mutex<HashSet<Vec<u8>>>,
     dir: String,
     depth_left: u32,
     listing: &mut Listing,
@@ -90,12 +101,22 @@ async fn list_dir(
         let name = match check_name(raw.as_bytes()) {
             Ok(name) => name.to_string(),
             Err(reason) => {
-                tracing::warn!(
-                    dir = %dir,
-                    name = %escape_for_log(raw.as_bytes()),
-                    %reason,
-                    "skipping a hostile file name"
-                );
+                let first_time = {
+                    let mut warned = warned.lock().unwrap_or_else(|e| e.into_inner());
+                    if warned.len() >= WARNED_LIMIT {
+                        true
+                    } else {
+                        warned.insert(raw.as_bytes().to_vec())
+                    }
+                };
+                if first_time {
+                    tracing::warn!(
+                        dir = %dir,
+                        name = %escape_for_log(raw.as_bytes()),
+                        %reason,
+                        "skipping a hostile file name"
+                    );
+                }
                 listing.skipped += 1;
                 continue;
             }
@@ -221,7 +242,7 @@ impl RemoteFs for LocalFs {
             let mut listing = Listing::default();
             let mut pending = vec![(dir.to_string(), options.max_depth)];
             while let Some((next, depth_left)) = pending.pop() {
-                list_dir(next, depth_left, &mut listing, &mut pending).await?;
+                list_dir(&self.warned, next, depth_left, &mut listing, &mut pending).await?;
             }
             Ok(listing)
         })

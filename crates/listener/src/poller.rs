@@ -12,7 +12,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use coord_core::{
     AfterFailure, CoordinationStore, EntryKind, Fence, FileVersion, FsError, Ledger, LedgerPolicy,
-    LedgerUpdate, ListOptions, ListedFile, Outcome, RemoteFs, RenameMode, StoreError, join_remote,
+    LedgerState, LedgerUpdate, ListOptions, ListedFile, Outcome, RemoteFs, RenameMode, StoreError,
+    join_remote,
 };
 use tokio::sync::watch;
 
@@ -237,6 +238,13 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
         };
         let now = Instant::now();
         let planned = term.ledger.plan(now, &listed);
+        // A version in error still in the folder: its move failed, or the leader that
+        // recorded the error stopped before moving it. Move it now (the handler never runs).
+        for file in &listed {
+            if term.ledger.state(&file.version) == Some(LedgerState::Error) {
+                term.error_moves.insert(file.version.clone());
+            }
+        }
         if !planned.is_empty() {
             self.check(fence)?;
             match self.timed("claim", self.store.claim(fence, &planned)).await {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use coord_core::{
     ClaimOutcome, CoordinationStore, ElectionConfig, ElectionError, Fence, FileVersion, GroupId,
     HeartbeatRequest, Incarnation, LedgerRecord, LedgerUpdate, MemberId, MemberStatus, Observation,
-    Role, StoreError, TakeoverOutcome, TakeoverRequest, Timing,
+    RemoteFs, Role, StoreError, TakeoverOutcome, TakeoverRequest, Timing,
 };
 use listener::{
     Config, ElectionDriver, ElectionStatus, Handler, LocalFs, Metrics, Poller, poll_settings,
@@ -234,6 +234,86 @@ async fn the_download_handler_keeps_relative_paths_and_skips_hostile_names() {
     );
     assert!(metrics.skipped_names.get() >= 1);
     assert_eq!(metrics.files_dispatched.get(), 2);
+    poll_task.abort();
+    election_task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_left_in_error_by_a_previous_leader_is_moved_without_running_the_handler() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    std::fs::write(inbox.join("poison.csv"), b"bad").unwrap();
+    let out = dir.path().join("out");
+    let store = Arc::new(MemStore::default());
+
+    // A previous leader recorded the error, then died before moving the file.
+    let listed = LocalFs::default()
+        .list(&inbox.display().to_string(), &Default::default())
+        .await
+        .unwrap();
+    let version = listed.entries[0].version();
+    let group = GroupId::new("g").unwrap();
+    let old = MemberId::new("old").unwrap();
+    let won = store
+        .take_over(&TakeoverRequest {
+            group: group.clone(),
+            member: old.clone(),
+            incarnation: Incarnation(1),
+            observed_term: coord_core::Term(0),
+            liveness_timeout: Duration::from_millis(300),
+        })
+        .await
+        .unwrap();
+    let TakeoverOutcome::Won(term) = won else {
+        panic!("{won:?}")
+    };
+    let fence = Fence {
+        group,
+        member: old,
+        incarnation: Incarnation(1),
+        term,
+    };
+    store
+        .claim(&fence, std::slice::from_ref(&version))
+        .await
+        .unwrap();
+    store
+        .record(
+            &fence,
+            &[LedgerUpdate::Set {
+                version,
+                state: coord_core::LedgerState::Error,
+                error: Some("exit 3".into()),
+            }],
+        )
+        .await
+        .unwrap();
+    store.release(&fence).await.unwrap();
+
+    let metrics = Arc::new(Metrics::default());
+    let driver = ElectionDriver::new(election("m1"), store.clone(), metrics.clone());
+    let settings = poll_settings(&config_for(&inbox, 0), inbox.display().to_string()).unwrap();
+    let poller = Poller::new(
+        store.clone(),
+        Arc::new(LocalFs::default()),
+        driver.gate(),
+        driver.subscribe(),
+        settings,
+        Handler::Download { dir: out.clone() },
+        metrics.clone(),
+    );
+    let election_task = tokio::spawn(driver.run());
+    let poll_task = tokio::spawn(poller.run());
+    let moved = tokio::time::timeout(LIMIT, async {
+        while !inbox.join(".error/poison.csv").exists() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(moved.is_ok());
+    assert_eq!(metrics.files_dispatched.get(), 0);
+    assert!(!out.exists());
     poll_task.abort();
     election_task.abort();
 }
