@@ -14,11 +14,13 @@
 mod clock;
 pub mod conformance;
 mod fs;
+mod proxy;
 mod rng;
 pub mod sim;
 mod store;
 
 pub use clock::Clock;
 pub use fs::{MemFs, MemReader, MemWriter};
+pub use proxy::TcpProxy;
 pub use rng::SimRng;
 pub use store::{MemStore, StoreState};
