@@ -106,6 +106,62 @@ async fn main() {
             .term;
         release(&stores[0], &group, term).await;
     }
+    ledger_batches(&settings).await;
+}
+
+/// One claim and one record of a large batch (a first listing of a big directory).
+async fn ledger_batches(settings: &SqliteSettings) {
+    const N: u64 = 10_000;
+    let store = SqliteStore::connect(settings.clone())
+        .await
+        .expect("connect");
+    let group = GroupId::new("bench-ledger").expect("group");
+    let member = MemberId::new("leader").expect("member");
+    let outcome = store
+        .take_over(&TakeoverRequest {
+            group: group.clone(),
+            member: member.clone(),
+            incarnation: Incarnation(1),
+            observed_term: Term(0),
+            liveness_timeout: Duration::from_secs(5),
+        })
+        .await
+        .expect("takeover");
+    let coord_core::TakeoverOutcome::Won(term) = outcome else {
+        panic!("takeover lost")
+    };
+    let fence = coord_core::Fence {
+        group,
+        member,
+        incarnation: Incarnation(1),
+        term,
+    };
+    let versions: Vec<_> = (0..N)
+        .map(|i| coord_core::FileVersion {
+            path: format!("/incoming/batch/file-{i:06}.csv"),
+            size: i,
+            mtime_ms: 1_700_000_000_000,
+        })
+        .collect();
+    let started = Instant::now();
+    store.claim(&fence, &versions).await.expect("claim");
+    let claim = started.elapsed();
+    let updates: Vec<_> = versions
+        .iter()
+        .map(|v| coord_core::LedgerUpdate::Set {
+            version: v.clone(),
+            state: coord_core::LedgerState::Done,
+            error: None,
+        })
+        .collect();
+    let started = Instant::now();
+    store.record(&fence, &updates).await.expect("record");
+    let record = started.elapsed();
+    println!();
+    println!("| ledger batch | versions | ms |");
+    println!("|---|---|---|");
+    println!("| claim | {N} | {} |", ms(claim));
+    println!("| record | {N} | {} |", ms(record));
 }
 
 fn beat(group: &GroupId, member: &str, incarnation: u64) -> HeartbeatRequest {
