@@ -379,3 +379,61 @@ async fn a_steady_state_tick_is_one_round_trip() {
     println!("takeover: {takeover} round trips (first use prepares the statement)");
     assert!(takeover <= 2);
 }
+
+/// A takeover commits while the holder's heartbeat waits on the token row: the heartbeat's
+/// snapshot still shows the old holder, but the renewal matched nothing, so the observation
+/// must not name the old holder (it would be taken for an acknowledged renewal).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewal_that_loses_to_a_concurrent_takeover_is_not_reported_as_held() {
+    let store = shared_store().await;
+    let g = group("renew-race");
+    let (a, ia) = (member("a"), incarnation());
+    beat(&store, &g, &a, ia).await;
+    assert_eq!(
+        take(&store, &g, &a, ia, Term(0)).await,
+        TakeoverOutcome::Won(Term(1))
+    );
+
+    let mut admin = admin().await;
+    let tx = admin.transaction().await.unwrap();
+    let admin_pid: i32 = tx
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    tx.execute(
+        "UPDATE coord_pg_shared.token_holder
+         SET task_id = 'z', incarnation = 99, term = 2,
+             renewed_at = clock_timestamp() AT TIME ZONE 'UTC'
+         WHERE group_id = $1",
+        &[&g.as_str()],
+    )
+    .await
+    .unwrap();
+    let heartbeat = tokio::spawn({
+        let (store, g, a) = (store.clone(), g.clone(), a.clone());
+        async move { beat(&store, &g, &a, ia).await }
+    });
+    // Wait (on the server's own lock table, not a timer) until the heartbeat blocks on us.
+    loop {
+        let blocked: i64 = tx
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+                &[&admin_pid],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if blocked > 0 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    tx.commit().await.unwrap();
+    let raced = heartbeat.await.unwrap();
+    assert_eq!(raced.own_row, OwnRow::Written);
+    assert!(!raced.holder_is(&a, ia), "{raced:?}");
+    let after = beat(&store, &g, &a, ia).await;
+    assert_eq!(after.term, Term(2));
+    assert_eq!(after.holder.unwrap().member, member("z"));
+}
