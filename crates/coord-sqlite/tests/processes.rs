@@ -34,7 +34,11 @@ fn round_version(term: Term) -> FileVersion {
 #[ignore = "child process of separate_processes_elect_one_leader_per_term"]
 async fn child_worker() {
     let (Ok(path), Ok(name)) = (std::env::var(CHILD_DB), std::env::var(CHILD_NAME)) else {
-        panic!("run by separate_processes_elect_one_leader_per_term only");
+        // Run on its own (`--run-ignored all`): nothing to do, the parent test drives it.
+        eprintln!(
+            "child_worker: no {CHILD_DB}; only separate_processes_elect_one_leader_per_term runs it"
+        );
+        return;
     };
     let mut settings = SqliteSettings::new(path);
     // Generous waits: the children hammer one write lock on a shared, busy machine.
