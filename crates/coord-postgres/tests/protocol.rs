@@ -414,21 +414,7 @@ async fn a_renewal_that_loses_to_a_concurrent_takeover_is_not_reported_as_held()
         let (store, g, a) = (store.clone(), g.clone(), a.clone());
         async move { beat(&store, &g, &a, ia).await }
     });
-    // Wait (on the server's own lock table, not a timer) until the heartbeat blocks on us.
-    loop {
-        let blocked: i64 = tx
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
-                &[&admin_pid],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if blocked > 0 {
-            break;
-        }
-        tokio::task::yield_now().await;
-    }
+    wait_until_blocked_by(&tx, admin_pid, &heartbeat).await;
     tx.commit().await.unwrap();
     let raced = heartbeat.await.unwrap();
     assert_eq!(raced.own_row, OwnRow::Written);
@@ -436,4 +422,80 @@ async fn a_renewal_that_loses_to_a_concurrent_takeover_is_not_reported_as_held()
     let after = beat(&store, &g, &a, ia).await;
     assert_eq!(after.term, Term(2));
     assert_eq!(after.holder.unwrap().member, member("z"));
+}
+
+/// Waits (on the server's own lock table, not a timer) until some backend waits on `pid`, or
+/// until `task` finished without waiting (the assertions after it then fail).
+async fn wait_until_blocked_by<T>(
+    tx: &tokio_postgres::Transaction<'_>,
+    pid: i32,
+    task: &tokio::task::JoinHandle<T>,
+) {
+    while !task.is_finished() {
+        let blocked: i64 = tx
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+                &[&pid],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if blocked > 0 {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
+/// A ledger write racing a takeover: the fence's row lock orders them, and the write that
+/// comes second sees the new term and is fenced (nothing written).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_racing_a_takeover_is_fenced() {
+    let store = shared_store().await;
+    let g = group("fence-race");
+    let (a, ia) = (member("a"), incarnation());
+    beat(&store, &g, &a, ia).await;
+    assert_eq!(
+        take(&store, &g, &a, ia, Term(0)).await,
+        TakeoverOutcome::Won(Term(1))
+    );
+    let fence = Fence {
+        group: g.clone(),
+        member: a.clone(),
+        incarnation: ia,
+        term: Term(1),
+    };
+
+    let mut admin = admin().await;
+    let tx = admin.transaction().await.unwrap();
+    let admin_pid: i32 = tx
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    tx.execute(
+        "UPDATE coord_pg_shared.token_holder SET task_id = 'z', incarnation = 99, term = 2
+         WHERE group_id = $1",
+        &[&g.as_str()],
+    )
+    .await
+    .unwrap();
+    let claim = tokio::spawn({
+        let (store, fence) = (store.clone(), fence.clone());
+        async move { store.claim(&fence, &[version("/in/raced")]).await }
+    });
+    wait_until_blocked_by(&tx, admin_pid, &claim).await;
+    tx.commit().await.unwrap();
+    let err = claim.await.unwrap().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Fenced {
+                operation: "claim",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(store.load_ledger(&g).await.unwrap().is_empty());
 }
