@@ -572,3 +572,38 @@ async fn blocked_statement_times_out_and_the_next_call_works() {
     let seen = store.heartbeat(&hb(&group, "a", inc)).await.unwrap();
     assert!(seen.holder_is(&member("a"), inc));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_outage_fails_fast_and_recovers_with_few_connections() {
+    drop(store().await);
+    let proxy = testkit::TcpProxy::start(([127, 0, 0, 1], PORT).into())
+        .await
+        .unwrap();
+    let mut s = settings();
+    s.port = proxy.addr().port();
+    s.statement_timeout = Duration::from_secs(1);
+    let store = MySqlStore::connect(s).await.unwrap();
+    let group = group();
+    let inc = incarnation();
+    store.heartbeat(&hb(&group, "a", inc)).await.unwrap();
+    let before = proxy.accepted();
+
+    proxy.cut().await;
+    for _ in 0..5 {
+        let started = std::time::Instant::now();
+        let err = store.heartbeat(&hb(&group, "a", inc)).await.unwrap_err();
+        assert!(err.is_transient(), "{err:?}");
+        assert!(
+            started.elapsed() < Duration::from_millis(1500),
+            "bounded by the statement timeout: {:?}",
+            started.elapsed()
+        );
+    }
+    proxy.restore().await.unwrap();
+    let seen = store.heartbeat(&hb(&group, "a", inc)).await.unwrap();
+    assert_eq!(seen.own_row, OwnRow::Written);
+    // One new connection serves the recovered calls: no reconnect storm.
+    store.heartbeat(&hb(&group, "a", inc)).await.unwrap();
+    let opened = proxy.accepted() - before;
+    assert!(opened <= 2, "opened {opened} connections");
+}
