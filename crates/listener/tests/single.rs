@@ -64,7 +64,7 @@ fn dropped_files_are_handled_once_and_moved() {
 fn a_file_still_being_written_waits_until_stable() {
     let site = Site::new();
     let extra = format!(
-        "{}\n[stability]\nmin_age = \"400ms\"\n",
+        "{}\n[stability]\nmin_age = \"1s\"\n",
         site.probe_handler("")
     );
     let config = site.config("a", "solo", &extra);
@@ -74,11 +74,12 @@ fn a_file_still_being_written_waits_until_stable() {
         "{}",
         proc.output()
     );
-    // Grow the file every 40 ms for about 1.5 s: each listing sees a new version.
+    // Grow the file every 40 ms for about 2 s: each listing sees a new version, and none is
+    // ever a second old (a margin for a loaded machine that stalls this thread).
     let path = site.path("inbox/growing.dat");
     let mut file = std::fs::File::create(&path).unwrap();
     let mut size = 0;
-    for _ in 0..40 {
+    for _ in 0..50 {
         file.write_all(&[b'x'; 100]).unwrap();
         file.flush().unwrap();
         size += 100;
