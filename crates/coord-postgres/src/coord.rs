@@ -196,18 +196,37 @@ fn member_of(
         .map_err(|e| bad_row(operation, group, format!("stored task_id {task_id:?} {e}")))
 }
 
-fn size_param(
-    operation: &'static str,
-    group: &str,
-    version: &FileVersion,
-) -> Result<i64, StoreError> {
-    i64::try_from(version.size).map_err(|_| {
-        bad_row(
-            operation,
-            group,
-            format!("size of {:?} does not fit a BIGINT", version.path),
-        )
-    })
+/// Longest path the ledger keeps, in bytes (the shared schema's limit).
+const MAX_PATH_BYTES: usize = 4096;
+
+/// The ledger key of a version, checked against the columns up front: one bad version
+/// refuses the whole batch with its reason, before anything reaches the server.
+fn key_of(operation: &'static str, group: &str, version: &FileVersion) -> Result<Key, StoreError> {
+    let refuse = |why: String| bad_row(operation, group, why);
+    if version.path.len() > MAX_PATH_BYTES {
+        return Err(refuse(format!(
+            "path is {} bytes long, the ledger keeps at most {MAX_PATH_BYTES}",
+            version.path.len()
+        )));
+    }
+    if version.path.contains('\0') {
+        return Err(refuse(format!(
+            "path {:?} contains a NUL byte, which PostgreSQL text cannot hold",
+            version.path
+        )));
+    }
+    let size = i64::try_from(version.size).map_err(|_| {
+        refuse(format!(
+            "size {} of {:?} does not fit a BIGINT",
+            version.size, version.path
+        ))
+    })?;
+    Ok((path_hash(&version.path), size, version.mtime_ms))
+}
+
+/// PostgreSQL text cannot hold NUL: an error message keeps everything else.
+fn storable_error(error: Option<&str>) -> Option<String> {
+    error.map(|e| e.replace('\0', "\u{fffd}"))
 }
 
 type Key = (String, i64, i64);
@@ -389,11 +408,7 @@ impl CoordinationStore for PgStore {
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut seen = HashMap::new();
         for version in versions {
-            let key: Key = (
-                path_hash(&version.path),
-                size_param("claim", group, version)?,
-                version.mtime_ms,
-            );
+            let key = key_of("claim", group, version)?;
             if seen.insert(key.clone(), ()).is_none() {
                 hashes.push(key.0.clone());
                 paths.push(version.path.clone());
@@ -451,11 +466,7 @@ impl CoordinationStore for PgStore {
         let mut keyed = Vec::with_capacity(updates.len());
         for (i, update) in updates.iter().enumerate() {
             let version = update.version();
-            let key: Key = (
-                path_hash(&version.path),
-                size_param("record", group, version)?,
-                version.mtime_ms,
-            );
+            let key = key_of("record", group, version)?;
             last.insert(key.clone(), i);
             keyed.push(key);
         }
@@ -465,15 +476,17 @@ impl CoordinationStore for PgStore {
         let mut sizes: Vec<i64> = Vec::new();
         let mut mtimes: Vec<i64> = Vec::new();
         let mut states: Vec<Option<&str>> = Vec::new();
-        let mut errors: Vec<Option<&str>> = Vec::new();
+        let mut errors: Vec<Option<String>> = Vec::new();
         for (i, (update, key)) in updates.iter().zip(&keyed).enumerate() {
             if last.get(key) != Some(&i) {
                 continue;
             }
             let (kind, state, error) = match update {
-                LedgerUpdate::Set { state, error, .. } => {
-                    ("set", Some(state.as_str()), error.as_deref())
-                }
+                LedgerUpdate::Set { state, error, .. } => (
+                    "set",
+                    Some(state.as_str()),
+                    storable_error(error.as_deref()),
+                ),
                 LedgerUpdate::Forget(_) => ("forget", None, None),
             };
             kinds.push(kind);

@@ -499,3 +499,60 @@ async fn a_claim_racing_a_takeover_is_fenced() {
     );
     assert!(store.load_ledger(&g).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn unstorable_versions_are_refused_up_front_and_errors_are_kept() {
+    let store = shared_store().await;
+    let g = group("unstorable");
+    let (m, i) = (member("leader"), incarnation());
+    beat(&store, &g, &m, i).await;
+    take(&store, &g, &m, i, Term(0)).await;
+    let fence = Fence {
+        group: g.clone(),
+        member: m,
+        incarnation: i,
+        term: Term(1),
+    };
+    for (bad, needle) in [
+        (version(&format!("/{}", "x".repeat(4096))), "4097 bytes"),
+        (version("/in/nul\0byte"), "NUL"),
+        (
+            FileVersion {
+                size: u64::MAX,
+                ..version("/in/huge")
+            },
+            "BIGINT",
+        ),
+    ] {
+        let err = store
+            .claim(&fence, &[version("/in/fine"), bad])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                StoreError::Rejected {
+                    operation: "claim",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains(needle), "{err}");
+    }
+    assert!(store.load_ledger(&g).await.unwrap().is_empty());
+    // A handler error with a NUL byte is kept, readable.
+    store
+        .record(
+            &fence,
+            &[LedgerUpdate::Set {
+                version: version("/in/fine"),
+                state: LedgerState::Failed,
+                error: Some("bad\0byte".into()),
+            }],
+        )
+        .await
+        .unwrap();
+    let ledger = store.load_ledger(&g).await.unwrap();
+    assert_eq!(ledger[0].last_error.as_deref(), Some("bad\u{fffd}byte"));
+}
