@@ -125,21 +125,7 @@ impl Session {
     /// `path` made absolute against the login directory; refuses line breaks and NUL (they
     /// would end the command line).
     pub(crate) fn abs(&self, operation: &'static str, path: &str) -> Result<String, FsError> {
-        if path.contains(['\r', '\n', '\0']) {
-            return Err(FsError::UnsafePath {
-                operation,
-                path: coord_core::escape_for_log(path.as_bytes()),
-                reason: "contains a line break or NUL".into(),
-            });
-        }
-        let path = path.trim_end_matches('/');
-        Ok(if path.starts_with('/') {
-            path.to_string()
-        } else if path.is_empty() || path == "." {
-            self.home.clone()
-        } else {
-            coord_core::join_remote(&self.home, path)
-        })
+        absolute(&self.home, operation, path)
     }
 
     /// What exists at `abs`: probes with `SIZE` (a file) then `CWD` (a directory). Used to
@@ -161,6 +147,29 @@ impl Session {
             Err(e) => Err(e),
         }
     }
+}
+
+/// `path` made absolute against `home`.
+pub(crate) fn absolute(home: &str, operation: &'static str, path: &str) -> Result<String, FsError> {
+    if path.contains(['\r', '\n', '\0']) {
+        return Err(FsError::UnsafePath {
+            operation,
+            path: coord_core::escape_for_log(path.as_bytes()),
+            reason: "contains a line break or NUL".into(),
+        });
+    }
+    let trimmed = path.trim_end_matches('/');
+    Ok(if path.starts_with('/') {
+        if trimmed.is_empty() {
+            "/".to_string()
+        } else {
+            trimmed.to_string()
+        }
+    } else if trimmed.is_empty() || trimmed == "." {
+        home.to_string()
+    } else {
+        coord_core::join_remote(home, trimmed)
+    })
 }
 
 /// What a probe found.
@@ -271,5 +280,29 @@ pub(crate) fn map_ftp_error(
             path: path.to_string(),
             cause: other.to_string(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_made_absolute() {
+        let abs = |home: &str, p: &str| absolute(home, "t", p).unwrap();
+        assert_eq!(abs("/home/u", "/"), "/");
+        assert_eq!(abs("/home/u", "//"), "/");
+        assert_eq!(abs("/home/u", "/in/"), "/in");
+        assert_eq!(abs("/home/u", ""), "/home/u");
+        assert_eq!(abs("/home/u", "."), "/home/u");
+        assert_eq!(abs("/home/u", "in/a b"), "/home/u/in/a b");
+        assert_eq!(abs("/", "in"), "/in");
+        assert_eq!(abs("/", "-dash"), "/-dash");
+        for bad in ["a\nDELE x", "a\rb", "a\0"] {
+            assert!(matches!(
+                absolute("/", "t", bad),
+                Err(FsError::UnsafePath { .. })
+            ));
+        }
     }
 }

@@ -2,7 +2,8 @@
 //! against curl, per server and mode, and a 100,000-entry listing, against the servers of
 //! `scripts/setup/30-ftp.sh` (run it first). Prints markdown tables.
 //!
-//! Options: `--size-mib N` (default 1024), `--entries N` (default 100000).
+//! Options: `--size-mib N` (default 1024), `--entries N` (default 100000), `--runs N`
+//! (default 3; medians are reported).
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -129,6 +130,11 @@ fn curl(server: &Server, tls: bool, path: &str) -> Result<(u64, Duration), Error
     Ok((size, elapsed))
 }
 
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
 fn mbps(bytes: u64, d: Duration) -> f64 {
     bytes as f64 / 1e6 / d.as_secs_f64()
 }
@@ -153,23 +159,34 @@ fn many_files(server: &Server, count: u64) -> Result<String, Error> {
 async fn main() -> Result<(), Error> {
     let size = arg("--size-mib", 1024) * 1024 * 1024;
     let entries = arg("--entries", 100_000);
-    println!("## streaming read of a {} MiB file\n", size / 1024 / 1024);
+    let runs = arg("--runs", 3).max(1);
+    println!(
+        "## streaming read of a {} MiB file (median of {runs} runs)\n",
+        size / 1024 / 1024
+    );
     println!("| server | mode | our MB/s | curl MB/s | our peak RSS (VmHWM) |");
     println!("|---|---|---|---|---|");
     for server in &SERVERS {
         let path = big_file(server, size)?;
         for tls in [false, true] {
             let fs = FtpFs::new(settings(server, tls))?;
-            let (got, ours_time) = ours(&fs, &path).await?;
-            assert_eq!(got, size, "short read");
-            let (curl_got, curl_time) = curl(server, tls, &path)?;
-            assert_eq!(curl_got, size, "curl short read");
+            // Alternate ours and curl, `runs` times each, and report the medians: the machine
+            // is shared, single runs are noisy.
+            let (mut our_rates, mut curl_rates) = (Vec::new(), Vec::new());
+            for _ in 0..runs {
+                let (got, ours_time) = ours(&fs, &path).await?;
+                assert_eq!(got, size, "short read");
+                our_rates.push(mbps(got, ours_time));
+                let (curl_got, curl_time) = curl(server, tls, &path)?;
+                assert_eq!(curl_got, size, "curl short read");
+                curl_rates.push(mbps(curl_got, curl_time));
+            }
             println!(
                 "| {} | {} | {:.0} | {:.0} | {} MiB |",
                 server.name,
                 if tls { "ftps (explicit)" } else { "plain" },
-                mbps(got, ours_time),
-                mbps(curl_got, curl_time),
+                median(&mut our_rates),
+                median(&mut curl_rates),
                 vm_hwm_kib() / 1024
             );
         }
