@@ -108,6 +108,9 @@ impl SqliteStore {
                 format!("directory {} does not exist", parent.display()),
             ));
         }
+        if file.is_dir() {
+            return Err(connect_error(&file, "is a directory, not a database file"));
+        }
         if settings.migrate {
             migrations::migrate_sqlite(&file.to_string_lossy())
                 .await

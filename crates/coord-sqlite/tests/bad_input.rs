@@ -42,6 +42,15 @@ async fn a_directory_that_is_not_writable_is_a_clear_error() {
 }
 
 #[tokio::test]
+async fn a_directory_given_as_the_file_is_named() {
+    let db = TempDb::new();
+    let mut settings = SqliteSettings::new(db.dir.path().to_str().unwrap());
+    settings.migrate = true;
+    let err = connect_err(settings).await;
+    assert!(err.to_string().contains("is a directory"), "{err}");
+}
+
+#[tokio::test]
 async fn a_file_that_is_not_a_database_is_refused() {
     let db = TempDb::new();
     std::fs::write(
