@@ -29,7 +29,8 @@ pg_setup() {
   done
   pg_isready -h 127.0.0.1
 
-  local psql=(runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -d postgres)
+  # From /, so psql (as postgres) does not complain about a working directory it cannot read.
+  local psql=(runuser -u postgres -- env --chdir=/ psql -X -q -v ON_ERROR_STOP=1 -d postgres)
 
   # pg_hba.conf: our rules first (the first matching line wins).
   local hba

@@ -556,3 +556,44 @@ async fn unstorable_versions_are_refused_up_front_and_errors_are_kept() {
     let ledger = store.load_ledger(&g).await.unwrap();
     assert_eq!(ledger[0].last_error.as_deref(), Some("bad\u{fffd}byte"));
 }
+
+/// A first poll of a large directory claims every version at once: it must fit in the
+/// default statement timeout (2 s) on this small machine, or the leader could never start.
+#[tokio::test]
+async fn ten_thousand_versions_claim_and_record_within_the_default_timeout() {
+    let store = shared_store().await;
+    let g = group("bulk");
+    let (m, i) = (member("leader"), incarnation());
+    beat(&store, &g, &m, i).await;
+    take(&store, &g, &m, i, Term(0)).await;
+    let fence = Fence {
+        group: g.clone(),
+        member: m,
+        incarnation: i,
+        term: Term(1),
+    };
+    let versions: Vec<FileVersion> = (0..10_000)
+        .map(|n| version(&format!("/in/bulk/file-{n:05}.csv")))
+        .collect();
+    let start = std::time::Instant::now();
+    let claimed = store.claim(&fence, &versions).await.unwrap();
+    let claim_took = start.elapsed();
+    assert!(
+        claimed
+            .iter()
+            .all(|c| matches!(c, ClaimOutcome::Claimed { attempt: 1, .. }))
+    );
+    let updates: Vec<LedgerUpdate> = versions
+        .iter()
+        .map(|v| LedgerUpdate::Set {
+            version: v.clone(),
+            state: LedgerState::Done,
+            error: None,
+        })
+        .collect();
+    let start = std::time::Instant::now();
+    store.record(&fence, &updates).await.unwrap();
+    let record_took = start.elapsed();
+    println!("10k claim: {claim_took:?}, 10k record: {record_took:?}");
+    assert_eq!(store.load_ledger(&g).await.unwrap().len(), 10_000);
+}
