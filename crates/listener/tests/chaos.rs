@@ -195,6 +195,7 @@ fn paused_leader_is_fenced_after_it_resumes(db: Db) {
     let handled_by_a = group.handled_by("node-a").len();
     assert_eq!(handled_by_a, 1, "{:?}", group.site.handled());
 
+    let continued = Instant::now();
     a.proc.signal("CONT");
     let resumed = a
         .wait_metrics(LIMIT, |s| s.role == 0 && s.term >= new.term)
@@ -207,7 +208,7 @@ fn paused_leader_is_fenced_after_it_resumes(db: Db) {
     println!(
         "{}: node-a standby {} ms after SIGCONT",
         db.backend,
-        resumed.1.saturating_duration_since(at).as_millis()
+        resumed.1.saturating_duration_since(continued).as_millis()
     );
     // Its handler returns now: the outcome write must not happen under the old term.
     std::fs::write(group.site.path("release"), b"").unwrap();
@@ -268,7 +269,7 @@ fn paused_leader_is_fenced_after_it_resumes(db: Db) {
 
 fn a_second_process_with_the_same_member_id_is_refused(db: Db) {
     let group = Group::new(db, "twin", db.url.to_string(), "");
-    let members = group.start_three("node-a", ["node-b", "node-c"]);
+    let mut members = group.start_three("node-a", ["node-b", "node-c"]);
     let twin_config = group.write_config("twin", "node-b", &group.url);
     let mut twin = group.site.spawn(&twin_config);
     let status = twin.wait_exit(LIMIT).expect("the duplicate exits");
