@@ -241,11 +241,16 @@ impl SqliteStore {
                 ),
             });
         }
-        let conn = self
-            .inner
-            .pool
-            .acquire()
+        // One deadline for waiting on the pool and running the work.
+        let deadline = tokio::time::Instant::now() + timeout;
+        let timed_out = || StoreError::Timeout {
+            operation,
+            group: group.to_owned(),
+            after: timeout,
+        };
+        let conn = tokio::time::timeout_at(deadline, self.inner.pool.acquire())
             .await
+            .map_err(|_| timed_out())?
             .map_err(|e| classify(operation, group, e).error)?;
         // Closes the connection unless disarmed: if the caller drops this future mid-call,
         // the engine may still run (part of) a batch whose results nobody reads, and sqlx
@@ -253,7 +258,7 @@ impl SqliteStore {
         // the connection rolls that transaction back instead of returning it to the pool
         // holding the write lock every other process needs.
         let mut guard = CloseUnlessKept { conn, keep: false };
-        match tokio::time::timeout(timeout, work(&mut guard.conn)).await {
+        match tokio::time::timeout_at(deadline, work(&mut guard.conn)).await {
             Ok(Ok(value)) => {
                 guard.keep = true;
                 Ok(value)
@@ -266,11 +271,7 @@ impl SqliteStore {
                 tracing::debug!(operation, group, error = %failure.error, "sqlite call failed");
                 Err(failure.error)
             }
-            Err(_) => Err(StoreError::Timeout {
-                operation,
-                group: group.to_owned(),
-                after: timeout,
-            }),
+            Err(_) => Err(timed_out()),
         }
     }
 
