@@ -230,8 +230,12 @@ fn endpoints_and_the_status_command() {
             .then_some(()))
         .is_some()
     );
-    let (code, metrics) = http_get(&addr, "/metrics");
-    assert_eq!(code, 200);
+    // The file is moved before its `done` is recorded: wait for the counter.
+    let metrics = wait_for(LIMIT, || {
+        let (code, text) = http_get(&addr, "/metrics");
+        (code == 200 && text.lines().any(|l| l == "ftpl_files_done_total 1")).then_some(text)
+    })
+    .expect("files_done reaches 1");
     for line in [
         "ftpl_role 1",
         "ftpl_term 1",
