@@ -87,6 +87,7 @@ impl Session {
         });
         // Connect data channels to the control peer, whatever address a 227 reply names.
         ftp.set_passive_nat_workaround(true);
+        warn_if_pass_is_logged();
         ftp.login(s.user.as_str(), shared.password.expose())
             .await
             .map_err(|e| match e {
@@ -146,6 +147,20 @@ impl Session {
             Err(FtpError::UnexpectedResponse(_)) => Ok(Probe::Missing),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// suppaftp logs every control command, `PASS` and its argument included, at `log`'s TRACE
+/// level; we cannot redact it, so we say so (once) when that level is on.
+fn warn_if_pass_is_logged() {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    if log::log_enabled!(target: "suppaftp::async_ftp::tokio_ftp::control", log::Level::Trace) {
+        WARNED.call_once(|| {
+            tracing::warn!(
+                "TRACE logging is on for suppaftp, which writes the FTP password to the log; \
+                 cap it (for example `suppaftp=debug`)"
+            );
+        });
     }
 }
 
