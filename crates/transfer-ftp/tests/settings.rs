@@ -57,3 +57,12 @@ fn bad_values_name_the_field() {
     let s = load("host = \"h\"\nuser = \"u\"").unwrap();
     assert_eq!(FtpFs::new(s).unwrap_err().field, "password");
 }
+
+#[test]
+fn file_system_debug_redacts_the_password() {
+    let s = load("host = \"h\"\nuser = \"u\"\npassword = \"hunter2-in-debug\"").unwrap();
+    let fs = FtpFs::new(s).unwrap();
+    let debug = format!("{fs:?}");
+    assert!(debug.contains("FtpFs"), "{debug}");
+    assert!(!debug.contains("hunter2"), "{debug}");
+}
