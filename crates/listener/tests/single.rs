@@ -149,11 +149,37 @@ fn a_failing_command_is_retried_with_backoff_then_goes_to_the_error_folder() {
 }
 
 fn dispatch_times(proc: &Proc) -> Vec<Duration> {
-    // The instants at which the "dispatching" lines arrived, relative to the first.
-    let times: Vec<_> = (1..=3)
-        .filter_map(|n| proc.line_at(&["dispatching", &format!("attempt={n} ")]))
+    // The time stamps the listener wrote on its "dispatching" lines (not when this test read
+    // them: a loaded machine delays the reader), relative to the first.
+    let out = proc.output();
+    let stamps: Vec<f64> = (1..=3)
+        .filter_map(|n| {
+            let needle = format!("attempt={n} ");
+            let line = out
+                .lines()
+                .find(|l| l.contains("dispatching") && l.contains(&needle))?;
+            seconds_of_day(line)
+        })
         .collect();
-    times.iter().map(|t| *t - times[0]).collect()
+    stamps
+        .iter()
+        .map(|t| Duration::from_secs_f64((t - stamps[0]).max(0.0)))
+        .collect()
+}
+
+/// `2026-11-27T12:38:02.808466Z ...` -> seconds since midnight (UTC).
+fn seconds_of_day(line: &str) -> Option<f64> {
+    let time = line
+        .split_whitespace()
+        .next()?
+        .split('T')
+        .nth(1)?
+        .trim_end_matches('Z');
+    let mut parts = time.split(':');
+    let h: f64 = parts.next()?.parse().ok()?;
+    let m: f64 = parts.next()?.parse().ok()?;
+    let s: f64 = parts.next()?.parse().ok()?;
+    Some(h * 3600.0 + m * 60.0 + s)
 }
 
 #[test]
