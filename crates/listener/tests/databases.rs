@@ -97,3 +97,24 @@ fn postgres_two_members_hand_over() {
 fn mysql_two_members_hand_over() {
     two_members_hand_over("mysql", "mysql://root@127.0.0.1:3306/test");
 }
+
+#[cfg(feature = "postgres")]
+#[test]
+fn a_database_down_at_start_is_waited_for_and_sigterm_still_exits_cleanly() {
+    let site = Site::new();
+    // Nothing listens on port 1: connecting fails at once, as with a database that is down.
+    let config = site.config_full(
+        "down",
+        "node-a",
+        &unique_group("down"),
+        "backend = \"postgres\"",
+        "[coordination.postgres]\nurl = \"postgres://postgres@127.0.0.1:1/test\"\n",
+    );
+    let mut proc = site.spawn(&config);
+    let waited = proc.wait_line("coordination store unavailable", LIMIT);
+    assert!(waited.is_some(), "{}", proc.output());
+    assert!(proc.child.try_wait().unwrap().is_none(), "still running");
+    proc.signal("TERM");
+    let status = proc.wait_exit(LIMIT).expect("exits on SIGTERM");
+    assert!(status.success(), "{status:?}\n{}", proc.output());
+}

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use coord_core::{CoordinationStore, GroupId, HeartbeatRequest, Incarnation, MemberId};
-use listener::{AnyStore, Config, RunError, open_source};
+use listener::{AnyStore, BackendError, Config, RunError, open_source};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -129,16 +129,32 @@ fn ddl(dialect: Dialect) -> anyhow::Result<String> {
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
-    let store = AnyStore::connect(&config, config.migrate_on_start()).await?;
     let (fs, dir) = open_source(&config)?;
-    listener::run(
-        &config,
-        Arc::new(store),
-        Arc::new(fs),
-        dir,
-        shutdown_signal(),
-    )
-    .await?;
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    // A database that is down at start is waited for (with backoff) rather than crashing
+    // the process; a refusal (schema, credentials) ends it at once.
+    let mut backoff = Duration::from_millis(500);
+    let store = loop {
+        let attempt = AnyStore::connect(&config, config.migrate_on_start());
+        let result = tokio::select! {
+            result = attempt => result,
+            () = &mut shutdown => return Ok(()),
+        };
+        match result {
+            Ok(store) => break store,
+            Err(BackendError::Store(e)) if e.is_transient() => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "coordination store unavailable");
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = &mut shutdown => return Ok(()),
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    listener::run(&config, Arc::new(store), Arc::new(fs), dir, shutdown).await?;
     Ok(())
 }
 
