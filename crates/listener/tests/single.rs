@@ -307,4 +307,81 @@ fn print_ddl_and_check_config() {
         out.contains("backend = \"sqlite\"") && out.contains("renew_deadline = \"3s 333ms\""),
         "{out}"
     );
+
+    // Secrets in backend tables, from the file and from the environment, are never printed.
+    std::fs::write(
+        site.path("secret.toml"),
+        "[coordination.postgres]\nurl = \"postgres://app:hunter2@db/x\"\n\
+         [source.sftp]\nhost = \"h\"\n[source.sftp.auth]\nmethod = \"password\"\n\
+         password = \"pw-in-file\"\n",
+    )
+    .unwrap();
+    let mut check = Proc::spawn_env(
+        site.dir.path(),
+        &["--config", "secret.toml", "check-config"],
+        &[("FTPL_COORDINATION__POSTGRES__PASSWORD", "pw-in-env")],
+    );
+    assert!(
+        check.wait_exit(LIMIT).unwrap().success(),
+        "{}",
+        check.output()
+    );
+    let out = check.output();
+    for secret in ["hunter2", "pw-in-file", "pw-in-env"] {
+        assert!(!out.contains(secret), "{secret} printed:\n{out}");
+    }
+    assert!(out.contains("postgres://app:***@db/x"), "{out}");
+}
+
+#[test]
+fn a_name_collision_in_the_done_folder_gets_a_unique_name() {
+    let site = Site::new();
+    let config = site.config("a", "solo", &site.probe_handler(""));
+    let proc = site.spawn(&config);
+    site.drop_file("same.txt", b"first");
+    assert!(
+        wait_for(LIMIT, || site
+            .path("inbox/.done/same.txt")
+            .exists()
+            .then_some(()))
+        .is_some()
+    );
+    site.drop_file("same.txt", b"second version");
+    let done = wait_for(LIMIT, || {
+        let names = site.names_in("inbox/.done");
+        (names.len() == 2).then_some(names)
+    })
+    .unwrap_or_else(|| panic!("{}", proc.output()));
+    let other = done
+        .iter()
+        .find(|n| *n != "same.txt")
+        .expect("a second name");
+    assert!(done.contains(&"same.txt".to_string()), "{done:?}");
+    assert!(
+        other.starts_with("same.") && other.ends_with(".txt"),
+        "{done:?}"
+    );
+    let first = std::fs::read(site.path("inbox/.done/same.txt")).unwrap();
+    assert_eq!(first, b"first");
+    let renamed = std::fs::read(site.path(&format!("inbox/.done/{other}"))).unwrap();
+    assert_eq!(renamed, b"second version");
+    assert_eq!(site.handled().len(), 2, "a new version is a new file");
+}
+
+#[test]
+fn delete_post_processing_removes_the_file() {
+    let site = Site::new();
+    let config = site.config("a", "solo", &site.probe_handler(""));
+    // From the environment, which overrides the file.
+    let proc = Proc::spawn_env(
+        site.dir.path(),
+        &["--config", config.to_str().unwrap(), "run"],
+        &[("FTPL_POST_PROCESSING", "delete")],
+    );
+    site.drop_file("gone.txt", b"x");
+    let handled = wait_for(LIMIT, || {
+        (site.handled().len() == 1 && !site.path("inbox/gone.txt").exists()).then_some(())
+    });
+    assert!(handled.is_some(), "{}", proc.output());
+    assert!(!site.path("inbox/.done/gone.txt").exists());
 }

@@ -127,8 +127,13 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(cwd: &Path, args: &[&str]) -> Proc {
+        Proc::spawn_env(cwd, args, &[])
+    }
+
+    pub fn spawn_env(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Proc {
         let mut child = Command::new(BIN)
             .args(args)
+            .envs(env.iter().copied())
             .current_dir(cwd)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
