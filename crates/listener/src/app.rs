@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use coord_core::{CoordinationStore, ElectionError, ListOptions, RemoteFs};
 
-use crate::config::Config;
+use crate::config::{Config, SourceKind};
 use crate::driver::ElectionDriver;
 use crate::handler::Handler;
 use crate::http::{self, Endpoints};
@@ -44,6 +44,16 @@ pub fn poll_settings(
     let election = config.election()?;
     let filter = glob::Pattern::new(&config.filter)
         .map_err(|e| coord_core::ConfigError::new("filter", e.to_string()))?;
+    let mut done_dir = config.done_dir.clone().unwrap_or_default();
+    let mut error_dir = config.error_dir.clone().unwrap_or_default();
+    let mut dir = dir;
+    if config.source.kind == SourceKind::Local {
+        // One spelling for all three (`./inbox` and `/srv/inbox/.done` alike), so the done and
+        // error folders are recognised, and skipped, inside a recursive listing.
+        dir = local_absolute("source.path", &dir)?;
+        done_dir = local_absolute("done_dir", &done_dir)?;
+        error_dir = local_absolute("error_dir", &error_dir)?;
+    }
     Ok(PollSettings {
         dir,
         list: ListOptions {
@@ -52,12 +62,23 @@ pub fn poll_settings(
         filter,
         policy: config.ledger_policy(),
         post_processing: config.post_processing,
-        done_dir: config.done_dir.clone().unwrap_or_default(),
-        error_dir: config.error_dir.clone().unwrap_or_default(),
+        done_dir,
+        error_dir,
         poll_interval: config.poll_interval,
         // A ledger write may take longer than a heartbeat, never longer than the lease.
         store_timeout: election.timing.renew_deadline,
     })
+}
+
+/// `path` made absolute (against the working directory) with `.` segments removed.
+fn local_absolute(field: &'static str, path: &str) -> Result<String, coord_core::ConfigError> {
+    let absolute = std::path::absolute(path)
+        .map_err(|e| coord_core::ConfigError::new(field, format!("`{path}`: {e}")))?;
+    let normal: std::path::PathBuf = absolute.components().collect();
+    normal
+        .to_str()
+        .map(str::to_string)
+        .ok_or_else(|| coord_core::ConfigError::new(field, "must be valid UTF-8"))
 }
 
 /// Runs one member until `shutdown` completes (then stops the poll loop, releases the token

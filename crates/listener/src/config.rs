@@ -511,6 +511,15 @@ impl Config {
         if self.source.path.trim().is_empty() {
             return Err(E::new("source.path", "must not be empty"));
         }
+        let source = self.source.path.trim_end_matches('/');
+        for (field, dir) in [("done_dir", &self.done_dir), ("error_dir", &self.error_dir)] {
+            if dir.as_deref().map(|d| d.trim_end_matches('/')) == Some(source) {
+                return Err(E::new(
+                    field,
+                    "must not be the watched folder (files would be picked up again)",
+                ));
+            }
+        }
         if let HandlerConfig::Command { command, .. } = &self.handler
             && command.first().is_none_or(|p| p.trim().is_empty())
         {

@@ -169,6 +169,7 @@ fn other_rules() {
                 },
             ),
             ("member_id = \"a\\nb\"\n", "member_id"),
+            ("done_dir = \"./inbox/\"\n", "done_dir"),
         ] {
             jail.create_file("r.toml", body)?;
             let err = Config::load(Some(Path::new("r.toml"))).unwrap_err();

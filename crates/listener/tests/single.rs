@@ -385,3 +385,35 @@ fn delete_post_processing_removes_the_file() {
     assert!(handled.is_some(), "{}", proc.output());
     assert!(!site.path("inbox/.done/gone.txt").exists());
 }
+
+#[test]
+fn a_recursive_listing_never_picks_up_the_done_folder() {
+    let site = Site::new();
+    let config = site.config("a", "solo", &site.probe_handler(""));
+    // The source is relative (`inbox`), the done folder absolute: both name one place.
+    let done_dir = site.path("inbox/.done");
+    let proc = Proc::spawn_env(
+        site.dir.path(),
+        &["--config", config.to_str().unwrap(), "run"],
+        &[
+            ("FTPL_SOURCE__RECURSIVE_DEPTH", "2"),
+            ("FTPL_DONE_DIR", done_dir.to_str().unwrap()),
+        ],
+    );
+    std::fs::create_dir_all(site.path("inbox/sub")).unwrap();
+    site.drop_file("sub/deep.txt", b"d");
+    assert!(
+        wait_for(LIMIT, || done_dir.join("deep.txt").exists().then_some(())).is_some(),
+        "{}",
+        proc.output()
+    );
+    // One more full round: a file dropped now is handled, and nothing from .done came back.
+    site.drop_file("later.txt", b"l");
+    assert!(wait_for(LIMIT, || done_dir.join("later.txt").exists().then_some(())).is_some());
+    let handled = site.handled();
+    assert_eq!(handled.len(), 2, "{handled:?}");
+    assert_eq!(
+        site.names_in("inbox/.done"),
+        vec!["deep.txt".to_string(), "later.txt".to_string()]
+    );
+}

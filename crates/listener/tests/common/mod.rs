@@ -94,7 +94,7 @@ echo "$(basename "$FTPL_PATH") attempt=$FTPL_ATTEMPT redelivery=$FTPL_REDELIVERY
 
     pub fn drop_file(&self, name: &str, body: &[u8]) {
         // Written aside and renamed in, so a listing never sees it half written.
-        let tmp = self.path(name);
+        let tmp = self.path(&format!("{}.tmp", name.replace('/', "_")));
         std::fs::write(&tmp, body).unwrap();
         std::fs::rename(&tmp, self.path(&format!("inbox/{name}"))).unwrap();
     }
