@@ -13,8 +13,8 @@ const DEFAULT_POOL_SIZE: u32 = 4;
 /// Where the SQLite database is and how the store uses it. SQLite has no credentials, so
 /// nothing here is secret and `Debug` shows every field.
 ///
-/// In configuration (TOML, environment) durations are human strings: `"500ms"`, `"2s"`,
-/// `"1m"`.
+/// In configuration (TOML, environment) durations are human strings (humantime's syntax):
+/// `"500ms"`, `"2s"`, `"1.5s"`, `"1m"`, `"3s 333ms"`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SqliteSettings {
@@ -24,11 +24,11 @@ pub struct SqliteSettings {
     pub path: String,
     /// How long a statement waits for another process's write lock before it fails with
     /// "database is locked" (SQLite's `busy_timeout`). Capped at `statement_timeout`.
-    #[serde(default = "default_busy_timeout", with = "human_duration")]
+    #[serde(default = "default_busy_timeout", with = "humantime_serde")]
     pub busy_timeout: Duration,
     /// The longest any store operation may take; a slower one fails with
     /// [`StoreError::Timeout`] and its connection is replaced.
-    #[serde(default = "default_statement_timeout", with = "human_duration")]
+    #[serde(default = "default_statement_timeout", with = "humantime_serde")]
     pub statement_timeout: Duration,
     /// Connections in this process's pool (writers serialise on the file lock anyway).
     #[serde(default = "default_pool_size")]
@@ -156,35 +156,9 @@ fn invalid(cause: String) -> StoreError {
     }
 }
 
-/// `"500ms"`, `"2s"`, `"1.5s"`, `"1m"`, `"1h"`.
+/// `"500ms"`, `"2s"`, `"1.5s"`, `"1m"`, `"7d"`, `"3s 333ms"` (humantime's syntax).
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(|| format!("`{text}` has no unit (use ms, s, m or h)"))?;
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration such as 500ms or 2s"))?;
-    let seconds = match unit.trim() {
-        "ms" => number / 1000.0,
-        "s" => number,
-        "m" => number * 60.0,
-        "h" => number * 3600.0,
-        other => return Err(format!("`{other}` is not a unit (use ms, s, m or h)")),
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|_| format!("`{text}` is out of range"))
-}
-
-mod human_duration {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer};
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(de)?;
-        super::parse_duration(&text).map_err(serde::de::Error::custom)
-    }
+    humantime::parse_duration(text).map_err(|e| format!("`{text}` is not a duration: {e}"))
 }
 
 #[cfg(test)]
@@ -229,7 +203,8 @@ mod tests {
         let err = SqliteSettings::from_url("sqlite://x.db?bogus=1").unwrap_err();
         assert!(err.to_string().contains("`bogus`: unknown"), "{err}");
         let err = SqliteSettings::from_url("sqlite://x.db?busy_timeout=5").unwrap_err();
-        assert!(err.to_string().contains("no unit"), "{err}");
+        assert!(err.to_string().contains("`5` is not a duration"), "{err}");
+        assert!(err.to_string().contains("unit needed"), "{err}");
         let err = SqliteSettings::from_url("sqlite://x.db?pool_size=0").unwrap_err();
         assert!(err.to_string().contains("pool_size"), "{err}");
         let err = SqliteSettings::from_url("sqlite://").unwrap_err();
@@ -243,7 +218,13 @@ mod tests {
     fn durations() {
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert!(parse_duration("2 weeks").is_err());
+        assert_eq!(parse_duration("3s 333ms"), Ok(Duration::from_millis(3333)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert!(
+            parse_duration("2 fortnights")
+                .unwrap_err()
+                .contains("`2 fortnights`")
+        );
         assert!(parse_duration("abc").is_err());
     }
 
