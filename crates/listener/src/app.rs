@@ -130,21 +130,35 @@ where
         Handler::from_config(&config.handler),
         metrics,
     );
-    let poll_task = tokio::spawn(poller.run());
+    let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
+    let mut poll_task = tokio::spawn(poller.with_drain(drain_rx).run());
     let mut election_task = tokio::spawn(driver.run());
 
     let result = tokio::select! {
         joined = &mut election_task => Some(joined),
         () = shutdown => None,
     };
-    // Stop dispatching first (an in-flight command is killed and redelivered later), then
-    // release the token so a standby takes over within about one heartbeat.
-    poll_task.abort();
-    let _ = poll_task.await;
+    // Stop dispatching first: nothing new is claimed, the handler in flight gets
+    // `shutdown_grace` to finish (then it is killed, and the next leader redelivers it).
+    // Only then is the token released, so a standby takes over within about one heartbeat
+    // and never while this member still works on a file.
     let joined = match result {
-        Some(joined) => joined,
+        Some(joined) => {
+            poll_task.abort();
+            let _ = poll_task.await;
+            joined
+        }
         None => {
-            tracing::info!("shutdown requested");
+            tracing::info!(grace = ?config.shutdown_grace, "shutdown requested: draining");
+            drain_tx.send_replace(true);
+            if tokio::time::timeout(config.shutdown_grace, &mut poll_task)
+                .await
+                .is_err()
+            {
+                tracing::warn!("the handler did not finish within shutdown_grace: stopping it");
+                poll_task.abort();
+                let _ = poll_task.await;
+            }
             stop.stop();
             election_task.await
         }

@@ -34,6 +34,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "ledger_retention",
     "handler",
     "http",
+    "shutdown_grace",
 ];
 
 pub(crate) fn redact_url(url: &str) -> String {
@@ -274,6 +275,9 @@ fn five_minutes() -> Duration {
 fn five_seconds() -> Duration {
     Duration::from_secs(5)
 }
+fn ten_seconds() -> Duration {
+    Duration::from_secs(10)
+}
 fn seven_days() -> Duration {
     Duration::from_secs(7 * 86_400)
 }
@@ -385,6 +389,10 @@ pub struct Config {
     /// What is done with each file.
     #[serde(default)]
     pub handler: HandlerConfig,
+    /// On SIGTERM, how long the handler in flight may take to finish before it is killed
+    /// (default 10s); the token is released after it.
+    #[serde(default = "ten_seconds", with = "human")]
+    pub shutdown_grace: Duration,
     /// Health and metrics endpoints.
     #[serde(default)]
     pub http: HttpConfig,

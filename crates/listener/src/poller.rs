@@ -50,6 +50,8 @@ pub struct PollSettings {
 enum Stop {
     /// The gate no longer gives this fence, or the store said Fenced.
     Lost,
+    /// Shutting down.
+    Draining,
 }
 
 /// The poll loop of one member; it works only while this member leads.
@@ -62,6 +64,7 @@ pub struct Poller<S, F> {
     settings: PollSettings,
     handler: Handler,
     metrics: Arc<Metrics>,
+    drain: watch::Receiver<bool>,
 }
 
 impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
@@ -83,7 +86,21 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
             settings,
             handler,
             metrics,
+            // A sender that never sends: no draining unless `with_drain` is used.
+            drain: watch::channel(false).1,
         }
+    }
+
+    /// Stops the loop gracefully when `drain` turns true: the handler in flight finishes and
+    /// its outcome and post-processing are recorded, nothing new is claimed, then
+    /// [`Poller::run`] returns.
+    pub fn with_drain(mut self, drain: watch::Receiver<bool>) -> Self {
+        self.drain = drain;
+        self
+    }
+
+    fn draining(&self) -> bool {
+        *self.drain.borrow()
     }
 
     /// Runs for ever: waits for leadership, works while it lasts, waits again. Cancel the
@@ -91,11 +108,15 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
     pub async fn run(mut self) {
         loop {
             let fence = loop {
+                if self.draining() {
+                    return;
+                }
                 if let Some(fence) = self.gate.may_dispatch() {
                     break fence;
                 }
-                if self.status.changed().await.is_err() {
-                    return;
+                tokio::select! {
+                    changed = self.status.changed() => if changed.is_err() { return },
+                    _ = self.drain.changed() => {}
                 }
             };
             let span = tracing::info_span!(
@@ -106,9 +127,10 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
             );
             let _ = tracing::Instrument::instrument(self.run_term(&fence), span).await;
             // Wait for the next change of the election before looking again.
-            while self.gate.holds(&fence) {
-                if self.status.changed().await.is_err() {
-                    return;
+            while self.gate.holds(&fence) && !self.draining() {
+                tokio::select! {
+                    changed = self.status.changed() => if changed.is_err() { return },
+                    _ = self.drain.changed() => {}
                 }
             }
         }
@@ -116,7 +138,7 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
 
     async fn run_term(&mut self, fence: &Fence) -> Result<(), Stop> {
         let mut term = loop {
-            self.check(fence)?;
+            self.check_new_work(fence)?;
             match self
                 .timed("load ledger", self.store.load_ledger(&fence.group))
                 .await
@@ -148,17 +170,27 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
         tokio::pin!(sleep);
         loop {
             tokio::select! {
-                _ = &mut sleep => return self.check(fence),
+                _ = &mut sleep => return self.check_new_work(fence),
                 changed = self.status.changed() => {
                     if changed.is_err() {
                         return Err(Stop::Lost);
                     }
-                    self.check(fence)?;
+                    self.check_new_work(fence)?;
                 }
+                _ = self.drain.changed() => self.check_new_work(fence)?,
             }
         }
     }
 
+    /// Before new work (listing, claiming, dispatching): not draining, and still leading.
+    fn check_new_work(&self, fence: &Fence) -> Result<(), Stop> {
+        if self.draining() {
+            return Err(Stop::Draining);
+        }
+        self.check(fence)
+    }
+
+    /// Before a fenced write or post-processing of work already done: still leading.
     fn check(&self, fence: &Fence) -> Result<(), Stop> {
         if self.gate.holds(fence) {
             Ok(())
@@ -219,11 +251,11 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
         }
         // Handled earlier, post-processing failed: retry the move or delete only.
         for version in term.ledger.pending_post_processing() {
-            self.check(fence)?;
+            self.check_new_work(fence)?;
             self.finish_handled(fence, term, &version).await?;
         }
         for version in std::mem::take(&mut term.error_moves) {
-            self.check(fence)?;
+            self.check_new_work(fence)?;
             if self
                 .move_unique(&version.path, &self.settings.error_dir)
                 .await
@@ -246,7 +278,7 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
             }
         }
         if !planned.is_empty() {
-            self.check(fence)?;
+            self.check_new_work(fence)?;
             match self.timed("claim", self.store.claim(fence, &planned)).await {
                 Ok(outcomes) => {
                     let dispatches: Vec<_> = planned
@@ -294,7 +326,11 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
         term: &mut TermState,
         delivery: Delivery,
     ) -> Result<(), Stop> {
-        self.check(fence)?;
+        if let Err(stop) = self.check_new_work(fence) {
+            // Claimed, never handed over: the next leader redelivers it.
+            term.ledger.on_claim_failed(&delivery.version);
+            return Err(stop);
+        }
         self.metrics.files_dispatched.inc();
         if delivery.redelivery {
             self.metrics.redeliveries.inc();

@@ -160,3 +160,54 @@ fn a_second_process_with_the_same_member_id_is_refused() {
     assert_eq!(a.count_lines("lost leadership"), 0, "{}", a.output());
     assert!(a.child.try_wait().unwrap().is_none());
 }
+
+#[test]
+fn sigterm_lets_the_handler_in_flight_finish_before_the_handover() {
+    let site = Site::new();
+    // slow*: marks that it started, then takes a second.
+    let handler = site.probe_handler(&format!(
+        r#"case "$FTPL_PATH" in *slow*) touch "{}"; sleep 1;; esac"#,
+        site.path("started").display()
+    ));
+    let mut a = site.spawn(&site.config("a", "node-a", &handler));
+    assert!(
+        a.wait_line("became leader", LIMIT).is_some(),
+        "{}",
+        a.output()
+    );
+    let b = site.spawn(&site.config("b", "node-b", &handler));
+    assert!(
+        b.wait_line("ftp-listener started", LIMIT).is_some(),
+        "{}",
+        b.output()
+    );
+
+    site.drop_file("slow.txt", b"s");
+    assert!(wait_for(LIMIT, || site.path("started").exists().then_some(())).is_some());
+    a.signal("TERM");
+    let status = a.wait_exit(LIMIT).expect("a exits");
+    assert!(status.success(), "{status:?}\n{}", a.output());
+    // a finished the file (moved and recorded) before it let go: b never redelivers it.
+    assert!(done(&site, "slow.txt"), "{}", a.output());
+    assert!(
+        b.wait_line("became leader", LIMIT).is_some(),
+        "{}",
+        b.output()
+    );
+    site.drop_file("next.txt", b"n");
+    assert!(
+        wait_for(LIMIT, || done(&site, "next.txt").then_some(())).is_some(),
+        "{}",
+        b.output()
+    );
+    let handled = site.handled();
+    assert_eq!(handled.len(), 2, "{handled:?}");
+    assert!(
+        handled[0].starts_with("slow.txt attempt=1 redelivery=false member=node-a"),
+        "{handled:?}"
+    );
+    assert!(
+        handled[1].starts_with("next.txt") && handled[1].contains("member=node-b"),
+        "{handled:?}"
+    );
+}
