@@ -211,3 +211,61 @@ fn sigterm_lets_the_handler_in_flight_finish_before_the_handover() {
         "{handled:?}"
     );
 }
+
+#[test]
+fn a_handler_that_outlives_shutdown_grace_is_stopped_and_redelivered() {
+    let site = Site::new();
+    let handler = site.probe_handler(&format!(
+        r#"case "$FTPL_PATH" in *slow*) if [ "$FTPL_REDELIVERY" = false ]; then echo $$ > "{}"; sleep 30; fi;; esac"#,
+        site.path("hanging.pid").display()
+    ));
+    let a_config = site.config("a", "node-a", &handler);
+    let mut a = common::Proc::spawn_env(
+        site.dir.path(),
+        &["--config", a_config.to_str().unwrap(), "run"],
+        &[("FTPL_SHUTDOWN_GRACE", "200ms")],
+    );
+    assert!(
+        a.wait_line("became leader", LIMIT).is_some(),
+        "{}",
+        a.output()
+    );
+    let b = site.spawn(&site.config("b", "node-b", &handler));
+    assert!(
+        b.wait_line("ftp-listener started", LIMIT).is_some(),
+        "{}",
+        b.output()
+    );
+
+    site.drop_file("slow.txt", b"s");
+    let pid = wait_for(LIMIT, || {
+        std::fs::read_to_string(site.path("hanging.pid")).ok()
+    })
+    .expect("the handler started");
+    let sent = Instant::now();
+    a.signal("TERM");
+    let status = a.wait_exit(LIMIT).expect("a exits");
+    assert!(status.success(), "{status:?}\n{}", a.output());
+    assert!(
+        sent.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        sent.elapsed()
+    );
+    assert!(
+        a.output().contains("did not finish within shutdown_grace"),
+        "{}",
+        a.output()
+    );
+    assert!(
+        wait_for(LIMIT, || done(&site, "slow.txt").then_some(())).is_some(),
+        "{}",
+        b.output()
+    );
+    let handled = site.handled();
+    assert_eq!(handled.len(), 2, "{handled:?}");
+    assert!(
+        handled[1].contains("attempt=2 redelivery=true member=node-b"),
+        "{handled:?}"
+    );
+    let _ = std::process::Command::new("kill").arg(pid.trim()).status();
+}
