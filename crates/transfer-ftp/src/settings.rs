@@ -71,7 +71,8 @@ impl<'de> Deserialize<'de> for Secret {
 /// The password comes from exactly one of `password` (inline), `password_env` (the name of
 /// an environment variable) or `password_file` (a file whose content, trailing newline
 /// trimmed, is the password); see [`FtpSettings::resolve_password`]. Durations are human
-/// strings in configuration files: `"500ms"`, `"10s"`, `"2m"`.
+/// strings in configuration files (humantime's syntax): `"500ms"`, `"10s"`, `"2m"`,
+/// `"1s 500ms"`.
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FtpSettings {
@@ -105,11 +106,11 @@ pub struct FtpSettings {
     #[serde(default)]
     pub passive_mode: PassiveMode,
     /// Limit for TCP connect, greeting, TLS handshake and login together (default 10 s).
-    #[serde(default = "default_connect_timeout", with = "duration_str")]
+    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
     pub connect_timeout: Duration,
     /// Limit for every command, every listing and every single read or write of a transfer
     /// (default 30 s).
-    #[serde(default = "default_op_timeout", with = "duration_str")]
+    #[serde(default = "default_op_timeout", with = "humantime_serde")]
     pub op_timeout: Duration,
     /// Most sessions (control connections) open at once; parallel reads each hold one until
     /// they finish (default 2).
@@ -117,14 +118,14 @@ pub struct FtpSettings {
     pub max_sessions: usize,
     /// First delay before reconnecting after a failed connect; doubles up to
     /// `reconnect_backoff_max` (defaults 200 ms and 30 s).
-    #[serde(default = "default_backoff_min", with = "duration_str")]
+    #[serde(default = "default_backoff_min", with = "humantime_serde")]
     pub reconnect_backoff_min: Duration,
     /// Longest delay between reconnect attempts.
-    #[serde(default = "default_backoff_max", with = "duration_str")]
+    #[serde(default = "default_backoff_max", with = "humantime_serde")]
     pub reconnect_backoff_max: Duration,
     /// A pooled session idle for longer than this is probed with `NOOP` before reuse and
     /// replaced if the probe fails (default 15 s).
-    #[serde(default = "default_idle_probe", with = "duration_str")]
+    #[serde(default = "default_idle_probe", with = "humantime_serde")]
     pub idle_probe_after: Duration,
 }
 
@@ -303,48 +304,33 @@ impl SettingsError {
     }
 }
 
-/// Parses `"250ms"`, `"10s"`, `"2m"`, `"1h"` (an integer and a unit).
-pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration like \"500ms\" or \"10s\""))?;
-    let d = match unit.trim() {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" | "min" => Duration::from_secs(n.saturating_mul(60)),
-        "h" => Duration::from_secs(n.saturating_mul(3600)),
-        _ => return Err(format!("`{text}`: unit must be ms, s, m or h")),
-    };
-    Ok(d)
-}
-
-mod duration_str {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer};
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        super::parse_duration(&text).map_err(serde::de::Error::custom)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn from_toml(toml: &str) -> Result<FtpSettings, Box<figment::Error>> {
+        use figment::providers::{Format, Toml};
+        figment::Figment::from(Toml::string(toml))
+            .extract()
+            .map_err(Box::new)
+    }
+
     #[test]
     fn durations_parse() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert!(parse_duration("ten").is_err());
-        assert!(parse_duration("10 parsecs").is_err());
+        let s = from_toml(
+            "host = \"h\"\nuser = \"u\"\nconnect_timeout = \"500ms\"\nop_timeout = \"3s 333ms\"\n\
+             reconnect_backoff_max = \"2m\"\nidle_probe_after = \"7d\"",
+        )
+        .unwrap();
+        assert_eq!(s.connect_timeout, Duration::from_millis(500));
+        assert_eq!(s.op_timeout, Duration::from_millis(3333));
+        assert_eq!(s.reconnect_backoff_max, Duration::from_secs(120));
+        assert_eq!(s.idle_probe_after, Duration::from_secs(7 * 86_400));
+        for bad in ["ten", "10 parsecs"] {
+            let toml = format!("host = \"h\"\nuser = \"u\"\nop_timeout = \"{bad}\"");
+            let err = from_toml(&toml).unwrap_err().to_string();
+            assert!(err.contains("op_timeout") && err.contains(bad), "{err}");
+        }
     }
 
     #[test]
