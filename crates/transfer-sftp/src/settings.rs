@@ -114,6 +114,9 @@ pub enum HostKeyPolicy {
 }
 
 /// Settings of one SFTP source.
+///
+/// Durations are human strings (humantime's syntax): `"500ms"`, `"10s"`, `"2m"`, `"1s 500ms"`;
+/// a number without a unit is refused.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SftpSettings {
@@ -132,10 +135,10 @@ pub struct SftpSettings {
     #[serde(default)]
     pub host_key_policy: HostKeyPolicy,
     /// TCP connect timeout (default 10s).
-    #[serde(default = "default_connect_timeout", with = "duration_str")]
+    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
     pub connect_timeout: Duration,
     /// Timeout of every SSH/SFTP call, including the handshake (default 30s).
-    #[serde(default = "default_operation_timeout", with = "duration_str")]
+    #[serde(default = "default_operation_timeout", with = "humantime_serde")]
     pub operation_timeout: Duration,
     /// At most this many SSH sessions at once; one is reused across operations, more are
     /// opened only for parallel reads or writes (default 2).
@@ -143,10 +146,10 @@ pub struct SftpSettings {
     pub max_sessions: usize,
     /// First delay before reconnecting after a failed connect (default 1s); doubles per
     /// failure.
-    #[serde(default = "default_reconnect_initial", with = "duration_str")]
+    #[serde(default = "default_reconnect_initial", with = "humantime_serde")]
     pub reconnect_initial: Duration,
     /// Longest delay between reconnect attempts (default 30s).
-    #[serde(default = "default_reconnect_max", with = "duration_str")]
+    #[serde(default = "default_reconnect_max", with = "humantime_serde")]
     pub reconnect_max: Duration,
     /// Size of the buffer each reader and writer moves per blocking call (default 256 KiB).
     #[serde(default = "default_chunk_size")]
@@ -296,60 +299,35 @@ pub enum SettingsError {
     },
 }
 
-/// Human durations in config: `"500ms"`, `"10s"`, `"2m"`, `"1h"`, or a bare number of seconds.
-mod duration_str {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, de::Error};
-
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Seconds(u64),
-        Text(String),
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        match Raw::deserialize(d)? {
-            Raw::Seconds(s) => Ok(Duration::from_secs(s)),
-            Raw::Text(text) => parse(&text).ok_or_else(|| {
-                D::Error::custom(format!(
-                    "invalid duration `{text}` (expected e.g. \"500ms\", \"10s\", \"2m\")"
-                ))
-            }),
-        }
-    }
-
-    pub(super) fn parse(text: &str) -> Option<Duration> {
-        let text = text.trim();
-        let split = text.find(|c: char| !c.is_ascii_digit())?;
-        let (number, unit) = text.split_at(split);
-        let n: u64 = number.parse().ok()?;
-        match unit.trim() {
-            "ms" => Some(Duration::from_millis(n)),
-            "s" => Some(Duration::from_secs(n)),
-            "m" => n.checked_mul(60).map(Duration::from_secs),
-            "h" => n.checked_mul(3600).map(Duration::from_secs),
-            _ => None,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const BASE: &str = "host = \"h\"\nuser = \"u\"\nknown_hosts = \"/k\"\n\
+                        auth = { method = \"password\", password = \"x\" }\n";
+
     #[test]
     fn durations_parse() {
-        assert_eq!(
-            duration_str::parse("500ms"),
-            Some(Duration::from_millis(500))
-        );
-        assert_eq!(duration_str::parse("10s"), Some(Duration::from_secs(10)));
-        assert_eq!(duration_str::parse("2m"), Some(Duration::from_secs(120)));
-        assert_eq!(duration_str::parse("10"), None);
-        assert_eq!(duration_str::parse("ten s"), None);
-        assert_eq!(duration_str::parse("5d"), None);
+        let s: SftpSettings = toml::from_str(&format!(
+            "{BASE}connect_timeout = \"500ms\"\noperation_timeout = \"3s 333ms\"\n\
+             reconnect_initial = \"2m\"\nreconnect_max = \"7d\""
+        ))
+        .unwrap();
+        assert_eq!(s.connect_timeout, Duration::from_millis(500));
+        assert_eq!(s.operation_timeout, Duration::from_millis(3333));
+        assert_eq!(s.reconnect_initial, Duration::from_secs(120));
+        assert_eq!(s.reconnect_max, Duration::from_secs(7 * 86_400));
+        assert_eq!(s.max_sessions, 2);
+        // A number without a unit, as text or as an integer, is refused with the key.
+        for bad in ["\"10\"", "\"ten s\"", "10"] {
+            let err = toml::from_str::<SftpSettings>(&format!("{BASE}connect_timeout = {bad}"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("connect_timeout") && err.contains(bad),
+                "{err}"
+            );
+        }
     }
 
     #[test]
