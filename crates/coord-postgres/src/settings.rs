@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use coord_core::StoreError;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use serde::Deserialize;
+use url::{Host, Position, Url};
 
 /// How the connection is encrypted (libpq's `sslmode` words).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -70,10 +72,10 @@ pub struct PgSettings {
     /// PEM file of the certificate authorities trusted for `verify-full`.
     pub ca_file: Option<PathBuf>,
     /// Server-side limit of every statement (the client gives up shortly after). Default 2 s.
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(with = "humantime_serde")]
     pub statement_timeout: Duration,
     /// Limit for opening a connection or waiting for a free one. Default 5 s.
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
     /// Connections kept by the pool. Default 4.
     pub pool_size: usize,
@@ -125,23 +127,18 @@ fn settings_error(cause: impl Into<String>) -> StoreError {
     }
 }
 
-/// The URL with the password (if any) replaced by `<redacted>`.
+/// The URL with the password (if any) replaced by `<redacted>`, as the `url` crate reads it
+/// (the same reading `apply_url` uses, so what it takes for the password is what is hidden).
 fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return "<unparsable url>".to_owned();
-    };
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-            if userinfo.contains(':') {
-                format!("{scheme}://{user}:<redacted>@{host}{tail}")
-            } else {
-                format!("{scheme}://{user}@{host}{tail}")
-            }
-        }
-        None => url.to_owned(),
+    match Url::parse(url) {
+        Ok(u) if u.password().is_some() => format!(
+            "{}://{}:<redacted>@{}",
+            u.scheme(),
+            u.username(),
+            &u[Position::BeforeHost..]
+        ),
+        Ok(u) => u.into(),
+        Err(_) => "<unparsable url>".to_owned(),
     }
 }
 
@@ -187,41 +184,42 @@ impl PgSettings {
     }
 
     fn apply_url(&mut self, url: &str) -> Result<(), StoreError> {
-        let rest = url
-            .strip_prefix("postgres://")
-            .or_else(|| url.strip_prefix("postgresql://"))
-            .ok_or_else(|| settings_error("url must start with postgres:// or postgresql://"))?;
-        let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let (authority, database) = rest.split_once('/').unwrap_or((rest, ""));
-        let host_port = match authority.rsplit_once('@') {
-            Some((userinfo, host_port)) => {
-                let (user, password) = match userinfo.split_once(':') {
-                    Some((u, p)) => (u, Some(p)),
-                    None => (userinfo, None),
-                };
-                if !user.is_empty() {
-                    self.user = decode(user, "user")?;
-                }
-                if let Some(p) = password {
-                    self.password = Some(decode(p, "password")?);
-                }
-                host_port
-            }
-            None => authority,
-        };
-        let (host, port) = split_host_port(host_port)?;
-        if !host.is_empty() {
-            self.host = decode(host, "host")?;
+        if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+            return Err(settings_error(
+                "url must start with postgres:// or postgresql://",
+            ));
         }
-        if let Some(port) = port {
-            self.port = port
-                .parse()
-                .map_err(|_| settings_error(format!("url port `{port}` is not a number")))?;
+        // url::ParseError never quotes the input (which may hold the password).
+        let parsed = Url::parse(url).map_err(|e| settings_error(format!("url: {e}")))?;
+        if parsed.fragment().is_some() {
+            return Err(settings_error("url: `#` must be percent-encoded (%23)"));
         }
+        if !parsed.username().is_empty() {
+            self.user = decode(parsed.username(), "user")?;
+        }
+        if let Some(p) = parsed.password() {
+            self.password = Some(decode(p, "password")?);
+        }
+        match parsed.host() {
+            Some(Host::Domain(host)) if !host.is_empty() => self.host = decode(host, "host")?,
+            Some(Host::Ipv6(ip)) => self.host = ip.to_string(),
+            Some(Host::Ipv4(ip)) => self.host = ip.to_string(),
+            _ => {}
+        }
+        if let Some(port) = parsed.port() {
+            self.port = port;
+        }
+        let database = parsed.path().trim_start_matches('/');
         if !database.is_empty() {
             self.database = decode(database, "database")?;
         }
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
+        // Split by hand rather than `query_pairs`, which would read `+` as a space.
+        for pair in parsed
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .filter(|p| !p.is_empty())
+        {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
             let value = decode(value, key)?;
             self.apply_param(key, &value)?;
@@ -257,19 +255,6 @@ impl PgSettings {
     }
 }
 
-fn split_host_port(host_port: &str) -> Result<(&str, Option<&str>), StoreError> {
-    if let Some(v6) = host_port.strip_prefix('[') {
-        let (host, after) = v6
-            .split_once(']')
-            .ok_or_else(|| settings_error("url host: unclosed `[`"))?;
-        return Ok((host, after.strip_prefix(':')));
-    }
-    Ok(match host_port.split_once(':') {
-        Some((h, p)) => (h, Some(p)),
-        None => (host_port, None),
-    })
-}
-
 /// A schema name goes into `search_path` and `CREATE SCHEMA`: keep it a plain identifier.
 fn check_schema_name(schema: &str) -> Result<(), StoreError> {
     let mut chars = schema.chars();
@@ -288,66 +273,40 @@ fn check_schema_name(schema: &str) -> Result<(), StoreError> {
 }
 
 /// Percent-decoding for URL parts; `what` names the part in errors (never its value, which
-/// may be a password).
+/// may be a password). A `%` not followed by two hex digits is refused (the `url` and
+/// `percent-encoding` crates would keep it as it is).
 fn decode(value: &str, what: &str) -> Result<String, StoreError> {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| settings_error(format!("url {what}: bad percent escape")))?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
+    let well_formed = value.split('%').skip(1).all(|t| {
+        t.get(..2)
+            .is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
+    });
+    if !well_formed {
+        return Err(settings_error(format!("url {what}: bad percent escape")));
     }
-    String::from_utf8(out).map_err(|_| settings_error(format!("url {what}: not UTF-8")))
+    percent_decode_str(value)
+        .decode_utf8()
+        .map(|text| text.into_owned())
+        .map_err(|_| settings_error(format!("url {what}: not UTF-8")))
 }
+
+/// Everything but RFC 3986's unreserved characters.
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// Percent-encoding of everything but unreserved characters (for the migrator's URL).
 pub(crate) fn encode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(value, COMPONENT).to_string()
 }
 
-/// `"500ms"`, `"2s"`, `"1m"`, `"1h"`; a bare number is seconds (libpq's `connect_timeout`).
+/// humantime's `"500ms"`, `"2s"`, `"1m"`, `"3s 333ms"`; a bare number is seconds (libpq's
+/// `connect_timeout`).
 fn parse_duration(value: &str, what: &str) -> Result<Duration, StoreError> {
-    let value = value.trim();
-    let split = value
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(value.len());
-    let (number, unit) = value.split_at(split);
-    let bad = || {
-        settings_error(format!(
-            "{what} `{value}` is not a duration like 500ms or 2s"
-        ))
-    };
-    let n: u64 = number.parse().map_err(|_| bad())?;
-    Ok(match unit.trim() {
-        "ms" => Duration::from_millis(n),
-        "" | "s" => Duration::from_secs(n),
-        "m" | "min" => Duration::from_secs(n.saturating_mul(60)),
-        "h" => Duration::from_secs(n.saturating_mul(3600)),
-        _ => return Err(bad()),
-    })
-}
-
-fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(d)?;
-    parse_duration(&text, "duration").map_err(serde::de::Error::custom)
+    (value.trim().parse().map(Duration::from_secs))
+        .or_else(|_| humantime::parse_duration(value))
+        .map_err(|e| settings_error(format!("{what} `{value}` is not a duration: {e}")))
 }
 
 #[cfg(test)]
@@ -370,6 +329,15 @@ mod tests {
         assert_eq!(s.statement_timeout, Duration::from_millis(500));
         assert_eq!(s.connect_timeout, Duration::from_secs(3));
         assert_eq!(s.pool_size, 2);
+        let s = PgSettings::from_url(
+            "postgres://u:p%40ss@[::1]:6000/d?statement_timeout=3s%20333ms&connect_timeout=7d",
+        )
+        .unwrap();
+        assert_eq!((s.host.as_str(), s.port), ("::1", 6000));
+        assert_eq!(s.password.as_deref(), Some("p@ss"));
+        assert_eq!(s.statement_timeout, Duration::from_millis(3333));
+        assert_eq!(s.connect_timeout, Duration::from_secs(7 * 86_400));
+        assert_eq!(encode("p@ss wörd-._~"), "p%40ss%20w%C3%B6rd-._~");
     }
 
     #[test]
@@ -392,6 +360,11 @@ mod tests {
                 "statement_timeout",
             ),
             ("postgres://u:%zz@h/db", "password"),
+            ("postgres://u:%zz@h/db?connect_timeout=2x", "password"),
+            (
+                "postgres://h/db?connect_timeout=2 fortnights",
+                "`2 fortnights`",
+            ),
         ] {
             let err = PgSettings::from_url(url).unwrap_err().to_string();
             assert!(err.contains(needle), "{url}: {err}");
@@ -418,6 +391,11 @@ mod tests {
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("<redacted>"), "{shown}");
         assert!(shown.contains("postgres://app:<redacted>@h/db?sslmode=require"));
+        // A URL the parser cannot read is not shown at all (here `/` cuts the password).
+        s.url = Some("postgres://app:hun/ter2@h/db".into());
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("ter2") && !shown.contains("hun"), "{shown}");
+        assert!(shown.contains("<unparsable url>"), "{shown}");
     }
 
     #[test]
