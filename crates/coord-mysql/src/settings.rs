@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use coord_core::StoreError;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use serde::Deserialize;
+use url::{Host, Url};
 
 /// Whether the connection to the server is encrypted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -115,40 +117,43 @@ impl MySqlSettings {
     /// [`Self::from_url`] without the final validation (the serde path completes it first).
     fn parse_url(url: &str) -> Result<Self, StoreError> {
         let mut settings = MySqlSettings::default();
-        let rest = url
-            .strip_prefix("mysql://")
-            .or_else(|| url.strip_prefix("mariadb://"))
-            .ok_or_else(|| settings_error("url must start with mysql:// or mariadb://"))?;
-        let (rest, query) = match rest.split_once('?') {
-            Some((r, q)) => (r, Some(q)),
-            None => (rest, None),
-        };
-        let (authority, database) = rest.split_once('/').unwrap_or((rest, ""));
-        settings.database = percent_decode(database, "database")?;
-        let hostport = match authority.rsplit_once('@') {
-            Some((userinfo, hostport)) => {
-                let (user, password) = match userinfo.split_once(':') {
-                    Some((u, p)) => (u, Some(p)),
-                    None => (userinfo, None),
-                };
-                if !user.is_empty() {
-                    settings.user = percent_decode(user, "user")?;
-                }
-                settings.password = password
-                    .map(|p| percent_decode(p, "password"))
-                    .transpose()?;
-                hostport
-            }
-            None => authority,
-        };
-        let (host, port) = split_host_port(hostport)?;
-        if !host.is_empty() {
-            settings.host = host;
+        if !url.starts_with("mysql://") && !url.starts_with("mariadb://") {
+            return Err(settings_error("url must start with mysql:// or mariadb://"));
         }
-        if let Some(port) = port {
+        // url::ParseError never quotes the input (which may hold the password).
+        let parsed = Url::parse(url).map_err(|e| match e {
+            url::ParseError::InvalidPort => bad_port(url),
+            other => settings_error(format!("url: {other}")),
+        })?;
+        if parsed.fragment().is_some() {
+            return Err(settings_error("url: `#` must be percent-encoded (%23)"));
+        }
+        settings.database = percent_decode(parsed.path().trim_start_matches('/'), "database")?;
+        if !parsed.username().is_empty() {
+            settings.user = percent_decode(parsed.username(), "user")?;
+        }
+        settings.password = parsed
+            .password()
+            .map(|p| percent_decode(p, "password"))
+            .transpose()?;
+        match parsed.host() {
+            Some(Host::Domain(host)) if !host.is_empty() => {
+                settings.host = percent_decode(host, "host")?
+            }
+            Some(Host::Ipv6(ip)) => settings.host = ip.to_string(),
+            Some(Host::Ipv4(ip)) => settings.host = ip.to_string(),
+            _ => {}
+        }
+        if let Some(port) = parsed.port() {
             settings.port = port;
         }
-        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        // Split by hand rather than `query_pairs`, which would read `+` as a space.
+        for pair in parsed
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .filter(|p| !p.is_empty())
+        {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
             let value = percent_decode(value, key)?;
             settings.apply_param(key, &value)?;
@@ -249,58 +254,47 @@ fn parse_duration(field: &str, value: &str) -> Result<Duration, StoreError> {
         .map_err(|e| settings_error(format!("{field} `{value}` is not a duration: {e}")))
 }
 
-fn split_host_port(hostport: &str) -> Result<(String, Option<u16>), StoreError> {
-    let parse_port = |p: &str| {
-        p.parse::<u16>()
-            .map_err(|_| settings_error(format!("port `{p}` is not a number from 1 to 65535")))
-    };
-    if let Some(v6) = hostport.strip_prefix('[') {
-        let (host, after) = v6
-            .split_once(']')
-            .ok_or_else(|| settings_error("url has an unclosed `[` in its host"))?;
-        let port = match after.strip_prefix(':') {
-            Some(p) => Some(parse_port(p)?),
-            None => None,
-        };
-        return Ok((host.to_string(), port));
-    }
-    match hostport.rsplit_once(':') {
-        Some((host, port)) => Ok((host.to_string(), Some(parse_port(port)?))),
-        None => Ok((hostport.to_string(), None)),
+/// The error for a port the `url` crate refused. Its error does not say which port, so the
+/// text after the host's last `:` is quoted, but only when it is all digits (out of range):
+/// anything else may be part of a password that was not percent-encoded.
+fn bad_port(url: &str) -> StoreError {
+    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = after_scheme.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit('@').next().unwrap_or("");
+    match host_port.rsplit_once(':') {
+        Some((_, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
+            settings_error(format!("port `{port}` is not a number from 1 to 65535"))
+        }
+        _ => settings_error("url port is not a number from 1 to 65535"),
     }
 }
 
+/// Percent-decoding for URL parts; `what` names the part in errors (never its value, which
+/// may be a password). A `%` not followed by two hex digits is refused (the `url` and
+/// `percent-encoding` crates would keep it as it is).
 fn percent_decode(value: &str, what: &str) -> Result<String, StoreError> {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| settings_error(format!("{what} has a bad percent escape")))?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
+    let well_formed = value.split('%').skip(1).all(|t| {
+        t.get(..2)
+            .is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
+    });
+    if !well_formed {
+        return Err(settings_error(format!("{what} has a bad percent escape")));
     }
-    String::from_utf8(out).map_err(|_| settings_error(format!("{what} is not UTF-8")))
+    percent_decode_str(value)
+        .decode_utf8()
+        .map(|text| text.into_owned())
+        .map_err(|_| settings_error(format!("{what} is not UTF-8")))
 }
+
+/// Everything but RFC 3986's unreserved characters.
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 fn percent_encode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(value, COMPONENT).to_string()
 }
 
 /// The serde shape: a URL, fields, or both (fields win).
@@ -315,8 +309,10 @@ struct RawSettings {
     database: Option<String>,
     tls: Option<TlsMode>,
     tls_ca_file: Option<PathBuf>,
-    statement_timeout: Option<String>,
-    connect_timeout: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    statement_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    connect_timeout: Option<Duration>,
     pool_size: Option<usize>,
     migrate_on_connect: Option<bool>,
 }
@@ -351,11 +347,11 @@ impl TryFrom<RawSettings> for MySqlSettings {
             if raw.tls_ca_file.is_some() {
                 s.tls_ca_file = raw.tls_ca_file.clone();
             }
-            if let Some(v) = &raw.statement_timeout {
-                s.statement_timeout = parse_duration("statement_timeout", v)?;
+            if let Some(v) = raw.statement_timeout {
+                s.statement_timeout = v;
             }
-            if let Some(v) = &raw.connect_timeout {
-                s.connect_timeout = parse_duration("connect_timeout", v)?;
+            if let Some(v) = raw.connect_timeout {
+                s.connect_timeout = v;
             }
             if let Some(v) = raw.pool_size {
                 s.pool_size = v;
@@ -394,6 +390,14 @@ mod tests {
         let back = MySqlSettings::from_url(&s.migration_url()).unwrap();
         assert_eq!(back.password, s.password);
         assert_eq!(back.host, "db.local");
+        let s = MySqlSettings::from_url(
+            "mariadb://u@[::1]:3307/d?statement_timeout=3s%20333ms&connect_timeout=7d",
+        )
+        .unwrap();
+        assert_eq!((s.host.as_str(), s.port), ("::1", 3307));
+        assert_eq!(s.statement_timeout, Duration::from_millis(3333));
+        assert_eq!(s.connect_timeout, Duration::from_secs(7 * 86_400));
+        assert_eq!(percent_encode("p@ss wörd-._~"), "p%40ss%20w%C3%B6rd-._~");
     }
 
     #[test]
@@ -415,6 +419,8 @@ mod tests {
         assert!(msg("mysql://h/db?tls=maybe").contains("tls `maybe`"));
         assert!(msg("mysql://h/db?statement_timeout=soon").contains("statement_timeout"));
         assert!(msg("mysql://h/db?colour=red").contains("unknown url parameter `colour`"));
+        assert!(msg("mysql://h/db?connect_timeout=2%20fortnights").contains("`2 fortnights`"));
+        assert!(msg("mysql://u:p%zz@h/db").contains("password has a bad percent escape"));
         let secret = msg("mysql://u:hunter2@h:x/db");
         assert!(!secret.contains("hunter2"), "{secret}");
     }
@@ -462,6 +468,11 @@ mod tests {
             err("database = \"d\"\nstatement_timeout = \"soon\"").contains("statement_timeout")
         );
         assert!(err("database = \"d\"\ncolour = \"red\"").contains("colour"));
+        let bad = err("database = \"d\"\nconnect_timeout = \"2 fortnights\"");
+        assert!(
+            bad.contains("connect_timeout") && bad.contains("2 fortnights"),
+            "{bad}"
+        );
         assert!(err("database = \"d\"\ntls = \"maybe\"").contains("maybe"));
         let secret = err("database = \"d\"\npassword = \"hunter2\"\npool_size = 0");
         assert!(!secret.contains("hunter2"), "{secret}");
