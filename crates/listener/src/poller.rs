@@ -116,7 +116,7 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
                 }
                 tokio::select! {
                     changed = self.status.changed() => if changed.is_err() { return },
-                    _ = self.drain.changed() => {}
+                    _ = drain_changed(&mut self.drain) => {}
                 }
             };
             let span = tracing::info_span!(
@@ -130,7 +130,7 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
             while self.gate.holds(&fence) && !self.draining() {
                 tokio::select! {
                     changed = self.status.changed() => if changed.is_err() { return },
-                    _ = self.drain.changed() => {}
+                    _ = drain_changed(&mut self.drain) => {}
                 }
             }
         }
@@ -177,7 +177,7 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
                     }
                     self.check_new_work(fence)?;
                 }
-                _ = self.drain.changed() => self.check_new_work(fence)?,
+                _ = drain_changed(&mut self.drain) => self.check_new_work(fence)?,
             }
         }
     }
@@ -500,6 +500,14 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
             .filter(|r| !r.is_empty())
             .unwrap_or(path)
             .to_string()
+    }
+}
+
+/// Resolves when the drain flag changes; never, once its sender is gone (a closed channel
+/// must not turn the selects that wait on it into a busy loop).
+async fn drain_changed(drain: &mut watch::Receiver<bool>) {
+    if drain.changed().await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 

@@ -234,6 +234,15 @@ async fn the_download_handler_keeps_relative_paths_and_skips_hostile_names() {
     );
     assert!(metrics.skipped_names.get() >= 1);
     assert_eq!(metrics.files_dispatched.get(), 2);
+    // The loop paces itself by poll_interval (20 ms): about 10 listings in 200 ms, not a
+    // busy loop.
+    let before = metrics.listing_duration.count();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let listings = metrics.listing_duration.count() - before;
+    assert!(
+        (3..=20).contains(&listings),
+        "{listings} listings in 200 ms"
+    );
     poll_task.abort();
     election_task.abort();
 }
