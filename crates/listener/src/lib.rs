@@ -17,7 +17,9 @@
 //!   [`Gate`] answers `may_dispatch(now)` for the poll loop.
 //! - [`Poller`] is the leader's loop: list, filter, plan, claim (fenced), handle, record
 //!   (fenced), post-process, record done.
-//! - [`run`] wires both with the endpoints until a shutdown future completes.
+//! - [`run`] wires both with the endpoints until a shutdown future completes; then it drains
+//!   (no new claims, the handler in flight gets `shutdown_grace`), and only then releases the
+//!   token, so a standby takes over within about one heartbeat.
 //!
 //! # Example
 //!
