@@ -28,17 +28,31 @@ const MIGRATE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// concurrent callers serialise on SQLite's write lock.
 pub async fn migrate_sqlite(url: &str) -> Result<(), MigrateError> {
     let (options, target) = sqlite_options(url)?;
-    let mut conn = options
+    let options = options
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
-        .busy_timeout(MIGRATE_BUSY_TIMEOUT)
-        .connect()
-        .await
-        .map_err(|e| MigrateError::Connect {
-            target: target.clone(),
-            cause: open_cause(&e),
-        })?;
+        .busy_timeout(MIGRATE_BUSY_TIMEOUT);
+    // Opening runs `PRAGMA journal_mode = WAL`, which SQLite may refuse with SQLITE_BUSY at
+    // once, without waiting on the busy handler, while another process creates or converts
+    // the same new file. Retry that case, within the same patience as the write lock.
+    let deadline = std::time::Instant::now() + MIGRATE_BUSY_TIMEOUT;
+    let mut pause = Duration::from_millis(5);
+    let mut conn = loop {
+        match options.connect().await {
+            Ok(conn) => break conn,
+            Err(e) if is_busy(&e) && std::time::Instant::now() + pause < deadline => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(200));
+            }
+            Err(e) => {
+                return Err(MigrateError::Connect {
+                    target: target.clone(),
+                    cause: open_cause(&e),
+                });
+            }
+        }
+    };
     let failed = |e: &dyn std::fmt::Display| MigrateError::Migrate {
         target: target.clone(),
         cause: e.to_string(),
@@ -56,6 +70,15 @@ pub async fn migrate_sqlite(url: &str) -> Result<(), MigrateError> {
     tx.commit().await.map_err(|e| failed(&e))?;
     conn.close().await.map_err(|e| failed(&e))?;
     Ok(())
+}
+
+/// SQLITE_BUSY or SQLITE_LOCKED (any extended code), as sqlx reports them.
+fn is_busy(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .and_then(|e| e.code())
+        .and_then(|code| code.parse::<u32>().ok())
+        .is_some_and(|code| matches!(code & 0xff, 5 | 6))
 }
 
 /// Every SQLite migration's SQL in order, for teams that apply DDL themselves. It also creates
