@@ -331,7 +331,10 @@ fn database_cut_stops_the_leader_and_nobody_takes_over(db: Db) {
     assert!(group.handle_one("before.txt").contains("member=node-a "));
     // Cut only once its outcome is recorded (the move follows the record); a cut between the
     // handler and the record would rightly redeliver it after the restore.
-    assert!(group.wait_done("before.txt"), "before.txt never moved to .done");
+    assert!(
+        group.wait_done("before.txt"),
+        "before.txt never moved to .done"
+    );
     assert!(proxy.accepted() >= 3, "members connect through the proxy");
     let before = a.metrics().unwrap();
     let led: Vec<usize> = members
