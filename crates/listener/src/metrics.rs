@@ -85,6 +85,10 @@ pub struct Metrics {
     pub skipped_names: Counter,
     /// Post-processing steps (move, delete) that failed.
     pub post_processing_failed: Counter,
+    /// Work stopped before a write because this member no longer leads (local check).
+    pub leadership_stops: Counter,
+    /// Ledger writes the store refused because another member holds a newer term.
+    pub fenced_writes: Counter,
 }
 
 impl Metrics {
@@ -209,6 +213,18 @@ impl Metrics {
             "Moves or deletes of handled files that failed (retried).",
             &self.post_processing_failed,
         );
+        counter(
+            &mut out,
+            "ftpl_leadership_stops_total",
+            "Work stopped before a write because this member no longer leads.",
+            &self.leadership_stops,
+        );
+        counter(
+            &mut out,
+            "ftpl_fenced_writes_total",
+            "Ledger writes refused by the store because another member holds a newer term.",
+            &self.fenced_writes,
+        );
         out
     }
 }
@@ -223,11 +239,14 @@ mod tests {
         m.set_role(Role::Leader);
         m.term.store(7, Ordering::Relaxed);
         m.files_done.add(3);
+        m.fenced_writes.inc();
         m.heartbeat_latency.observe(Duration::from_millis(500));
         let text = m.render();
         assert!(text.contains("\nftpl_role 1\n"), "{text}");
         assert!(text.contains("\nftpl_term 7\n"), "{text}");
         assert!(text.contains("\nftpl_files_done_total 3\n"), "{text}");
+        assert!(text.contains("\nftpl_fenced_writes_total 1\n"), "{text}");
+        assert!(text.contains("\nftpl_leadership_stops_total 0\n"), "{text}");
         assert!(
             text.contains("ftpl_heartbeat_latency_seconds_sum 0.5\n"),
             "{text}"

@@ -196,6 +196,7 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
             Ok(())
         } else {
             tracing::info!("not leading any more: dispatching stops");
+            self.metrics.leadership_stops.inc();
             Err(Stop::Lost)
         }
     }
@@ -228,6 +229,7 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
             Ok(()) => Ok(true),
             Err(error @ StoreError::Fenced { .. }) => {
                 tracing::warn!(%error, "fenced: another member leads");
+                self.metrics.fenced_writes.inc();
                 Err(Stop::Lost)
             }
             Err(error) => {
@@ -306,6 +308,7 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
                     }
                     if matches!(error, StoreError::Fenced { .. }) {
                         tracing::warn!(%error, "fenced: another member leads");
+                        self.metrics.fenced_writes.inc();
                         return Err(Stop::Lost);
                     }
                     tracing::warn!(%error, "claim failed; will retry");

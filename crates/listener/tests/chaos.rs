@@ -248,6 +248,11 @@ fn paused_leader_is_fenced_after_it_resumes(db: Db) {
             .find(|n| a.proc.count_lines(n) > 0)
     });
     assert!(refused.is_some(), "{}", a.proc.output());
+    assert!(
+        a.metrics().is_some_and(|s| s.stops > 0),
+        "the stop is counted in /metrics: {:?}",
+        a.metrics()
+    );
 
     // New files go to the new leader only.
     let line = group.handle_one("after-cont.txt");

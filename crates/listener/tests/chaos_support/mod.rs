@@ -222,6 +222,8 @@ pub struct Scrape {
     pub heartbeats_failed: u64,
     pub takeovers: u64,
     pub dispatched: u64,
+    /// Work stopped locally, or writes refused by the store, after the term was lost.
+    pub stops: u64,
 }
 
 impl Member {
@@ -239,6 +241,7 @@ impl Member {
             heartbeats_failed: value("ftpl_heartbeats_failed_total")?,
             takeovers: value("ftpl_takeovers_total")?,
             dispatched: value("ftpl_files_dispatched_total")?,
+            stops: value("ftpl_leadership_stops_total")? + value("ftpl_fenced_writes_total")?,
         })
     }
 
