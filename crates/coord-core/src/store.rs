@@ -147,6 +147,21 @@ pub enum StoreError {
         /// The term it presented.
         term: Term,
     },
+    /// The store could not be opened, before any group is involved: invalid settings, unknown
+    /// host, refused connection, wrong password, not a database file, a connect timeout.
+    /// `transient` says whether a later attempt may succeed (a refused or timed-out connection
+    /// may; bad credentials or settings will not); [`StoreError::is_transient`] reports it.
+    /// A missing or old schema found at connect is [`StoreError::Schema`], not this.
+    #[error("cannot connect to {target}: {cause}")]
+    Connect {
+        /// Where: `dialect://host:port/database` or the database file, never credentials
+        /// (just the dialect when the settings themselves are invalid).
+        target: String,
+        /// The underlying cause, without secrets.
+        cause: String,
+        /// A later attempt may succeed (the server is down or unreachable).
+        transient: bool,
+    },
     /// The schema is missing or older than this build expects (run the migrations).
     #[error("schema: {0}")]
     Schema(String),
@@ -173,12 +188,33 @@ impl StoreError {
         }
     }
 
-    /// True for errors a later tick may not see again (unavailable, timeout).
+    /// Re-labels an error met while opening the store as [`StoreError::Connect`] at `target`:
+    /// unavailable and timed out become transient, rejected does not; schema and fenced
+    /// errors (and a `Connect` already) are returned unchanged.
+    pub fn at_connect(self, target: &str) -> Self {
+        let connect = |cause: String, transient| StoreError::Connect {
+            target: target.to_owned(),
+            cause,
+            transient,
+        };
+        match self {
+            StoreError::Unavailable { cause, .. } => connect(cause, true),
+            StoreError::Timeout { after, .. } => {
+                connect(format!("timed out after {after:?}"), true)
+            }
+            StoreError::Rejected { cause, .. } => connect(cause, false),
+            other => other,
+        }
+    }
+
+    /// True for errors a later tick may not see again (unavailable, timeout, and a connect
+    /// failure marked transient).
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Unavailable { .. } | StoreError::Timeout { .. }
-        )
+        match self {
+            StoreError::Unavailable { .. } | StoreError::Timeout { .. } => true,
+            StoreError::Connect { transient, .. } => *transient,
+            _ => false,
+        }
     }
 }
 
@@ -267,4 +303,41 @@ pub trait CoordinationStore: Send + Sync {
         &self,
         group: &GroupId,
     ) -> impl Future<Output = Result<Vec<MemberStatus>, StoreError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_errors_name_the_target_and_keep_transience() {
+        let refused = StoreError::Unavailable {
+            operation: "connect",
+            group: "-".into(),
+            cause: "connection refused".into(),
+        }
+        .at_connect("postgres://db:5432/test");
+        assert_eq!(
+            refused.to_string(),
+            "cannot connect to postgres://db:5432/test: connection refused"
+        );
+        assert!(refused.is_transient());
+        let denied = StoreError::Rejected {
+            operation: "connect",
+            group: "-".into(),
+            cause: "password authentication failed".into(),
+        }
+        .at_connect("postgres://db:5432/test");
+        assert!(!denied.is_transient());
+        assert!(!denied.to_string().contains("group"), "{denied}");
+        let slow = StoreError::Timeout {
+            operation: "connect",
+            group: "-".into(),
+            after: Duration::from_secs(2),
+        }
+        .at_connect("x");
+        assert!(slow.is_transient() && slow.to_string().contains("timed out after 2s"));
+        let schema = StoreError::Schema("old".into()).at_connect("x");
+        assert_eq!(schema, StoreError::Schema("old".into()));
+    }
 }

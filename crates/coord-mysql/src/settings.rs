@@ -95,10 +95,10 @@ impl Default for MySqlSettings {
 }
 
 fn settings_error(cause: impl Into<String>) -> StoreError {
-    StoreError::Rejected {
-        operation: "mysql settings",
-        group: "-".to_string(),
-        cause: cause.into(),
+    StoreError::Connect {
+        target: "mysql".to_string(),
+        cause: format!("invalid settings: {}", cause.into()),
+        transient: false,
     }
 }
 
@@ -362,10 +362,7 @@ impl TryFrom<RawSettings> for MySqlSettings {
             s.validate()?;
             Ok(s)
         };
-        build().map_err(|e| match e {
-            StoreError::Rejected { cause, .. } => format!("mysql settings: {cause}"),
-            other => other.to_string(),
-        })
+        build().map_err(|e| e.to_string())
     }
 }
 

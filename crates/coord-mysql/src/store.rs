@@ -19,7 +19,8 @@ use crate::sql;
 
 /// MySQL's duplicate-key error: another candidate inserted the group's first holder row.
 const DUPLICATE_KEY: u16 = 1062;
-/// The group field of errors that concern no group (connect, schema, migrate).
+/// The group field of errors that concern no group (connect, schema, migrate); they are
+/// turned into [`StoreError::Connect`] (see [`StoreError::at_connect`]) before they leave.
 const NO_GROUP: &str = "-";
 
 /// A [`CoordinationStore`] on MySQL 8 or MariaDB 10.11. Cheap to clone (the pool is shared).
@@ -54,6 +55,13 @@ impl MySqlStore {
     /// One connection attempt, bounded by `connect_timeout`: no retry loop.
     pub async fn connect(settings: MySqlSettings) -> Result<Self, StoreError> {
         settings.validate()?;
+        let target = settings.target();
+        Self::open(settings)
+            .await
+            .map_err(|e| e.at_connect(&target))
+    }
+
+    async fn open(settings: MySqlSettings) -> Result<Self, StoreError> {
         if settings.migrate_on_connect {
             migrate_with(&settings).await?;
         }
@@ -98,6 +106,7 @@ impl MySqlStore {
             check_schema(conn).await
         })
         .await
+        .map_err(|e| e.at_connect(&self.inner.settings.target()))
     }
 
     /// The settings this store was built with.
@@ -220,15 +229,11 @@ fn pool_opts(settings: &MySqlSettings, base: Opts, flavour: Flavour) -> Opts {
 }
 
 fn connect_error(settings: &MySqlSettings, e: mysql_async::Error) -> StoreError {
-    let target = settings.target();
     match e {
         mysql_async::Error::Server(s) => StoreError::Rejected {
             operation: "connect",
             group: NO_GROUP.to_string(),
-            cause: format!(
-                "{target} as `{}`: {} ({})",
-                settings.user, s.message, s.code
-            ),
+            cause: format!("as `{}`: {} ({})", settings.user, s.message, s.code),
         },
         // Settings the server cannot meet: retrying will not help.
         mysql_async::Error::Driver(
@@ -239,12 +244,12 @@ fn connect_error(settings: &MySqlSettings, e: mysql_async::Error) -> StoreError 
         ) => StoreError::Rejected {
             operation: "connect",
             group: NO_GROUP.to_string(),
-            cause: format!("{target}: {d}"),
+            cause: d.to_string(),
         },
         other => StoreError::Unavailable {
             operation: "connect",
             group: NO_GROUP.to_string(),
-            cause: format!("{target}: {other}"),
+            cause: other.to_string(),
         },
     }
 }
@@ -310,10 +315,10 @@ async fn migrate_with(settings: &MySqlSettings) -> Result<(), StoreError> {
         .await
         .map_err(|e| match e {
             // Could not reach or log in to the server: nothing about the schema is known.
-            migrations::MigrateError::Connect { .. } => StoreError::Unavailable {
-                operation: "migrate",
-                group: NO_GROUP.to_string(),
-                cause: e.to_string(),
+            migrations::MigrateError::Connect { target, cause } => StoreError::Connect {
+                target,
+                cause: format!("migrations: {cause}"),
+                transient: true,
             },
             other => StoreError::Schema(other.to_string()),
         })

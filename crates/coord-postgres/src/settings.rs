@@ -120,10 +120,10 @@ impl fmt::Debug for PgSettings {
 }
 
 fn settings_error(cause: impl Into<String>) -> StoreError {
-    StoreError::Rejected {
-        operation: "postgres settings",
-        group: "*".to_owned(),
-        cause: cause.into(),
+    StoreError::Connect {
+        target: "postgres".to_owned(),
+        cause: format!("invalid settings: {}", cause.into()),
+        transient: false,
     }
 }
 

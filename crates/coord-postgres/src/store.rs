@@ -82,7 +82,18 @@ impl PgStore {
         let manager_config = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         };
-        let manager = match tls::client_config(settings.tls, settings.ca_file.as_deref())? {
+        let tls =
+            tls::client_config(settings.tls, settings.ca_file.as_deref()).map_err(|e| match e {
+                StoreError::Connect {
+                    cause, transient, ..
+                } => StoreError::Connect {
+                    target: target.clone(),
+                    cause,
+                    transient,
+                },
+                other => other,
+            })?;
+        let manager = match tls {
             None => {
                 config.ssl_mode(tokio_postgres::config::SslMode::Disable);
                 Manager::from_config(config, NoTls, manager_config)
@@ -99,10 +110,10 @@ impl PgStore {
             .recycle_timeout(Some(settings.connect_timeout))
             .runtime(Runtime::Tokio1)
             .build()
-            .map_err(|e| StoreError::Rejected {
-                operation: "connect",
-                group: "*".to_owned(),
-                cause: format!("{target}: connection pool: {e}"),
+            .map_err(|e| StoreError::Connect {
+                target: target.clone(),
+                cause: format!("connection pool: {e}"),
+                transient: false,
             })?;
         Ok(PgStore {
             inner: Arc::new(Inner {
@@ -114,8 +125,35 @@ impl PgStore {
         })
     }
 
-    /// Checks that the migrations were applied up to this build's version.
+    /// Checks that the migrations were applied up to this build's version. Failing to reach
+    /// the server is [`StoreError::Connect`].
     pub async fn check_schema(&self) -> Result<(), StoreError> {
+        self.read_schema_version()
+            .await
+            .map_err(|e| self.connect_failure(e))
+    }
+
+    /// An error met while opening or migrating, as [`StoreError::Connect`] at this server
+    /// (the pool's errors already name it: not twice).
+    fn connect_failure(&self, error: StoreError) -> StoreError {
+        let target = &self.inner.target;
+        match error.at_connect(target) {
+            StoreError::Connect {
+                target,
+                cause,
+                transient,
+            } => StoreError::Connect {
+                cause: cause
+                    .strip_prefix(&format!("{target}: "))
+                    .map_or_else(|| cause.clone(), str::to_owned),
+                target,
+                transient,
+            },
+            other => other,
+        }
+    }
+
+    async fn read_schema_version(&self) -> Result<(), StoreError> {
         let required = migrations::POSTGRES_SCHEMA_VERSION;
         let where_ = self.schema_label();
         let rows = match self
@@ -181,21 +219,23 @@ impl PgStore {
                    END IF; \
                  END $$; COMMIT;"
             );
-            self.query_unprepared("migrate", &sql).await?;
+            self.query_unprepared("migrate", &sql)
+                .await
+                .map_err(|e| self.connect_failure(e))?;
         }
         let url = self.migrator_url();
         let outcome = tokio::time::timeout(MIGRATE_LIMIT, migrations::migrate_postgres(&url))
             .await
-            .map_err(|_| StoreError::Timeout {
-                operation: "migrate",
-                group: "*".to_owned(),
-                after: MIGRATE_LIMIT,
+            .map_err(|_| StoreError::Connect {
+                target: self.inner.target.clone(),
+                cause: format!("migrations did not finish within {MIGRATE_LIMIT:?}"),
+                transient: true,
             })?;
         outcome.map_err(|e| match e {
-            migrations::MigrateError::Connect { .. } => StoreError::Unavailable {
-                operation: "migrate",
-                group: "*".to_owned(),
-                cause: e.to_string(),
+            migrations::MigrateError::Connect { target, cause } => StoreError::Connect {
+                target,
+                cause: format!("migrations: {cause}"),
+                transient: true,
             },
             _ => StoreError::Schema(e.to_string()),
         })?;

@@ -14,10 +14,10 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme
 use crate::settings::TlsMode;
 
 fn tls_error(cause: impl Into<String>) -> StoreError {
-    StoreError::Rejected {
-        operation: "postgres tls",
-        group: "*".to_owned(),
-        cause: cause.into(),
+    StoreError::Connect {
+        target: "postgres".to_owned(),
+        cause: format!("tls: {}", cause.into()),
+        transient: false,
     }
 }
 

@@ -149,10 +149,10 @@ impl SqliteSettings {
 }
 
 fn invalid(cause: String) -> StoreError {
-    StoreError::Rejected {
-        operation: "sqlite settings",
-        group: "-".into(),
-        cause,
+    StoreError::Connect {
+        target: "sqlite".into(),
+        cause: format!("invalid settings: {cause}"),
+        transient: false,
     }
 }
 

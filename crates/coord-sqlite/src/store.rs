@@ -73,11 +73,16 @@ impl fmt::Debug for SqliteStore {
 }
 
 fn connect_error(file: &Path, cause: impl fmt::Display) -> StoreError {
-    StoreError::Rejected {
-        operation: "connect",
-        group: "-".into(),
-        cause: format!("sqlite://{}: {cause}", file.display()),
+    StoreError::Connect {
+        target: target(file),
+        cause: cause.to_string(),
+        transient: false,
     }
+}
+
+/// How messages name the database: `sqlite://<path>`.
+fn target(file: &Path) -> String {
+    format!("sqlite://{}", file.display())
 }
 
 fn migrate_error(error: migrations::MigrateError) -> StoreError {
@@ -85,10 +90,15 @@ fn migrate_error(error: migrations::MigrateError) -> StoreError {
         migrations::MigrateError::Migrate { target, cause } => {
             StoreError::Schema(format!("migrating {target}: {cause}"))
         }
-        other => StoreError::Rejected {
-            operation: "migrate",
-            group: "-".into(),
+        migrations::MigrateError::Connect { target, cause } => StoreError::Connect {
+            target,
+            cause: format!("migrations: {cause}"),
+            transient: false,
+        },
+        other => StoreError::Connect {
+            target: "sqlite".into(),
             cause: other.to_string(),
+            transient: false,
         },
     }
 }
@@ -181,6 +191,12 @@ impl SqliteStore {
     }
 
     async fn check_schema(&self) -> Result<(), StoreError> {
+        self.read_schema_version()
+            .await
+            .map_err(|e| e.at_connect(&target(&self.inner.file)))
+    }
+
+    async fn read_schema_version(&self) -> Result<(), StoreError> {
         let file = self.inner.file.display();
         let found: Option<i64> = match self
             .call("schema check", "-", Leftover::Nothing, async |conn| {

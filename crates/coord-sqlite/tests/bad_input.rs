@@ -22,6 +22,12 @@ async fn a_directory_that_does_not_exist_is_named() {
             err.to_string().contains("/no/such/dir does not exist"),
             "migrate={migrate}: {err}"
         );
+        assert!(
+            err.to_string()
+                .starts_with("cannot connect to sqlite:///no/such/dir/coord.db: "),
+            "{err}"
+        );
+        assert!(!err.is_transient(), "{err:?}");
     }
 }
 
@@ -60,6 +66,19 @@ async fn a_file_that_is_not_a_database_is_refused() {
     .unwrap();
     let err = connect_err(db.settings()).await;
     assert!(err.to_string().contains("file is not a database"), "{err}");
+    assert!(
+        matches!(
+            err,
+            StoreError::Connect {
+                transient: false,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let expected = format!("cannot connect to sqlite://{}: ", db.file.display());
+    assert!(err.to_string().starts_with(&expected), "{err}");
+    assert!(!err.to_string().contains("group"), "{err}");
     let mut settings = db.settings();
     settings.migrate = true;
     let err = connect_err(settings).await;
