@@ -70,6 +70,6 @@ pub use ledger::{
 };
 pub use names::{NameError, check_name, escape_for_log, join_remote, local_target};
 pub use store::{
-    ClaimOutcome, CoordinationStore, HeartbeatRequest, HolderView, MemberStatus, Observation,
-    OwnRow, StoreError, TakeoverOutcome, TakeoverRequest,
+    ClaimOutcome, CoordinationStore, GroupView, HeartbeatRequest, HolderView, MemberStatus,
+    Observation, OwnRow, StoreError, TakeoverOutcome, TakeoverRequest,
 };

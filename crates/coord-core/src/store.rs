@@ -229,6 +229,18 @@ pub struct MemberStatus {
     pub heartbeat_age: Duration,
 }
 
+/// A read-only look at a group, read in one atomic step (for the `status` command).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupView {
+    /// The group's current term (`Term(0)` when no takeover ever happened).
+    pub term: Term,
+    /// The holder of `term` with its lease's age by the store's clock, or `None` when the
+    /// token was released or never taken.
+    pub holder: Option<HolderView>,
+    /// The members that have a heartbeat row, with its age by the store's clock.
+    pub members: Vec<MemberStatus>,
+}
+
 /// The storage a group coordinates through. Implemented by `coord-postgres`, `coord-mysql`,
 /// `coord-sqlite` and `testkit`'s in-memory store; all pass `testkit::conformance`.
 ///
@@ -298,7 +310,16 @@ pub trait CoordinationStore: Send + Sync {
         updates: &[LedgerUpdate],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// The group's members and the ages of their heartbeats (for `status`).
+    /// Observe the group without writing anything (no heartbeat row, no lease renewal), in
+    /// one atomic step: its term, its holder and the lease's age, and its members with the
+    /// ages of their heartbeats, all by the store's clock. A group never seen reads as
+    /// `Term(0)`, no holder, no members.
+    fn observe(
+        &self,
+        group: &GroupId,
+    ) -> impl Future<Output = Result<GroupView, StoreError>> + Send;
+
+    /// The group's members and the ages of their heartbeats.
     fn members(
         &self,
         group: &GroupId,

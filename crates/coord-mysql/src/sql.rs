@@ -173,6 +173,21 @@ pub(crate) fn members(group: &GroupId) -> String {
     )
 }
 
+/// A read-only look at a group, one statement (one consistent read): the token row (if any)
+/// joined with every heartbeat row. One row per member, or one row of NULL member columns.
+pub(crate) fn observe(group: &GroupId) -> String {
+    let g = text(group.as_str());
+    format!(
+        "SELECT th.term, th.task_id, th.incarnation, th.renewed_at IS NULL AS released, \
+         TIMESTAMPDIFF(MICROSECOND, th.renewed_at, {NOW}) AS lease_age_us, \
+         h.task_id, h.incarnation, TIMESTAMPDIFF(MICROSECOND, h.last_heartbeat, {NOW}) \
+         FROM (SELECT 1 AS one) AS d \
+         LEFT JOIN token_holder th ON th.group_id = {g} \
+         LEFT JOIN health_check h ON h.group_id = {g} \
+         ORDER BY h.task_id"
+    )
+}
+
 /// The schema version check run at connect.
 pub(crate) const SCHEMA_VERSION: &str = "SELECT MAX(version), \
      SUM(CASE WHEN success THEN 0 ELSE 1 END) FROM _sqlx_migrations";

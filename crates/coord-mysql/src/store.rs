@@ -4,9 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coord_core::{
-    ClaimOutcome, CoordinationStore, Fence, FileVersion, GroupId, HeartbeatRequest, HolderView,
-    Incarnation, LedgerRecord, LedgerUpdate, MemberId, MemberStatus, Observation, OwnRow,
-    StoreError, TakeoverOutcome, TakeoverRequest, Term,
+    ClaimOutcome, CoordinationStore, Fence, FileVersion, GroupId, GroupView, HeartbeatRequest,
+    HolderView, Incarnation, LedgerRecord, LedgerUpdate, MemberId, MemberStatus, Observation,
+    OwnRow, StoreError, TakeoverOutcome, TakeoverRequest, Term,
 };
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, Row, SslOpts};
@@ -421,6 +421,50 @@ async fn take_over(conn: &mut Conn, request: &TakeoverRequest) -> Result<Takeove
     }
 }
 
+fn micros_age(us: Option<i64>) -> Duration {
+    Duration::from_micros(u64::try_from(us.unwrap_or(0)).unwrap_or(0))
+}
+
+async fn observe(conn: &mut Conn, group: &GroupId) -> Result<GroupView, Failure> {
+    round_trip("observe");
+    let rows: Vec<Row> = conn.query(sql::observe(group)).await?;
+    let mut view = GroupView {
+        term: Term(0),
+        holder: None,
+        members: Vec::with_capacity(rows.len()),
+    };
+    for (i, mut row) in rows.into_iter().enumerate() {
+        let term: Option<i64> = take(&mut row, 0)?;
+        let holder: Option<String> = take(&mut row, 1)?;
+        let holder_incarnation: Option<i64> = take(&mut row, 2)?;
+        let released: Option<i64> = take(&mut row, 3)?;
+        let lease_age_us: Option<i64> = take(&mut row, 4)?;
+        let member: Option<String> = take(&mut row, 5)?;
+        let incarnation: Option<i64> = take(&mut row, 6)?;
+        let heartbeat_age_us: Option<i64> = take(&mut row, 7)?;
+        if i == 0 {
+            view.term = Term(term.and_then(|t| u64::try_from(t).ok()).unwrap_or(0));
+            if let (Some(holder), Some(0)) = (holder, released) {
+                view.holder = Some(HolderView {
+                    member: MemberId::new(holder)
+                        .map_err(|e| bad_row(format!("token_holder.task_id: {e}")))?,
+                    incarnation: sql::incarnation_from(holder_incarnation),
+                    lease_age: micros_age(lease_age_us),
+                });
+            }
+        }
+        if let Some(member) = member {
+            view.members.push(MemberStatus {
+                member: MemberId::new(member)
+                    .map_err(|e| bad_row(format!("health_check.task_id: {e}")))?,
+                incarnation: sql::incarnation_from(incarnation),
+                heartbeat_age: micros_age(heartbeat_age_us),
+            });
+        }
+    }
+    Ok(view)
+}
+
 async fn members(conn: &mut Conn, group: &GroupId) -> Result<Vec<MemberStatus>, Failure> {
     round_trip("members");
     let rows: Vec<Row> = conn.query(sql::members(group)).await?;
@@ -524,6 +568,13 @@ impl CoordinationStore for MySqlStore {
             Some(fence),
             async |conn: &mut Conn| ledger::record(conn, fence, updates).await,
         )
+        .await
+    }
+
+    async fn observe(&self, group: &GroupId) -> Result<GroupView, StoreError> {
+        self.run("observe", group.as_str(), None, async |conn: &mut Conn| {
+            observe(conn, group).await
+        })
         .await
     }
 

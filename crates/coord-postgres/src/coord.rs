@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use coord_core::{
-    ClaimOutcome, CoordinationStore, Fence, FileVersion, GroupId, HeartbeatRequest, HolderView,
-    Incarnation, LedgerRecord, LedgerState, LedgerUpdate, MemberId, MemberStatus, Observation,
-    OwnRow, StoreError, TakeoverOutcome, TakeoverRequest, Term,
+    ClaimOutcome, CoordinationStore, Fence, FileVersion, GroupId, GroupView, HeartbeatRequest,
+    HolderView, Incarnation, LedgerRecord, LedgerState, LedgerUpdate, MemberId, MemberStatus,
+    Observation, OwnRow, StoreError, TakeoverOutcome, TakeoverRequest, Term,
 };
 use sha2::{Digest, Sha256};
 
@@ -149,6 +149,20 @@ const MEMBERS: &str = "
 SELECT task_id::text, incarnation,
        (EXTRACT(EPOCH FROM (clock_timestamp() AT TIME ZONE 'UTC') - last_heartbeat) * 1000)::bigint
 FROM health_check WHERE group_id = $1 ORDER BY task_id";
+
+/// A read-only look at a group, one statement (one snapshot): the token row (if any) joined
+/// with every heartbeat row, ages by one reading of the server's clock. One row per member,
+/// or one row of NULL member columns when there is none.
+const OBSERVE: &str = "
+WITH now AS (SELECT clock_timestamp() AT TIME ZONE 'UTC' AS t)
+SELECT th.term, th.task_id::text, th.incarnation, th.renewed_at IS NOT NULL,
+       (EXTRACT(EPOCH FROM now.t - th.renewed_at) * 1000)::bigint,
+       h.task_id::text, h.incarnation,
+       (EXTRACT(EPOCH FROM now.t - h.last_heartbeat) * 1000)::bigint
+FROM now
+LEFT JOIN token_holder th ON th.group_id = $1
+LEFT JOIN health_check h ON h.group_id = $1
+ORDER BY h.task_id";
 
 /// Lowercase hex SHA-256 of the path: the ledger's key column (shared schema).
 fn path_hash(path: &str) -> String {
@@ -522,6 +536,38 @@ impl CoordinationStore for PgStore {
         } else {
             Err(StoreError::fenced("record", fence))
         }
+    }
+
+    async fn observe(&self, group: &GroupId) -> Result<GroupView, StoreError> {
+        let group = group.as_str();
+        let rows = self.query("observe", group, OBSERVE, &[&group]).await?;
+        let mut view = GroupView {
+            term: Term(0),
+            holder: None,
+            members: Vec::with_capacity(rows.len()),
+        };
+        for (i, row) in rows.iter().enumerate() {
+            if i == 0
+                && let Some(term) = row.get::<_, Option<i64>>(0)
+            {
+                view.term = Term(term.max(0) as u64);
+                if row.get::<_, Option<bool>>(3) == Some(true) {
+                    view.holder = Some(HolderView {
+                        member: member_of("observe", group, row.get(1))?,
+                        incarnation: incarnation_of(row.get(2)),
+                        lease_age: age(row.get(4)),
+                    });
+                }
+            }
+            if let Some(task_id) = row.get::<_, Option<String>>(5) {
+                view.members.push(MemberStatus {
+                    member: member_of("observe", group, task_id)?,
+                    incarnation: incarnation_of(row.get(6)),
+                    heartbeat_age: age(row.get(7)),
+                });
+            }
+        }
+        Ok(view)
     }
 
     async fn members(&self, group: &GroupId) -> Result<Vec<MemberStatus>, StoreError> {

@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use coord_core::{
-    ClaimOutcome, CoordinationStore, Fence, FileVersion, GroupId, HeartbeatRequest, HolderView,
-    Incarnation, LedgerRecord, LedgerUpdate, MemberId, MemberStatus, Observation, OwnRow,
-    StoreError, TakeoverOutcome, TakeoverRequest, Term,
+    ClaimOutcome, CoordinationStore, Fence, FileVersion, GroupId, GroupView, HeartbeatRequest,
+    HolderView, Incarnation, LedgerRecord, LedgerUpdate, MemberId, MemberStatus, Observation,
+    OwnRow, StoreError, TakeoverOutcome, TakeoverRequest, Term,
 };
 use sqlx::Row;
 
@@ -184,6 +184,55 @@ impl CoordinationStore for SqliteStore {
 
     async fn record(&self, fence: &Fence, updates: &[LedgerUpdate]) -> Result<(), StoreError> {
         ledger::record(self, fence, updates).await
+    }
+
+    async fn observe(&self, group: &GroupId) -> Result<GroupView, StoreError> {
+        let rows = self
+            .call("observe", group.as_str(), Leftover::Nothing, async |conn| {
+                self.trip();
+                sqlx::query(sql::OBSERVE)
+                    .bind(group.as_str())
+                    .fetch_all(&mut **conn)
+                    .await
+            })
+            .await?;
+        let decode = |e: sqlx::Error| bad_row("observe", group, e.to_string());
+        let mut view = GroupView {
+            term: Term(0),
+            holder: None,
+            members: Vec::with_capacity(rows.len()),
+        };
+        for (i, row) in rows.iter().enumerate() {
+            if i == 0 {
+                let term: Option<i64> = row.try_get(0).map_err(decode)?;
+                let holder: Option<String> = row.try_get(1).map_err(decode)?;
+                let holder_incarnation: Option<i64> = row.try_get(2).map_err(decode)?;
+                let lease_age: Option<i64> = row.try_get(3).map_err(decode)?;
+                view.term = term.map_or(Term(0), term_from_sql);
+                // No row, or a released lease (NULL renewed_at): no holder.
+                if let (Some(holder), Some(lease_age)) = (holder, lease_age) {
+                    view.holder = Some(HolderView {
+                        member: MemberId::new(holder).map_err(|e| {
+                            bad_row("observe", group, format!("holder task_id {e}"))
+                        })?,
+                        incarnation: incarnation_from_sql(holder_incarnation),
+                        lease_age: age(lease_age),
+                    });
+                }
+            }
+            let member: Option<String> = row.try_get(4).map_err(decode)?;
+            if let Some(member) = member {
+                let incarnation: Option<i64> = row.try_get(5).map_err(decode)?;
+                let heartbeat_age: Option<i64> = row.try_get(6).map_err(decode)?;
+                view.members.push(MemberStatus {
+                    member: MemberId::new(member)
+                        .map_err(|e| bad_row("observe", group, format!("task_id {e}")))?,
+                    incarnation: incarnation_from_sql(incarnation),
+                    heartbeat_age: age(heartbeat_age.unwrap_or(0)),
+                });
+            }
+        }
+        Ok(view)
     }
 
     async fn members(&self, group: &GroupId) -> Result<Vec<MemberStatus>, StoreError> {

@@ -87,6 +87,21 @@ pub(crate) const MEMBERS: &str = concat!(
     " - last_heartbeat FROM health_check WHERE group_id = ?1 ORDER BY task_id",
 );
 
+/// A read-only look at a group, one statement (one read transaction): ?1 group. The token
+/// row (if any) joined with every heartbeat row; one row per member, or one row of NULL
+/// member columns. Columns: term, holder, holder incarnation, lease age (NULL if released),
+/// member, incarnation, heartbeat age.
+pub(crate) const OBSERVE: &str = concat!(
+    "SELECT t.term, t.task_id, t.incarnation, now.ms - t.renewed_at, ",
+    "h.task_id, h.incarnation, now.ms - h.last_heartbeat ",
+    "FROM (SELECT ",
+    now_ms!(),
+    " AS ms) AS now ",
+    "LEFT JOIN token_holder t ON t.group_id = ?1 ",
+    "LEFT JOIN health_check h ON h.group_id = ?1 ",
+    "ORDER BY h.task_id",
+);
+
 /// The fence check inside a ledger transaction: ?1 group, ?2 member, ?3 incarnation, ?4 term.
 pub(crate) const FENCE: &str = "SELECT 1 FROM token_holder WHERE group_id = ?1 AND task_id = ?2 \
      AND incarnation = ?3 AND term = ?4 AND renewed_at IS NOT NULL";

@@ -8,8 +8,9 @@ use std::path::Path;
 
 use coord_core::{
     ClaimOutcome, CoordinationStore, Fence, FileReader, FileVersion, FileWriter, FsError, GroupId,
-    HeartbeatRequest, Incarnation, LedgerRecord, LedgerUpdate, ListOptions, Listing, MemberId,
-    MemberStatus, Observation, RemoteFs, RenameMode, StoreError, TakeoverOutcome, TakeoverRequest,
+    GroupView, HeartbeatRequest, Incarnation, LedgerRecord, LedgerUpdate, ListOptions, Listing,
+    MemberId, MemberStatus, Observation, RemoteFs, RenameMode, StoreError, TakeoverOutcome,
+    TakeoverRequest,
 };
 
 use crate::config::{Backend, Config, SourceKind};
@@ -180,6 +181,10 @@ impl CoordinationStore for AnyStore {
 
     async fn record(&self, fence: &Fence, updates: &[LedgerUpdate]) -> Result<(), StoreError> {
         delegate!(self, s => s.record(fence, updates).await)
+    }
+
+    async fn observe(&self, group: &GroupId) -> Result<GroupView, StoreError> {
+        delegate!(self, s => s.observe(group).await)
     }
 
     async fn members(&self, group: &GroupId) -> Result<Vec<MemberStatus>, StoreError> {

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use coord_core::{
     ClaimOutcome, CoordinationStore, ElectionConfig, ElectionError, Fence, FileVersion, GroupId,
-    HeartbeatRequest, Incarnation, LedgerRecord, LedgerUpdate, MemberId, MemberStatus, Observation,
-    RemoteFs, Role, StoreError, TakeoverOutcome, TakeoverRequest, Timing,
+    GroupView, HeartbeatRequest, Incarnation, LedgerRecord, LedgerUpdate, MemberId, MemberStatus,
+    Observation, RemoteFs, Role, StoreError, TakeoverOutcome, TakeoverRequest, Timing,
 };
 use listener::{
     Config, ElectionDriver, ElectionStatus, Handler, LocalFs, Metrics, Poller, poll_settings,
@@ -134,6 +134,9 @@ impl CoordinationStore for FencedClaims {
     }
     async fn record(&self, f: &Fence, u: &[LedgerUpdate]) -> Result<(), StoreError> {
         self.inner.record(f, u).await
+    }
+    async fn observe(&self, g: &GroupId) -> Result<GroupView, StoreError> {
+        self.inner.observe(g).await
     }
     async fn members(&self, g: &GroupId) -> Result<Vec<MemberStatus>, StoreError> {
         self.inner.members(g).await

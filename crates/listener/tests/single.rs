@@ -291,6 +291,17 @@ fn endpoints_and_the_status_command() {
             .any(|l| l.starts_with("solo ") && l.ends_with("leader")),
         "{table}"
     );
+    // `status` only reads: no observer row of its own, one member line (the solo member).
+    assert!(!table.contains("ftp-listener-status"), "{table}");
+    let roles = ["leader", "standby", "stale"];
+    assert_eq!(
+        table
+            .lines()
+            .filter(|l| roles.iter().any(|r| l.ends_with(r)))
+            .count(),
+        1,
+        "{table}"
+    );
 }
 
 #[test]

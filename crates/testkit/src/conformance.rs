@@ -11,9 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use coord_core::{
-    ClaimOutcome, CoordinationStore, Fence, FileVersion, GroupId, HeartbeatRequest, Incarnation,
-    LedgerState, LedgerUpdate, MemberId, Observation, OwnRow, StoreError, TakeoverOutcome,
-    TakeoverRequest, Term,
+    ClaimOutcome, CoordinationStore, Fence, FileVersion, GroupId, GroupView, HeartbeatRequest,
+    Incarnation, LedgerState, LedgerUpdate, MemberId, Observation, OwnRow, StoreError,
+    TakeoverOutcome, TakeoverRequest, Term,
 };
 
 /// The liveness timeout the cases use.
@@ -37,6 +37,7 @@ where
     ledger_writes_are_fenced(&connect).await;
     groups_are_isolated(&connect).await;
     members_and_leave(&connect).await;
+    observe_reads_without_writing(&connect).await;
 }
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -604,4 +605,139 @@ where
     let members = store.members(&group).await.unwrap();
     assert_eq!(members.len(), 1);
     assert_eq!(members[0].member, member("b"));
+}
+
+async fn observe<S: CoordinationStore>(store: &S, group: &GroupId) -> GroupView {
+    let mut view = store
+        .observe(group)
+        .await
+        .unwrap_or_else(|e| panic!("observe: {e}"));
+    view.members.sort_by(|x, y| x.member.cmp(&y.member));
+    view
+}
+
+/// `observe` reports term, holder, lease age and members by the store's clock, and writes
+/// nothing: a fresh group stays empty, the member list is unchanged, and observing never
+/// renews a lease (a silent holder expires and is taken over while only `observe` runs).
+pub async fn observe_reads_without_writing<S, F, Fut>(connect: &F)
+where
+    S: CoordinationStore,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    let store = connect().await;
+    let group = unique_group("observe");
+    let empty = GroupView {
+        term: Term(0),
+        holder: None,
+        members: Vec::new(),
+    };
+    assert_eq!(observe(&store, &group).await, empty, "observe: fresh group");
+    assert_eq!(
+        observe(&store, &group).await,
+        empty,
+        "observe: a fresh group stays empty"
+    );
+    assert!(store.members(&group).await.unwrap().is_empty());
+
+    heartbeat(&store, &hb(&group, "a", 1)).await;
+    heartbeat(&store, &hb(&group, "b", 2)).await;
+    assert_eq!(
+        store.take_over(&takeover(&group, "a", 1, Term(0))).await,
+        Ok(TakeoverOutcome::Won(Term(1)))
+    );
+    let aged = Duration::from_millis(150);
+    tokio::time::sleep(aged).await;
+    let first = observe(&store, &group).await;
+    assert_eq!(first.term, Term(1), "observe: term");
+    let holder = first.holder.clone().expect("observe: holder");
+    assert_eq!(
+        (holder.member.clone(), holder.incarnation),
+        (member("a"), Incarnation(1)),
+        "observe: holder"
+    );
+    // Store clocks may tick in coarse steps: allow a little slack below the wait.
+    let slack = Duration::from_millis(30);
+    assert!(
+        holder.lease_age + slack >= aged && holder.lease_age < Duration::from_secs(5),
+        "observe: lease age by the store's clock: {:?}",
+        holder.lease_age
+    );
+    let listed: Vec<_> = first
+        .members
+        .iter()
+        .map(|m| (m.member.clone(), m.incarnation))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![(member("a"), Incarnation(1)), (member("b"), Incarnation(2))],
+        "observe: members"
+    );
+    for m in &first.members {
+        assert!(
+            m.heartbeat_age + slack >= aged && m.heartbeat_age < Duration::from_secs(5),
+            "observe: heartbeat age of {}: {:?}",
+            m.member,
+            m.heartbeat_age
+        );
+    }
+    let mut members = store.members(&group).await.unwrap();
+    members.sort_by(|x, y| x.member.cmp(&y.member));
+    assert_eq!(
+        members.iter().map(|m| &m.member).collect::<Vec<_>>(),
+        first.members.iter().map(|m| &m.member).collect::<Vec<_>>(),
+        "observe agrees with members"
+    );
+
+    // Observing again renews nothing: ages only grow.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let second = observe(&store, &group).await;
+    let again = second.holder.clone().expect("observe: holder again");
+    assert!(
+        again.lease_age >= holder.lease_age,
+        "observe renewed the lease: {:?} then {:?}",
+        holder.lease_age,
+        again.lease_age
+    );
+    assert_eq!(second.members.len(), 2, "observe: {second:?}");
+    for (before, after) in first.members.iter().zip(&second.members) {
+        assert_eq!(before.member, after.member);
+        assert!(
+            after.heartbeat_age >= before.heartbeat_age,
+            "observe wrote a heartbeat: {before:?} then {after:?}"
+        );
+    }
+
+    // With only observations meanwhile, the holder's lease expires and it can be taken over.
+    wait_past_liveness().await;
+    let expired = observe(&store, &group).await;
+    assert!(
+        expired
+            .holder
+            .as_ref()
+            .is_some_and(|h| h.lease_age > LIVENESS),
+        "observe: expired lease: {expired:?}"
+    );
+    assert_eq!(
+        store.take_over(&takeover(&group, "c", 3, Term(1))).await,
+        Ok(TakeoverOutcome::Won(Term(2))),
+        "observe must not renew the lease"
+    );
+    let taken = observe(&store, &group).await;
+    assert_eq!(taken.term, Term(2));
+    assert!(
+        taken
+            .holder
+            .as_ref()
+            .is_some_and(|h| h.member == member("c") && h.incarnation == Incarnation(3)),
+        "observe: new holder: {taken:?}"
+    );
+    // A released token: no holder, the term stays.
+    store
+        .release(&fence(&group, "c", 3, Term(2)))
+        .await
+        .unwrap();
+    let released = observe(&store, &group).await;
+    assert_eq!((released.term, released.holder), (Term(2), None));
+    assert_eq!(released.members.len(), 2, "observe: {:?}", released.members);
 }

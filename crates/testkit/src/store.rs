@@ -11,9 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use coord_core::{
-    ClaimOutcome, CoordinationStore, Fence, FileVersion, GroupId, HeartbeatRequest, HolderView,
-    Incarnation, LedgerRecord, LedgerState, LedgerUpdate, MemberId, MemberStatus, Observation,
-    OwnRow, StoreError, TakeoverOutcome, TakeoverRequest, Term,
+    ClaimOutcome, CoordinationStore, Fence, FileVersion, GroupId, GroupView, HeartbeatRequest,
+    HolderView, Incarnation, LedgerRecord, LedgerState, LedgerUpdate, MemberId, MemberStatus,
+    Observation, OwnRow, StoreError, TakeoverOutcome, TakeoverRequest, Term,
 };
 
 use crate::clock::Clock;
@@ -235,6 +235,27 @@ impl StoreState {
             .unwrap_or_default()
     }
 
+    /// [`CoordinationStore::observe`] at store time `now`: reads only (a group never seen is
+    /// not created).
+    pub fn observe(&self, now: Instant, group: &GroupId) -> GroupView {
+        let Some(g) = self.groups.get(group) else {
+            return GroupView {
+                term: Term(0),
+                holder: None,
+                members: Vec::new(),
+            };
+        };
+        GroupView {
+            term: g.term,
+            holder: g.holder.as_ref().map(|h| HolderView {
+                member: h.member.clone(),
+                incarnation: h.incarnation,
+                lease_age: now.saturating_duration_since(h.renewed_at),
+            }),
+            members: self.members(now, group),
+        }
+    }
+
     /// The current term and holder of a group (for assertions).
     pub fn holder(&self, group: &GroupId) -> (Term, Option<(MemberId, Incarnation)>) {
         self.groups.get(group).map_or((Term(0), None), |g| {
@@ -376,6 +397,11 @@ impl CoordinationStore for MemStore {
 
     async fn record(&self, fence: &Fence, updates: &[LedgerUpdate]) -> Result<(), StoreError> {
         self.apply("record", &fence.group, |s, _| s.record(fence, updates))
+            .await
+    }
+
+    async fn observe(&self, group: &GroupId) -> Result<GroupView, StoreError> {
+        self.apply("observe", group, |s, now| Ok(s.observe(now, group)))
             .await
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use coord_core::{CoordinationStore, GroupId, HeartbeatRequest, Incarnation, MemberId};
+use coord_core::{CoordinationStore, GroupId};
 use listener::{AnyStore, BackendError, Config, RunError, open_source};
 
 #[derive(Debug, Parser)]
@@ -175,24 +175,13 @@ async fn shutdown_signal() {
     }
 }
 
-/// One lightweight observation: a heartbeat under a throw-away member ID (which reads the
-/// holder, its lease age and the term in the same step), then `leave` to delete that row.
+/// One read-only observation (term, holder, members in one step): nothing is written.
 async fn status(config: Config) -> anyhow::Result<()> {
     let election = config.election()?;
     let store = AnyStore::connect(&config, false).await?;
     let group: GroupId = election.group.clone();
-    let members = store.members(&group).await?;
-    let observer = MemberId::new(format!("ftp-listener-status-{}", std::process::id()))?;
-    let incarnation = Incarnation(rand::random());
-    let observation = store
-        .heartbeat(&HeartbeatRequest {
-            group: group.clone(),
-            member: observer.clone(),
-            incarnation,
-            liveness_timeout: election.timing.liveness_timeout,
-        })
-        .await?;
-    let _ = store.leave(&group, &observer, incarnation).await;
+    let observation = store.observe(&group).await?;
+    let members = &observation.members;
 
     println!("group {}  term {}", group, observation.term);
     match &observation.holder {
@@ -209,7 +198,7 @@ async fn status(config: Config) -> anyhow::Result<()> {
         "{:<40} {:<18} {:>14}  ROLE",
         "MEMBER", "INCARNATION", "HEARTBEAT AGE"
     );
-    for m in &members {
+    for m in members {
         let role = match &observation.holder {
             Some(h) if h.member == m.member && h.incarnation == m.incarnation => "leader",
             _ if m.heartbeat_age > election.timing.liveness_timeout => "stale",
