@@ -341,11 +341,46 @@ impl Ledger {
                     }
                 }
             }
-            tracked.in_flight = true;
             ready.push(file.version.clone());
         }
         ready.sort();
         ready
+    }
+
+    /// Marks `version` as being claimed: it is not planned again until its claim fails
+    /// ([`Ledger::on_claim_failed`]) or its outcome is known ([`Ledger::on_outcome`]).
+    pub fn begin_claim(&mut self, version: &FileVersion) {
+        if let Some(tracked) = self.versions.get_mut(version) {
+            tracked.in_flight = true;
+        }
+    }
+
+    /// How many times `version` was claimed for dispatch (0 when unknown).
+    pub fn attempts(&self, version: &FileVersion) -> u32 {
+        self.versions.get(version).map_or(0, |t| t.attempts)
+    }
+
+    /// True while a claim of `version` is in flight or its handler runs.
+    pub fn is_in_flight(&self, version: &FileVersion) -> bool {
+        self.versions.get(version).is_some_and(|t| t.in_flight)
+    }
+
+    /// Forgets what the mirror knows of `version` and starts it again as a new, unrecorded
+    /// version listed once at `now` (a done version that came back into the directory after
+    /// it was moved or deleted: new work, subject to the stability rules again).
+    pub fn reopen(&mut self, now: Instant, version: &FileVersion) {
+        self.versions.insert(
+            version.clone(),
+            Tracked {
+                state: None,
+                attempts: 0,
+                first_seen: Some(now),
+                listings: 1,
+                retry_at: None,
+                last_seen: now,
+                in_flight: false,
+            },
+        );
     }
 
     /// Applies the store's answer to a claim; returns the dispatch when the version was
@@ -468,8 +503,10 @@ impl Ledger {
         pending
     }
 
-    /// Settled rows whose file has not been listed for the retention period: forget them
-    /// (and drop them from the mirror). A zero retention keeps everything.
+    /// Rows whose file has not been listed for the retention period, whatever their state
+    /// (done, error, but also handled, claimed or failed rows of files that left the
+    /// directory): forget them (and drop them from the mirror). Versions in flight are kept.
+    /// A zero retention keeps everything.
     pub fn prune(&mut self, now: Instant) -> Vec<LedgerUpdate> {
         let retention = self.policy.retention;
         if retention.is_zero() {
@@ -479,8 +516,8 @@ impl Ledger {
             .versions
             .iter()
             .filter(|(_, t)| {
-                t.state
-                    .is_some_and(|s| matches!(s, LedgerState::Done | LedgerState::Error))
+                t.state.is_some()
+                    && !t.in_flight
                     && now.saturating_duration_since(t.last_seen) >= retention
             })
             .map(|(v, _)| v.clone())
@@ -538,6 +575,7 @@ mod tests {
         assert!(ledger.plan(t0 + ms(10), &[file("/in/a", 2)]).is_empty());
         let ready = ledger.plan(t0 + ms(20), &[file("/in/a", 2)]);
         assert_eq!(ready, vec![file("/in/a", 2).version]);
+        ledger.begin_claim(&file("/in/a", 2).version);
         // In flight: never planned twice.
         assert!(ledger.plan(t0 + ms(30), &[file("/in/a", 2)]).is_empty());
     }

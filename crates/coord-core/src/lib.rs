@@ -56,6 +56,7 @@ mod ids;
 mod ledger;
 mod names;
 mod store;
+mod work;
 
 pub use config::{ConfigError, ElectionConfig, Timing};
 pub use elector::{Action, ElectionError, Elector, Event, LossReason, Role};
@@ -72,4 +73,8 @@ pub use names::{NameError, check_name, escape_for_log, join_remote, local_target
 pub use store::{
     ClaimOutcome, CoordinationStore, GroupView, HeartbeatRequest, HolderView, MemberStatus,
     Observation, OwnRow, StoreError, TakeoverOutcome, TakeoverRequest,
+};
+pub use work::{
+    FileOp, FileOpResult, HandlerId, OpId, PostProcessing, WorkAction, WorkConfig, WorkEvent,
+    Worker,
 };

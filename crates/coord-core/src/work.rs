@@ -1,0 +1,978 @@
+//! The leader's work machine (DESIGN §3, §5): every step of a term, decided here and only
+//! here: load the ledger, list, plan, claim in bounded batches just before dispatch, dispatch
+//! up to `max_in_flight` handlers, record outcomes in batches, post-process the exact version
+//! that was handled, record it done, retry with backoff, give up into the error folder, prune.
+//!
+//! Sans-I/O in the style of [`crate::Elector`]: the driver (the `listener`'s poll loop in
+//! production, `testkit`'s simulator in tests) performs the [`WorkAction`]s it is handed and
+//! reports each result with the matching `handle_*` method; time is a parameter.
+//!
+//! # Driving contract
+//!
+//! - Before every call, tell the machine whether this member may dispatch:
+//!   [`Worker::set_lease`] with the elector's [`crate::Elector::may_dispatch`] at `now`. A
+//!   lease that ends (or changes term) ends the term's work at once: every running handler is
+//!   cancelled ([`WorkAction::Cancel`], which the driver must honour before anything else),
+//!   and the results of calls still in flight are ignored when they arrive.
+//! - Drain [`Worker::poll_action`] until it returns `None`; start each action (store calls
+//!   and file operations may run concurrently with the handlers; the machine issues at most
+//!   one store call and one file-source call at a time).
+//! - Drain [`Worker::poll_event`] for logs and metrics.
+//! - Wait until [`Worker::next_deadline`], a result, or a change of the lease; repeat.
+//!
+//! # What survives the end of a term
+//!
+//! Nothing in memory: the next term (on this member or another) re-derives its work from the
+//! store. A claim never answered is redelivered (its attempt counted), an outcome never
+//! recorded is redelivered, a handled version whose post-processing or done record was lost
+//! is post-processed again if that exact version is still listed, and recorded done if it is
+//! not (its source is gone: it was moved or deleted).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use crate::ids::Fence;
+use crate::ledger::{
+    AfterFailure, Dispatch, FileVersion, Ledger, LedgerPolicy, LedgerRecord, LedgerState,
+    LedgerUpdate, ListedFile, Outcome,
+};
+use crate::store::{ClaimOutcome, StoreError};
+
+/// What happens to a file after its handler succeeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PostProcessing {
+    /// Move it into the done folder (a unique name on a collision).
+    #[default]
+    Move,
+    /// Delete it.
+    Delete,
+    /// Leave it where it is; the ledger remembers it was done.
+    Leave,
+}
+
+/// The settings of the work machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkConfig {
+    /// Stability, retries, retention.
+    pub policy: LedgerPolicy,
+    /// After a handled file: move, delete or leave.
+    pub post_processing: PostProcessing,
+    /// Where handled files go (`move`).
+    pub done_dir: String,
+    /// Where files go after the retry budget is spent.
+    pub error_dir: String,
+    /// Time between the starts of two listings.
+    pub poll_interval: Duration,
+    /// Handlers running at once (at least 1; 1 keeps the listing's order).
+    pub max_in_flight: usize,
+    /// Ledger updates written in one store call, at most.
+    pub record_batch: usize,
+    /// Wait after a store call failed transiently before the next one.
+    pub store_retry: Duration,
+}
+
+impl WorkConfig {
+    /// Settings with the defaults for everything but the folders: move, 4 handlers, polls
+    /// every 5 s.
+    pub fn new(done_dir: impl Into<String>, error_dir: impl Into<String>) -> WorkConfig {
+        WorkConfig {
+            policy: LedgerPolicy::default(),
+            post_processing: PostProcessing::Move,
+            done_dir: done_dir.into(),
+            error_dir: error_dir.into(),
+            poll_interval: Duration::from_secs(5),
+            max_in_flight: 4,
+            record_batch: 256,
+            store_retry: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Identifies a store call or file operation in flight; its result is reported with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OpId(pub u64);
+
+/// Identifies a running handler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HandlerId(pub u64);
+
+/// A file operation on the source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileOp {
+    /// Create these folders and their parents (`mkdir -p`).
+    PrepareDirs(Vec<String>),
+    /// Move the handled `version` into `dir` without overwriting (a unique name on a
+    /// collision). The machine asks only while the listing just taken shows this exact
+    /// version at its path; report [`FileOpResult::SourceGone`] when the source is not found.
+    MoveToDone {
+        /// The handled version.
+        version: FileVersion,
+        /// The done folder.
+        dir: String,
+    },
+    /// Delete the handled `version` (same verification as the move).
+    Delete(FileVersion),
+    /// Move the given-up `version` into the error folder `dir`.
+    MoveToError {
+        /// The version in error.
+        version: FileVersion,
+        /// The error folder.
+        dir: String,
+    },
+    /// Delete the done-marker file at this path (its file was moved or deleted).
+    DeleteMarker(String),
+}
+
+/// The result of a [`FileOp`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileOpResult {
+    /// Done (for a move, where the file went).
+    Done(Option<String>),
+    /// The source path does not exist (any more).
+    SourceGone,
+    /// The operation failed; it is tried again after the next listing.
+    Failed(String),
+}
+
+/// What the driver must do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkAction {
+    /// Stop the handler at once (a command is killed): its member no longer leads. Its result,
+    /// if it still arrives, is ignored. Honour this before any other action.
+    Cancel(HandlerId),
+    /// Call [`crate::CoordinationStore::load_ledger`], then [`Worker::handle_loaded`].
+    LoadLedger {
+        /// The call.
+        op: OpId,
+    },
+    /// List the watched folder (filtered), then [`Worker::handle_listed`].
+    List {
+        /// The call.
+        op: OpId,
+    },
+    /// Call [`crate::CoordinationStore::claim`], then [`Worker::handle_claimed`].
+    Claim {
+        /// The call.
+        op: OpId,
+        /// The fence to present.
+        fence: Fence,
+        /// At most as many versions as there are free handler slots.
+        versions: Vec<FileVersion>,
+    },
+    /// Call [`crate::CoordinationStore::record`], then [`Worker::handle_recorded`].
+    Record {
+        /// The call.
+        op: OpId,
+        /// The fence to present.
+        fence: Fence,
+        /// The updates, all or nothing.
+        updates: Vec<LedgerUpdate>,
+    },
+    /// Start a handler on `dispatch`; report with [`Worker::handle_outcome`].
+    Dispatch {
+        /// The handler's identity.
+        handler: HandlerId,
+        /// The version, attempt and redelivery flag.
+        dispatch: Dispatch,
+        /// The fence the handler may pass on downstream as a fencing token.
+        fence: Fence,
+    },
+    /// Perform a file operation, then [`Worker::handle_file_op`].
+    File {
+        /// The call.
+        op: OpId,
+        /// What to do.
+        file_op: FileOp,
+    },
+}
+
+/// Something worth a log line or a metric.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkEvent {
+    /// The term's ledger was loaded.
+    Loaded {
+        /// Rows loaded.
+        records: usize,
+    },
+    /// A version was handled and post-processed, and that is recorded.
+    Done(FileVersion),
+    /// A handler failed; it is retried after a backoff.
+    Failed {
+        /// The version.
+        version: FileVersion,
+        /// The attempt that failed.
+        attempt: u32,
+        /// The handler's error.
+        error: String,
+    },
+    /// The retry budget is spent: the version is in error and goes to the error folder.
+    GaveUp {
+        /// The version.
+        version: FileVersion,
+        /// The attempts made.
+        attempts: u32,
+        /// The last error.
+        error: String,
+    },
+    /// A done version showed up again in the source after it was moved or deleted: new work.
+    Reappeared(FileVersion),
+    /// A done version is still listed (`leave` mode): it is not processed again.
+    AlreadyDone(FileVersion),
+    /// A handled version's source was gone when it was to be post-processed: recorded done.
+    SourceGone(FileVersion),
+    /// A file operation failed; tried again after the next listing.
+    FileOpFailed {
+        /// What was attempted.
+        op: FileOp,
+        /// Why it failed.
+        error: String,
+    },
+    /// The listing failed; tried again at the next poll.
+    ListFailed(String),
+    /// A store call failed transiently; retried after `store_retry`.
+    StoreTrouble(StoreError),
+    /// The store rejected a write of this term: another member leads. The term's work ends.
+    Fenced(StoreError),
+    /// The term's work ended (lease lost, term changed, or fenced); so many handlers were
+    /// cancelled.
+    TermEnded {
+        /// Handlers cancelled.
+        cancelled: usize,
+    },
+}
+
+/// What a recorded write unlocks once the store acknowledged it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Then {
+    Nothing,
+    /// The version was recorded handled: post-process it.
+    PostProcess(FileVersion),
+    /// The version was recorded in error: move it to the error folder.
+    MoveToError(FileVersion),
+    /// The version was recorded done; the file left the folder before listing number `gen`.
+    Done(FileVersion, u64),
+}
+
+#[derive(Debug, Clone)]
+struct Write {
+    update: LedgerUpdate,
+    then: Then,
+}
+
+#[derive(Debug)]
+enum StoreCall {
+    Load,
+    Claim(Vec<FileVersion>),
+    Record(Vec<Write>),
+}
+
+#[derive(Debug)]
+enum FsCall {
+    List(u64),
+    File(FileOp),
+}
+
+/// The work of one term.
+#[derive(Debug)]
+struct TermWork {
+    fence: Fence,
+    /// Fenced by the store: nothing more is done in this term.
+    dead: bool,
+    ledger: Option<Ledger>,
+    store_call: Option<(OpId, StoreCall)>,
+    store_idle_at: Instant,
+    fs_call: Option<(OpId, FsCall)>,
+    dirs_ready: bool,
+    next_list: Instant,
+    /// Listings issued in this term (the number of the latest).
+    list_gen: u64,
+    /// The latest listing: path to version.
+    listed: HashMap<String, FileVersion>,
+    /// Done versions and the listing number before which they left the folder.
+    done_gen: HashMap<FileVersion, u64>,
+    /// Done versions already reported as still listed (`leave`), once per term.
+    reported_done: BTreeSet<FileVersion>,
+    /// Stable versions to claim as handler slots free up, in listing order.
+    ready: VecDeque<FileVersion>,
+    running: BTreeMap<HandlerId, FileVersion>,
+    writes: VecDeque<Write>,
+    /// File operations to perform, and the versions they concern (never queued twice).
+    file_ops: VecDeque<FileOp>,
+    queued_files: BTreeSet<FileVersion>,
+}
+
+/// The leader's work machine. See the module documentation for the driving contract.
+#[derive(Debug)]
+pub struct Worker {
+    config: WorkConfig,
+    term: Option<TermWork>,
+    next_op: u64,
+    next_handler: u64,
+    draining: bool,
+    actions: VecDeque<WorkAction>,
+    events: VecDeque<WorkEvent>,
+}
+
+impl Worker {
+    /// A machine that waits for a lease.
+    pub fn new(mut config: WorkConfig) -> Worker {
+        config.max_in_flight = config.max_in_flight.max(1);
+        config.record_batch = config.record_batch.max(1);
+        Worker {
+            config,
+            term: None,
+            next_op: 0,
+            next_handler: 0,
+            draining: false,
+            actions: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &WorkConfig {
+        &self.config
+    }
+
+    /// Whether this member may dispatch at `now`, and under which fence (the elector's
+    /// [`crate::Elector::may_dispatch`]). A different fence, or none, ends the current term's
+    /// work: its handlers are cancelled.
+    pub fn set_lease(&mut self, now: Instant, lease: Option<&Fence>) {
+        let same = matches!((&self.term, lease), (Some(t), Some(f)) if &t.fence == f);
+        if same {
+            return;
+        }
+        self.end_term();
+        if let Some(fence) = lease
+            && !self.draining
+        {
+            self.term = Some(TermWork {
+                fence: fence.clone(),
+                dead: false,
+                ledger: None,
+                store_call: None,
+                store_idle_at: now,
+                fs_call: None,
+                dirs_ready: false,
+                next_list: now,
+                list_gen: 0,
+                listed: HashMap::new(),
+                done_gen: HashMap::new(),
+                reported_done: BTreeSet::new(),
+                ready: VecDeque::new(),
+                running: BTreeMap::new(),
+                writes: VecDeque::new(),
+                file_ops: VecDeque::new(),
+                queued_files: BTreeSet::new(),
+            });
+        }
+    }
+
+    /// Graceful stop: no new listing, claim or dispatch; running handlers finish, and their
+    /// outcomes, post-processing and done records are written. [`Worker::is_drained`] tells
+    /// when nothing is left.
+    pub fn drain(&mut self) {
+        self.draining = true;
+        if let Some(term) = &mut self.term {
+            term.ready.clear();
+        }
+    }
+
+    /// True when draining and nothing is running or waiting to be written.
+    pub fn is_drained(&self) -> bool {
+        self.draining
+            && self.term.as_ref().is_none_or(|t| {
+                t.dead
+                    || (t.running.is_empty()
+                        && t.store_call.is_none()
+                        && t.fs_call.is_none()
+                        && t.writes.is_empty()
+                        && t.file_ops.is_empty())
+            })
+    }
+
+    /// Handlers running now.
+    pub fn running(&self) -> usize {
+        self.term.as_ref().map_or(0, |t| t.running.len())
+    }
+
+    /// The ledger mirror of the current term, once loaded.
+    pub fn ledger(&self) -> Option<&Ledger> {
+        self.term.as_ref().and_then(|t| t.ledger.as_ref())
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<WorkEvent> {
+        self.events.pop_front()
+    }
+
+    /// When the driver must call [`Worker::poll_action`] again at the latest, if nothing else
+    /// happens first (the next listing, the end of a store backoff).
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let term = self.term.as_ref().filter(|t| !t.dead)?;
+        let mut next: Option<Instant> = None;
+        let mut at = |i: Instant| next = Some(next.map_or(i, |n| n.min(i)));
+        let free = term.running.len() < self.config.max_in_flight;
+        let store_work = !term.writes.is_empty()
+            || (!self.draining && (term.ledger.is_none() || (free && !term.ready.is_empty())));
+        if term.store_call.is_none() && store_work {
+            at(term.store_idle_at);
+        }
+        if term.fs_call.is_none() && !self.draining && term.ledger.is_some() {
+            at(term.next_list);
+        }
+        next
+    }
+
+    /// The next action to perform, if any.
+    pub fn poll_action(&mut self, now: Instant) -> Option<WorkAction> {
+        if let Some(action) = self.actions.pop_front() {
+            return Some(action);
+        }
+        let op = OpId(self.next_op + 1);
+        let draining = self.draining;
+        let config = &self.config;
+        let term = self.term.as_mut().filter(|t| !t.dead)?;
+        let action = Self::next_store_call(config, draining, term, now, op)
+            .or_else(|| Self::next_fs_call(config, draining, term, now, op))?;
+        self.next_op += 1;
+        Some(action)
+    }
+
+    fn next_store_call(
+        config: &WorkConfig,
+        draining: bool,
+        term: &mut TermWork,
+        now: Instant,
+        op: OpId,
+    ) -> Option<WorkAction> {
+        if term.store_call.is_some() || now < term.store_idle_at {
+            return None;
+        }
+        let Some(ledger) = term.ledger.as_mut() else {
+            if draining {
+                return None;
+            }
+            term.store_call = Some((op, StoreCall::Load));
+            return Some(WorkAction::LoadLedger { op });
+        };
+        // Writes first: they unlock post-processing and nothing may build on an unwritten one.
+        if !term.writes.is_empty() {
+            let n = term.writes.len().min(config.record_batch);
+            let batch: Vec<Write> = term.writes.drain(..n).collect();
+            let updates = batch.iter().map(|w| w.update.clone()).collect();
+            term.store_call = Some((op, StoreCall::Record(batch)));
+            return Some(WorkAction::Record {
+                op,
+                fence: term.fence.clone(),
+                updates,
+            });
+        }
+        if draining {
+            return None;
+        }
+        let free = config.max_in_flight.saturating_sub(term.running.len());
+        let mut versions = Vec::new();
+        while versions.len() < free {
+            let Some(version) = term.ready.pop_front() else {
+                break;
+            };
+            // Still eligible: listed as this very version, not settled, not in flight.
+            let listed = term.listed.get(&version.path) == Some(&version);
+            let settled = ledger.state(&version).is_some_and(LedgerState::is_settled);
+            if listed && !settled && !ledger.is_in_flight(&version) {
+                ledger.begin_claim(&version);
+                versions.push(version);
+            }
+        }
+        if versions.is_empty() {
+            return None;
+        }
+        term.store_call = Some((op, StoreCall::Claim(versions.clone())));
+        Some(WorkAction::Claim {
+            op,
+            fence: term.fence.clone(),
+            versions,
+        })
+    }
+
+    fn next_fs_call(
+        config: &WorkConfig,
+        draining: bool,
+        term: &mut TermWork,
+        now: Instant,
+        op: OpId,
+    ) -> Option<WorkAction> {
+        if term.fs_call.is_some() || term.ledger.is_none() {
+            return None;
+        }
+        if let Some(file_op) = term.file_ops.pop_front() {
+            term.fs_call = Some((op, FsCall::File(file_op.clone())));
+            return Some(WorkAction::File { op, file_op });
+        }
+        if draining {
+            return None;
+        }
+        if !term.dirs_ready {
+            let mut dirs = vec![config.error_dir.clone()];
+            if config.post_processing == PostProcessing::Move {
+                dirs.push(config.done_dir.clone());
+            }
+            let file_op = FileOp::PrepareDirs(dirs);
+            term.fs_call = Some((op, FsCall::File(file_op.clone())));
+            return Some(WorkAction::File { op, file_op });
+        }
+        if now < term.next_list {
+            return None;
+        }
+        term.list_gen += 1;
+        term.next_list = now + config.poll_interval;
+        term.fs_call = Some((op, FsCall::List(term.list_gen)));
+        Some(WorkAction::List { op })
+    }
+
+    /// Reports the result of [`WorkAction::LoadLedger`].
+    pub fn handle_loaded(
+        &mut self,
+        now: Instant,
+        op: OpId,
+        result: Result<Vec<LedgerRecord>, StoreError>,
+    ) {
+        let Some(StoreCall::Load) = self.take_store_call(op) else {
+            return;
+        };
+        match result {
+            Ok(records) => {
+                self.events.push_back(WorkEvent::Loaded {
+                    records: records.len(),
+                });
+                let policy = self.config.policy.clone();
+                if let Some(term) = &mut self.term {
+                    term.ledger = Some(Ledger::new(policy, records, now));
+                }
+            }
+            Err(error) => self.store_failed(now, error),
+        }
+    }
+
+    /// Reports the result of [`WorkAction::List`]: the regular files of the watched folder
+    /// that pass the filter (done markers included), or why the listing failed.
+    pub fn handle_listed(
+        &mut self,
+        now: Instant,
+        op: OpId,
+        result: Result<Vec<ListedFile>, String>,
+    ) {
+        let Some(term) = self.live_term() else {
+            return;
+        };
+        let gen_ = match &term.fs_call {
+            Some((pending, FsCall::List(gen_))) if *pending == op => *gen_,
+            _ => return,
+        };
+        term.fs_call = None;
+        let listing = match result {
+            Ok(listing) => listing,
+            Err(error) => {
+                self.events.push_back(WorkEvent::ListFailed(error));
+                return;
+            }
+        };
+        self.apply_listing(now, gen_, &listing);
+    }
+
+    fn apply_listing(&mut self, now: Instant, gen_: u64, listing: &[ListedFile]) {
+        let mode = self.config.post_processing;
+        let error_dir = self.config.error_dir.clone();
+        let Some(term) = self.term.as_mut() else {
+            return;
+        };
+        let Some(ledger) = term.ledger.as_mut() else {
+            return;
+        };
+        term.listed = listing
+            .iter()
+            .map(|f| (f.version.path.clone(), f.version.clone()))
+            .collect();
+        // Done versions listed again: new work in move and delete modes when they left the
+        // folder before this listing (the done record proves the earlier copy left).
+        for file in listing {
+            let version = &file.version;
+            if ledger.state(version) != Some(LedgerState::Done) {
+                continue;
+            }
+            let left_before = term.done_gen.get(version).is_none_or(|g| *g < gen_);
+            if mode == PostProcessing::Leave || !left_before {
+                if term.reported_done.insert(version.clone()) {
+                    self.events
+                        .push_back(WorkEvent::AlreadyDone(version.clone()));
+                }
+                continue;
+            }
+            ledger.reopen(now, version);
+            term.done_gen.remove(version);
+            term.writes.push_back(Write {
+                update: LedgerUpdate::Forget(version.clone()),
+                then: Then::Nothing,
+            });
+            self.events
+                .push_back(WorkEvent::Reappeared(version.clone()));
+        }
+        // Handled versions: post-process them if listed as this very version, else their
+        // source is gone and they are done.
+        for version in ledger.pending_post_processing() {
+            if term.queued_files.contains(&version) || ledger.is_in_flight(&version) {
+                continue;
+            }
+            if mode != PostProcessing::Leave && term.listed.get(&version.path) == Some(&version) {
+                term.queued_files.insert(version.clone());
+                term.file_ops.push_back(post_op(&self.config, &version));
+            } else {
+                if mode != PostProcessing::Leave {
+                    self.events
+                        .push_back(WorkEvent::SourceGone(version.clone()));
+                }
+                term.queued_files.insert(version.clone());
+                term.writes.push_back(done_write(ledger, &version, gen_));
+            }
+        }
+        // Versions in error still in the folder: their move failed, or the leader that
+        // recorded the error stopped before moving them.
+        for file in listing {
+            let version = &file.version;
+            if ledger.state(version) == Some(LedgerState::Error)
+                && !term.queued_files.contains(version)
+            {
+                term.queued_files.insert(version.clone());
+                term.file_ops.push_back(FileOp::MoveToError {
+                    version: version.clone(),
+                    dir: error_dir.clone(),
+                });
+            }
+        }
+        let planned = ledger.plan(now, listing);
+        term.ready = planned
+            .into_iter()
+            .filter(|v| !ledger.is_in_flight(v))
+            .collect();
+        for forget in ledger.prune(now) {
+            term.done_gen.remove(forget.version());
+            term.writes.push_back(Write {
+                update: forget,
+                then: Then::Nothing,
+            });
+        }
+    }
+
+    /// Reports the result of [`WorkAction::Claim`].
+    pub fn handle_claimed(
+        &mut self,
+        now: Instant,
+        op: OpId,
+        result: Result<Vec<ClaimOutcome>, StoreError>,
+    ) {
+        let Some(StoreCall::Claim(versions)) = self.take_store_call(op) else {
+            return;
+        };
+        let max_attempts = self.config.policy.retry.max_attempts;
+        let outcomes = match result {
+            Ok(outcomes) => outcomes,
+            Err(error) => {
+                if let Some(ledger) = self.term.as_mut().and_then(|t| t.ledger.as_mut()) {
+                    for version in &versions {
+                        ledger.on_claim_failed(version);
+                    }
+                }
+                self.store_failed(now, error);
+                return;
+            }
+        };
+        let Some(term) = self.term.as_mut() else {
+            return;
+        };
+        let Some(ledger) = term.ledger.as_mut() else {
+            return;
+        };
+        for (i, version) in versions.iter().enumerate() {
+            let Some(outcome) = outcomes.get(i) else {
+                ledger.on_claim_failed(version);
+                continue;
+            };
+            let Some(dispatch) = ledger.on_claim(version, outcome) else {
+                continue;
+            };
+            if dispatch.attempt > max_attempts {
+                // Earlier attempts were dispatched and never finished (the process died with
+                // the handler, say): the budget counts them too.
+                let error = format!(
+                    "retry budget spent: attempt {} of at most {max_attempts}, the earlier \
+                     ones never finished (did the handler stop the process?)",
+                    dispatch.attempt
+                );
+                let (update, _) = ledger.on_outcome(now, version, Outcome::Failed(error.clone()));
+                self.events.push_back(WorkEvent::GaveUp {
+                    version: version.clone(),
+                    attempts: dispatch.attempt - 1,
+                    error,
+                });
+                term.writes.push_back(Write {
+                    update,
+                    then: Then::MoveToError(version.clone()),
+                });
+                continue;
+            }
+            self.next_handler += 1;
+            let handler = HandlerId(self.next_handler);
+            term.running.insert(handler, version.clone());
+            self.actions.push_back(WorkAction::Dispatch {
+                handler,
+                dispatch,
+                fence: term.fence.clone(),
+            });
+        }
+    }
+
+    /// Reports what a handler returned (a panic is a failure). Results of cancelled handlers
+    /// and of earlier terms are ignored.
+    pub fn handle_outcome(&mut self, now: Instant, handler: HandlerId, outcome: Outcome) {
+        let Some(term) = self.term.as_mut().filter(|t| !t.dead) else {
+            return;
+        };
+        let Some(version) = term.running.remove(&handler) else {
+            return;
+        };
+        let Some(ledger) = term.ledger.as_mut() else {
+            return;
+        };
+        let attempt = ledger.attempts(&version);
+        let error = match &outcome {
+            Outcome::Failed(e) => Some(e.clone()),
+            Outcome::Handled => None,
+        };
+        let (update, after) = ledger.on_outcome(now, &version, outcome);
+        let then = match after {
+            None => Then::PostProcess(version.clone()),
+            Some(AfterFailure::RetryAt(_)) => {
+                self.events.push_back(WorkEvent::Failed {
+                    version: version.clone(),
+                    attempt,
+                    error: error.unwrap_or_default(),
+                });
+                Then::Nothing
+            }
+            Some(AfterFailure::GiveUp) => {
+                self.events.push_back(WorkEvent::GaveUp {
+                    version: version.clone(),
+                    attempts: attempt,
+                    error: error.unwrap_or_default(),
+                });
+                Then::MoveToError(version.clone())
+            }
+        };
+        term.writes.push_back(Write { update, then });
+    }
+
+    /// Reports the result of [`WorkAction::Record`].
+    pub fn handle_recorded(&mut self, now: Instant, op: OpId, result: Result<(), StoreError>) {
+        let Some(StoreCall::Record(batch)) = self.take_store_call(op) else {
+            return;
+        };
+        if let Err(error) = result {
+            if let Some(term) = &mut self.term {
+                // Back to the front, in order: nothing builds on an unwritten update.
+                for write in batch.into_iter().rev() {
+                    term.writes.push_front(write);
+                }
+            }
+            self.store_failed(now, error);
+            return;
+        }
+        for write in batch {
+            self.after_write(write.then);
+        }
+    }
+
+    fn after_write(&mut self, then: Then) {
+        let mode = self.config.post_processing;
+        let error_dir = self.config.error_dir.clone();
+        let Some(term) = self.term.as_mut() else {
+            return;
+        };
+        let Some(ledger) = term.ledger.as_mut() else {
+            return;
+        };
+        match then {
+            Then::Nothing => {}
+            Then::PostProcess(version) => {
+                let listed = term.listed.get(&version.path) == Some(&version);
+                term.queued_files.insert(version.clone());
+                if mode != PostProcessing::Leave && listed {
+                    term.file_ops.push_back(post_op(&self.config, &version));
+                } else {
+                    if mode != PostProcessing::Leave {
+                        self.events
+                            .push_back(WorkEvent::SourceGone(version.clone()));
+                    }
+                    let gen_ = term.list_gen + 1;
+                    term.writes.push_back(done_write(ledger, &version, gen_));
+                }
+            }
+            Then::MoveToError(version) => {
+                if term.listed.get(&version.path) == Some(&version)
+                    && term.queued_files.insert(version.clone())
+                {
+                    term.file_ops.push_back(FileOp::MoveToError {
+                        version,
+                        dir: error_dir,
+                    });
+                }
+            }
+            Then::Done(version, gen_) => {
+                term.queued_files.remove(&version);
+                term.done_gen.insert(version.clone(), gen_);
+                self.events.push_back(WorkEvent::Done(version));
+            }
+        }
+    }
+
+    /// Reports the result of [`WorkAction::File`].
+    pub fn handle_file_op(&mut self, _now: Instant, op: OpId, result: FileOpResult) {
+        let marker = self.config.policy.stability.done_marker_suffix.clone();
+        let Some(term) = self.term.as_mut().filter(|t| !t.dead) else {
+            return;
+        };
+        let file_op = match &term.fs_call {
+            Some((pending, FsCall::File(file_op))) if *pending == op => file_op.clone(),
+            _ => return,
+        };
+        term.fs_call = None;
+        // The file left the folder before the next listing is issued.
+        let gen_ = term.list_gen + 1;
+        let failed = |events: &mut VecDeque<WorkEvent>, error: String| {
+            events.push_back(WorkEvent::FileOpFailed {
+                op: file_op.clone(),
+                error,
+            });
+        };
+        match (&file_op, result) {
+            (FileOp::PrepareDirs(_), FileOpResult::Failed(error)) => {
+                failed(&mut self.events, error);
+                // Listing goes on; the folders are tried again with the next term.
+                term.dirs_ready = true;
+            }
+            (FileOp::PrepareDirs(_), _) => term.dirs_ready = true,
+            (FileOp::MoveToDone { version, .. } | FileOp::Delete(version), result) => {
+                match result {
+                    FileOpResult::Failed(error) => {
+                        term.queued_files.remove(version);
+                        failed(&mut self.events, error);
+                    }
+                    gone_or_done => {
+                        if gone_or_done == FileOpResult::SourceGone {
+                            self.events
+                                .push_back(WorkEvent::SourceGone(version.clone()));
+                        }
+                        if let Some(suffix) = &marker {
+                            let marker_path = format!("{}{suffix}", version.path);
+                            if term.listed.contains_key(&marker_path) {
+                                term.file_ops.push_back(FileOp::DeleteMarker(marker_path));
+                            }
+                        }
+                        let ledger = term.ledger.as_mut().expect("file ops need a ledger");
+                        term.writes.push_back(done_write(ledger, version, gen_));
+                    }
+                }
+            }
+            (FileOp::MoveToError { version, .. }, result) => {
+                term.queued_files.remove(version);
+                if let FileOpResult::Failed(error) = result {
+                    failed(&mut self.events, error);
+                } else if let Some(suffix) = &marker {
+                    let marker_path = format!("{}{suffix}", version.path);
+                    if term.listed.contains_key(&marker_path) {
+                        term.file_ops.push_back(FileOp::DeleteMarker(marker_path));
+                    }
+                }
+            }
+            (FileOp::DeleteMarker(_), FileOpResult::Failed(error)) => {
+                failed(&mut self.events, error);
+            }
+            (FileOp::DeleteMarker(_), _) => {}
+        }
+    }
+
+    fn live_term(&mut self) -> Option<&mut TermWork> {
+        self.term.as_mut().filter(|t| !t.dead)
+    }
+
+    fn take_store_call(&mut self, op: OpId) -> Option<StoreCall> {
+        let term = self.live_term()?;
+        match &term.store_call {
+            Some((pending, _)) if *pending == op => term.store_call.take().map(|(_, c)| c),
+            _ => None,
+        }
+    }
+
+    fn store_failed(&mut self, now: Instant, error: StoreError) {
+        let retry = self.config.store_retry;
+        if matches!(error, StoreError::Fenced { .. }) {
+            self.events.push_back(WorkEvent::Fenced(error));
+            self.cancel_all();
+            if let Some(term) = &mut self.term {
+                term.dead = true;
+            }
+            return;
+        }
+        self.events.push_back(WorkEvent::StoreTrouble(error));
+        if let Some(term) = &mut self.term {
+            term.store_idle_at = now + retry;
+        }
+    }
+
+    fn cancel_all(&mut self) -> usize {
+        let Some(term) = &mut self.term else {
+            return 0;
+        };
+        let running = std::mem::take(&mut term.running);
+        let n = running.len();
+        // Nothing else of this term is to be started; cancels go first.
+        self.actions.retain(|a| matches!(a, WorkAction::Cancel(_)));
+        for handler in running.into_keys().rev() {
+            self.actions.push_front(WorkAction::Cancel(handler));
+        }
+        self.events.push_back(WorkEvent::TermEnded { cancelled: n });
+        n
+    }
+
+    fn end_term(&mut self) {
+        if let Some(term) = &self.term {
+            if term.dead {
+                self.term = None;
+                return;
+            }
+            self.cancel_all();
+        }
+        self.term = None;
+    }
+}
+
+fn post_op(config: &WorkConfig, version: &FileVersion) -> FileOp {
+    match config.post_processing {
+        PostProcessing::Delete => FileOp::Delete(version.clone()),
+        _ => FileOp::MoveToDone {
+            version: version.clone(),
+            dir: config.done_dir.clone(),
+        },
+    }
+}
+
+fn done_write(ledger: &mut Ledger, version: &FileVersion, gen_: u64) -> Write {
+    Write {
+        update: ledger.on_post_processed(version),
+        then: Then::Done(version.clone(), gen_),
+    }
+}
+
+#[cfg(test)]
+#[path = "work_tests.rs"]
+mod tests;

@@ -1,0 +1,464 @@
+use super::*;
+use crate::ids::{GroupId, Incarnation, MemberId, Term};
+use crate::ledger::{RetryPolicy, Stability};
+
+fn fence(term: u64) -> Fence {
+    Fence {
+        group: GroupId::new("g").unwrap(),
+        member: MemberId::new("m").unwrap(),
+        incarnation: Incarnation(1),
+        term: Term(term),
+    }
+}
+
+fn v(path: &str, size: u64) -> FileVersion {
+    FileVersion {
+        path: path.into(),
+        size,
+        mtime_ms: 1000,
+    }
+}
+
+fn listed(versions: &[FileVersion]) -> Vec<ListedFile> {
+    versions
+        .iter()
+        .map(|v| ListedFile {
+            version: v.clone(),
+            name: v.path.rsplit('/').next().unwrap().into(),
+        })
+        .collect()
+}
+
+fn config() -> WorkConfig {
+    let mut config = WorkConfig::new("/done", "/error");
+    config.poll_interval = Duration::from_secs(1);
+    config.policy.stability = Stability {
+        unchanged_across_listings: false,
+        ..Stability::default()
+    };
+    config
+}
+
+/// A worker that leads under term 1, has loaded `records` and prepared its folders.
+fn leading(config: WorkConfig, records: Vec<LedgerRecord>) -> (Worker, Instant) {
+    let t0 = Instant::now();
+    let mut w = Worker::new(config);
+    w.set_lease(t0, Some(&fence(1)));
+    let Some(WorkAction::LoadLedger { op }) = w.poll_action(t0) else {
+        panic!("load first")
+    };
+    w.handle_loaded(t0, op, Ok(records));
+    let Some(WorkAction::File {
+        op,
+        file_op: FileOp::PrepareDirs(_),
+    }) = w.poll_action(t0)
+    else {
+        panic!("folders next")
+    };
+    w.handle_file_op(t0, op, FileOpResult::Done(None));
+    (w, t0)
+}
+
+fn expect_list(w: &mut Worker, now: Instant) -> OpId {
+    match w.poll_action(now) {
+        Some(WorkAction::List { op }) => op,
+        other => panic!("expected a listing, got {other:?}"),
+    }
+}
+
+fn expect_claim(w: &mut Worker, now: Instant) -> (OpId, Vec<FileVersion>) {
+    match w.poll_action(now) {
+        Some(WorkAction::Claim { op, versions, .. }) => (op, versions),
+        other => panic!("expected a claim, got {other:?}"),
+    }
+}
+
+fn expect_record(w: &mut Worker, now: Instant) -> (OpId, Vec<LedgerUpdate>) {
+    match w.poll_action(now) {
+        Some(WorkAction::Record { op, updates, .. }) => (op, updates),
+        other => panic!("expected a record, got {other:?}"),
+    }
+}
+
+fn dispatches(w: &mut Worker, now: Instant) -> Vec<(HandlerId, Dispatch)> {
+    let mut out = Vec::new();
+    while let Some(action) = w.poll_action(now) {
+        match action {
+            WorkAction::Dispatch {
+                handler, dispatch, ..
+            } => out.push((handler, dispatch)),
+            other => panic!("expected dispatches, got {other:?}"),
+        }
+    }
+    out
+}
+
+fn claimed(n: usize, attempt: u32) -> Vec<ClaimOutcome> {
+    vec![
+        ClaimOutcome::Claimed {
+            attempt,
+            redelivery: attempt > 1,
+        };
+        n
+    ]
+}
+
+fn state(update: &LedgerUpdate) -> Option<LedgerState> {
+    match update {
+        LedgerUpdate::Set { state, .. } => Some(*state),
+        LedgerUpdate::Forget(_) => None,
+    }
+}
+
+fn record(version: FileVersion, state: LedgerState, attempts: u32) -> LedgerRecord {
+    LedgerRecord {
+        version,
+        state,
+        term: Term(1),
+        attempts,
+        last_error: None,
+    }
+}
+
+#[test]
+fn one_file_goes_through_every_step_in_order() {
+    let (mut w, t0) = leading(config(), vec![]);
+    let a = v("/in/a", 1);
+    let op = expect_list(&mut w, t0);
+    w.handle_listed(t0, op, Ok(listed(std::slice::from_ref(&a))));
+    let (op, versions) = expect_claim(&mut w, t0);
+    assert_eq!(versions, vec![a.clone()]);
+    w.handle_claimed(t0, op, Ok(claimed(1, 1)));
+    let d = dispatches(&mut w, t0);
+    assert_eq!(d.len(), 1);
+    assert!(!d[0].1.redelivery);
+    w.handle_outcome(t0, d[0].0, Outcome::Handled);
+    let (op, updates) = expect_record(&mut w, t0);
+    assert_eq!(state(&updates[0]), Some(LedgerState::Handled));
+    // Nothing is moved before the handled record is acknowledged.
+    assert_eq!(w.poll_action(t0), None);
+    w.handle_recorded(t0, op, Ok(()));
+    let Some(WorkAction::File {
+        op,
+        file_op: FileOp::MoveToDone { version, dir },
+    }) = w.poll_action(t0)
+    else {
+        panic!("move next")
+    };
+    assert_eq!((version, dir.as_str()), (a.clone(), "/done"));
+    w.handle_file_op(t0, op, FileOpResult::Done(Some("/done/a".into())));
+    let (op, updates) = expect_record(&mut w, t0);
+    assert_eq!(state(&updates[0]), Some(LedgerState::Done));
+    w.handle_recorded(t0, op, Ok(()));
+    let events: Vec<_> = std::iter::from_fn(|| w.poll_event()).collect();
+    assert!(events.contains(&WorkEvent::Done(a)), "{events:?}");
+    assert_eq!(w.next_deadline(), Some(t0 + Duration::from_secs(1)));
+}
+
+#[test]
+fn claims_are_bounded_by_free_handler_slots() {
+    let mut c = config();
+    c.max_in_flight = 3;
+    let (mut w, t0) = leading(c, vec![]);
+    let files: Vec<_> = (0..10).map(|i| v(&format!("/in/{i:02}"), 1)).collect();
+    let op = expect_list(&mut w, t0);
+    w.handle_listed(t0, op, Ok(listed(&files)));
+    let (op, versions) = expect_claim(&mut w, t0);
+    assert_eq!(
+        versions,
+        files[..3].to_vec(),
+        "in listing order, three at most"
+    );
+    w.handle_claimed(t0, op, Ok(claimed(3, 1)));
+    let d = dispatches(&mut w, t0);
+    assert_eq!(d.len(), 3);
+    assert_eq!(w.running(), 3);
+    // One finishes: its outcome is written, then exactly one more is claimed.
+    w.handle_outcome(t0, d[0].0, Outcome::Failed("no".into()));
+    let (op, _) = expect_record(&mut w, t0);
+    w.handle_recorded(t0, op, Ok(()));
+    let (_, versions) = expect_claim(&mut w, t0);
+    assert_eq!(versions, vec![files[3].clone()]);
+}
+
+#[test]
+fn losing_the_lease_cancels_every_running_handler_and_ignores_late_results() {
+    let (mut w, t0) = leading(config(), vec![]);
+    let files = [v("/in/a", 1), v("/in/b", 1)];
+    let op = expect_list(&mut w, t0);
+    w.handle_listed(t0, op, Ok(listed(&files)));
+    let (op, _) = expect_claim(&mut w, t0);
+    w.handle_claimed(t0, op, Ok(claimed(2, 1)));
+    let d = dispatches(&mut w, t0);
+    w.set_lease(t0, None);
+    let mut cancelled = vec![w.poll_action(t0), w.poll_action(t0)];
+    cancelled.sort_by_key(|a| format!("{a:?}"));
+    assert_eq!(
+        cancelled,
+        vec![
+            Some(WorkAction::Cancel(d[0].0)),
+            Some(WorkAction::Cancel(d[1].0))
+        ]
+    );
+    assert_eq!(w.poll_action(t0), None);
+    w.handle_outcome(t0, d[0].0, Outcome::Handled);
+    assert_eq!(w.poll_action(t0), None, "a late result writes nothing");
+    // A new term starts from the store again.
+    w.set_lease(t0, Some(&fence(2)));
+    assert!(matches!(
+        w.poll_action(t0),
+        Some(WorkAction::LoadLedger { .. })
+    ));
+}
+
+#[test]
+fn a_fenced_write_ends_the_term() {
+    let (mut w, t0) = leading(config(), vec![]);
+    let op = expect_list(&mut w, t0);
+    w.handle_listed(t0, op, Ok(listed(&[v("/in/a", 1), v("/in/b", 1)])));
+    let (op, _) = expect_claim(&mut w, t0);
+    w.handle_claimed(t0, op, Ok(claimed(2, 1)));
+    let d = dispatches(&mut w, t0);
+    w.handle_outcome(t0, d[0].0, Outcome::Handled);
+    let (op, _) = expect_record(&mut w, t0);
+    w.handle_recorded(t0, op, Err(StoreError::fenced("record", &fence(1))));
+    assert_eq!(w.poll_action(t0), Some(WorkAction::Cancel(d[1].0)));
+    assert_eq!(w.poll_action(t0 + Duration::from_secs(9)), None);
+    assert_eq!(w.next_deadline(), None);
+}
+
+#[test]
+fn a_handled_version_whose_source_is_gone_is_done_without_touching_the_new_file() {
+    // The move of `a` v1 happened, its done record was lost with the term; a new `a` arrived.
+    let a1 = v("/in/a", 1);
+    let a2 = v("/in/a", 2);
+    let (mut w, t0) = leading(config(), vec![record(a1.clone(), LedgerState::Handled, 1)]);
+    let op = expect_list(&mut w, t0);
+    w.handle_listed(t0, op, Ok(listed(std::slice::from_ref(&a2))));
+    let (op, updates) = expect_record(&mut w, t0);
+    assert_eq!(
+        updates,
+        vec![LedgerUpdate::Set {
+            version: a1.clone(),
+            state: LedgerState::Done,
+            error: None
+        }]
+    );
+    w.handle_recorded(t0, op, Ok(()));
+    // The new version is claimed as new work, never moved as if it were v1.
+    let (_, versions) = expect_claim(&mut w, t0);
+    assert_eq!(versions, vec![a2]);
+    let events: Vec<_> = std::iter::from_fn(|| w.poll_event()).collect();
+    assert!(events.contains(&WorkEvent::SourceGone(a1)), "{events:?}");
+}
+
+#[test]
+fn a_handled_version_still_listed_is_moved_again() {
+    let a = v("/in/a", 1);
+    let (mut w, t0) = leading(config(), vec![record(a.clone(), LedgerState::Handled, 1)]);
+    let op = expect_list(&mut w, t0);
+    w.handle_listed(t0, op, Ok(listed(std::slice::from_ref(&a))));
+    let Some(WorkAction::File {
+        op,
+        file_op: FileOp::MoveToDone { version, .. },
+    }) = w.poll_action(t0)
+    else {
+        panic!("the move is retried")
+    };
+    assert_eq!(version, a);
+    // Not found any more: somebody (the old leader's late rename) moved it. Done.
+    w.handle_file_op(t0, op, FileOpResult::SourceGone);
+    let (_, updates) = expect_record(&mut w, t0);
+    assert_eq!(state(&updates[0]), Some(LedgerState::Done));
+}
+
+#[test]
+fn the_retry_budget_counts_redeliveries() {
+    let mut c = config();
+    c.policy.retry = RetryPolicy {
+        max_attempts: 2,
+        ..RetryPolicy::default()
+    };
+    let a = v("/in/a", 1);
+    // Two attempts were dispatched and never finished (the handler killed the process).
+    let (mut w, t0) = leading(c, vec![record(a.clone(), LedgerState::Claimed, 2)]);
+    let op = expect_list(&mut w, t0);
+    w.handle_listed(t0, op, Ok(listed(std::slice::from_ref(&a))));
+    let (op, _) = expect_claim(&mut w, t0);
+    w.handle_claimed(t0, op, Ok(claimed(1, 3)));
+    let (op, updates) = expect_record(&mut w, t0);
+    assert_eq!(
+        state(&updates[0]),
+        Some(LedgerState::Error),
+        "not dispatched"
+    );
+    w.handle_recorded(t0, op, Ok(()));
+    let Some(WorkAction::File {
+        file_op: FileOp::MoveToError { version, .. },
+        ..
+    }) = w.poll_action(t0)
+    else {
+        panic!("to the error folder")
+    };
+    assert_eq!(version, a);
+}
+
+#[test]
+fn a_done_version_that_comes_back_is_new_work_in_move_mode_only() {
+    let a = v("/in/a", 1);
+    let (mut w, t0) = leading(config(), vec![record(a.clone(), LedgerState::Done, 1)]);
+    let op = expect_list(&mut w, t0);
+    w.handle_listed(t0, op, Ok(listed(std::slice::from_ref(&a))));
+    let (op, updates) = expect_record(&mut w, t0);
+    assert_eq!(updates, vec![LedgerUpdate::Forget(a.clone())]);
+    w.handle_recorded(t0, op, Ok(()));
+    let (_, versions) = expect_claim(&mut w, t0);
+    assert_eq!(versions, vec![a.clone()]);
+
+    let mut c = config();
+    c.post_processing = PostProcessing::Leave;
+    let (mut w, t0) = leading(c, vec![record(a.clone(), LedgerState::Done, 1)]);
+    let op = expect_list(&mut w, t0);
+    w.handle_listed(t0, op, Ok(listed(std::slice::from_ref(&a))));
+    assert_eq!(w.poll_action(t0), None);
+    assert_eq!(w.poll_event(), Some(WorkEvent::Loaded { records: 1 }));
+    assert_eq!(w.poll_event(), Some(WorkEvent::AlreadyDone(a)));
+}
+
+#[test]
+fn a_listing_taken_before_the_move_does_not_reopen_the_version() {
+    // Stability over two listings; the second listing is in flight while nothing else is.
+    let a = v("/in/a", 1);
+    let (mut w, t0) = leading(config(), vec![]);
+    let op = expect_list(&mut w, t0);
+    w.handle_listed(t0, op, Ok(listed(std::slice::from_ref(&a))));
+    let (op, _) = expect_claim(&mut w, t0);
+    w.handle_claimed(t0, op, Ok(claimed(1, 1)));
+    let d = dispatches(&mut w, t0);
+    w.handle_outcome(t0, d[0].0, Outcome::Handled);
+    let (op, _) = expect_record(&mut w, t0);
+    w.handle_recorded(t0, op, Ok(()));
+    let Some(WorkAction::File { op, .. }) = w.poll_action(t0) else {
+        panic!("move")
+    };
+    w.handle_file_op(t0, op, FileOpResult::Done(None));
+    let (op, _) = expect_record(&mut w, t0);
+    w.handle_recorded(t0, op, Ok(()));
+    // The next listing no longer shows it; one after that does: it came back.
+    let t1 = t0 + Duration::from_secs(1);
+    let op = expect_list(&mut w, t1);
+    w.handle_listed(t1, op, Ok(vec![]));
+    let t2 = t1 + Duration::from_secs(1);
+    let op = expect_list(&mut w, t2);
+    w.handle_listed(t2, op, Ok(listed(std::slice::from_ref(&a))));
+    let (_, updates) = expect_record(&mut w, t2);
+    assert_eq!(updates, vec![LedgerUpdate::Forget(a)]);
+}
+
+#[test]
+fn draining_finishes_running_work_and_starts_nothing_new() {
+    let (mut w, t0) = leading(config(), vec![]);
+    let op = expect_list(&mut w, t0);
+    w.handle_listed(t0, op, Ok(listed(&[v("/in/a", 1), v("/in/b", 1)])));
+    let (op, _) = expect_claim(&mut w, t0);
+    w.handle_claimed(t0, op, Ok(claimed(2, 1)));
+    let d = dispatches(&mut w, t0);
+    w.drain();
+    assert!(!w.is_drained());
+    w.handle_outcome(t0, d[0].0, Outcome::Handled);
+    w.handle_outcome(t0, d[1].0, Outcome::Failed("x".into()));
+    let (op, updates) = expect_record(&mut w, t0);
+    assert_eq!(updates.len(), 2, "outcomes are written in one batch");
+    w.handle_recorded(t0, op, Ok(()));
+    let Some(WorkAction::File { op, .. }) = w.poll_action(t0) else {
+        panic!("the handled file is still moved")
+    };
+    w.handle_file_op(t0, op, FileOpResult::Done(None));
+    let (op, _) = expect_record(&mut w, t0);
+    w.handle_recorded(t0, op, Ok(()));
+    assert_eq!(w.poll_action(t0 + Duration::from_secs(60)), None);
+    assert!(w.is_drained());
+}
+
+#[test]
+fn transient_store_failures_back_off_and_keep_the_writes() {
+    let (mut w, t0) = leading(config(), vec![]);
+    let a = v("/in/a", 1);
+    let op = expect_list(&mut w, t0);
+    w.handle_listed(t0, op, Ok(listed(std::slice::from_ref(&a))));
+    let (op, _) = expect_claim(&mut w, t0);
+    w.handle_claimed(t0, op, Ok(claimed(1, 1)));
+    let d = dispatches(&mut w, t0);
+    w.handle_outcome(t0, d[0].0, Outcome::Handled);
+    let (op, first) = expect_record(&mut w, t0);
+    let down = StoreError::Unavailable {
+        operation: "record",
+        group: "g".into(),
+        cause: "down".into(),
+    };
+    w.handle_recorded(t0, op, Err(down));
+    assert_eq!(w.poll_action(t0), None, "backing off, and no move yet");
+    assert_eq!(w.next_deadline(), Some(t0 + Duration::from_secs(1)));
+    let (_, again) = expect_record(&mut w, t0 + Duration::from_secs(1));
+    assert_eq!(again, first);
+}
+
+#[test]
+fn done_markers_are_removed_with_their_file() {
+    let mut c = config();
+    c.policy.stability.done_marker_suffix = Some(".done".into());
+    let (mut w, t0) = leading(c, vec![]);
+    let a = v("/in/a", 1);
+    let marker = v("/in/a.done", 0);
+    let op = expect_list(&mut w, t0);
+    w.handle_listed(t0, op, Ok(listed(&[a.clone(), marker])));
+    let (op, versions) = expect_claim(&mut w, t0);
+    assert_eq!(versions, vec![a]);
+    w.handle_claimed(t0, op, Ok(claimed(1, 1)));
+    let d = dispatches(&mut w, t0);
+    w.handle_outcome(t0, d[0].0, Outcome::Handled);
+    let (op, _) = expect_record(&mut w, t0);
+    w.handle_recorded(t0, op, Ok(()));
+    let Some(WorkAction::File { op, .. }) = w.poll_action(t0) else {
+        panic!("move")
+    };
+    w.handle_file_op(t0, op, FileOpResult::Done(None));
+    // The done record and the marker's deletion follow.
+    let mut saw_marker = false;
+    while let Some(action) = w.poll_action(t0) {
+        match action {
+            WorkAction::File {
+                op,
+                file_op: FileOp::DeleteMarker(path),
+            } => {
+                assert_eq!(path, "/in/a.done");
+                saw_marker = true;
+                w.handle_file_op(t0, op, FileOpResult::Done(None));
+            }
+            WorkAction::Record { op, .. } => w.handle_recorded(t0, op, Ok(())),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(saw_marker);
+}
+
+#[test]
+fn rows_of_files_that_left_are_pruned_whatever_their_state() {
+    let mut c = config();
+    c.policy.retention = Duration::from_secs(10);
+    let records = vec![
+        record(v("/in/claimed", 1), LedgerState::Claimed, 1),
+        record(v("/in/failed", 1), LedgerState::Failed, 1),
+        record(v("/in/handled", 1), LedgerState::Done, 1),
+    ];
+    let (mut w, t0) = leading(c, records);
+    let t = t0 + Duration::from_secs(10);
+    let op = expect_list(&mut w, t);
+    w.handle_listed(t, op, Ok(vec![]));
+    let (_, updates) = expect_record(&mut w, t);
+    let forgotten = updates
+        .iter()
+        .filter(|u| matches!(u, LedgerUpdate::Forget(_)))
+        .count();
+    assert_eq!(forgotten, 3, "{updates:?}");
+}
