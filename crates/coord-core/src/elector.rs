@@ -425,12 +425,14 @@ impl Elector {
         let _ = now;
     }
 
-    /// How long the store has to answer before the driver should report a timeout: a
-    /// heartbeat that takes longer than this is worthless to a leader anyway.
+    /// How long the store has to answer before the driver should report a timeout: the
+    /// renew deadline. A heartbeat that takes longer is worthless to a leader anyway, and a
+    /// store that answers slower than the heartbeat interval but within the deadline (a
+    /// database answering in 1.2 s with a 1 s heartbeat) must not step every member down.
     pub fn store_call_timeout(&self) -> Duration {
         self.config
             .timing
-            .heartbeat_interval
+            .renew_deadline
             .max(Duration::from_millis(1))
     }
 }

@@ -304,6 +304,9 @@ pub trait CoordinationStore: Send + Sync {
 
     /// Record outcomes (handled, done, failed, error, forgotten), fenced, in one atomic step:
     /// all or nothing. Unknown versions are inserted; [`LedgerUpdate::Forget`] deletes.
+    /// Done is final: a `Set` of any other state on a done row is ignored (a write that
+    /// outlived its lease and reaches the store after the same term recorded the version
+    /// done must not take it back); only `Forget` removes a done row.
     fn record(
         &self,
         fence: &Fence,

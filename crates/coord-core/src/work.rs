@@ -618,10 +618,23 @@ impl Worker {
             self.events
                 .push_back(WorkEvent::Reappeared(version.clone()));
         }
+        // Versions whose latest state is not acknowledged yet: nothing may build on it (a file
+        // is moved only after its handled record is durable).
+        let mut unwritten: BTreeSet<FileVersion> = term
+            .writes
+            .iter()
+            .map(|w| w.update.version().clone())
+            .collect();
+        if let Some((_, StoreCall::Record(batch))) = &term.store_call {
+            unwritten.extend(batch.iter().map(|w| w.update.version().clone()));
+        }
         // Handled versions: post-process them if listed as this very version, else their
         // source is gone and they are done.
         for version in ledger.pending_post_processing() {
-            if term.queued_files.contains(&version) || ledger.is_in_flight(&version) {
+            if term.queued_files.contains(&version)
+                || ledger.is_in_flight(&version)
+                || unwritten.contains(&version)
+            {
                 continue;
             }
             if mode != PostProcessing::Leave && term.listed.get(&version.path) == Some(&version) {
@@ -642,6 +655,7 @@ impl Worker {
             let version = &file.version;
             if ledger.state(version) == Some(LedgerState::Error)
                 && !term.queued_files.contains(version)
+                && !unwritten.contains(version)
             {
                 term.queued_files.insert(version.clone());
                 term.file_ops.push_back(FileOp::MoveToError {

@@ -206,6 +206,11 @@ impl StoreState {
                                 attempts: 0,
                                 last_error: None,
                             });
+                    // Done is final: a late write of an earlier state (a statement that
+                    // outlived its lease) never takes it back; only Forget removes it.
+                    if record.state == LedgerState::Done && *state != LedgerState::Done {
+                        continue;
+                    }
                     record.state = *state;
                     record.term = fence.term;
                     record.last_error = error.clone();

@@ -1,15 +1,18 @@
-//! One simulated member: the real elector and ledger rules, driven by simulated events.
+//! One simulated member: the production [`Elector`] and [`Worker`], driven by simulated
+//! events. This file is glue only, as the listener's driver and poll loop are: it performs the
+//! actions the machines return against the simulated store, directory and handlers, and
+//! reports their results. No decision about files is made here.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use coord_core::{
-    Action, AfterFailure, Dispatch, ElectionConfig, Elector, Event, Fence, FileVersion,
-    Incarnation, Ledger, LedgerPolicy, LedgerState, ListedFile, MemberId, Outcome, Stability,
-    StoreError,
+    Action, ElectionConfig, Elector, Event, FileOp, FileOpResult, FileVersion, HandlerId,
+    Incarnation, LedgerState, ListedFile, MemberId, OpId, Outcome, StoreError, WorkAction,
+    WorkConfig, Worker,
 };
 
-use super::world::{Ev, Rep, Req, World};
+use super::world::{Ev, FsRes, Rep, Req, World};
 use crate::rng::SimRng;
 
 pub(super) struct Member {
@@ -19,14 +22,17 @@ pub(super) struct Member {
     /// Bumped by every crash and restart: events of an older generation are dropped.
     pub(super) gen_: u64,
     pub(super) elector: Option<Elector>,
+    pub(super) worker: Option<Worker>,
     pub(super) paused: bool,
     pub(super) paused_until: Duration,
     pub(super) partitioned_until: Duration,
     pub(super) down_until: Duration,
     pub(super) buffer: Vec<Ev>,
     election_op: Option<(u64, ElectionCall)>,
-    work: Option<Work>,
-    work_counter: u64,
+    /// Store calls of the worker in flight: simulated call to the worker's.
+    work_ops: HashMap<u64, (OpId, WorkCall)>,
+    /// Handlers running in this process.
+    pub(super) handlers: BTreeMap<HandlerId, FileVersion>,
     next_wake: Option<Duration>,
 }
 
@@ -37,33 +43,11 @@ enum ElectionCall {
     Stop,
 }
 
-enum Task {
-    Handle(Dispatch),
-    PostProcess(FileVersion),
-    MoveToError(FileVersion),
-}
-
-enum Pending {
+#[derive(Clone, Copy)]
+enum WorkCall {
     Load,
-    Claim(Vec<FileVersion>),
-    Outcome {
-        version: FileVersion,
-        handled: bool,
-        give_up: bool,
-    },
-    PostProcessed,
-}
-
-/// The leader's work for one term.
-struct Work {
-    id: u64,
-    fence: Fence,
-    ledger: Option<Ledger>,
-    op: Option<(u64, Pending)>,
-    handling: Option<FileVersion>,
-    queue: VecDeque<Task>,
-    next_poll: Duration,
-    backoff_until: Duration,
+    Claim,
+    Record,
 }
 
 impl Member {
@@ -74,14 +58,15 @@ impl Member {
             drift_ppm: drift,
             gen_: 0,
             elector: None,
+            worker: None,
             paused: false,
             paused_until: Duration::ZERO,
             partitioned_until: Duration::ZERO,
             down_until: Duration::ZERO,
             buffer: Vec::new(),
             election_op: None,
-            work: None,
-            work_counter: 0,
+            work_ops: HashMap::new(),
+            handlers: BTreeMap::new(),
             next_wake: None,
         }
     }
@@ -99,14 +84,16 @@ impl Member {
         Duration::from_nanos(((nanos * 1_000_000 + rate - 1) / rate) as u64)
     }
 
-    /// Process death: all in-memory state is gone.
+    /// Process death: all in-memory state is gone, handlers die with the process.
     pub(super) fn crash(&mut self) {
         self.gen_ += 1;
         self.elector = None;
+        self.worker = None;
         self.paused = false;
         self.buffer.clear();
         self.election_op = None;
-        self.work = None;
+        self.work_ops.clear();
+        self.handlers.clear();
         self.next_wake = None;
     }
 }
@@ -120,11 +107,24 @@ impl World {
             group: self.group.clone(),
             timing: self.cfg.timing.clone(),
         };
+        let work = self.work_config();
+        self.stop_handlers(m);
         let member = &mut self.members[m];
         member.crash();
         member.elector = Some(Elector::new(config, incarnation, local));
+        member.worker = Some(Worker::new(work));
         self.trace(|| format!("m{m} starts, incarnation {incarnation}"));
         self.wake_now(m);
+    }
+
+    fn work_config(&self) -> WorkConfig {
+        let mut work = WorkConfig::new("/done", "/error");
+        work.policy.retry = self.cfg.retry.clone();
+        work.post_processing = self.cfg.post_processing;
+        work.poll_interval = self.cfg.poll_interval;
+        work.max_in_flight = self.cfg.max_in_flight;
+        work.store_retry = self.cfg.poll_interval;
+        work
     }
 
     /// Graceful stop (SIGTERM): stop dispatching, release, then stay down until restarted.
@@ -135,13 +135,15 @@ impl World {
         let local = self.members[m].local(self.base, self.now);
         if let Some(elector) = &mut self.members[m].elector {
             elector.stop(local);
-            self.members[m].work = None;
             self.wake_now(m);
         }
     }
 
     pub(super) fn member_event(&mut self, m: usize, ev: Ev) {
         let local = self.members[m].local(self.base, self.now);
+        // The lease first: a result that arrives after the lease ended must find the term
+        // over (the listener's loop does the same).
+        self.sync_lease(m, local);
         match ev {
             Ev::Wake(..) => {
                 if self.members[m].next_wake.is_some_and(|w| w <= self.now) {
@@ -150,9 +152,15 @@ impl World {
             }
             Ev::Reply { op, rep, .. } => self.on_reply(m, op, Some(rep), local),
             Ev::Timeout { op, .. } => self.on_reply(m, op, None, local),
-            Ev::HandlerDone {
-                work, version, ok, ..
-            } => self.on_handler_done(m, work, version, ok, local),
+            Ev::HandlerDone { handler, ok, .. } => self.on_handler_done(m, handler, ok, local),
+            Ev::FsDone { op, res, .. } => {
+                if let Some(worker) = self.members[m].worker.as_mut() {
+                    match res {
+                        FsRes::Listed(listing) => worker.handle_listed(local, op, Ok(listing)),
+                        FsRes::File(result) => worker.handle_file_op(local, op, result),
+                    }
+                }
+            }
             _ => unreachable!("not a member event"),
         }
         self.step(m);
@@ -160,17 +168,17 @@ impl World {
 
     /// A store reply, or a timeout (`None`) of the call `op`.
     fn on_reply(&mut self, m: usize, op: u64, rep: Option<Rep>, local: Instant) {
+        let timeout = |operation| StoreError::Timeout {
+            operation,
+            group: "sim-group".into(),
+            after: Duration::ZERO,
+        };
         let member = &mut self.members[m];
         if let Some((pending, call)) = member.election_op
             && pending == op
         {
             member.election_op = None;
             let elector = member.elector.as_mut().expect("running member");
-            let timeout = |operation| StoreError::Timeout {
-                operation,
-                group: "sim-group".into(),
-                after: Duration::ZERO,
-            };
             match (call, rep) {
                 (ElectionCall::Heartbeat, Some(Rep::Heartbeat(r))) => {
                     elector.handle_heartbeat(local, r)
@@ -189,91 +197,30 @@ impl World {
             }
             return;
         }
-        let Some(work) = member.work.as_mut() else {
+        let Some((work_op, call)) = member.work_ops.remove(&op) else {
             return;
         };
-        if work.op.as_ref().is_none_or(|(pending, _)| *pending != op) {
+        let Some(worker) = member.worker.as_mut() else {
             return;
-        }
-        let (_, pending) = work.op.take().expect("checked");
-        let later = self.now + self.cfg.poll_interval;
-        match (pending, rep) {
-            (Pending::Load, Some(Rep::Load(Ok(records)))) => {
-                let policy = LedgerPolicy {
-                    stability: Stability::default(),
-                    retry: self.cfg.retry.clone(),
-                    retention: Duration::ZERO,
-                };
-                work.ledger = Some(Ledger::new(policy, records, local));
+        };
+        match (call, rep) {
+            (WorkCall::Load, Some(Rep::Load(r))) => worker.handle_loaded(local, work_op, r),
+            (WorkCall::Load, _) => {
+                worker.handle_loaded(local, work_op, Err(timeout("load_ledger")))
             }
-            (Pending::Claim(versions), Some(Rep::Claim(Ok(outcomes)))) => {
-                let ledger = work.ledger.as_mut().expect("claims need a ledger");
-                for (version, outcome) in versions.iter().zip(&outcomes) {
-                    if let Some(dispatch) = ledger.on_claim(version, outcome) {
-                        work.queue.push_back(Task::Handle(dispatch));
-                    }
-                }
-            }
-            (
-                Pending::Outcome {
-                    version,
-                    handled,
-                    give_up,
-                },
-                Some(Rep::Record(Ok(()))),
-            ) => {
-                if handled {
-                    work.queue.push_front(Task::PostProcess(version));
-                } else if give_up {
-                    work.queue.push_front(Task::MoveToError(version));
-                }
-            }
-            (Pending::PostProcessed, Some(Rep::Record(Ok(())))) => {}
-            (_, Some(Rep::Load(Err(e))))
-            | (_, Some(Rep::Claim(Err(e))))
-            | (_, Some(Rep::Record(Err(e))))
-                if matches!(e, StoreError::Fenced { .. }) =>
-            {
-                // Another member leads: this term's work ends here.
-                member.work = None;
-                self.trace(|| format!("m{m} fenced: {e}"));
-            }
-            (pending, _) => {
-                // Store trouble (or a timeout, which may have been applied): start again from
-                // the store's ledger after a pause; unfinished claims are redelivered.
-                if let Pending::Claim(versions) = &pending
-                    && let Some(ledger) = work.ledger.as_mut()
-                {
-                    for version in versions {
-                        ledger.on_claim_failed(version);
-                    }
-                }
-                work.ledger = None;
-                work.queue.clear();
-                work.handling = None;
-                work.backoff_until = later;
-            }
+            (WorkCall::Claim, Some(Rep::Claim(r))) => worker.handle_claimed(local, work_op, r),
+            (WorkCall::Claim, _) => worker.handle_claimed(local, work_op, Err(timeout("claim"))),
+            (WorkCall::Record, Some(Rep::Record(r))) => worker.handle_recorded(local, work_op, r),
+            (WorkCall::Record, _) => worker.handle_recorded(local, work_op, Err(timeout("record"))),
         }
     }
 
-    fn on_handler_done(
-        &mut self,
-        m: usize,
-        work_id: u64,
-        version: FileVersion,
-        ok: bool,
-        local: Instant,
-    ) {
-        let Some(work) = self.members[m].work.as_mut() else {
+    fn on_handler_done(&mut self, m: usize, handler: HandlerId, ok: bool, local: Instant) {
+        // A cancelled handler stopped before its end: it has no outcome.
+        let Some(version) = self.members[m].handlers.remove(&handler) else {
             return;
         };
-        if work.id != work_id || work.handling.as_ref() != Some(&version) {
-            return;
-        }
-        work.handling = None;
-        let Some(ledger) = work.ledger.as_mut() else {
-            return;
-        };
+        self.handler_stopped(m, handler, &version);
         if ok {
             *self.handled_ok.entry(version.clone()).or_default() += 1;
         }
@@ -282,17 +229,18 @@ impl World {
         } else {
             Outcome::Failed("simulated handler failure".into())
         };
-        let (update, after) = ledger.on_outcome(local, &version, outcome);
-        let fence = work.fence.clone();
-        let pending = Pending::Outcome {
-            version,
-            handled: ok,
-            give_up: after == Some(AfterFailure::GiveUp),
-        };
-        let op = self.send(m, Req::Record(fence, vec![update]));
-        if let Some(work) = self.members[m].work.as_mut() {
-            work.op = Some((op, pending));
+        if let Some(worker) = self.members[m].worker.as_mut() {
+            worker.handle_outcome(local, handler, outcome);
         }
+    }
+
+    fn sync_lease(&mut self, m: usize, local: Instant) {
+        let member = &mut self.members[m];
+        let (Some(elector), Some(worker)) = (&member.elector, &mut member.worker) else {
+            return;
+        };
+        let lease = elector.may_dispatch(local);
+        worker.set_lease(local, lease.as_ref());
     }
 
     /// Runs the member until it waits for something: election actions, events, work.
@@ -327,6 +275,7 @@ impl World {
                 return;
             }
         }
+        self.sync_lease(m, local);
         self.drive_work(m, local);
         self.schedule_wake(m);
     }
@@ -335,28 +284,16 @@ impl World {
         match event {
             Event::BecameLeader(fence) => {
                 self.trace(|| format!("m{m} leads term {}", fence.term));
-                let member = &mut self.members[m];
-                member.work_counter += 1;
-                member.work = Some(Work {
-                    id: member.work_counter,
-                    fence,
-                    ledger: None,
-                    op: None,
-                    handling: None,
-                    queue: VecDeque::new(),
-                    next_poll: self.now,
-                    backoff_until: Duration::ZERO,
-                });
             }
             Event::LostLeadership { term, reason } => {
                 self.trace(|| format!("m{m} loses term {term}: {reason:?}"));
-                self.members[m].work = None;
             }
             Event::Refused(e) => {
                 self.violate("no false refusal", format!("m{m} refused: {e}"));
             }
             Event::Stopped => {
                 self.trace(|| format!("m{m} stopped"));
+                self.stop_handlers(m);
                 let down_until = self.members[m].down_until;
                 self.members[m].crash();
                 self.members[m].down_until = down_until.max(self.now);
@@ -365,113 +302,130 @@ impl World {
         }
     }
 
+    /// Performs every action the worker has for now.
     fn drive_work(&mut self, m: usize, local: Instant) {
-        let Some(fence) = self.members[m]
-            .elector
-            .as_ref()
-            .and_then(|e| e.may_dispatch(local))
-        else {
-            return;
-        };
         loop {
-            let now = self.now;
-            let Some(work) = self.members[m].work.as_mut() else {
+            let Some(worker) = self.members[m].worker.as_mut() else {
                 return;
             };
-            if work.fence != fence || work.op.is_some() || work.handling.is_some() {
-                return;
-            }
-            if now < work.backoff_until {
-                return;
-            }
-            let Some(ledger) = work.ledger.as_mut() else {
-                let op = self.send(m, Req::Load);
-                self.set_op(m, op, Pending::Load);
-                return;
+            let Some(action) = worker.poll_action(local) else {
+                break;
             };
-            if let Some(task) = work.queue.pop_front() {
-                match task {
-                    Task::Handle(dispatch) => {
-                        self.start_handler(m, dispatch);
-                        return;
-                    }
-                    Task::PostProcess(version) => {
-                        let update = ledger.on_post_processed(&version);
-                        if self
-                            .dir
-                            .get(&version.path)
-                            .is_some_and(|f| f.version == version)
-                        {
-                            self.dir.remove(&version.path);
-                        }
-                        let op = self.send(m, Req::Record(fence.clone(), vec![update]));
-                        self.set_op(m, op, Pending::PostProcessed);
-                        return;
-                    }
-                    Task::MoveToError(version) => {
-                        if self
-                            .dir
-                            .get(&version.path)
-                            .is_some_and(|f| f.version == version)
-                        {
-                            self.dir.remove(&version.path);
-                            self.error_dir.insert(version.path.clone());
-                        }
-                        continue;
+            if matches!(action, WorkAction::Record { .. } | WorkAction::Claim { .. }) {
+                self.trace(|| format!("m{m} action {action:?}"));
+            }
+            match action {
+                WorkAction::Cancel(handler) => {
+                    if let Some(version) = self.members[m].handlers.remove(&handler) {
+                        self.trace(|| format!("m{m} cancels its handler of {}", version.path));
+                        self.handler_stopped(m, handler, &version);
                     }
                 }
-            }
-            if now < work.next_poll {
-                return;
-            }
-            work.next_poll = now + self.cfg.poll_interval;
-            let listing: Vec<ListedFile> = self
-                .dir
-                .iter()
-                .map(|(path, file)| ListedFile {
-                    version: file.version.clone(),
-                    name: path.rsplit('/').next().unwrap_or(path).to_string(),
-                })
-                .collect();
-            for file in &listing {
-                if ledger.state(&file.version) == Some(LedgerState::Error) {
-                    work.queue
-                        .push_back(Task::MoveToError(file.version.clone()));
+                WorkAction::LoadLedger { op } => self.work_call(m, op, WorkCall::Load, Req::Load),
+                WorkAction::Claim {
+                    op,
+                    fence,
+                    versions,
+                } => self.work_call(m, op, WorkCall::Claim, Req::Claim(fence, versions)),
+                WorkAction::Record { op, fence, updates } => {
+                    self.work_call(m, op, WorkCall::Record, Req::Record(fence, updates))
+                }
+                WorkAction::Dispatch {
+                    handler, dispatch, ..
+                } => self.start_handler(m, handler, dispatch),
+                WorkAction::List { op } => {
+                    let listing: Vec<ListedFile> = self
+                        .dir
+                        .iter()
+                        .map(|(path, file)| ListedFile {
+                            version: file.version.clone(),
+                            name: path.rsplit('/').next().unwrap_or(path).to_string(),
+                        })
+                        .collect();
+                    self.fs_reply(m, op, FsRes::Listed(listing));
+                }
+                WorkAction::File { op, file_op } => {
+                    let result = self.apply_file_op(m, &file_op);
+                    self.fs_reply(m, op, FsRes::File(result));
                 }
             }
-            for version in ledger.pending_post_processing() {
-                work.queue.push_back(Task::PostProcess(version));
+        }
+        while let Some(event) = self.members[m].worker.as_mut().and_then(|w| w.poll_event()) {
+            self.trace(|| format!("m{m} work: {event:?}"));
+        }
+    }
+
+    fn work_call(&mut self, m: usize, op: OpId, call: WorkCall, req: Req) {
+        let sim_op = self.send(m, req);
+        self.members[m].work_ops.insert(sim_op, (op, call));
+    }
+
+    fn fs_reply(&mut self, m: usize, op: OpId, res: FsRes) {
+        let at = self.now + self.rng.millis(0, 5);
+        let gen_ = self.members[m].gen_;
+        self.schedule(at, Ev::FsDone { m, gen_, op, res });
+    }
+
+    /// A file operation on the directory, by path, as a real server performs it (the rename
+    /// takes whatever version is at the path): the invariants check what it touched.
+    fn apply_file_op(&mut self, m: usize, file_op: &FileOp) -> FileOpResult {
+        match file_op {
+            FileOp::PrepareDirs(_) | FileOp::DeleteMarker(_) => FileOpResult::Done(None),
+            FileOp::MoveToDone { version, .. } | FileOp::Delete(version) => {
+                let Some(file) = self.dir.remove(&version.path) else {
+                    return FileOpResult::SourceGone;
+                };
+                self.trace(|| format!("m{m} post-processes {}", version.path));
+                if self.handled_ok.get(&file.version).copied().unwrap_or(0) == 0 {
+                    self.violate(
+                        "no file moved or deleted unless that exact version was handled",
+                        format!("m{m} moves {:?}, asked for {version:?}", file.version),
+                    );
+                }
+                if self.cfg.post_processing == coord_core::PostProcessing::Move {
+                    self.done_dir.insert(version.path.clone());
+                }
+                FileOpResult::Done(None)
             }
-            let planned = ledger.plan(local, &listing);
-            if !planned.is_empty() {
-                let op = self.send(m, Req::Claim(fence.clone(), planned.clone()));
-                self.set_op(m, op, Pending::Claim(planned));
-                return;
+            FileOp::MoveToError { version, .. } => {
+                let Some(file) = self.dir.remove(&version.path) else {
+                    return FileOpResult::SourceGone;
+                };
+                let state = self.store.ledger_state(&self.group, &file.version);
+                if state != Some(LedgerState::Error) {
+                    self.violate(
+                        "only versions in error go to the error folder",
+                        format!("m{m} moves {:?} in state {state:?}", file.version),
+                    );
+                }
+                self.error_dir.insert(version.path.clone());
+                FileOpResult::Done(None)
             }
         }
     }
 
-    fn set_op(&mut self, m: usize, op: u64, pending: Pending) {
-        if let Some(work) = self.members[m].work.as_mut() {
-            work.op = Some((op, pending));
-        }
-    }
-
-    fn start_handler(&mut self, m: usize, dispatch: Dispatch) {
-        self.check_dispatch(m, &dispatch.version);
+    fn start_handler(&mut self, m: usize, handler: HandlerId, dispatch: coord_core::Dispatch) {
+        self.check_dispatch(m, &dispatch);
         self.report.dispatches += 1;
         if dispatch.redelivery {
             self.report.redeliveries += 1;
         }
         let ok = !self.rng.chance(self.cfg.handler_failure_per_mille);
-        let took = self.rng.millis(1, 300);
+        // Some handlers outlive the liveness timeout, as a long command does.
+        let took = if self.rng.chance(self.cfg.long_handler_per_mille) {
+            let liveness = self.cfg.timing.liveness_timeout.as_millis() as u64;
+            self.rng.millis(liveness, liveness * 3)
+        } else {
+            self.rng.millis(1, 300)
+        };
         let gen_ = self.members[m].gen_;
-        let work = self.members[m].work.as_mut().expect("leading");
-        work.handling = Some(dispatch.version.clone());
-        let work_id = work.id;
+        self.members[m]
+            .handlers
+            .insert(handler, dispatch.version.clone());
+        self.handler_started(m, handler, &dispatch.version);
         self.trace(|| {
             format!(
-                "m{m} handles {} attempt {} redelivery={} ok={ok}",
+                "m{m} handles {} attempt {} redelivery={} ok={ok} for {took:?}",
                 dispatch.version.path, dispatch.attempt, dispatch.redelivery
             )
         });
@@ -480,14 +434,21 @@ impl World {
             Ev::HandlerDone {
                 m,
                 gen_,
-                work: work_id,
-                version: dispatch.version,
+                handler,
                 ok,
             },
         );
     }
 
-    /// Wakes the member at its next deadline (election, renew deadline, next poll).
+    /// The process ends: its handlers stop with it.
+    pub(super) fn stop_handlers(&mut self, m: usize) {
+        let handlers = std::mem::take(&mut self.members[m].handlers);
+        for (handler, version) in handlers {
+            self.handler_stopped(m, handler, &version);
+        }
+    }
+
+    /// Wakes the member at its next deadline (election, renew deadline, work).
     fn schedule_wake(&mut self, m: usize) {
         let member = &self.members[m];
         let Some(elector) = &member.elector else {
@@ -496,13 +457,8 @@ impl World {
         let mut next = elector
             .next_deadline()
             .map(|local| member.sim_time(self.base, local).max(self.now));
-        let local = member.local(self.base, self.now);
-        if let Some(work) = &member.work
-            && work.op.is_none()
-            && work.handling.is_none()
-            && elector.may_dispatch(local).is_some()
-        {
-            let due = work.next_poll.max(work.backoff_until).max(self.now);
+        if let Some(due) = member.worker.as_ref().and_then(Worker::next_deadline) {
+            let due = member.sim_time(self.base, due).max(self.now);
             next = Some(next.map_or(due, |n| n.min(due)));
         }
         let Some(at) = next else {

@@ -6,9 +6,9 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use coord_core::{
-    ClaimOutcome, Fence, FileVersion, GroupId, HeartbeatRequest, Incarnation, LedgerRecord,
-    LedgerState, LedgerUpdate, MemberId, Observation, RetryPolicy, StoreError, TakeoverOutcome,
-    TakeoverRequest, Term, Timing,
+    ClaimOutcome, Dispatch, Fence, FileOpResult, FileVersion, GroupId, HandlerId, HeartbeatRequest,
+    Incarnation, LedgerRecord, LedgerState, LedgerUpdate, ListedFile, MemberId, Observation, OpId,
+    PostProcessing, RetryPolicy, StoreError, TakeoverOutcome, TakeoverRequest, Term, Timing,
 };
 
 use super::member::Member;
@@ -17,6 +17,7 @@ use crate::store::StoreState;
 
 /// A schedule that needs more events than this is stuck in a loop.
 const MAX_EVENTS: u64 = 1_000_000;
+const TRACE_FACTOR: usize = 2;
 
 /// The shape of one schedule, drawn from its seed by [`SimConfig::random`].
 #[derive(Debug, Clone)]
@@ -43,6 +44,12 @@ pub struct SimConfig {
     pub max_drift_ppm: u64,
     /// Largest one-way latency to the store in normal operation.
     pub max_latency: Duration,
+    /// What happens to handled files.
+    pub post_processing: PostProcessing,
+    /// Handlers running at once on the leader.
+    pub max_in_flight: usize,
+    /// Chance in 1000 that a handler runs longer than the liveness timeout.
+    pub long_handler_per_mille: u64,
 }
 
 impl SimConfig {
@@ -72,6 +79,13 @@ impl SimConfig {
             },
             max_drift_ppm: 50_000,
             max_latency: Duration::from_millis(rng.range(1, 25)),
+            post_processing: match rng.range(0, 10) {
+                0..7 => PostProcessing::Move,
+                7 => PostProcessing::Delete,
+                _ => PostProcessing::Leave,
+            },
+            max_in_flight: rng.range(1, 5) as usize,
+            long_handler_per_mille: rng.range(0, 150),
         }
     }
 }
@@ -192,9 +206,14 @@ pub(super) enum Ev {
     HandlerDone {
         m: usize,
         gen_: u64,
-        work: u64,
-        version: FileVersion,
+        handler: HandlerId,
         ok: bool,
+    },
+    FsDone {
+        m: usize,
+        gen_: u64,
+        op: OpId,
+        res: FsRes,
     },
     Fault(Fault),
     Heal,
@@ -204,6 +223,13 @@ pub(super) enum Ev {
         last: bool,
     },
     Quiet,
+}
+
+/// The answer of a file-source call.
+#[derive(Debug, Clone)]
+pub(super) enum FsRes {
+    Listed(Vec<ListedFile>),
+    File(FileOpResult),
 }
 
 #[derive(Debug, Clone)]
@@ -229,7 +255,12 @@ pub(super) struct World {
     pub(super) members: Vec<Member>,
     pub(super) dir: BTreeMap<String, SimFile>,
     pub(super) error_dir: BTreeSet<String>,
+    pub(super) done_dir: BTreeSet<String>,
     pub(super) handled_ok: BTreeMap<FileVersion, u32>,
+    /// Handlers running now, per version: (member, handler).
+    running: BTreeMap<FileVersion, Vec<(usize, HandlerId)>>,
+    /// Handler calls per version.
+    deliveries: BTreeMap<FileVersion, u32>,
     finals: BTreeMap<String, FileVersion>,
     terms: BTreeMap<Term, (MemberId, Incarnation)>,
     pub(super) quiet_at: Option<Duration>,
@@ -277,7 +308,10 @@ impl World {
             members: Vec::new(),
             dir: BTreeMap::new(),
             error_dir: BTreeSet::new(),
+            done_dir: BTreeSet::new(),
             handled_ok: BTreeMap::new(),
+            running: BTreeMap::new(),
+            deliveries: BTreeMap::new(),
             finals: BTreeMap::new(),
             terms: BTreeMap::new(),
             quiet_at: None,
@@ -293,7 +327,7 @@ impl World {
     }
 
     pub(super) fn trace(&mut self, line: impl FnOnce() -> String) {
-        if self.trace.len() == 60 {
+        if self.trace.len() == 60 * TRACE_FACTOR {
             self.trace.pop_front();
         }
         self.trace.push_back((self.now, line()));
@@ -343,6 +377,7 @@ impl World {
             }
             self.handle(ev);
             self.check_single_dispatcher();
+            self.check_single_handler();
             if let Some(v) = self.violation.take() {
                 return Err(v);
             }
@@ -411,7 +446,8 @@ impl World {
             Ev::Apply { m, op, req } => self.apply(m, op, req),
             Ev::Reply { m, gen_, .. }
             | Ev::Timeout { m, gen_, .. }
-            | Ev::HandlerDone { m, gen_, .. } => {
+            | Ev::HandlerDone { m, gen_, .. }
+            | Ev::FsDone { m, gen_, .. } => {
                 if self.members[m].gen_ == gen_ {
                     self.deliver_or_buffer(m, ev);
                 }
@@ -464,6 +500,7 @@ impl World {
         self.trace(|| format!("fault {fault:?}"));
         match fault {
             Fault::Crash(m, down) => {
+                self.stop_handlers(m);
                 self.members[m].crash();
                 self.members[m].down_until = self.members[m].down_until.max(self.now + down);
                 self.schedule(self.now + down, Ev::Heal);
@@ -507,7 +544,11 @@ impl World {
                 for ev in buffered {
                     self.deliver_or_buffer(m, ev);
                 }
-                self.wake_now(m);
+                // The process runs again: it looks at its lease at once.
+                if self.members[m].elector.is_some() {
+                    let gen_ = self.members[m].gen_;
+                    self.member_event(m, Ev::Wake(m, gen_));
+                }
             }
             if self.members[m].elector.is_none() && self.members[m].down_until <= self.now {
                 self.start_member(m);
@@ -524,7 +565,8 @@ impl World {
         self.next_op += 1;
         let op = self.next_op;
         let gen_ = self.members[m].gen_;
-        let timeout = self.cfg.timing.heartbeat_interval;
+        // The production drivers bound every store call by the elector's call timeout.
+        let timeout = self.cfg.timing.renew_deadline;
         self.schedule(self.now + timeout, Ev::Timeout { m, gen_, op });
         if self.members[m].partitioned_until > self.now || !self.store_up() {
             // Connection refused or reset: a fast failure.
@@ -653,10 +695,19 @@ impl World {
             match self.store.ledger_state(&self.group, version) {
                 Some(LedgerState::Done) => {
                     self.report.done += 1;
-                    if self.dir.contains_key(path) {
+                    let leaves = self.cfg.post_processing != PostProcessing::Leave;
+                    if leaves && self.dir.contains_key(path) {
                         self.violate(
                             "(e) done files leave",
                             format!("{path} done but still listed"),
+                        );
+                    }
+                    if self.cfg.post_processing == PostProcessing::Move
+                        && !self.done_dir.contains(path)
+                    {
+                        self.violate(
+                            "(e) done files are moved",
+                            format!("{path} done, not in the done folder"),
                         );
                     }
                     if self.handled_ok.get(version).copied().unwrap_or(0) == 0 {
@@ -683,8 +734,58 @@ impl World {
         }
     }
 
-    /// (d) and finished-versions-only, at the moment a handler is called.
-    pub(super) fn check_dispatch(&mut self, m: usize, version: &FileVersion) {
+    /// A handler starts on `version` in member `m`.
+    pub(super) fn handler_started(&mut self, m: usize, handler: HandlerId, version: &FileVersion) {
+        self.running
+            .entry(version.clone())
+            .or_default()
+            .push((m, handler));
+    }
+
+    /// A handler ended (returned, cancelled, or died with its process).
+    pub(super) fn handler_stopped(&mut self, m: usize, handler: HandlerId, version: &FileVersion) {
+        if let Some(list) = self.running.get_mut(version) {
+            list.retain(|h| *h != (m, handler));
+            if list.is_empty() {
+                self.running.remove(version);
+            }
+        }
+    }
+
+    /// Never two handlers running on one file version at the same instant, across members
+    /// (a paused process runs nothing until it resumes).
+    fn check_single_handler(&mut self) {
+        let mut overlap = None;
+        for (version, handlers) in &self.running {
+            let live: Vec<_> = handlers
+                .iter()
+                .filter(|(m, _)| !self.members[*m].paused)
+                .collect();
+            if live.len() > 1 {
+                overlap = Some(format!("{} handled at once by {live:?}", version.path));
+                break;
+            }
+        }
+        if let Some(detail) = overlap {
+            self.violate("never two handlers on one version at once", detail);
+        }
+    }
+
+    /// (d), finished-versions-only and the delivery budget, at the moment a handler is called.
+    pub(super) fn check_dispatch(&mut self, m: usize, dispatch: &Dispatch) {
+        let version = &dispatch.version;
+        let deliveries = self.deliveries.entry(version.clone()).or_default();
+        *deliveries += 1;
+        let deliveries = *deliveries;
+        if deliveries > self.cfg.retry.max_attempts {
+            self.violate(
+                "nothing delivered more than max_attempts times",
+                format!(
+                    "m{m} delivers {} for the {deliveries}th time, max_attempts {}",
+                    version.path, self.cfg.retry.max_attempts
+                ),
+            );
+        }
         if let Some(state) = self.store.ledger_state(&self.group, version)
             && state.is_settled()
         {
