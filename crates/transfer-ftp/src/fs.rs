@@ -8,16 +8,29 @@ use coord_core::{FsError, ListOptions, Listing, RemoteFs, RenameMode};
 use suppaftp::{FtpError, Status};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::parse::{DirParser, ListFormat};
+use crate::mtimes::{Known, MtimeCache, is_fresh};
+use crate::parse::{DirParser, ListFormat, ListStamp, parse_mdtm_reply};
 use crate::pool::{Lease, Pool};
-use crate::session::{Probe, Refusal, Session, Shared, classify, map_ftp_error};
+use crate::session::{Probe, Refusal, Session, Shared, classify, map_ftp_error, reply_text};
 use crate::settings::{FtpSettings, SettingsError, TlsMode};
 use crate::transfer::{FtpReader, FtpWriter};
 
 /// An FTP or explicit-FTPS server as a [`RemoteFs`]. Cheap to clone (the pool is shared).
+///
+/// Modification times: with MLSD (FEAT lists `MLST`) each entry's mtime is the `modify`
+/// fact. On a LIST-only server a listing line's date is never used (its recent form has no
+/// year, and it changes form about six months after the mtime, so it cannot be part of a
+/// stable identity); instead each regular file's exact time is asked with `MDTM` when FEAT
+/// lists it, once per `(path, size, LIST date text)`: the answers are remembered by this
+/// value (shared by its clones and sessions, bounded by the latest listing of each directory),
+/// so a poll of unchanged files sends no `MDTM` ([`FtpFs::mdtm_requests`] counts them). A
+/// server with neither reports `mtime: None` for POSIX LIST lines (identity is then path and
+/// size; said at WARN once per session); DOS lines keep their own date and time. Directories,
+/// symlinks and other entries of POSIX LIST lines have no mtime.
 #[derive(Debug, Clone)]
 pub struct FtpFs {
     pool: Arc<Pool>,
+    mtimes: Arc<MtimeCache>,
 }
 
 /// Runs `fut` under `after`, reporting an expiry as [`FsError::Timeout`].
@@ -60,6 +73,7 @@ impl FtpFs {
                 tls,
                 server,
             })),
+            mtimes: Arc::new(MtimeCache::default()),
         })
     }
 
@@ -73,6 +87,14 @@ impl FtpFs {
     /// reused.
     pub fn sessions_opened(&self) -> u64 {
         self.pool.sessions_opened()
+    }
+
+    /// How many `MDTM` commands were sent so far (LIST-only servers that offer `MDTM`): one
+    /// per regular file whose LIST line (size or date text) is new or changed, plus one per
+    /// poll for files modified in the last two minutes. A poll of unchanged files adds none.
+    /// Always 0 with MLSD. A metric, and a check that times are reused.
+    pub fn mdtm_requests(&self) -> u64 {
+        self.mtimes.mdtm_sent()
     }
 
     fn server(&self) -> &str {
@@ -134,12 +156,11 @@ impl FtpFs {
         } else {
             ListFormat::List
         };
-        let now = SystemTime::now();
         let mut out = Listing::default();
         let mut queue = std::collections::VecDeque::from([(dir.to_string(), 0u32)]);
         while let Some((current, depth)) = queue.pop_front() {
             let subdirs = self
-                .list_one(session, &current, format, now, timeout, &mut out)
+                .list_one(session, &current, format, timeout, &mut out)
                 .await;
             let subdirs = match subdirs {
                 Ok(s) => s,
@@ -162,13 +183,13 @@ impl FtpFs {
 
     /// Lists one directory: `CWD` into it (so that no name is ever parsed as an option of
     /// `LIST`), then `MLSD` or `LIST` without argument, parsed line by line from the data
-    /// connection. Returns the subdirectories found.
+    /// connection; in LIST mode then the files' times (see [`FtpFs::list_times`]). Returns the
+    /// subdirectories found.
     async fn list_one(
         &self,
         session: &mut Session,
         dir: &str,
         format: ListFormat,
-        now: SystemTime,
         timeout: Duration,
         out: &mut Listing,
     ) -> Result<Vec<String>, FsError> {
@@ -195,7 +216,7 @@ impl FtpFs {
         })
         .await?;
         let mut reader = BufReader::with_capacity(64 * 1024, stream);
-        let mut parser = DirParser::new(dir, format, now);
+        let mut parser = DirParser::new(dir, format);
         let mut line = Vec::with_capacity(256);
         loop {
             line.clear();
@@ -224,7 +245,139 @@ impl FtpFs {
                 .map_err(|e| map_ftp_error(OP, dir, server, e))
         })
         .await?;
+        if format == ListFormat::List {
+            self.list_times(session, &abs, &parser.stamps, timeout, out)
+                .await?;
+        }
         Ok(std::mem::take(&mut parser.subdirs))
+    }
+
+    /// Gives the regular files of one LIST listing (`files`: index in `out.entries`, LIST
+    /// date stamp) their exact times: remembered ones while the file's size and LIST date text
+    /// are unchanged, else asked with `MDTM`. What is remembered for `abs_dir` is then
+    /// replaced by this listing's files (files that left are forgotten).
+    ///
+    /// A file whose `MDTM` is refused (`550`: it vanished since the listing, or it is not a
+    /// plain file to the server) or answered unreadably is **skipped for this listing**:
+    /// left out of `out.entries`, counted in `out.skipped` and logged. It is not reported with
+    /// `mtime: None`, which would give it a different identity than the exact time will on
+    /// the next listing (and so process it twice). If it still exists, the next listing asks
+    /// again. A lost connection or a timeout fails the listing, as for the LIST itself.
+    async fn list_times(
+        &self,
+        session: &mut Session,
+        abs_dir: &str,
+        files: &[(usize, ListStamp)],
+        timeout: Duration,
+        out: &mut Listing,
+    ) -> Result<(), FsError> {
+        if !session.mdtm {
+            if !session.warned_no_times && !files.is_empty() {
+                session.warned_no_times = true;
+                tracing::warn!(
+                    server = %self.server(),
+                    "the server offers neither MLSD nor MDTM: listed files have no mtime, \
+                     file identity falls back to (path, size)"
+                );
+            }
+            return Ok(());
+        }
+        let known = self.mtimes.lookup(
+            abs_dir,
+            files.iter().map(|&(i, stamp)| {
+                let e = &out.entries[i];
+                (e.name.as_str(), e.size, stamp)
+            }),
+        );
+        let now = SystemTime::now();
+        let mut remember = std::collections::HashMap::with_capacity(files.len());
+        let mut skip = Vec::new();
+        for (&(i, stamp), known) in files.iter().zip(known) {
+            let mtime = match known {
+                Some(t) => t,
+                None => match self.mdtm(session, &out.entries[i].path, timeout).await? {
+                    Some(t) => t,
+                    None => {
+                        skip.push(i);
+                        continue;
+                    }
+                },
+            };
+            let e = &mut out.entries[i];
+            e.mtime = Some(mtime);
+            if !is_fresh(mtime, now) {
+                let size = e.size;
+                remember.insert(e.name.clone(), Known { size, stamp, mtime });
+            }
+        }
+        self.mtimes.replace(abs_dir, remember);
+        if !skip.is_empty() {
+            out.skipped += skip.len() as u64;
+            let mut index = 0;
+            out.entries.retain(|_| {
+                let keep = skip.binary_search(&index).is_err();
+                index += 1;
+                keep
+            });
+        }
+        Ok(())
+    }
+
+    /// `MDTM` of one file: `Ok(None)` when the server refuses or answers unreadably (logged).
+    async fn mdtm(
+        &self,
+        session: &mut Session,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<Option<SystemTime>, FsError> {
+        const OP: &str = "list";
+        let abs = session.abs(OP, path)?;
+        // vsftpd reads `MDTM YYYYMMDDHHMMSS name` as "set the time of `name`": an absolute
+        // path (always, from a PWD home) cannot look like that.
+        if !abs.starts_with('/') {
+            tracing::warn!(
+                path,
+                "not asking MDTM for a path that is not absolute; skipping"
+            );
+            return Ok(None);
+        }
+        let server = self.server();
+        self.mtimes.count_mdtm();
+        let reply = timed(OP, path, timeout, async {
+            match session
+                .ftp
+                .custom_command(format!("MDTM {abs}"), &[Status::File])
+                .await
+            {
+                Ok(r) => Ok(Ok(r)),
+                Err(FtpError::UnexpectedResponse(r)) if ![421, 530].contains(&r.status.code()) => {
+                    Ok(Err(r))
+                }
+                Err(e) => Err(map_ftp_error(OP, path, server, e)),
+            }
+        })
+        .await?;
+        match reply {
+            Ok(r) => {
+                let t = parse_mdtm_reply(&r.body);
+                if t.is_none() {
+                    tracing::warn!(
+                        path,
+                        reply = %coord_core::escape_for_log(r.body.trim_ascii_end()),
+                        "unreadable MDTM reply; skipping the file in this listing"
+                    );
+                }
+                Ok(t)
+            }
+            Err(r) => {
+                tracing::warn!(
+                    path,
+                    reply = %reply_text(&r),
+                    "MDTM refused (file gone?); skipping the file in this listing"
+                );
+                Ok(None)
+            }
+        }
     }
 }
 

@@ -3,6 +3,8 @@
 //!
 //! What it does: lists directories with `MLSD` when the server offers it (`FEAT`) and `LIST`
 //! otherwise (POSIX `ls -l` and DOS/IIS lines), parsed line by line from the data connection;
+//! on LIST-only servers files get their exact times from `MDTM`, asked once per file version
+//! and remembered (a LIST date is never made into a time: see [`FtpFs`]);
 //! optionally recursive up to [`coord_core::ListOptions::max_depth`]; streams reads and
 //! uploads; renames (overwrite or not), deletes, `mkdir -p`. Every listed name goes through
 //! [`coord_core::check_name`]; unparsable lines and hostile names are skipped, counted and
@@ -40,6 +42,7 @@
 #![deny(missing_docs)]
 
 mod fs;
+mod mtimes;
 mod parse;
 mod pool;
 mod session;

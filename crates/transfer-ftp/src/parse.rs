@@ -5,6 +5,14 @@
 //! of a big listing is kept but the entries. [`DirParser`] strings lines together: it checks
 //! names, counts what it skips, and drops an entry whose line is followed by an unparsable
 //! one (the usual trace of a name with an embedded newline, see `push_line`).
+//!
+//! Times: MLSD `modify` facts and MDTM replies are exact UTC times and become the entry's
+//! mtime. A POSIX LIST line's date (`Mon DD HH:MM` for recent files, `Mon DD  YYYY` for older
+//! ones) is never turned into an mtime: the recent form has no year (only the reader's clock
+//! could supply one) and the server switches forms as the file ages, so any time made from it
+//! would change a file's identity `(path, size, mtime)` with no change to the file. It is kept
+//! as a [`ListStamp`] instead, which only says whether the line's date text changed; `fs.rs`
+//! asks the exact time with MDTM once per `(path, size, stamp)`.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -35,19 +43,42 @@ pub(crate) enum Parsed<'a> {
 pub(crate) struct RawEntry<'a> {
     pub(crate) name: &'a [u8],
     pub(crate) size: u64,
+    /// An exact time: MLSD's `modify`, or a DOS line's date and time (which has a year and does
+    /// not change form with age). `None` for POSIX LIST lines, see [`ListStamp`].
     pub(crate) mtime: Option<SystemTime>,
     pub(crate) kind: EntryKind,
+    /// The LIST line's date as written (LIST only).
+    pub(crate) stamp: Option<ListStamp>,
 }
 
-/// Parses one line of `format`; `now` resolves the year of recent POSIX dates.
-pub(crate) fn parse_line(format: ListFormat, line: &[u8], now: SystemTime) -> Parsed<'_> {
+/// The date columns of a LIST line, as the server wrote them (parsed only to be compared
+/// without regard to column padding). Two listings of an unchanged file give equal stamps as
+/// long as the server keeps the same form; when a POSIX server switches from the recent form
+/// to the year form (about six months after the mtime) the stamp changes, once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum ListStamp {
+    /// POSIX `Mon DD HH:MM` (no year).
+    Recent {
+        month: u8,
+        day: u8,
+        hour: u8,
+        minute: u8,
+    },
+    /// POSIX `Mon DD  YYYY` (no time of day).
+    Dated { month: u8, day: u8, year: u16 },
+    /// A DOS line's date and time, as seconds since the epoch.
+    Dos(u64),
+}
+
+/// Parses one line of `format`.
+pub(crate) fn parse_line(format: ListFormat, line: &[u8]) -> Parsed<'_> {
     let line = trim_line_end(line);
     if line.iter().all(u8::is_ascii_whitespace) {
         return Parsed::Ignore;
     }
     match format {
         ListFormat::Mlsd => parse_mlsd(line),
-        ListFormat::List => match parse_posix(line, now) {
+        ListFormat::List => match parse_posix(line) {
             Parsed::Garbage => parse_dos(line),
             other => other,
         },
@@ -110,11 +141,20 @@ pub(crate) fn parse_mlsd(line: &[u8]) -> Parsed<'_> {
             size: size.unwrap_or(0),
             mtime,
             kind: kind.flatten().unwrap_or(EntryKind::Other),
+            stamp: None,
         }),
     }
 }
 
-/// `YYYYMMDDHHMMSS[.sss]`, UTC.
+/// The reply to `MDTM path` (RFC 3659 §3): `213 YYYYMMDDHHMMSS[.sss]`, UTC, as suppaftp hands
+/// it over (code and line end included). `None` for any other reply.
+pub(crate) fn parse_mdtm_reply(body: &[u8]) -> Option<SystemTime> {
+    let line = trim_line_end(body);
+    let value = line.strip_prefix(b"213 ")?;
+    parse_mlsd_time(value.trim_ascii())
+}
+
+/// `YYYYMMDDHHMMSS[.sss]`, UTC (MLSD `modify` facts and MDTM replies).
 fn parse_mlsd_time(value: &[u8]) -> Option<SystemTime> {
     let (main, frac) = match value.iter().position(|&b| b == b'.') {
         Some(dot) => (&value[..dot], &value[dot + 1..]),
@@ -179,8 +219,9 @@ fn month(token: &[u8]) -> Option<u64> {
 }
 
 /// `-rw-r--r--    1 1000     1000         5 Nov 27 12:22 name` (group optional; `HH:MM` or a
-/// year; `name -> target` for symlinks; `total N` ignored).
-pub(crate) fn parse_posix(line: &[u8], now: SystemTime) -> Parsed<'_> {
+/// year; `name -> target` for symlinks; `total N` ignored). The date becomes a [`ListStamp`],
+/// not an mtime.
+pub(crate) fn parse_posix(line: &[u8]) -> Parsed<'_> {
     let toks = tokens(line);
     let field = |i: usize| toks.get(i).map(|&(s, e)| &line[s..e]);
     if field(0).is_some_and(|t| t.eq_ignore_ascii_case(b"total")) && toks.len() == 2 {
@@ -203,7 +244,7 @@ pub(crate) fn parse_posix(line: &[u8], now: SystemTime) -> Parsed<'_> {
         else {
             continue;
         };
-        let Some(mtime) = posix_time(mon, day, time, now) else {
+        let Some(stamp) = posix_stamp(mon, day, time) else {
             continue;
         };
         // The name starts one space after the time-or-year column.
@@ -229,27 +270,37 @@ pub(crate) fn parse_posix(line: &[u8], now: SystemTime) -> Parsed<'_> {
         return Parsed::Entry(RawEntry {
             name,
             size,
-            mtime: Some(mtime),
+            mtime: None,
             kind,
+            stamp: Some(stamp),
         });
     }
     Parsed::Garbage
 }
 
-/// `HH:MM` (this year, or last year when that would be in the future) or `YYYY`; UTC.
-fn posix_time(mon: u64, day: u64, time: &[u8], now: SystemTime) -> Option<SystemTime> {
+/// `HH:MM` or `YYYY` after the month and day, checked as a date would be.
+fn posix_stamp(month: u64, day: u64, time: &[u8]) -> Option<ListStamp> {
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+        return None;
+    }
+    let (month, day) = (month as u8, day as u8);
     if let Some(colon) = time.iter().position(|&b| b == b':') {
         let (h, m) = (ascii_u64(&time[..colon])?, ascii_u64(&time[colon + 1..])?);
-        let this_year = year_of(now);
-        let t = utc(this_year, mon, day, h, m, 0, 0)?;
-        // Servers show HH:MM for the last six months; a date ahead of now is last year's.
-        if t > now + Duration::from_secs(2 * 86_400) {
-            utc(this_year - 1, mon, day, h, m, 0, 0)
-        } else {
-            Some(t)
+        if h > 23 || m > 59 {
+            return None;
         }
+        Some(ListStamp::Recent {
+            month,
+            day,
+            hour: h as u8,
+            minute: m as u8,
+        })
     } else if time.len() == 4 {
-        utc(ascii_u64(time)? as i64, mon, day, 0, 0, 0, 0)
+        Some(ListStamp::Dated {
+            month,
+            day,
+            year: u16::try_from(ascii_u64(time)?).ok()?,
+        })
     } else {
         None
     }
@@ -286,11 +337,13 @@ pub(crate) fn parse_dos(line: &[u8]) -> Parsed<'_> {
     let Some(mtime) = utc(year, mon, day, hour, minute, 0, 0) else {
         return Parsed::Garbage;
     };
+    let secs = mtime.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     Parsed::Entry(RawEntry {
         name,
         size,
         mtime: Some(mtime),
         kind,
+        stamp: Some(ListStamp::Dos(secs)),
     })
 }
 
@@ -364,21 +417,6 @@ fn utc(y: i64, mo: u64, d: u64, h: u64, mi: u64, s: u64, ms: u64) -> Option<Syst
     Some(UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(ms))
 }
 
-fn year_of(t: SystemTime) -> i64 {
-    let days = t
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| (d.as_secs() / 86_400) as i64);
-    // Inverse of days_from_civil, year only.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    yoe + era * 400 + i64::from(month <= 2)
-}
-
 /// Turns the lines of one directory's listing into checked entries of a [`Listing`].
 ///
 /// A name with an embedded newline arrives as two lines: the first parses as an entry with a
@@ -390,26 +428,28 @@ fn year_of(t: SystemTime) -> i64 {
 pub(crate) struct DirParser<'d> {
     dir: &'d str,
     format: ListFormat,
-    now: SystemTime,
-    pending: Option<RemoteEntry>,
+    pending: Option<(RemoteEntry, Option<ListStamp>)>,
     /// Directories found, for recursion.
     pub(crate) subdirs: Vec<String>,
+    /// The regular files accepted from LIST lines: their index in `Listing::entries` and
+    /// their line's date stamp.
+    pub(crate) stamps: Vec<(usize, ListStamp)>,
 }
 
 impl<'d> DirParser<'d> {
-    pub(crate) fn new(dir: &'d str, format: ListFormat, now: SystemTime) -> DirParser<'d> {
+    pub(crate) fn new(dir: &'d str, format: ListFormat) -> DirParser<'d> {
         DirParser {
             dir,
             format,
-            now,
             pending: None,
             subdirs: Vec::new(),
+            stamps: Vec::new(),
         }
     }
 
     /// Feeds one raw line (with or without its line end).
     pub(crate) fn push_line(&mut self, line: &[u8], out: &mut Listing) {
-        match parse_line(self.format, line, self.now) {
+        match parse_line(self.format, line) {
             Parsed::Ignore => {}
             Parsed::Garbage => {
                 out.skipped += 1;
@@ -418,7 +458,7 @@ impl<'d> DirParser<'d> {
                     line = %escape_for_log(trim_line_end(line)),
                     "skipping unparsable listing line"
                 );
-                if let Some(prev) = self.pending.take() {
+                if let Some((prev, _)) = self.pending.take() {
                     out.skipped += 1;
                     tracing::warn!(
                         path = %prev.path,
@@ -435,7 +475,7 @@ impl<'d> DirParser<'d> {
                         mtime: raw.mtime,
                         kind: raw.kind,
                     };
-                    if let Some(prev) = self.pending.replace(entry) {
+                    if let Some(prev) = self.pending.replace((entry, raw.stamp)) {
                         self.accept(prev, out);
                     }
                 }
@@ -462,9 +502,11 @@ impl<'d> DirParser<'d> {
         }
     }
 
-    fn accept(&mut self, entry: RemoteEntry, out: &mut Listing) {
-        if entry.kind == EntryKind::Dir {
-            self.subdirs.push(entry.path.clone());
+    fn accept(&mut self, (entry, stamp): (RemoteEntry, Option<ListStamp>), out: &mut Listing) {
+        match (entry.kind, stamp) {
+            (EntryKind::Dir, _) => self.subdirs.push(entry.path.clone()),
+            (EntryKind::File, Some(stamp)) => self.stamps.push((out.entries.len(), stamp)),
+            _ => {}
         }
         out.entries.push(entry);
     }

@@ -1,12 +1,7 @@
 use super::*;
 
-/// 2026-11-27 12:00:00 UTC.
-fn now() -> SystemTime {
-    utc(2026, 11, 27, 12, 0, 0, 0).unwrap()
-}
-
 fn entry(line: &[u8], format: ListFormat) -> RawEntry<'_> {
-    match parse_line(format, line, now()) {
+    match parse_line(format, line) {
         Parsed::Entry(e) => e,
         other => panic!("{:?}: {other:?}", String::from_utf8_lossy(line)),
     }
@@ -21,9 +16,6 @@ fn civil_dates_round_trip() {
     assert_eq!(secs(utc(1970, 1, 1, 0, 0, 0, 0).unwrap()), 0);
     assert_eq!(secs(utc(2000, 3, 1, 0, 0, 0, 0).unwrap()), 951_868_800);
     assert_eq!(secs(utc(2026, 11, 27, 12, 0, 0, 0).unwrap()), 1_795_780_800);
-    assert_eq!(year_of(now()), 2026);
-    assert_eq!(year_of(utc(2024, 12, 31, 23, 59, 59, 0).unwrap()), 2024);
-    assert_eq!(year_of(utc(2025, 1, 1, 0, 0, 0, 0).unwrap()), 2025);
     assert!(utc(2026, 13, 1, 0, 0, 0, 0).is_none());
 }
 
@@ -36,7 +28,6 @@ fn posix_vsftpd_and_proftpd_lines() {
     assert_eq!(e.name, b"report.csv");
     assert_eq!(e.size, 5);
     assert_eq!(e.kind, EntryKind::File);
-    assert_eq!(e.mtime, utc(2026, 11, 27, 11, 22, 0, 0));
 
     let e = entry(
         b"drwxr-xr-x   3 hatest   hatest       4096 Jan  3  2024 old dir",
@@ -44,7 +35,6 @@ fn posix_vsftpd_and_proftpd_lines() {
     );
     assert_eq!(e.name, b"old dir");
     assert_eq!(e.kind, EntryKind::Dir);
-    assert_eq!(e.mtime, utc(2024, 1, 3, 0, 0, 0, 0));
 
     // A leading dash, leading blank and trailing blank are part of the name.
     let e = entry(
@@ -59,13 +49,79 @@ fn posix_vsftpd_and_proftpd_lines() {
     assert_eq!(e.name, b" spaced ");
 }
 
+/// Issue 7: a POSIX LIST date never becomes an mtime (neither the recent `HH:MM` form, whose
+/// year only a clock could supply, nor the year form, which has no time of day); it is kept
+/// as a stamp, which differs between the two forms of the same file.
 #[test]
-fn posix_recent_date_in_the_future_is_last_year() {
-    let e = entry(
+fn posix_dates_are_stamps_not_times() {
+    let recent = entry(
+        b"-rw-r--r--    1 1000     1000            5 Nov 27 11:22 report.csv",
+        ListFormat::List,
+    );
+    assert_eq!(recent.mtime, None);
+    assert_eq!(
+        recent.stamp,
+        Some(ListStamp::Recent {
+            month: 11,
+            day: 27,
+            hour: 11,
+            minute: 22
+        })
+    );
+    // The same file six months later.
+    let aged = entry(
+        b"-rw-r--r--    1 1000     1000            5 Nov 27  2025 report.csv",
+        ListFormat::List,
+    );
+    assert_eq!(aged.mtime, None);
+    assert_eq!(
+        aged.stamp,
+        Some(ListStamp::Dated {
+            month: 11,
+            day: 27,
+            year: 2025
+        })
+    );
+    assert_ne!(recent.stamp, aged.stamp);
+    // Column padding does not matter.
+    let padded = entry(b"-rw-r--r-- 1 u g 5 Nov  7  2025 x", ListFormat::List);
+    let tight = entry(b"-rw-r--r-- 1 u g 5 Nov 07 2025 x", ListFormat::List);
+    assert_eq!(padded.stamp, tight.stamp);
+    // A date ahead of any clock is just a stamp too.
+    let late = entry(
         b"-rw-r--r-- 1 u g 1 Dec 30 10:00 late.txt",
         ListFormat::List,
     );
-    assert_eq!(e.mtime, utc(2025, 12, 30, 10, 0, 0, 0));
+    assert_eq!((late.mtime, late.stamp.is_some()), (None, true));
+}
+
+#[test]
+fn mdtm_replies() {
+    let t = |body: &[u8]| parse_mdtm_reply(body);
+    assert_eq!(
+        t(b"213 20250327101530\r\n"),
+        utc(2025, 3, 27, 10, 15, 30, 0)
+    );
+    assert_eq!(t(b"213 20250327101530"), utc(2025, 3, 27, 10, 15, 30, 0));
+    assert_eq!(
+        t(b"213 20250327101530.25\r\n"),
+        utc(2025, 3, 27, 10, 15, 30, 250)
+    );
+    assert_eq!(
+        t(b"213 19700101000000.123456\r\n"),
+        utc(1970, 1, 1, 0, 0, 0, 123)
+    );
+    for bad in [
+        &b"550 Could not get file modification time.\r\n"[..],
+        b"213 2025032710153\r\n",
+        b"213 20251327101530\r\n",
+        b"213 2025032710153x\r\n",
+        b"213 \r\n",
+        b"",
+        b"200 20250327101530\r\n",
+    ] {
+        assert_eq!(t(bad), None, "{:?}", String::from_utf8_lossy(bad));
+    }
 }
 
 #[test]
@@ -100,7 +156,7 @@ fn posix_ignores_total_and_dots() {
         b"",
         b"   \r\n",
     ] {
-        assert_eq!(parse_line(ListFormat::List, line, now()), Parsed::Ignore);
+        assert_eq!(parse_line(ListFormat::List, line), Parsed::Ignore);
     }
 }
 
@@ -112,6 +168,8 @@ fn dos_lines() {
     );
     assert_eq!((e.name, e.kind), (&b"Incoming"[..], EntryKind::Dir));
     assert_eq!(e.mtime, utc(2026, 11, 27, 12, 22, 0, 0));
+    let dos_secs = secs(e.mtime.unwrap());
+    assert_eq!(e.stamp, Some(ListStamp::Dos(dos_secs)));
     let e = entry(
         b"01-02-2025  12:05AM              1,234 a file.txt",
         ListFormat::List,
@@ -138,7 +196,7 @@ fn garbage_lines_are_garbage() {
         b"\x00\x01\x02",
     ] {
         assert_eq!(
-            parse_line(ListFormat::List, line, now()),
+            parse_line(ListFormat::List, line),
             Parsed::Garbage,
             "{:?}",
             String::from_utf8_lossy(line)
@@ -165,7 +223,7 @@ fn mlsd_lines() {
     let e = entry(b"size=5; -dash", ListFormat::Mlsd);
     assert_eq!((e.name, e.kind), (&b"-dash"[..], EntryKind::Other));
     for line in [&b"type=cdir;modify=20261127122348; ."[..], b"type=pdir; .."] {
-        assert_eq!(parse_line(ListFormat::Mlsd, line, now()), Parsed::Ignore);
+        assert_eq!(parse_line(ListFormat::Mlsd, line), Parsed::Ignore);
     }
     for line in [
         &b"line"[..],
@@ -175,7 +233,7 @@ fn mlsd_lines() {
         b"nofacts name",
     ] {
         assert_eq!(
-            parse_line(ListFormat::Mlsd, line, now()),
+            parse_line(ListFormat::Mlsd, line),
             Parsed::Garbage,
             "{:?}",
             String::from_utf8_lossy(line)
@@ -186,7 +244,7 @@ fn mlsd_lines() {
 #[test]
 fn dir_parser_skips_hostile_names_and_newline_halves() {
     let mut out = Listing::default();
-    let mut p = DirParser::new("/in", ListFormat::List, now());
+    let mut p = DirParser::new("/in", ListFormat::List);
     for line in [
         &b"-rw-r--r-- 1 0 0 5 Nov 27 10:00 good.txt\r\n"[..],
         b"-rw-r--r-- 1 0 0 3 Nov 27 10:00 new\r\n",
@@ -205,4 +263,8 @@ fn dir_parser_skips_hostile_names_and_newline_halves() {
     // `new` + `line` (2), non-UTF-8 (1), escape character (1).
     assert_eq!(out.skipped, 4);
     assert_eq!(p.subdirs, ["/in/sub"]);
+    // Only regular files get a stamp, by their index in the listing.
+    let stamped: Vec<usize> = p.stamps.iter().map(|&(i, _)| i).collect();
+    assert_eq!(stamped, [0, 2]);
+    assert!(out.entries.iter().all(|e| e.mtime.is_none()));
 }

@@ -29,6 +29,10 @@ pub(crate) struct Session {
     pub(crate) ftp: Ftp,
     /// The server offers MLSD/MLST (FEAT lists `MLST`).
     pub(crate) mlsd: bool,
+    /// The server offers `MDTM` (FEAT lists it): exact times for LIST-only servers.
+    pub(crate) mdtm: bool,
+    /// Said (once) that this session lists files without times: LIST and no MDTM.
+    pub(crate) warned_no_times: bool,
     /// The login directory, to make relative paths absolute (listings `CWD` around).
     pub(crate) home: String,
     pub(crate) last_used: Instant,
@@ -38,6 +42,7 @@ impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session")
             .field("mlsd", &self.mlsd)
+            .field("mdtm", &self.mdtm)
             .field("home", &self.home)
             .finish_non_exhaustive()
     }
@@ -100,12 +105,13 @@ impl Session {
         ftp.transfer_type(FileType::Binary)
             .await
             .map_err(|e| conn_err(format!("TYPE I: {e}")))?;
-        // A server without FEAT (500) simply offers no MLSD.
-        let mlsd = match ftp.feat().await {
-            Ok(features) => features
-                .keys()
-                .any(|k| k.trim().eq_ignore_ascii_case("MLST")),
-            Err(FtpError::UnexpectedResponse(_)) => false,
+        // A server without FEAT (500) simply offers neither MLSD nor MDTM.
+        let (mlsd, mdtm) = match ftp.feat().await {
+            Ok(features) => {
+                let has = |f: &str| features.keys().any(|k| k.trim().eq_ignore_ascii_case(f));
+                (has("MLST"), has("MDTM"))
+            }
+            Err(FtpError::UnexpectedResponse(_)) => (false, false),
             Err(e) => return Err(conn_err(format!("FEAT: {e}"))),
         };
         let home = ftp.pwd().await.map_err(|e| conn_err(format!("PWD: {e}")))?;
@@ -113,11 +119,14 @@ impl Session {
             server = %shared.server,
             tls = ?s.tls,
             mlsd,
+            mdtm,
             "ftp session opened"
         );
         Ok(Session {
             ftp,
             mlsd,
+            mdtm,
+            warned_no_times: false,
             home,
             last_used: Instant::now(),
         })
