@@ -38,8 +38,10 @@ use crate::ledger::{
 };
 use crate::store::{ClaimOutcome, StoreError};
 
-/// What happens to a file after its handler succeeded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// What happens to a file after its handler succeeded (`move`, `delete`, `leave` in
+/// configuration files).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum PostProcessing {
     /// Move it into the done folder (a unique name on a collision).
     #[default]

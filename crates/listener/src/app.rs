@@ -65,6 +65,7 @@ pub fn poll_settings(
         done_dir,
         error_dir,
         poll_interval: config.poll_interval,
+        max_in_flight: config.max_in_flight,
         // A ledger write may take longer than a heartbeat, never longer than the lease.
         store_timeout: election.timing.renew_deadline,
     })

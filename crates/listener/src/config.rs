@@ -29,6 +29,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "stability",
     "retry",
     "post_processing",
+    "max_in_flight",
     "done_dir",
     "error_dir",
     "ledger_retention",
@@ -278,6 +279,9 @@ fn five_seconds() -> Duration {
 fn ten_seconds() -> Duration {
     Duration::from_secs(10)
 }
+fn four() -> usize {
+    4
+}
 fn seven_days() -> Duration {
     Duration::from_secs(7 * 86_400)
 }
@@ -285,18 +289,7 @@ fn one_hour() -> Duration {
     Duration::from_secs(3600)
 }
 
-/// What happens to a handled file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PostProcessing {
-    /// Delete it.
-    Delete,
-    /// Move it to `done_dir` (default).
-    #[default]
-    Move,
-    /// Leave it where it is (the ledger remembers it).
-    Leave,
-}
+pub use coord_core::PostProcessing;
 
 /// `[handler]`: what is done with each file.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -377,6 +370,9 @@ pub struct Config {
     /// `move` (default), `delete` or `leave`.
     #[serde(default)]
     pub post_processing: PostProcessing,
+    /// Handlers running at once on the leader (default 4; 1 keeps the listing's order).
+    #[serde(default = "four")]
+    pub max_in_flight: usize,
     /// Where handled files go (default `<source.path>/.done`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub done_dir: Option<String>,
@@ -502,6 +498,9 @@ impl Config {
     pub fn validate(&self) -> Result<(), coord_core::ConfigError> {
         use coord_core::ConfigError as E;
         self.election()?;
+        if self.max_in_flight == 0 {
+            return Err(E::new("max_in_flight", "must be at least 1"));
+        }
         if self.poll_interval.is_zero() {
             return Err(E::new("poll_interval", "must be greater than zero"));
         }

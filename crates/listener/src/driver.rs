@@ -66,7 +66,12 @@ impl Gate {
 
     /// The fence, if this member may dispatch right now.
     pub fn may_dispatch(&self) -> Option<Fence> {
-        self.lock().may_dispatch(Instant::now())
+        self.may_dispatch_at(crate::clock::now())
+    }
+
+    /// The fence, if this member may dispatch at `now` (read from [`crate::clock`]).
+    pub fn may_dispatch_at(&self, now: Instant) -> Option<Fence> {
+        self.lock().may_dispatch(now)
     }
 
     /// True while `fence` is still the one in force.
@@ -111,7 +116,7 @@ impl<S: CoordinationStore + 'static> ElectionDriver<S> {
         store: Arc<S>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let elector = Elector::new(config.clone(), incarnation, Instant::now());
+        let elector = Elector::new(config.clone(), incarnation, crate::clock::now());
         let (status, _) = watch::channel(ElectionStatus::initial());
         let (stop_tx, stop_rx) = watch::channel(false);
         ElectionDriver {
@@ -162,9 +167,9 @@ impl<S: CoordinationStore + 'static> ElectionDriver<S> {
             if *self.stop_rx.borrow_and_update() && !stopping {
                 stopping = true;
                 tracing::info!("stopping: releasing the token");
-                self.gate.lock().stop(Instant::now());
+                self.gate.lock().stop(crate::clock::now());
             }
-            let sent_at = Instant::now();
+            let sent_at = crate::clock::now();
             let action = self.gate.lock().poll_action(sent_at);
             let acted = action.is_some();
             if let Some(action) = action {
@@ -172,7 +177,7 @@ impl<S: CoordinationStore + 'static> ElectionDriver<S> {
                     .await;
             }
             let outcome = self.drain_events(&span, &mut status);
-            let now = Instant::now();
+            let now = crate::clock::now();
             {
                 let elector = self.gate.lock();
                 status.role = elector.role(now);
@@ -199,7 +204,7 @@ impl<S: CoordinationStore + 'static> ElectionDriver<S> {
                 return Ok(());
             };
             tokio::select! {
-                _ = tokio::time::sleep_until(deadline.into()) => {}
+                _ = tokio::time::sleep(deadline.saturating_duration_since(crate::clock::now())) => {}
                 _ = self.stop_rx.changed(), if !stopping => {}
             }
         }
@@ -240,7 +245,9 @@ impl<S: CoordinationStore + 'static> ElectionDriver<S> {
                         }
                     }
                 }
-                self.gate.lock().handle_heartbeat(Instant::now(), result);
+                self.gate
+                    .lock()
+                    .handle_heartbeat(crate::clock::now(), result);
             }
             Action::TakeOver(request) => {
                 let result = bounded("takeover", group, call_timeout, async {
@@ -250,7 +257,9 @@ impl<S: CoordinationStore + 'static> ElectionDriver<S> {
                 if let Err(error) = &result {
                     tracing::warn!(%error, "takeover failed");
                 }
-                self.gate.lock().handle_takeover(Instant::now(), result);
+                self.gate
+                    .lock()
+                    .handle_takeover(crate::clock::now(), result);
             }
             Action::Release(fence) => {
                 let result = bounded("release", group, call_timeout, async {
@@ -260,7 +269,7 @@ impl<S: CoordinationStore + 'static> ElectionDriver<S> {
                 if let Err(error) = &result {
                     tracing::warn!(%error, "release failed; the lease expires after the liveness timeout");
                 }
-                self.gate.lock().handle_stopped(Instant::now(), result);
+                self.gate.lock().handle_stopped(crate::clock::now(), result);
             }
             Action::Leave {
                 group: g,
@@ -274,7 +283,7 @@ impl<S: CoordinationStore + 'static> ElectionDriver<S> {
                 if let Err(error) = &result {
                     tracing::warn!(%error, "leave failed");
                 }
-                self.gate.lock().handle_stopped(Instant::now(), result);
+                self.gate.lock().handle_stopped(crate::clock::now(), result);
             }
         }
     }

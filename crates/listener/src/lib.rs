@@ -42,6 +42,7 @@
 mod app;
 mod backend_settings;
 mod backends;
+mod clock;
 mod config;
 mod driver;
 mod duration;

@@ -1,23 +1,25 @@
-//! The leader's poll loop (DESIGN §5): list, filter, plan, claim (fenced), dispatch, record
-//! (fenced), post-process, record done; retry with backoff, then the error folder.
+//! The leader's poll loop: I/O glue around [`coord_core::Worker`] (DESIGN §3, §5). Every
+//! decision (what to list, claim, dispatch, record, move, retry, give up, prune) is the
+//! machine's; this loop performs the actions it returns and reports their results, exactly as
+//! `testkit`'s simulator does with the same machine.
 //!
-//! Every fenced write is preceded by [`Gate::holds`]: a leader that cannot prove its lease
-//! stops at once, and a [`StoreError::Fenced`] answer ends the term's loop immediately. A
-//! version claimed and never finished stays `claimed` in the store, and the next leader
-//! redelivers it with `redelivery = true`.
+//! Before every result is reported and every action taken, the loop hands the machine the
+//! elector's current lease ([`Gate::may_dispatch`]): a lease that ended cancels the running
+//! handlers at once (a command is killed), before any standby may take over. Every store
+//! call is bounded by the renew deadline. The loop reads time only through [`crate::clock`].
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use coord_core::{
-    AfterFailure, CoordinationStore, EntryKind, Fence, FileVersion, FsError, Ledger, LedgerPolicy,
-    LedgerState, LedgerUpdate, ListOptions, ListedFile, Outcome, RemoteFs, RenameMode, StoreError,
-    join_remote,
+    CoordinationStore, EntryKind, Fence, FileOp, FileOpResult, FsError, HandlerId, LedgerPolicy,
+    LedgerRecord, ListOptions, ListedFile, OpId, Outcome, PostProcessing, RemoteFs, RenameMode,
+    StoreError, WorkAction, WorkConfig, WorkEvent, Worker, join_remote,
 };
 use tokio::sync::watch;
+use tokio::task::{AbortHandle, JoinSet};
 
-use crate::config::PostProcessing;
+use crate::clock;
 use crate::driver::{ElectionStatus, Gate};
 use crate::handler::{Delivery, Handler};
 use crate::metrics::Metrics;
@@ -41,17 +43,21 @@ pub struct PollSettings {
     pub error_dir: String,
     /// Time between listings.
     pub poll_interval: Duration,
-    /// Timeout of one ledger call.
+    /// Handlers running at once.
+    pub max_in_flight: usize,
+    /// Timeout of one ledger call (the renew deadline).
     pub store_timeout: Duration,
 }
 
-/// Why a term's loop ended.
+/// The result of one piece of I/O the loop started.
 #[derive(Debug)]
-enum Stop {
-    /// The gate no longer gives this fence, or the store said Fenced.
-    Lost,
-    /// Shutting down.
-    Draining,
+enum Done {
+    Loaded(OpId, Result<Vec<LedgerRecord>, StoreError>),
+    Claimed(OpId, Result<Vec<coord_core::ClaimOutcome>, StoreError>),
+    Recorded(OpId, Result<(), StoreError>),
+    Listed(OpId, Result<Vec<ListedFile>, String>),
+    File(OpId, FileOpResult),
+    Handler(HandlerId, Outcome),
 }
 
 /// The poll loop of one member; it works only while this member leads.
@@ -91,419 +97,397 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
         }
     }
 
-    /// Stops the loop gracefully when `drain` turns true: the handler in flight finishes and
-    /// its outcome and post-processing are recorded, nothing new is claimed, then
+    /// Stops the loop gracefully when `drain` turns true: the handlers in flight finish and
+    /// their outcomes and post-processing are recorded, nothing new is claimed, then
     /// [`Poller::run`] returns.
     pub fn with_drain(mut self, drain: watch::Receiver<bool>) -> Self {
         self.drain = drain;
         self
     }
 
-    fn draining(&self) -> bool {
-        *self.drain.borrow()
+    fn work_config(&self) -> WorkConfig {
+        let s = &self.settings;
+        let mut config = WorkConfig::new(s.done_dir.clone(), s.error_dir.clone());
+        config.policy = s.policy.clone();
+        config.post_processing = s.post_processing;
+        config.poll_interval = s.poll_interval;
+        config.max_in_flight = s.max_in_flight;
+        config.store_retry = s.poll_interval.min(Duration::from_secs(1));
+        config
     }
 
-    /// Runs for ever: waits for leadership, works while it lasts, waits again. Cancel the
-    /// task to stop it (an in-flight command is killed; its version is redelivered later).
+    /// Runs until drained (or for ever). Dropping the task cancels the handlers in flight (a
+    /// command is killed); their versions are redelivered later.
     pub async fn run(mut self) {
+        let mut worker = Worker::new(self.work_config());
+        let mut tasks: JoinSet<Done> = JoinSet::new();
+        let mut handlers: std::collections::HashMap<HandlerId, AbortHandle> =
+            std::collections::HashMap::new();
+        let mut fence: Option<Fence> = None;
+        let mut span = tracing::Span::none();
         loop {
-            let fence = loop {
-                if self.draining() {
-                    return;
-                }
-                if let Some(fence) = self.gate.may_dispatch() {
-                    break fence;
-                }
-                tokio::select! {
-                    changed = self.status.changed() => if changed.is_err() { return },
-                    _ = drain_changed(&mut self.drain) => {}
-                }
-            };
-            let span = tracing::info_span!(
-                "leader",
-                member = %fence.member,
-                group = %fence.group,
-                term = fence.term.0,
-            );
-            let _ = tracing::Instrument::instrument(self.run_term(&fence), span).await;
-            // Wait for the next change of the election before looking again.
-            while self.gate.holds(&fence) && !self.draining() {
-                tokio::select! {
-                    changed = self.status.changed() => if changed.is_err() { return },
-                    _ = drain_changed(&mut self.drain) => {}
-                }
+            if *self.drain.borrow() {
+                worker.drain();
             }
-        }
-    }
-
-    async fn run_term(&mut self, fence: &Fence) -> Result<(), Stop> {
-        let mut term = loop {
-            self.check_new_work(fence)?;
-            match self
-                .timed("load ledger", self.store.load_ledger(&fence.group))
-                .await
-            {
-                Ok(records) => {
-                    tracing::info!(records = records.len(), "ledger loaded");
-                    break TermState {
-                        ledger: Ledger::new(self.settings.policy.clone(), records, Instant::now()),
-                        unrecorded: Vec::new(),
-                        error_moves: BTreeSet::new(),
-                        dirs_ready: false,
-                    };
+            let now = clock::now();
+            let lease = self.gate.may_dispatch_at(now);
+            if lease != fence {
+                if fence.is_some() && lease.is_none() {
+                    tracing::info!(parent: &span, "not leading any more: dispatching stops");
+                    self.metrics.leadership_stops.inc();
                 }
-                Err(error) => {
-                    tracing::warn!(%error, "cannot load the ledger; retrying");
-                    self.pause(fence).await?;
+                if let Some(f) = &lease {
+                    span = tracing::info_span!(
+                        "leader",
+                        member = %f.member,
+                        group = %f.group,
+                        term = f.term.0,
+                    );
                 }
+                fence = lease.clone();
             }
-        };
-        loop {
-            self.poll_once(fence, &mut term).await?;
-            self.pause(fence).await?;
-        }
-    }
-
-    /// Sleeps one poll interval, or less if the election changes.
-    async fn pause(&mut self, fence: &Fence) -> Result<(), Stop> {
-        let sleep = tokio::time::sleep(self.settings.poll_interval);
-        tokio::pin!(sleep);
-        loop {
+            worker.set_lease(now, lease.as_ref());
+            while let Some(action) = worker.poll_action(now) {
+                let _entered = span.enter();
+                self.start(action, lease.as_ref(), &mut tasks, &mut handlers);
+            }
+            while let Some(event) = worker.poll_event() {
+                let _entered = span.enter();
+                self.log_event(event);
+            }
+            if worker.is_drained() {
+                return;
+            }
+            let wait = worker
+                .next_deadline()
+                .map(|d| d.saturating_duration_since(clock::now()));
             tokio::select! {
-                _ = &mut sleep => return self.check_new_work(fence),
-                changed = self.status.changed() => {
-                    if changed.is_err() {
-                        return Err(Stop::Lost);
-                    }
-                    self.check_new_work(fence)?;
+                Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
+                    let done = match joined {
+                        Ok(done) => done,
+                        Err(e) if e.is_cancelled() => continue,
+                        Err(e) => {
+                            // Only handler tasks can panic (the others are plain I/O).
+                            let id = handlers
+                                .iter()
+                                .find(|(_, h)| h.id() == e.id())
+                                .map(|(id, _)| *id);
+                            match id {
+                                Some(id) => Done::Handler(id, Outcome::Failed(format!("handler panicked: {e}"))),
+                                None => continue,
+                            }
+                        }
+                    };
+                    // The lease first: a result that arrives after it ended finds the term over.
+                    let now = clock::now();
+                    worker.set_lease(now, self.gate.may_dispatch_at(now).as_ref());
+                    self.report(&mut worker, now, done, &mut handlers);
                 }
-                _ = drain_changed(&mut self.drain) => self.check_new_work(fence)?,
+                changed = self.status.changed() => if changed.is_err() { return },
+                _ = drain_changed(&mut self.drain) => {}
+                _ = sleep_opt(wait) => {}
             }
         }
     }
 
-    /// Before new work (listing, claiming, dispatching): not draining, and still leading.
-    fn check_new_work(&self, fence: &Fence) -> Result<(), Stop> {
-        if self.draining() {
-            return Err(Stop::Draining);
-        }
-        self.check(fence)
-    }
-
-    /// Before a fenced write or post-processing of work already done: still leading.
-    fn check(&self, fence: &Fence) -> Result<(), Stop> {
-        if self.gate.holds(fence) {
-            Ok(())
-        } else {
-            tracing::info!("not leading any more: dispatching stops");
-            self.metrics.leadership_stops.inc();
-            Err(Stop::Lost)
-        }
-    }
-
-    async fn timed<T>(
+    fn report(
         &self,
-        operation: &'static str,
-        fut: impl Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
-        let after = self.settings.store_timeout;
-        tokio::time::timeout(after, fut).await.unwrap_or_else(|_| {
-            Err(StoreError::Timeout {
-                operation,
-                group: String::new(),
-                after,
-            })
-        })
-    }
-
-    /// A fenced ledger write. `Ok(false)`: transient failure, keep the updates for later.
-    async fn record(&self, fence: &Fence, updates: &[LedgerUpdate]) -> Result<bool, Stop> {
-        if updates.is_empty() {
-            return Ok(true);
-        }
-        self.check(fence)?;
-        match self
-            .timed("record", self.store.record(fence, updates))
-            .await
-        {
-            Ok(()) => Ok(true),
-            Err(error @ StoreError::Fenced { .. }) => {
-                tracing::warn!(%error, "fenced: another member leads");
-                self.metrics.fenced_writes.inc();
-                Err(Stop::Lost)
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot record the outcome; will retry");
-                Ok(false)
+        worker: &mut Worker,
+        now: Instant,
+        done: Done,
+        handlers: &mut std::collections::HashMap<HandlerId, AbortHandle>,
+    ) {
+        match done {
+            Done::Loaded(op, r) => worker.handle_loaded(now, op, r),
+            Done::Claimed(op, r) => worker.handle_claimed(now, op, r),
+            Done::Recorded(op, r) => worker.handle_recorded(now, op, r),
+            Done::Listed(op, r) => worker.handle_listed(now, op, r),
+            Done::File(op, r) => worker.handle_file_op(now, op, r),
+            Done::Handler(id, outcome) => {
+                handlers.remove(&id);
+                worker.handle_outcome(now, id, outcome);
             }
         }
     }
 
-    async fn poll_once(&self, fence: &Fence, term: &mut TermState) -> Result<(), Stop> {
-        // Writes that failed last time go first, in order, before anything builds on them.
-        if !term.unrecorded.is_empty() {
-            let pending = std::mem::take(&mut term.unrecorded);
-            if !self.record(fence, &pending).await? {
-                term.unrecorded = pending;
-                return Ok(());
-            }
-        }
-        if !term.dirs_ready {
-            term.dirs_ready = self.prepare_dirs().await;
-        }
-        // Handled earlier, post-processing failed: retry the move or delete only.
-        for version in term.ledger.pending_post_processing() {
-            self.check_new_work(fence)?;
-            self.finish_handled(fence, term, &version).await?;
-        }
-        for version in std::mem::take(&mut term.error_moves) {
-            self.check_new_work(fence)?;
-            if self
-                .move_unique(&version.path, &self.settings.error_dir)
-                .await
-                .is_err()
-            {
-                term.error_moves.insert(version);
-            }
-        }
-
-        let Some(listed) = self.list().await else {
-            return Ok(());
-        };
-        let now = Instant::now();
-        let planned = term.ledger.plan(now, &listed);
-        // A version in error still in the folder: its move failed, or the leader that
-        // recorded the error stopped before moving it. Move it now (the handler never runs).
-        for file in &listed {
-            if term.ledger.state(&file.version) == Some(LedgerState::Error) {
-                term.error_moves.insert(file.version.clone());
-            }
-        }
-        if !planned.is_empty() {
-            self.check_new_work(fence)?;
-            match self.timed("claim", self.store.claim(fence, &planned)).await {
-                Ok(outcomes) => {
-                    let dispatches: Vec<_> = planned
-                        .iter()
-                        .zip(outcomes.iter())
-                        .filter_map(|(v, o)| term.ledger.on_claim(v, o))
-                        .collect();
-                    for version in planned.iter().skip(outcomes.len()) {
-                        term.ledger.on_claim_failed(version);
-                    }
-                    for dispatch in dispatches {
-                        let delivery = Delivery {
-                            relative: self.relative(&dispatch.version.path),
-                            version: dispatch.version,
-                            fence: fence.clone(),
-                            attempt: dispatch.attempt,
-                            redelivery: dispatch.redelivery,
-                        };
-                        self.dispatch(fence, term, delivery).await?;
-                    }
-                }
-                Err(error) => {
-                    for version in &planned {
-                        term.ledger.on_claim_failed(version);
-                    }
-                    if matches!(error, StoreError::Fenced { .. }) {
-                        tracing::warn!(%error, "fenced: another member leads");
-                        self.metrics.fenced_writes.inc();
-                        return Err(Stop::Lost);
-                    }
-                    tracing::warn!(%error, "claim failed; will retry");
-                    return Ok(());
-                }
-            }
-        }
-        let forget = term.ledger.prune(Instant::now());
-        if !self.record(fence, &forget).await? {
-            term.unrecorded.extend(forget);
-        }
-        Ok(())
-    }
-
-    async fn dispatch(
+    fn start(
         &self,
-        fence: &Fence,
-        term: &mut TermState,
-        delivery: Delivery,
-    ) -> Result<(), Stop> {
-        if let Err(stop) = self.check_new_work(fence) {
-            // Claimed, never handed over: the next leader redelivers it.
-            term.ledger.on_claim_failed(&delivery.version);
-            return Err(stop);
+        action: WorkAction,
+        lease: Option<&Fence>,
+        tasks: &mut JoinSet<Done>,
+        handlers: &mut std::collections::HashMap<HandlerId, AbortHandle>,
+    ) {
+        let timeout = self.settings.store_timeout;
+        match action {
+            WorkAction::Cancel(id) => {
+                if let Some(handle) = handlers.remove(&id) {
+                    tracing::warn!("cancelling a handler: this member no longer leads");
+                    handle.abort();
+                }
+            }
+            WorkAction::LoadLedger { op } => {
+                // Only issued while leading: the lease names the group.
+                let Some(fence) = lease.cloned() else {
+                    return;
+                };
+                let store = self.store.clone();
+                tasks.spawn(async move {
+                    let load = store.load_ledger(&fence.group);
+                    Done::Loaded(op, bounded("load ledger", &fence, timeout, load).await)
+                });
+            }
+            WorkAction::Claim {
+                op,
+                fence,
+                versions,
+            } => {
+                let store = self.store.clone();
+                tasks.spawn(async move {
+                    Done::Claimed(
+                        op,
+                        bounded("claim", &fence, timeout, store.claim(&fence, &versions)).await,
+                    )
+                });
+            }
+            WorkAction::Record { op, fence, updates } => {
+                let store = self.store.clone();
+                tasks.spawn(async move {
+                    Done::Recorded(
+                        op,
+                        bounded("record", &fence, timeout, store.record(&fence, &updates)).await,
+                    )
+                });
+            }
+            WorkAction::List { op } => {
+                let fs = self.fs.clone();
+                let settings = self.settings.clone();
+                let metrics = self.metrics.clone();
+                tasks.spawn(async move { Done::Listed(op, list(&*fs, &settings, &metrics).await) });
+            }
+            WorkAction::File { op, file_op } => {
+                let fs = self.fs.clone();
+                tasks.spawn(async move { Done::File(op, file_op_io(&*fs, &file_op).await) });
+            }
+            WorkAction::Dispatch {
+                handler: id,
+                dispatch,
+                fence,
+            } => {
+                self.metrics.files_dispatched.inc();
+                if dispatch.redelivery {
+                    self.metrics.redeliveries.inc();
+                }
+                tracing::info!(
+                    path = %dispatch.version.path,
+                    attempt = dispatch.attempt,
+                    redelivery = dispatch.redelivery,
+                    "dispatching"
+                );
+                let delivery = Delivery {
+                    relative: relative(&self.settings.dir, &dispatch.version.path),
+                    version: dispatch.version,
+                    fence,
+                    attempt: dispatch.attempt,
+                    redelivery: dispatch.redelivery,
+                };
+                let fs = self.fs.clone();
+                let handler = self.handler.clone();
+                let abort = tasks.spawn(async move {
+                    let outcome = match handler.handle(&*fs, &delivery).await {
+                        Ok(()) => Outcome::Handled,
+                        Err(error) => Outcome::Failed(error),
+                    };
+                    Done::Handler(id, outcome)
+                });
+                handlers.insert(id, abort);
+            }
         }
-        self.metrics.files_dispatched.inc();
-        if delivery.redelivery {
-            self.metrics.redeliveries.inc();
-        }
-        tracing::info!(
-            path = %delivery.version.path,
-            attempt = delivery.attempt,
-            redelivery = delivery.redelivery,
-            "dispatching"
-        );
-        let outcome = match self.handler.handle(self.fs.as_ref(), &delivery).await {
-            Ok(()) => Outcome::Handled,
-            Err(error) => {
+    }
+
+    fn log_event(&self, event: WorkEvent) {
+        match event {
+            WorkEvent::Loaded { records } => tracing::info!(records, "ledger loaded"),
+            WorkEvent::Done(version) => {
+                self.metrics.files_done.inc();
+                tracing::debug!(path = %version.path, "done");
+            }
+            WorkEvent::Failed {
+                version,
+                attempt,
+                error,
+            } => {
                 self.metrics.files_failed.inc();
-                tracing::warn!(path = %delivery.version.path, attempt = delivery.attempt, %error, "handler failed");
-                Outcome::Failed(error)
+                tracing::warn!(path = %version.path, attempt, %error, "handler failed; will retry");
             }
-        };
-        let version = delivery.version;
-        let (update, after) = term.ledger.on_outcome(Instant::now(), &version, outcome);
-        if !self.record(fence, std::slice::from_ref(&update)).await? {
-            term.unrecorded.push(update);
-            return Ok(());
-        }
-        match after {
-            None => self.finish_handled(fence, term, &version).await?,
-            Some(AfterFailure::RetryAt(_)) => {}
-            Some(AfterFailure::GiveUp) => {
+            WorkEvent::GaveUp {
+                version,
+                attempts,
+                error,
+            } => {
+                self.metrics.files_failed.inc();
                 self.metrics.files_error.inc();
-                tracing::warn!(path = %version.path, "retry budget spent: moving to the error folder");
-                self.check(fence)?;
-                if self
-                    .move_unique(&version.path, &self.settings.error_dir)
-                    .await
-                    .is_err()
-                {
-                    term.error_moves.insert(version);
-                }
+                tracing::warn!(path = %version.path, attempts, %error, "retry budget spent: moving to the error folder");
             }
-        }
-        Ok(())
-    }
-
-    /// Post-processes a handled version and records it done.
-    async fn finish_handled(
-        &self,
-        fence: &Fence,
-        term: &mut TermState,
-        version: &FileVersion,
-    ) -> Result<(), Stop> {
-        self.check(fence)?;
-        let result = match self.settings.post_processing {
-            PostProcessing::Leave => Ok(()),
-            PostProcessing::Move => self
-                .move_unique(&version.path, &self.settings.done_dir)
-                .await
-                .map(|_| ()),
-            PostProcessing::Delete => match self.fs.delete(&version.path).await {
-                Ok(()) | Err(FsError::NotFound { .. }) => Ok(()),
-                Err(e) => {
+            WorkEvent::Reappeared(version) => tracing::info!(
+                path = %version.path,
+                "a done version is back in the folder after it was moved or deleted: new work"
+            ),
+            WorkEvent::AlreadyDone(version) => tracing::info!(
+                path = %version.path,
+                "already done (post_processing = leave): not processed again"
+            ),
+            WorkEvent::SourceGone(version) => tracing::info!(
+                path = %version.path,
+                "handled, and its source is gone (moved or deleted already): recorded done"
+            ),
+            WorkEvent::FileOpFailed { op, error } => {
+                if !matches!(op, FileOp::PrepareDirs(_) | FileOp::DeleteMarker(_)) {
                     self.metrics.post_processing_failed.inc();
-                    tracing::warn!(path = %version.path, error = %e, "delete failed; will retry");
-                    Err(())
                 }
-            },
-        };
-        if result.is_err() {
-            return Ok(());
-        }
-        let update = term.ledger.on_post_processed(version);
-        if self.record(fence, std::slice::from_ref(&update)).await? {
-            self.metrics.files_done.inc();
-        } else {
-            term.unrecorded.push(update);
-        }
-        Ok(())
-    }
-
-    /// Moves `path` into `dir` without overwriting: the same name, or on a collision the
-    /// name with a time stamp (`a.1732700000000.csv`, then `-1`, `-2`, ...).
-    async fn move_unique(&self, path: &str, dir: &str) -> Result<String, ()> {
-        let name = path.rsplit('/').next().unwrap_or(path);
-        let (stem, ext) = match name.rfind('.') {
-            Some(i) if i > 0 => (&name[..i], &name[i..]),
-            _ => (name, ""),
-        };
-        let stamp = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis());
-        let candidates = std::iter::once(name.to_string())
-            .chain(std::iter::once(format!("{stem}.{stamp}{ext}")))
-            .chain((1..=20).map(|k| format!("{stem}.{stamp}-{k}{ext}")));
-        for candidate in candidates {
-            let target = join_remote(dir, &candidate);
-            match self.fs.rename(path, &target, RenameMode::NoOverwrite).await {
-                Ok(()) => return Ok(target),
-                Err(FsError::AlreadyExists { .. }) => continue,
-                Err(e) => {
-                    self.metrics.post_processing_failed.inc();
-                    tracing::warn!(%path, error = %e, "move failed; will retry");
-                    return Err(());
-                }
+                tracing::warn!(?op, %error, "file operation failed; will retry after the next listing");
             }
-        }
-        self.metrics.post_processing_failed.inc();
-        tracing::warn!(%path, %dir, "no free name in the target folder; will retry");
-        Err(())
-    }
-
-    async fn prepare_dirs(&self) -> bool {
-        let mut dirs = vec![&self.settings.error_dir];
-        if self.settings.post_processing == PostProcessing::Move {
-            dirs.push(&self.settings.done_dir);
-        }
-        let mut ok = true;
-        for dir in dirs {
-            if let Err(error) = self.fs.create_dir_all(dir).await {
-                tracing::warn!(%dir, %error, "cannot create folder; will retry");
-                ok = false;
-            }
-        }
-        ok
-    }
-
-    /// Lists and filters; `None` when the listing failed (logged, retried next poll).
-    async fn list(&self) -> Option<Vec<ListedFile>> {
-        let started = Instant::now();
-        let listing = self.fs.list(&self.settings.dir, &self.settings.list).await;
-        self.metrics.listing_duration.observe(started.elapsed());
-        let listing = match listing {
-            Ok(listing) => listing,
-            Err(error) => {
+            WorkEvent::ListFailed(error) => {
                 self.metrics.listings_failed.inc();
                 tracing::warn!(dir = %self.settings.dir, %error, "listing failed");
-                return None;
             }
-        };
-        self.metrics.skipped_names.add(listing.skipped);
-        let marker = self.settings.policy.stability.done_marker_suffix.as_deref();
-        let excluded = [
-            format!("{}/", self.settings.done_dir.trim_end_matches('/')),
-            format!("{}/", self.settings.error_dir.trim_end_matches('/')),
-        ];
-        let files = listing
-            .entries
-            .iter()
-            .filter(|e| e.kind == EntryKind::File)
-            .filter(|e| !excluded.iter().any(|x| e.path.starts_with(x.as_str())))
-            .filter(|e| {
-                let base = marker
-                    .and_then(|m| e.name.strip_suffix(m))
-                    .unwrap_or(&e.name);
-                self.settings.filter.matches(base)
-            })
-            .map(|e| ListedFile {
-                version: e.version(),
-                name: e.name.clone(),
-            })
-            .collect();
-        Some(files)
+            WorkEvent::StoreTrouble(error) => {
+                tracing::warn!(%error, "ledger call failed; will retry")
+            }
+            WorkEvent::Fenced(error) => {
+                self.metrics.fenced_writes.inc();
+                tracing::warn!(%error, "fenced: another member leads");
+            }
+            WorkEvent::TermEnded { cancelled } => {
+                if cancelled > 0 {
+                    tracing::warn!(cancelled, "term ended: running handlers cancelled");
+                }
+            }
+        }
     }
+}
 
-    fn relative(&self, path: &str) -> String {
-        let dir = self.settings.dir.trim_end_matches('/');
-        path.strip_prefix(dir)
-            .map(|r| r.trim_start_matches('/'))
-            .filter(|r| !r.is_empty())
-            .unwrap_or(path)
-            .to_string()
+async fn sleep_opt(wait: Option<Duration>) {
+    match wait {
+        Some(wait) => tokio::time::sleep(wait).await,
+        None => std::future::pending().await,
     }
+}
+
+async fn bounded<T>(
+    operation: &'static str,
+    fence: &Fence,
+    after: Duration,
+    fut: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(after, fut).await.unwrap_or_else(|_| {
+        Err(StoreError::Timeout {
+            operation,
+            group: fence.group.to_string(),
+            after,
+        })
+    })
+}
+
+/// Performs one file operation of the machine.
+async fn file_op_io<F: RemoteFs>(fs: &F, file_op: &FileOp) -> FileOpResult {
+    let result = match file_op {
+        FileOp::PrepareDirs(dirs) => {
+            for dir in dirs {
+                if let Err(error) = fs.create_dir_all(dir).await {
+                    return FileOpResult::Failed(format!("create {dir}: {error}"));
+                }
+            }
+            Ok(None)
+        }
+        FileOp::MoveToDone { version, dir } | FileOp::MoveToError { version, dir } => {
+            move_unique(fs, &version.path, dir).await.map(Some)
+        }
+        FileOp::Delete(version) => fs.delete(&version.path).await.map(|()| None),
+        FileOp::DeleteMarker(path) => match fs.delete(path).await {
+            Ok(()) | Err(FsError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        },
+    };
+    match result {
+        Ok(target) => FileOpResult::Done(target),
+        Err(FsError::NotFound { .. }) => FileOpResult::SourceGone,
+        Err(e) => FileOpResult::Failed(e.to_string()),
+    }
+}
+
+/// Moves `path` into `dir` without overwriting: the same name, or on a collision the name
+/// with a time stamp (`a.1732700000000.csv`, then `-1`, `-2`, ...).
+async fn move_unique<F: RemoteFs>(fs: &F, path: &str, dir: &str) -> Result<String, FsError> {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let (stem, ext) = match name.rfind('.') {
+        Some(i) if i > 0 => (&name[..i], &name[i..]),
+        _ => (name, ""),
+    };
+    // Only a name: the collision suffix, never a decision.
+    let stamp = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let candidates = std::iter::once(name.to_string())
+        .chain(std::iter::once(format!("{stem}.{stamp}{ext}")))
+        .chain((1..=20).map(|k| format!("{stem}.{stamp}-{k}{ext}")));
+    for candidate in candidates {
+        let target = join_remote(dir, &candidate);
+        match fs.rename(path, &target, RenameMode::NoOverwrite).await {
+            Ok(()) => return Ok(target),
+            Err(FsError::AlreadyExists { .. }) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(FsError::Other {
+        operation: "move",
+        path: path.to_string(),
+        cause: format!("no free name in {dir}"),
+    })
+}
+
+/// Lists and filters (the done and error folders, names that do not match).
+async fn list<F: RemoteFs>(
+    fs: &F,
+    settings: &PollSettings,
+    metrics: &Metrics,
+) -> Result<Vec<ListedFile>, String> {
+    let started = clock::now();
+    let listing = fs.list(&settings.dir, &settings.list).await;
+    metrics
+        .listing_duration
+        .observe(clock::now().saturating_duration_since(started));
+    let listing = listing.map_err(|e| e.to_string())?;
+    metrics.skipped_names.add(listing.skipped);
+    let marker = settings.policy.stability.done_marker_suffix.as_deref();
+    let excluded = [
+        format!("{}/", settings.done_dir.trim_end_matches('/')),
+        format!("{}/", settings.error_dir.trim_end_matches('/')),
+    ];
+    Ok(listing
+        .entries
+        .iter()
+        .filter(|e| e.kind == EntryKind::File)
+        .filter(|e| !excluded.iter().any(|x| e.path.starts_with(x.as_str())))
+        .filter(|e| {
+            let base = marker
+                .and_then(|m| e.name.strip_suffix(m))
+                .unwrap_or(&e.name);
+            settings.filter.matches(base)
+        })
+        .map(|e| ListedFile {
+            version: e.version(),
+            name: e.name.clone(),
+        })
+        .collect())
+}
+
+fn relative(dir: &str, path: &str) -> String {
+    let dir = dir.trim_end_matches('/');
+    path.strip_prefix(dir)
+        .map(|r| r.trim_start_matches('/'))
+        .filter(|r| !r.is_empty())
+        .unwrap_or(path)
+        .to_string()
 }
 
 /// Resolves when the drain flag changes; never, once its sender is gone (a closed channel
@@ -512,15 +496,4 @@ async fn drain_changed(drain: &mut watch::Receiver<bool>) {
     if drain.changed().await.is_err() {
         std::future::pending::<()>().await;
     }
-}
-
-#[derive(Debug)]
-struct TermState {
-    ledger: Ledger,
-    /// Fenced writes that failed transiently, retried first on the next poll.
-    unrecorded: Vec<LedgerUpdate>,
-    /// Versions in error whose move to the error folder failed.
-    error_moves: BTreeSet<FileVersion>,
-    /// The done and error folders exist.
-    dirs_ready: bool,
 }
