@@ -324,9 +324,14 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
                 attempts,
                 error,
             } => {
-                self.metrics.files_failed.inc();
                 self.metrics.files_error.inc();
-                tracing::warn!(path = %version.path, attempts, %error, "retry budget spent: moving to the error folder");
+                if error.starts_with("retry budget spent") {
+                    // Given up at claim time: the earlier attempts never finished.
+                    tracing::warn!(path = %version.path, attempts, %error, "moving to the error folder");
+                } else {
+                    self.metrics.files_failed.inc();
+                    tracing::warn!(path = %version.path, attempts, %error, "handler failed; retry budget spent: moving to the error folder");
+                }
             }
             WorkEvent::Reappeared(version) => tracing::info!(
                 path = %version.path,
