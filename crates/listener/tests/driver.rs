@@ -329,3 +329,145 @@ async fn a_version_left_in_error_by_a_previous_leader_is_moved_without_running_t
     poll_task.abort();
     election_task.abort();
 }
+
+/// A store one member can be cut off from (a partition between it and the database).
+#[derive(Debug, Clone)]
+struct Cuttable {
+    inner: MemStore,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Cuttable {
+    fn check(&self, operation: &'static str) -> Result<(), StoreError> {
+        if self.cut.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable {
+                operation,
+                group: "g".into(),
+                cause: "cut".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl CoordinationStore for Cuttable {
+    async fn heartbeat(&self, r: &HeartbeatRequest) -> Result<Observation, StoreError> {
+        self.check("heartbeat")?;
+        self.inner.heartbeat(r).await
+    }
+    async fn take_over(&self, r: &TakeoverRequest) -> Result<TakeoverOutcome, StoreError> {
+        self.check("takeover")?;
+        self.inner.take_over(r).await
+    }
+    async fn release(&self, f: &Fence) -> Result<(), StoreError> {
+        self.check("release")?;
+        self.inner.release(f).await
+    }
+    async fn leave(&self, g: &GroupId, m: &MemberId, i: Incarnation) -> Result<(), StoreError> {
+        self.check("leave")?;
+        self.inner.leave(g, m, i).await
+    }
+    async fn load_ledger(&self, g: &GroupId) -> Result<Vec<LedgerRecord>, StoreError> {
+        self.check("load_ledger")?;
+        self.inner.load_ledger(g).await
+    }
+    async fn claim(&self, f: &Fence, v: &[FileVersion]) -> Result<Vec<ClaimOutcome>, StoreError> {
+        self.check("claim")?;
+        self.inner.claim(f, v).await
+    }
+    async fn record(&self, f: &Fence, u: &[LedgerUpdate]) -> Result<(), StoreError> {
+        self.check("record")?;
+        self.inner.record(f, u).await
+    }
+    async fn observe(&self, g: &GroupId) -> Result<GroupView, StoreError> {
+        self.check("observe")?;
+        self.inner.observe(g).await
+    }
+    async fn members(&self, g: &GroupId) -> Result<Vec<MemberStatus>, StoreError> {
+        self.check("members")?;
+        self.inner.members(g).await
+    }
+}
+
+fn process_alive(pid: u32) -> bool {
+    // A killed child is gone, or a zombie until reaped.
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}
+
+/// The leader is cut off from the database while its command runs: the command is killed
+/// when the lease ends (the renew deadline), before the standby may take over and redeliver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_is_killed_before_a_standby_takes_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    std::fs::write(inbox.join("slow.txt"), b"x").unwrap();
+    let pidfile = dir.path().join("pid");
+    let script = format!(
+        "echo $$ > {}.tmp && mv {0}.tmp {0} && exec sleep 30",
+        pidfile.display()
+    );
+
+    let shared = MemStore::default();
+    let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let first_store = Arc::new(Cuttable {
+        inner: shared.clone(),
+        cut: cut.clone(),
+    });
+    let metrics = Arc::new(Metrics::default());
+    let first = ElectionDriver::new(election("m1"), first_store.clone(), metrics.clone());
+    let mut first_status = first.subscribe();
+    let config = config_for(&inbox, 0);
+    let settings = poll_settings(&config, inbox.display().to_string()).unwrap();
+    let poller = Poller::new(
+        first_store.clone(),
+        Arc::new(LocalFs::default()),
+        first.gate(),
+        first.subscribe(),
+        settings,
+        Handler::Command {
+            command: vec!["sh".into(), "-c".into(), script],
+            dir: dir.path().join("staging"),
+            timeout: Duration::from_secs(60),
+        },
+        metrics.clone(),
+    );
+    let first_task = tokio::spawn(first.run());
+    wait_status(&mut first_status, |s| s.role == Role::Leader).await;
+    let poll_task = tokio::spawn(poller.run());
+    let second = ElectionDriver::new(election("m2"), Arc::new(shared.clone()), metrics.clone());
+    let mut second_status = second.subscribe();
+    let second_task = tokio::spawn(second.run());
+    wait_status(&mut second_status, |s| s.last_ack.is_some()).await;
+
+    let pid = tokio::time::timeout(LIMIT, async {
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&pidfile) {
+                return text.trim().parse::<u32>().unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the command started");
+    assert!(process_alive(pid));
+
+    cut.store(true, Ordering::SeqCst);
+    wait_status(&mut second_status, |s| s.role == Role::Leader).await;
+    // The moment the standby leads, the old leader's command must already be dead.
+    assert!(
+        !process_alive(pid),
+        "the old leader's command still runs beside the new leader"
+    );
+    assert_eq!(first_status.borrow().role, Role::Standby);
+    poll_task.abort();
+    first_task.abort();
+    second_task.abort();
+}
