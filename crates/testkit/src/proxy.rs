@@ -1,16 +1,21 @@
 //! A TCP proxy for chaos tests: members talk to the database through it, and a test makes
 //! the database "go away" with [`TcpProxy::cut`] (every open connection is closed, new ones
-//! are refused) and come back with [`TcpProxy::restore`].
+//! are refused) and come back with [`TcpProxy::restore`]; or makes a client look stopped
+//! (SIGSTOP, a frozen VM) with [`TcpProxy::freeze`] / [`TcpProxy::freeze_on_reply`]: the
+//! connections stay open and nothing more is forwarded until [`TcpProxy::thaw`].
 //!
 //! It runs on the caller's tokio runtime: start it inside one (a multi-thread runtime keeps
 //! forwarding while the test thread does something else).
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
 /// A loopback TCP proxy to one target, which can be cut and restored.
@@ -27,10 +32,25 @@ pub struct TcpProxy {
     accept: Mutex<Option<JoinHandle<()>>>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Shared {
     connections: Mutex<JoinSet<()>>,
     accepted: AtomicU64,
+    /// True while frozen: no connection forwards a byte either way.
+    frozen: watch::Sender<bool>,
+    /// Freeze as soon as the target next sends bytes (they are held, not delivered).
+    freeze_on_reply: AtomicBool,
+}
+
+impl Shared {
+    fn new() -> Shared {
+        Shared {
+            connections: Mutex::default(),
+            accepted: AtomicU64::new(0),
+            frozen: watch::Sender::new(false),
+            freeze_on_reply: AtomicBool::new(false),
+        }
+    }
 }
 
 impl TcpProxy {
@@ -39,7 +59,7 @@ impl TcpProxy {
     pub async fn start(target: SocketAddr) -> io::Result<TcpProxy> {
         let listener = listen(SocketAddr::from(([127, 0, 0, 1], 0)))?;
         let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared::new());
         let accept = tokio::spawn(accept_loop(listener, target, shared.clone()));
         Ok(TcpProxy {
             addr,
@@ -68,6 +88,33 @@ impl TcpProxy {
     /// True while the proxy accepts and forwards.
     pub fn is_up(&self) -> bool {
         self.lock_accept().is_some()
+    }
+
+    /// Stops forwarding on every connection, both ways, at once: the connections stay open,
+    /// bytes in flight wait (in this proxy and the kernel's socket buffers), as if the client
+    /// process were stopped. New connections are accepted but forward nothing either.
+    pub fn freeze(&self) {
+        self.shared.frozen.send_replace(true);
+    }
+
+    /// Arms a freeze that happens when the target next sends anything: those bytes are held
+    /// back, so the request that caused them reached the server and its client never sees
+    /// the answer (a client stopped right after sending). [`is_frozen`](TcpProxy::is_frozen)
+    /// turns true when it fired.
+    pub fn freeze_on_reply(&self) {
+        self.shared.freeze_on_reply.store(true, Ordering::SeqCst);
+    }
+
+    /// Forwards again whatever was held, and everything after (also disarms
+    /// [`freeze_on_reply`](TcpProxy::freeze_on_reply)).
+    pub fn thaw(&self) {
+        self.shared.freeze_on_reply.store(false, Ordering::SeqCst);
+        self.shared.frozen.send_replace(false);
+    }
+
+    /// True while frozen.
+    pub fn is_frozen(&self) -> bool {
+        *self.shared.frozen.borrow()
     }
 
     /// Closes every forwarded connection and stops listening: new connections are refused
@@ -140,24 +187,55 @@ async fn accept_loop(listener: TcpListener, target: SocketAddr, shared: Arc<Shar
         let mut connections = shared.connections.lock().unwrap_or_else(|e| e.into_inner());
         // Reap finished forwards so the set does not grow for ever.
         while connections.try_join_next().is_some() {}
-        connections.spawn(forward(inbound, target));
+        connections.spawn(forward(inbound, target, shared.clone()));
     }
 }
 
-async fn forward(mut inbound: TcpStream, target: SocketAddr) {
-    let Ok(mut outbound) = TcpStream::connect(target).await else {
+async fn forward(inbound: TcpStream, target: SocketAddr, shared: Arc<Shared>) {
+    let Ok(outbound) = TcpStream::connect(target).await else {
         // The target is down: the client sees its connection closed.
         return;
     };
     let _ = inbound.set_nodelay(true);
     let _ = outbound.set_nodelay(true);
-    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+    let (client_read, client_write) = inbound.into_split();
+    let (target_read, target_write) = outbound.into_split();
+    tokio::join!(
+        pump(client_read, target_write, &shared, false),
+        pump(target_read, client_write, &shared, true),
+    );
+}
+
+/// Copies one direction until EOF or an error, then shuts the other side's write half (as
+/// `copy_bidirectional` does). Reads nothing and writes nothing while the proxy is frozen.
+async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, shared: &Shared, reply: bool) {
+    let mut frozen = shared.frozen.subscribe();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        if frozen.wait_for(|f| !*f).await.is_err() {
+            return;
+        }
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if reply && shared.freeze_on_reply.swap(false, Ordering::SeqCst) {
+            shared.frozen.send_replace(true);
+        }
+        // Bytes read just before a freeze are held until the thaw.
+        if frozen.wait_for(|f| !*f).await.is_err() {
+            return;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// An echo server on an ephemeral port.
     async fn echo() -> SocketAddr {
@@ -214,6 +292,46 @@ mod tests {
         let mut back = TcpStream::connect(proxy.addr()).await.unwrap();
         assert_eq!(round_trip(&mut back, b"back").await.unwrap(), b"back");
         assert_eq!(proxy.accepted(), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn freezes_and_thaws_without_losing_bytes() {
+        let proxy = TcpProxy::start(echo().await).await.unwrap();
+        let mut client = TcpStream::connect(proxy.addr()).await.unwrap();
+        assert_eq!(round_trip(&mut client, b"one").await.unwrap(), b"one");
+
+        // Armed: the request goes through, the echo is held back.
+        proxy.freeze_on_reply();
+        assert!(!proxy.is_frozen());
+        client.write_all(b"two").await.unwrap();
+        let mut buf = [0u8; 3];
+        let held = tokio::time::timeout(
+            std::time::Duration::from_millis(200),
+            client.read_exact(&mut buf),
+        )
+        .await;
+        assert!(held.is_err(), "nothing is delivered while frozen");
+        assert!(proxy.is_frozen());
+        // Frozen both ways: a later request does not reach the target either.
+        client.write_all(b"333").await.unwrap();
+        proxy.thaw();
+        client.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"two");
+        client.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"333");
+
+        proxy.freeze();
+        client.write_all(b"four").await.unwrap();
+        let mut four = [0u8; 4];
+        let held = tokio::time::timeout(
+            std::time::Duration::from_millis(100),
+            client.read_exact(&mut four),
+        )
+        .await;
+        assert!(held.is_err());
+        proxy.thaw();
+        client.read_exact(&mut four).await.unwrap();
+        assert_eq!(&four, b"four");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
