@@ -1,10 +1,34 @@
 //! The processed-file ledger on MySQL (DESIGN §5): load, fenced claim, fenced record.
 //!
-//! A claim or record is one transaction of two round trips: the first starts it, checks the
-//! fence with a shared lock on the group's `token_holder` row (a takeover, which needs the
-//! row exclusively, waits until this transaction ends, so the fence holds to the commit) and,
-//! for a claim, locks the versions' rows; the second writes and commits, or rolls back when
-//! the fence failed.
+//! **One round trip per batch, no lock held across round trips.** A claim or record chunk is
+//! one multi-statement text batch (one `COM_QUERY` packet) that the server runs to its end
+//! without waiting for the client:
+//!
+//! 1. `START TRANSACTION` (READ COMMITTED);
+//! 2. the fence check, `SELECT COUNT(*) INTO @coord_fence ... LOCK IN SHARE MODE` on the
+//!    group's `token_holder` row: when the fence holds, the shared lock makes a takeover
+//!    (an `UPDATE` of that row) wait until this transaction commits, a few statements later;
+//! 3. for a claim, the prior state of the chunk's rows, read with `FOR UPDATE` into the user
+//!    variable `@coord_prior` (one `GROUP_CONCAT`, so no result rows travel before the commit);
+//! 4. the writes, every one conditional on `@coord_fence = 1` (`INSERT ... SELECT ... WHERE
+//!    @coord_fence = 1`, `DELETE ... WHERE @coord_fence = 1 AND ...`), so when the fence does
+//!    not hold nothing is written, and the claim's new state is computed by the server from
+//!    the locked row (`ON DUPLICATE KEY UPDATE` conditional on the old state);
+//! 5. `COMMIT`, then `SELECT @coord_fence, @coord_prior`: the answer is read after the commit.
+//!
+//! Atomic because the fence read, the prior read and the writes are one transaction: a
+//! takeover either committed before the fence read (then `@coord_fence` is 0 and every write
+//! matches no row) or waits for the commit. A leader stopped (SIGSTOP, a frozen network) after
+//! sending the batch cannot keep the lock: the server commits without it, and only OK packets
+//! (and the answer, after the commit) are left in the socket. If a statement of the batch
+//! fails, the server skips the rest, the transaction stays open until the client reacts: the
+//! store then closes that connection at once (the server rolls back) instead of pooling it.
+//!
+//! **Bounded batches.** Claims and records are cut into chunks of at most
+//! [`CHUNK_VERSIONS`] versions and [`CHUNK_BYTES`] of path text (far below the default
+//! `max_allowed_packet`), each its own batch, fenced on its own and under its own statement
+//! timeout; the ledger is loaded in pages of [`LOAD_PAGE_ROWS`] rows by keyset on the primary
+//! key, each page its own statement.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -19,6 +43,18 @@ use sha2::{Digest, Sha256};
 use crate::error::{Failure, bad_row};
 use crate::sql::{self, NOW, text};
 
+/// Most versions in one claim or record batch.
+pub(crate) const CHUNK_VERSIONS: usize = 500;
+
+/// Most path bytes in one claim or record batch (each path travels hex-encoded, twice in a
+/// claim): keeps a batch of long paths a few MiB, under any sane `max_allowed_packet`.
+pub(crate) const CHUNK_BYTES: usize = 1 << 20;
+
+/// Rows per page of [`load_page`].
+pub(crate) const LOAD_PAGE_ROWS: usize = 5000;
+
+/// Enough for a chunk's `@coord_prior` (MySQL's default `group_concat_max_len` is 1024).
+const PRIOR_MAX_LEN: usize = 16 << 20;
 /// Longest path the `path` column keeps, in bytes.
 pub(crate) const MAX_PATH_BYTES: usize = 4096;
 
@@ -48,12 +84,15 @@ pub(crate) fn path_hash(path: &str) -> String {
     out
 }
 
+/// A version's primary-key columns within a group: `(path_hash, size, mtime_ms)`.
+pub(crate) type Key = (String, i64, i64);
+
 /// The literals of a version's key and columns, checked against the column limits.
-struct VersionSql {
+pub(crate) struct VersionSql {
+    key: Key,
     hash: String,
     path: String,
-    size: i64,
-    mtime_ms: i64,
+    path_bytes: usize,
 }
 
 impl VersionSql {
@@ -66,31 +105,83 @@ impl VersionSql {
         }
         let size = i64::try_from(version.size)
             .map_err(|_| Failure::Input(format!("size {} does not fit BIGINT", version.size)))?;
+        let hash = path_hash(&version.path);
         Ok(VersionSql {
-            hash: text(&path_hash(&version.path)),
+            hash: text(&hash),
+            key: (hash, size, version.mtime_ms),
             path: text(&version.path),
-            size,
-            mtime_ms: version.mtime_ms,
+            path_bytes: version.path.len(),
         })
     }
 
     fn key_condition(&self) -> String {
         format!(
             "(path_hash = {} AND size = {} AND mtime_ms = {})",
-            self.hash, self.size, self.mtime_ms
+            self.hash, self.key.1, self.key.2
         )
     }
 }
 
-/// Every ledger row of the group.
-pub(crate) async fn load(conn: &mut Conn, group: &GroupId) -> Result<Vec<LedgerRecord>, Failure> {
+/// Cuts `items` into consecutive chunks of at most [`CHUNK_VERSIONS`] items and (unless one
+/// item alone is bigger) [`CHUNK_BYTES`] path bytes.
+fn chunks<T>(items: Vec<T>, bytes: impl Fn(&T) -> usize) -> Vec<Vec<T>> {
+    let mut out: Vec<Vec<T>> = Vec::new();
+    let mut current: Vec<T> = Vec::new();
+    let mut size = 0;
+    for item in items {
+        let b = bytes(&item);
+        if !current.is_empty() && (current.len() >= CHUNK_VERSIONS || size + b > CHUNK_BYTES) {
+            out.push(std::mem::take(&mut current));
+            size = 0;
+        }
+        size += b;
+        current.push(item);
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+/// One page of the group's ledger rows in primary-key order, after `after` (the key of the
+/// previous page's last row; `None` for the first page). A page shorter than
+/// [`LOAD_PAGE_ROWS`] is the last. Returns the records and the key of the last one.
+pub(crate) async fn load_page(
+    conn: &mut Conn,
+    group: &GroupId,
+    after: Option<&Key>,
+) -> Result<(Vec<LedgerRecord>, Option<Key>), Failure> {
+    // The OR form (not a row comparison) is what the range optimizer of both servers turns
+    // into one index range on the primary key.
+    let after = match after {
+        None => String::new(),
+        Some((hash, size, mtime)) => {
+            let h = text(hash);
+            format!(
+                " AND (path_hash > {h} OR (path_hash = {h} AND (size > {size} \
+                 OR (size = {size} AND mtime_ms > {mtime}))))"
+            )
+        }
+    };
     let query = format!(
-        "SELECT path, size, mtime_ms, state, term, attempts, last_error \
-         FROM processed_file WHERE group_id = {}",
+        "SELECT path, size, mtime_ms, state, term, attempts, last_error, path_hash \
+         FROM processed_file WHERE group_id = {}{after} \
+         ORDER BY path_hash, size, mtime_ms LIMIT {LOAD_PAGE_ROWS}",
         text(group.as_str())
     );
+    crate::store::round_trip("load ledger");
     let rows: Vec<Row> = conn.query(query).await?;
-    rows.into_iter().map(record_from_row).collect()
+    let mut last = None;
+    let mut records = Vec::with_capacity(rows.len());
+    for mut row in rows {
+        let hash: String = take(&mut row, 7)?;
+        let size: Option<i64> = row.get(1);
+        let mtime: Option<i64> = row.get(2);
+        let record = record_from_row(row)?;
+        last = Some((hash, size.unwrap_or(0), mtime.unwrap_or(0)));
+        records.push(record);
+    }
+    Ok((records, last))
 }
 
 fn record_from_row(mut row: Row) -> Result<LedgerRecord, Failure> {
@@ -128,178 +219,292 @@ pub(crate) fn take<T: mysql_async::prelude::FromValue>(
     }
 }
 
-/// Starts the transaction and checks the fence under a shared lock; then `extra` runs in
-/// the same round trip; returns the rows of its SELECT, if it has one. When the fence failed
-/// the transaction is rolled back and the answer is [`Fenced::Yes`].
-async fn begin_fenced(conn: &mut Conn, fence: &Fence, extra: &str) -> Result<Vec<Row>, Fenced> {
-    let query = format!(
-        "SET TRANSACTION ISOLATION LEVEL READ COMMITTED;START TRANSACTION;\
-         SELECT COUNT(*) FROM token_holder WHERE {} LOCK IN SHARE MODE;{extra}",
+/// The opening of every ledger batch: start a READ COMMITTED transaction and check the fence
+/// into `@coord_fence` under a shared lock on the group's token row.
+fn begin_fenced(fence: &Fence) -> String {
+    format!(
+        "SET @coord_fence := NULL, @coord_prior := NULL, \
+         SESSION group_concat_max_len = {PRIOR_MAX_LEN};\
+         SET TRANSACTION ISOLATION LEVEL READ COMMITTED;START TRANSACTION;\
+         SELECT COUNT(*) INTO @coord_fence FROM token_holder WHERE {} LOCK IN SHARE MODE;",
         sql::fence_condition(fence)
-    );
-    crate::store::round_trip("begin fenced");
-    let sets: Vec<Vec<Row>> = crate::store::batch(conn, query)
-        .await
-        .map_err(Fenced::Failed)?
+    )
+}
+
+/// The closing of every ledger batch: commit, then read the fence (and a claim's prior
+/// states) back. The answer is the only result set with columns.
+const FINISH: &str = "COMMIT;SELECT @coord_fence, @coord_prior";
+
+/// Sends one ledger batch and returns the prior states it read, or [`Failure::Fenced`] when
+/// the fence did not hold (then nothing was written).
+async fn run_batch(
+    conn: &mut Conn,
+    operation: &'static str,
+    query: String,
+) -> Result<Option<String>, Failure> {
+    crate::store::round_trip(operation);
+    let sets = crate::store::batch(conn, query).await?;
+    let mut row = sets
         .into_iter()
-        .filter(|(has_columns, _)| *has_columns)
-        .map(|(_, rows)| rows)
-        .collect();
-    // The first set with columns is the fence check (one row), the next the `extra` SELECT.
-    let held = sets
-        .first()
-        .and_then(|rows| rows.first())
-        .and_then(|r| r.get::<i64, usize>(0))
-        .unwrap_or(0);
-    if held == 0 {
-        crate::store::round_trip("rollback");
-        conn.query_drop("ROLLBACK").await.map_err(Fenced::Failed)?;
-        return Err(Fenced::Yes);
+        .rev()
+        .find(|(has_columns, _)| *has_columns)
+        .and_then(|(_, rows)| rows.into_iter().next())
+        .ok_or_else(|| bad_row(format!("{operation} read no answer")))?;
+    let held: Option<i64> = take(&mut row, 0)?;
+    let prior: Option<String> = take(&mut row, 1)?;
+    if held != Some(1) {
+        return Err(Failure::Fenced);
     }
-    Ok(sets.into_iter().nth(1).unwrap_or_default())
+    Ok(prior)
 }
 
-enum Fenced {
-    Yes,
-    Failed(mysql_async::Error),
+/// A claim, checked and cut into chunks before anything is sent. A version listed twice is
+/// claimed once; both positions get its answer.
+pub(crate) struct ClaimPlan {
+    /// The key of each requested version, in request order.
+    keys: Vec<Key>,
+    /// The distinct versions, chunked.
+    pub(crate) chunks: Vec<Vec<VersionSql>>,
 }
 
-impl From<Fenced> for Failure {
-    fn from(value: Fenced) -> Self {
-        match value {
-            Fenced::Yes => Failure::Fenced,
-            Fenced::Failed(e) => Failure::Db(e),
+/// Checks every version (one bad version refuses the whole claim, before anything is
+/// written), drops duplicates and cuts the rest into chunks.
+pub(crate) fn plan_claim(versions: &[FileVersion]) -> Result<ClaimPlan, Failure> {
+    let mut keys = Vec::with_capacity(versions.len());
+    let mut unique = Vec::with_capacity(versions.len());
+    let mut seen = std::collections::HashSet::with_capacity(versions.len());
+    for version in versions {
+        let v = VersionSql::new(version)?;
+        keys.push(v.key.clone());
+        if seen.insert(v.key.clone()) {
+            unique.push(v);
         }
     }
+    Ok(ClaimPlan {
+        keys,
+        chunks: chunks(unique, |v| v.path_bytes),
+    })
 }
 
-/// Fenced claim (see `CoordinationStore::claim`).
-pub(crate) async fn claim(
+impl ClaimPlan {
+    /// The answers in request order, from the per-chunk answers.
+    pub(crate) fn answers(&self, by_key: &HashMap<Key, ClaimOutcome>) -> Vec<ClaimOutcome> {
+        self.keys
+            .iter()
+            // Every key was answered by its chunk (a chunk answers all its versions or fails).
+            .map(|key| by_key.get(key).cloned().unwrap_or(ClaimOutcome::Settled))
+            .collect()
+    }
+}
+
+/// The claim of one chunk, one batch: see the module docs. Returns the answer per key.
+pub(crate) async fn claim_chunk(
     conn: &mut Conn,
     fence: &Fence,
-    versions: &[FileVersion],
-) -> Result<Vec<ClaimOutcome>, Failure> {
-    let keyed: Vec<VersionSql> = versions
+    chunk: &[VersionSql],
+) -> Result<HashMap<Key, ClaimOutcome>, Failure> {
+    let g = text(fence.group.as_str());
+    let conditions: Vec<String> = chunk.iter().map(VersionSql::key_condition).collect();
+    let rows: Vec<String> = chunk
         .iter()
-        .map(VersionSql::new)
-        .collect::<Result<_, _>>()?;
-    let lock_rows = if keyed.is_empty() {
-        String::new()
-    } else {
-        let conditions: Vec<String> = keyed.iter().map(VersionSql::key_condition).collect();
-        format!(
-            "SELECT path_hash, size, mtime_ms, state, attempts FROM processed_file \
-             WHERE group_id = {} AND ({}) FOR UPDATE",
-            text(fence.group.as_str()),
-            conditions.join(" OR ")
-        )
-    };
-    let rows = begin_fenced(conn, fence, &lock_rows).await?;
-    // (hash, size, mtime) -> (state, attempts) as the store has it now, locked.
-    let mut current: HashMap<(String, i64, i64), (Option<LedgerState>, u32)> = HashMap::new();
-    for mut row in rows {
-        let hash: String = take(&mut row, 0)?;
-        let size: i64 = take(&mut row, 1)?;
-        let mtime: i64 = take(&mut row, 2)?;
-        let state: String = take(&mut row, 3)?;
-        let attempts: i64 = take(&mut row, 4)?;
-        let state = LedgerState::parse(&state)
-            .ok_or_else(|| bad_row(format!("processed_file has unknown state `{state}`")))?;
-        current.insert(
-            (text(&hash), size, mtime),
-            (Some(state), u32::try_from(attempts).unwrap_or(0)),
+        .enumerate()
+        .map(|(i, v)| {
+            if i == 0 {
+                format!(
+                    "SELECT {i} AS i, {} AS h, {} AS p, {} AS s, {} AS m",
+                    v.hash, v.path, v.key.1, v.key.2
+                )
+            } else {
+                format!(
+                    "SELECT {i}, {}, {}, {}, {}",
+                    v.hash, v.path, v.key.1, v.key.2
+                )
+            }
+        })
+        .collect();
+    // Claimable rows are those in `claimed` or `failed`; `state` is assigned last, so every
+    // earlier assignment still sees the old state.
+    let claimable = "state IN ('claimed', 'failed')";
+    let query = format!(
+        "{begin}\
+         SELECT GROUP_CONCAT(CONCAT_WS(',', path_hash, size, mtime_ms, state, attempts) \
+         SEPARATOR ';') INTO @coord_prior FROM processed_file \
+         WHERE @coord_fence = 1 AND group_id = {g} AND ({conditions}) FOR UPDATE;\
+         INSERT INTO processed_file \
+         (group_id, path_hash, path, size, mtime_ms, state, term, attempts, last_error, updated_at) \
+         SELECT {g}, v.h, v.p, v.s, v.m, 'claimed', {term}, 1, NULL, {NOW} \
+         FROM ({rows}) AS v WHERE @coord_fence = 1 ORDER BY v.i \
+         ON DUPLICATE KEY UPDATE \
+         term = IF({claimable}, VALUES(term), term), \
+         attempts = IF({claimable}, attempts + 1, attempts), \
+         updated_at = IF({claimable}, VALUES(updated_at), updated_at), \
+         state = IF({claimable}, 'claimed', state);\
+         {FINISH}",
+        begin = begin_fenced(fence),
+        conditions = conditions.join(" OR "),
+        rows = rows.join(" UNION ALL "),
+        term = sql::term(fence.term),
+    );
+    let prior = run_batch(conn, "claim", query).await?;
+    let mut before: HashMap<Key, (String, i64)> = HashMap::new();
+    for entry in prior.as_deref().unwrap_or("").split(';') {
+        if entry.is_empty() {
+            continue;
+        }
+        let parts: Vec<&str> = entry.split(',').collect();
+        let [hash, size, mtime, state, attempts] = parts.as_slice() else {
+            return Err(bad_row(format!("claim read a malformed prior `{entry}`")));
+        };
+        let number = |s: &str| {
+            s.parse::<i64>()
+                .map_err(|_| bad_row(format!("claim read a malformed prior `{entry}`")))
+        };
+        before.insert(
+            ((*hash).to_string(), number(size)?, number(mtime)?),
+            ((*state).to_string(), number(attempts)?),
         );
     }
-    let mut outcomes = Vec::with_capacity(keyed.len());
-    let mut writes = Vec::new();
-    for v in &keyed {
-        let entry = current
-            .entry((v.hash.clone(), v.size, v.mtime_ms))
-            .or_insert((None, 0));
-        let outcome = match entry.0 {
-            Some(state) if state.is_settled() => ClaimOutcome::Settled,
-            previous => ClaimOutcome::Claimed {
-                attempt: entry.1.saturating_add(1),
-                redelivery: previous == Some(LedgerState::Claimed),
-            },
-        };
-        if let ClaimOutcome::Claimed { attempt, .. } = outcome {
-            *entry = (Some(LedgerState::Claimed), attempt);
-            writes.push(format!(
-                "({}, {}, {}, {}, {}, 'claimed', {}, {attempt}, NULL, {NOW})",
-                text(fence.group.as_str()),
-                v.hash,
-                v.path,
-                v.size,
-                v.mtime_ms,
-                sql::term(fence.term)
-            ));
-        }
-        outcomes.push(outcome);
-    }
-    let mut finish = String::new();
-    if !writes.is_empty() {
-        finish.push_str(&format!(
-            "INSERT INTO processed_file \
-             (group_id, path_hash, path, size, mtime_ms, state, term, attempts, last_error, updated_at) \
-             VALUES {} ON DUPLICATE KEY UPDATE path = VALUES(path), state = VALUES(state), \
-             term = VALUES(term), attempts = VALUES(attempts), last_error = NULL, \
-             updated_at = VALUES(updated_at);",
-            writes.join(", ")
-        ));
-    }
-    finish.push_str("COMMIT");
-    crate::store::round_trip("claim commit");
-    crate::store::batch(conn, finish).await?;
-    Ok(outcomes)
+    Ok(chunk
+        .iter()
+        .map(|v| (v.key.clone(), answer(before.get(&v.key))))
+        .collect())
 }
 
-/// Fenced record (see `CoordinationStore::record`): all or nothing.
-pub(crate) async fn record(
-    conn: &mut Conn,
-    fence: &Fence,
-    updates: &[LedgerUpdate],
-) -> Result<(), Failure> {
-    let mut sets = Vec::new();
-    let mut forgets = Vec::new();
-    for update in updates {
+/// The answer for a version whose row was `prior` before the claim (the server applied the
+/// same rule to the row).
+fn answer(prior: Option<&(String, i64)>) -> ClaimOutcome {
+    let Some((state, attempts)) = prior else {
+        return ClaimOutcome::Claimed {
+            attempt: 1,
+            redelivery: false,
+        };
+    };
+    let attempt = u32::try_from(*attempts).unwrap_or(0).saturating_add(1);
+    match LedgerState::parse(state) {
+        Some(LedgerState::Claimed) => ClaimOutcome::Claimed {
+            attempt,
+            redelivery: true,
+        },
+        Some(LedgerState::Failed) => ClaimOutcome::Claimed {
+            attempt,
+            redelivery: false,
+        },
+        // Settled (handled, done, error), or a state this build does not know (the batch
+        // leaves such rows alone too): never dispatch it.
+        _ => ClaimOutcome::Settled,
+    }
+}
+
+/// The net effect of a record on one version, as if its updates were applied in order.
+pub(crate) struct RecordOp {
+    v: VersionSql,
+    /// `Some((state, error))` to write, `None` to delete.
+    set: Option<(LedgerState, Option<String>)>,
+    /// The batch deleted the row before its last set: the set writes it afresh (attempts 0).
+    fresh: bool,
+}
+
+/// Checks every update (one bad version refuses the whole record, before anything is
+/// written), reduces the updates of each version to their net effect (the last one wins; a
+/// set after a forget starts a fresh row) and cuts them into chunks, in the order of each
+/// version's last update.
+pub(crate) fn plan_record(updates: &[LedgerUpdate]) -> Result<Vec<Vec<RecordOp>>, Failure> {
+    let mut index: HashMap<Key, usize> = HashMap::new();
+    let mut ops: Vec<(usize, RecordOp, bool)> = Vec::new();
+    for (i, update) in updates.iter().enumerate() {
         let v = VersionSql::new(update.version())?;
-        match update {
-            LedgerUpdate::Set { state, error, .. } => sets.push(format!(
-                "({}, {}, {}, {}, {}, '{}', {}, 1, {}, {NOW})",
-                text(fence.group.as_str()),
-                v.hash,
-                v.path,
-                v.size,
-                v.mtime_ms,
-                state.as_str(),
-                sql::term(fence.term),
-                sql::opt_text(error.as_deref().map(bounded_error).as_deref())
-            )),
-            LedgerUpdate::Forget(_) => forgets.push(v.key_condition()),
+        let set = match update {
+            LedgerUpdate::Set { state, error, .. } => {
+                Some((*state, error.as_deref().map(bounded_error)))
+            }
+            LedgerUpdate::Forget(_) => None,
+        };
+        let forget = set.is_none();
+        match index.get(&v.key) {
+            Some(&at) => {
+                let (last, op, forgotten) = &mut ops[at];
+                *last = i;
+                op.fresh = *forgotten;
+                op.set = set;
+                *forgotten |= forget;
+            }
+            None => {
+                index.insert(v.key.clone(), ops.len());
+                ops.push((
+                    i,
+                    RecordOp {
+                        v,
+                        set,
+                        fresh: false,
+                    },
+                    forget,
+                ));
+            }
         }
     }
-    begin_fenced(conn, fence, "").await?;
-    let mut finish = String::new();
-    if !sets.is_empty() {
-        finish.push_str(&format!(
+    ops.sort_by_key(|(last, _, _)| *last);
+    Ok(chunks(
+        ops.into_iter().map(|(_, op, _)| op).collect(),
+        |op| op.v.path_bytes,
+    ))
+}
+
+/// The record of one chunk, one batch: see the module docs. Deletes (forgets, and rows a set
+/// writes afresh) run before the upsert.
+pub(crate) async fn record_chunk(
+    conn: &mut Conn,
+    fence: &Fence,
+    chunk: &[RecordOp],
+) -> Result<(), Failure> {
+    let g = text(fence.group.as_str());
+    let mut query = begin_fenced(fence);
+    let deletes: Vec<String> = chunk
+        .iter()
+        .filter(|op| op.set.is_none() || op.fresh)
+        .map(|op| op.v.key_condition())
+        .collect();
+    if !deletes.is_empty() {
+        let _ = write!(
+            query,
+            "DELETE FROM processed_file WHERE @coord_fence = 1 AND group_id = {g} AND ({});",
+            deletes.join(" OR ")
+        );
+    }
+    let rows: Vec<String> = chunk
+        .iter()
+        .filter_map(|op| op.set.as_ref().map(|set| (op, set)))
+        .enumerate()
+        .map(|(i, (op, (state, error)))| {
+            let (state, error) = (text(state.as_str()), sql::opt_text(error.as_deref()));
+            if i == 0 {
+                format!(
+                    "SELECT {i} AS i, {} AS h, {} AS p, {} AS s, {} AS m, {state} AS st, \
+                     CAST({error} AS CHAR CHARACTER SET utf8mb4) AS e",
+                    op.v.hash, op.v.path, op.v.key.1, op.v.key.2
+                )
+            } else {
+                format!(
+                    "SELECT {i}, {}, {}, {}, {}, {state}, {error}",
+                    op.v.hash, op.v.path, op.v.key.1, op.v.key.2
+                )
+            }
+        })
+        .collect();
+    if !rows.is_empty() {
+        let _ = write!(
+            query,
             "INSERT INTO processed_file \
              (group_id, path_hash, path, size, mtime_ms, state, term, attempts, last_error, updated_at) \
-             VALUES {} ON DUPLICATE KEY UPDATE state = VALUES(state), term = VALUES(term), \
+             SELECT {g}, v.h, v.p, v.s, v.m, v.st, {term}, 0, v.e, {NOW} \
+             FROM ({rows}) AS v WHERE @coord_fence = 1 ORDER BY v.i \
+             ON DUPLICATE KEY UPDATE state = VALUES(state), term = VALUES(term), \
              last_error = VALUES(last_error), updated_at = VALUES(updated_at);",
-            sets.join(", ")
-        ));
+            term = sql::term(fence.term),
+            rows = rows.join(" UNION ALL "),
+        );
     }
-    if !forgets.is_empty() {
-        finish.push_str(&format!(
-            "DELETE FROM processed_file WHERE group_id = {} AND ({});",
-            text(fence.group.as_str()),
-            forgets.join(" OR ")
-        ));
-    }
-    finish.push_str("COMMIT");
-    crate::store::round_trip("record commit");
-    crate::store::batch(conn, finish).await?;
+    query.push_str(FINISH);
+    run_batch(conn, "record", query).await?;
     Ok(())
 }
 
@@ -321,6 +526,92 @@ mod tests {
         let cut = bounded_error(&long);
         assert!(cut.len() <= MAX_ERROR_BYTES && cut.ends_with("..."));
         assert_eq!(bounded_error("short"), "short");
+    }
+
+    fn v(path: &str) -> FileVersion {
+        FileVersion {
+            path: path.into(),
+            size: 1,
+            mtime_ms: 0,
+        }
+    }
+
+    fn set(path: &str, state: LedgerState) -> LedgerUpdate {
+        LedgerUpdate::Set {
+            version: v(path),
+            state,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn chunks_are_bounded_by_count_and_bytes() {
+        let sizes: Vec<usize> = chunks((0..1201).collect(), |_| 1)
+            .iter()
+            .map(Vec::len)
+            .collect();
+        assert_eq!(sizes, [500, 500, 201]);
+        let sizes: Vec<usize> = chunks((0..10).collect(), |_| CHUNK_BYTES / 3)
+            .iter()
+            .map(Vec::len)
+            .collect();
+        assert_eq!(sizes, [3, 3, 3, 1]);
+        // One item bigger than the budget still goes, alone.
+        assert_eq!(chunks(vec![1, 2], |_| CHUNK_BYTES * 2).len(), 2);
+    }
+
+    #[test]
+    fn claims_drop_duplicates_and_keep_positions() {
+        let plan = plan_claim(&[v("/a"), v("/b"), v("/a")]).unwrap();
+        assert_eq!(plan.chunks.len(), 1);
+        assert_eq!(plan.chunks[0].len(), 2);
+        let answers: HashMap<Key, ClaimOutcome> = plan.chunks[0]
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let outcome = if i == 0 {
+                    ClaimOutcome::Settled
+                } else {
+                    ClaimOutcome::Claimed {
+                        attempt: 1,
+                        redelivery: false,
+                    }
+                };
+                (v.key.clone(), outcome)
+            })
+            .collect();
+        let out = plan.answers(&answers);
+        assert_eq!(out[0], ClaimOutcome::Settled);
+        assert_eq!(out[2], ClaimOutcome::Settled);
+        assert_ne!(out[1], ClaimOutcome::Settled);
+    }
+
+    #[test]
+    fn records_reduce_to_the_net_effect_in_order() {
+        let chunks = plan_record(&[
+            LedgerUpdate::Forget(v("/x")),
+            set("/x", LedgerState::Failed),
+            set("/y", LedgerState::Done),
+            set("/x", LedgerState::Done),
+            LedgerUpdate::Forget(v("/y")),
+            set("/z", LedgerState::Handled),
+        ])
+        .unwrap();
+        let ops = &chunks[0];
+        let summary: Vec<(Option<LedgerState>, bool)> = ops
+            .iter()
+            .map(|op| (op.set.as_ref().map(|s| s.0), op.fresh))
+            .collect();
+        // In the order of each version's last update: x (3), y (4), z (5).
+        assert_eq!(
+            summary,
+            [
+                (Some(LedgerState::Done), true),
+                (None, false),
+                (Some(LedgerState::Handled), false)
+            ]
+        );
+        assert_eq!(ops[0].v.key.0, path_hash("/x"));
     }
 
     #[test]

@@ -24,6 +24,14 @@ const DUPLICATE_KEY: u16 = 1062;
 const NO_GROUP: &str = "-";
 
 /// A [`CoordinationStore`] on MySQL 8 or MariaDB 10.11. Cheap to clone (the pool is shared).
+///
+/// Ledger batches are bounded: `claim` and `record` cut their input into chunks of at most
+/// 500 versions (and about 1 MiB of paths), each chunk one multi-statement batch in one round
+/// trip, fenced on its own and under its own statement timeout, so no lock outlives the
+/// batch. A chunk is all or nothing; when a later chunk fails (fenced, timed out, store
+/// unavailable), the call returns that error and the earlier chunks stay applied.
+/// `load_ledger` reads pages of 5,000 rows by keyset on the primary key, each page its own
+/// statement (one consistent read per page, not for the whole ledger).
 #[derive(Clone)]
 pub struct MySqlStore {
     inner: Arc<Inner>,
@@ -534,41 +542,72 @@ impl CoordinationStore for MySqlStore {
         .await
     }
 
+    /// Read in pages of `LOAD_PAGE_ROWS` rows by keyset on the primary key, each page one
+    /// statement under its own statement timeout, so a ledger of any size loads. The pages
+    /// are separate reads (only the fenced leader writes the group's rows, and it loads
+    /// before it writes); every row present throughout the load is returned exactly once.
     async fn load_ledger(&self, group: &GroupId) -> Result<Vec<LedgerRecord>, StoreError> {
-        self.run(
-            "load ledger",
-            group.as_str(),
-            None,
-            async |conn: &mut Conn| {
-                round_trip("load ledger");
-                ledger::load(conn, group).await
-            },
-        )
-        .await
+        let mut records = Vec::new();
+        let mut after = None;
+        loop {
+            let (page, last) = self
+                .run(
+                    "load ledger",
+                    group.as_str(),
+                    None,
+                    async |conn: &mut Conn| ledger::load_page(conn, group, after.as_ref()).await,
+                )
+                .await?;
+            let full = page.len() >= ledger::LOAD_PAGE_ROWS;
+            records.extend(page);
+            if !full {
+                return Ok(records);
+            }
+            after = last;
+        }
     }
 
+    /// Cut into chunks of at most `CHUNK_VERSIONS` versions (and a bounded amount of SQL),
+    /// each one batch in one round trip, fenced on its own and under its own statement
+    /// timeout; a version listed twice is claimed once and both positions get its answer.
+    /// Within a chunk all or nothing; across chunks, a later chunk's failure (fenced,
+    /// timeout, ...) is returned as the error of the whole call while the earlier chunks stay
+    /// applied (their versions are claimed; the caller redelivers them after a failover).
     async fn claim(
         &self,
         fence: &Fence,
         versions: &[FileVersion],
     ) -> Result<Vec<ClaimOutcome>, StoreError> {
-        self.run(
-            "claim",
-            fence.group.as_str(),
-            Some(fence),
-            async |conn: &mut Conn| ledger::claim(conn, fence, versions).await,
-        )
-        .await
+        let group = fence.group.as_str();
+        let plan = ledger::plan_claim(versions)
+            .map_err(|f| store_error("claim", group, self.inner.settings.statement_timeout, f))?;
+        let mut answers = std::collections::HashMap::with_capacity(versions.len());
+        for chunk in &plan.chunks {
+            let answered = self
+                .run("claim", group, Some(fence), async |conn: &mut Conn| {
+                    ledger::claim_chunk(conn, fence, chunk).await
+                })
+                .await?;
+            answers.extend(answered);
+        }
+        Ok(plan.answers(&answers))
     }
 
+    /// Cut into chunks like [`MySqlStore::claim`], after reducing the updates of each version
+    /// to their net effect (the last one wins; a set after a forget writes a fresh row).
+    /// Within a chunk all or nothing; a later chunk's failure is returned while the earlier
+    /// chunks stay applied.
     async fn record(&self, fence: &Fence, updates: &[LedgerUpdate]) -> Result<(), StoreError> {
-        self.run(
-            "record",
-            fence.group.as_str(),
-            Some(fence),
-            async |conn: &mut Conn| ledger::record(conn, fence, updates).await,
-        )
-        .await
+        let group = fence.group.as_str();
+        let chunks = ledger::plan_record(updates)
+            .map_err(|f| store_error("record", group, self.inner.settings.statement_timeout, f))?;
+        for chunk in &chunks {
+            self.run("record", group, Some(fence), async |conn: &mut Conn| {
+                ledger::record_chunk(conn, fence, chunk).await
+            })
+            .await?;
+        }
+        Ok(())
     }
 
     async fn observe(&self, group: &GroupId) -> Result<GroupView, StoreError> {
