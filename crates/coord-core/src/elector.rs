@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use crate::config::ElectionConfig;
 use crate::ids::{Fence, GroupId, Incarnation, MemberId, Term};
 use crate::store::{
-    HeartbeatRequest, Observation, OwnRow, StoreError, TakeoverOutcome, TakeoverRequest,
+    HeartbeatRequest, HolderView, Observation, OwnRow, StoreError, TakeoverOutcome, TakeoverRequest,
 };
 
 /// A member's role, recomputed on every tick for the life of the process.
@@ -145,7 +145,19 @@ pub struct Elector {
     observed_term: Term,
     conflict_since: Option<Instant>,
     holds_token: bool,
+    watch: Option<HolderWatch>,
     events: VecDeque<Event>,
+}
+
+/// What a standby has seen of the holder's renewals on its own monotonic clock.
+#[derive(Debug, Clone)]
+struct HolderWatch {
+    member: MemberId,
+    incarnation: Incarnation,
+    /// The latest renewal seen, as a local instant (`None`: older than this process can
+    /// represent). Each heartbeat's observation gives `start of the call - lease age` as an
+    /// estimate no later than the real renewal; the latest estimate wins.
+    renewed: Option<Instant>,
 }
 
 impl Elector {
@@ -162,6 +174,7 @@ impl Elector {
             observed_term: Term(0),
             conflict_since: None,
             holds_token: false,
+            watch: None,
             events: VecDeque::new(),
         }
     }
@@ -307,10 +320,7 @@ impl Elector {
         } else {
             self.holds_token = false;
             self.lose(LossReason::Superseded);
-            let holder_dead = observation
-                .holder
-                .as_ref()
-                .is_none_or(|h| h.lease_age > self.config.timing.liveness_timeout);
+            let holder_dead = self.holder_dead(sent_at, observation.holder.as_ref());
             if holder_dead && self.phase == Phase::Running {
                 self.takeover_due = Some(observation.term);
             }
@@ -351,6 +361,41 @@ impl Elector {
             self.takeover_due = None;
             self.phase = Phase::Stopping;
         }
+    }
+
+    /// May a standby take over from `holder`? Only when the store's clock says its lease is
+    /// older than `liveness_timeout` *and* this member has itself seen no renewal for
+    /// `liveness_timeout` on its own monotonic clock (as Kubernetes' leader election does):
+    /// a forward step of the store's clock (an NTP correction) inflates the lease age the
+    /// store reports, but not the renewals this member watched, so it cannot open a second
+    /// dispatch window while the holder still renews. The first observation of a holder has
+    /// nothing to compare with and trusts the store's age (a standby that first sees the
+    /// holder inside a clock step's window is the one case the step can mislead).
+    fn holder_dead(&mut self, sent_at: Instant, holder: Option<&HolderView>) -> bool {
+        let Some(holder) = holder else {
+            // Released or never taken: nobody to wait for.
+            self.watch = None;
+            return true;
+        };
+        let estimate = sent_at.checked_sub(holder.lease_age);
+        let same = self
+            .watch
+            .as_ref()
+            .is_some_and(|w| w.member == holder.member && w.incarnation == holder.incarnation);
+        if !same {
+            self.watch = Some(HolderWatch {
+                member: holder.member.clone(),
+                incarnation: holder.incarnation,
+                renewed: estimate,
+            });
+        }
+        let watch = self.watch.as_mut().expect("just set");
+        watch.renewed = watch.renewed.max(estimate);
+        let liveness = self.config.timing.liveness_timeout;
+        let quiet_here = watch
+            .renewed
+            .is_none_or(|r| sent_at.saturating_duration_since(r) >= liveness);
+        holder.lease_age > liveness && quiet_here
     }
 
     fn fence(&self, term: Term) -> Fence {
@@ -510,6 +555,28 @@ mod tests {
         }
         e.handle_takeover(t1, Ok(TakeoverOutcome::Lost));
         assert_eq!(e.role(t1), Role::Standby);
+    }
+
+    #[test]
+    fn a_forward_step_of_the_store_clock_does_not_open_a_second_window() {
+        let t0 = Instant::now();
+        let mut e = elector(t0);
+        // The holder renews every second: ages stay small.
+        tick(&mut e, t0, Ok(observed(3, holder("other", 9, 100))));
+        let t1 = t0 + ms(1000);
+        tick(&mut e, t1, Ok(observed(3, holder("other", 9, 100))));
+        // NTP steps the store's clock 7 s forward between the holder's heartbeats.
+        let t2 = t0 + ms(2000);
+        tick(&mut e, t2, Ok(observed(3, holder("other", 9, 7100))));
+        assert_eq!(e.poll_action(t2), None, "renewed 1 s ago by our own clock");
+        let t3 = t0 + ms(3000);
+        tick(&mut e, t3, Ok(observed(3, holder("other", 9, 150))));
+        assert_eq!(e.poll_action(t3), None);
+        // When it really stops renewing, the standby takes over after the liveness timeout
+        // of its own clock, as before.
+        let t8 = t3 + ms(5000);
+        tick(&mut e, t8, Ok(observed(3, holder("other", 9, 5150))));
+        assert!(matches!(e.poll_action(t8), Some(Action::TakeOver(_))));
     }
 
     #[test]
