@@ -1,15 +1,38 @@
-//! The processed-file ledger (DESIGN §5): load, and the fenced claim and record, each one
-//! `BEGIN IMMEDIATE` transaction that first checks the fence and writes nothing if it fails.
+//! The processed-file ledger (DESIGN §5): load, and the fenced claim and record.
+//!
+//! **No lock across an await.** A claim or record chunk is one multi-statement batch handed
+//! to the engine in one call: `BEGIN IMMEDIATE` (the write lock), a read of the fence (and a
+//! claim's prior states) as one row, the writes, each conditional on the fence (`WHERE
+//! EXISTS (fence)`), and `COMMIT`. The engine runs the whole batch on the connection's worker
+//! thread without waiting for this task: the one row fits the driver's result channel, so the
+//! worker never blocks between `BEGIN` and `COMMIT`, and a process stalled between two awaits
+//! (or a dropped future) cannot be holding the write lock that every other process's
+//! heartbeat and takeover need. Atomic because the batch is one transaction under the write
+//! lock: nobody else can move the token between the fence check and the commit, and when the
+//! fence does not hold every write matches nothing. A statement that fails leaves the batch's
+//! transaction open: the store closes that connection (see `Leftover::OpenTransaction`).
+//!
+//! **Bounded calls.** Claims and records are cut into chunks of [`CHUNK_VERSIONS`], each its
+//! own call (fenced on its own, under its own statement timeout); loads read pages of
+//! [`LOAD_PAGE_ROWS`] rows by keyset on the primary key.
+
+use std::collections::HashMap;
 
 use coord_core::{
     ClaimOutcome, Fence, FileVersion, GroupId, LedgerRecord, LedgerState, LedgerUpdate, StoreError,
 };
 use sha2::{Digest, Sha256};
-use sqlx::{Connection, Row, SqliteConnection};
+use sqlx::Row;
 
 use crate::coordination::{incarnation_to_sql, term_from_sql, term_to_sql};
 use crate::sql;
 use crate::store::{Leftover, SqliteStore};
+
+/// Most versions in one claim or record call.
+pub(crate) const CHUNK_VERSIONS: usize = 500;
+
+/// Rows per page of a ledger load.
+pub(crate) const LOAD_PAGE_ROWS: usize = 5000;
 
 /// Longest path the ledger stores, in bytes (the shared schema's limit).
 const MAX_PATH_LEN: usize = 4096;
@@ -52,60 +75,64 @@ fn key<'a>(
     })
 }
 
-async fn fence_holds(conn: &mut SqliteConnection, fence: &Fence) -> Result<bool, sqlx::Error> {
-    let found: Option<i64> = sqlx::query_scalar(sql::FENCE)
-        .bind(fence.group.as_str())
-        .bind(fence.member.as_str())
-        .bind(incarnation_to_sql(fence.incarnation))
-        .bind(term_to_sql(fence.term))
-        .fetch_optional(conn)
-        .await?;
-    Ok(found.is_some())
-}
-
+/// Every row of the group, in pages of [`LOAD_PAGE_ROWS`] (each page one call under its
+/// own statement timeout), in primary-key order. The pages are separate reads: only the
+/// fenced leader writes the group's rows, and it loads before it writes.
 pub(crate) async fn load(
     store: &SqliteStore,
     group: &GroupId,
 ) -> Result<Vec<LedgerRecord>, StoreError> {
-    let rows = store
-        .call(
-            "load ledger",
-            group.as_str(),
-            Leftover::Nothing,
-            async |conn| {
-                store.trip();
-                sqlx::query(sql::LOAD_LEDGER)
-                    .bind(group.as_str())
-                    .fetch_all(&mut **conn)
-                    .await
-            },
-        )
-        .await?;
     let bad = |cause: String| StoreError::Rejected {
         operation: "load ledger",
         group: group.to_string(),
         cause,
     };
-    rows.iter()
-        .map(|row| {
-            let decode = |e: sqlx::Error| bad(e.to_string());
+    let decode = |e: sqlx::Error| bad(e.to_string());
+    let mut records = Vec::new();
+    let mut after: (String, i64, i64) = (String::new(), i64::MIN, i64::MIN);
+    loop {
+        let rows = store
+            .call(
+                "load ledger",
+                group.as_str(),
+                Leftover::Nothing,
+                async |conn| {
+                    store.trip();
+                    sqlx::query(sql::LOAD_LEDGER_PAGE)
+                        .bind(group.as_str())
+                        .bind(&after.0)
+                        .bind(after.1)
+                        .bind(after.2)
+                        .bind(LOAD_PAGE_ROWS as i64)
+                        .fetch_all(&mut **conn)
+                        .await
+                },
+            )
+            .await?;
+        let full = rows.len() >= LOAD_PAGE_ROWS;
+        for row in &rows {
             let state: String = row.try_get(3).map_err(decode)?;
             let size: i64 = row.try_get(1).map_err(decode)?;
+            let mtime_ms: i64 = row.try_get(2).map_err(decode)?;
             let attempts: i64 = row.try_get(5).map_err(decode)?;
-            Ok(LedgerRecord {
+            records.push(LedgerRecord {
                 version: FileVersion {
                     path: row.try_get(0).map_err(decode)?,
                     size: u64::try_from(size).map_err(|_| bad(format!("negative size {size}")))?,
-                    mtime_ms: row.try_get(2).map_err(decode)?,
+                    mtime_ms,
                 },
                 state: LedgerState::parse(&state)
                     .ok_or_else(|| bad(format!("unknown ledger state `{state}`")))?,
                 term: term_from_sql(row.try_get(4).map_err(decode)?),
                 attempts: u32::try_from(attempts).unwrap_or(0),
                 last_error: row.try_get(6).map_err(decode)?,
-            })
-        })
-        .collect()
+            });
+            after = (row.try_get(7).map_err(decode)?, size, mtime_ms);
+        }
+        if !full {
+            return Ok(records);
+        }
+    }
 }
 
 /// The JSON element of a batch (see `sql.rs`).
@@ -146,14 +173,52 @@ fn answer(prior: Option<(String, i64)>) -> ClaimOutcome {
     }
 }
 
+/// The fence's values, bound to ?1..?4 of every ledger batch.
+fn bind_fence<'q>(
+    query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    fence: &'q Fence,
+) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+    query
+        .bind(fence.group.as_str())
+        .bind(fence.member.as_str())
+        .bind(incarnation_to_sql(fence.incarnation))
+        .bind(term_to_sql(fence.term))
+}
+
+/// The one row of a ledger batch: whether the fence held, and (claims) the prior states.
+fn batch_answer(
+    operation: &'static str,
+    group: &str,
+    rows: &[sqlx::sqlite::SqliteRow],
+) -> Result<(bool, Option<String>), StoreError> {
+    let bad = |cause: String| StoreError::Rejected {
+        operation,
+        group: group.to_owned(),
+        cause,
+    };
+    let [row] = rows else {
+        return Err(bad(format!("expected one answer row, got {}", rows.len())));
+    };
+    let held: i64 = row.try_get(0).map_err(|e| bad(e.to_string()))?;
+    let prior: Option<String> = if row.len() > 1 {
+        row.try_get(1).map_err(|e| bad(e.to_string()))?
+    } else {
+        None
+    };
+    Ok((held == 1, prior))
+}
+
+/// Claims in chunks of [`CHUNK_VERSIONS`], each one call (see the module docs). A version
+/// listed twice is claimed once; both positions get its answer. Every version is checked
+/// before the first chunk is sent; a later chunk's failure is returned while the earlier
+/// chunks stay applied.
 pub(crate) async fn claim(
     store: &SqliteStore,
     fence: &Fence,
     versions: &[FileVersion],
 ) -> Result<Vec<ClaimOutcome>, StoreError> {
-    // A version listed twice is claimed once; both positions get its answer.
     let mut unique: Vec<&FileVersion> = Vec::with_capacity(versions.len());
-    let mut position = std::collections::HashMap::with_capacity(versions.len());
+    let mut position = HashMap::with_capacity(versions.len());
     let slots: Vec<usize> = versions
         .iter()
         .map(|v| {
@@ -167,77 +232,93 @@ pub(crate) async fn claim(
         .iter()
         .map(|v| key("claim", &fence.group, v))
         .collect::<Result<Vec<_>, _>>()?;
-    let json = batch(keys.iter().map(element));
     let group = fence.group.as_str();
-    let priors = store
-        .call("claim", group, Leftover::Nothing, async |conn| {
-            store.trip();
-            let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-            store.trip();
-            if !fence_holds(&mut tx, fence).await? {
-                return Ok(None);
+    let mut answers: Vec<ClaimOutcome> = Vec::with_capacity(keys.len());
+    for chunk in keys.chunks(CHUNK_VERSIONS) {
+        let json = batch(chunk.iter().map(element));
+        let rows = store
+            .call("claim", group, Leftover::OpenTransaction, async |conn| {
+                store.trip();
+                // fetch_all: the batch must run to its COMMIT.
+                bind_fence(sqlx::query(sql::CLAIM), fence)
+                    .bind(&json)
+                    .fetch_all(&mut **conn)
+                    .await
+            })
+            .await?;
+        let (held, prior) = batch_answer("claim", group, &rows)?;
+        if !held {
+            return Err(StoreError::fenced("claim", fence));
+        }
+        let mut found: Vec<Option<(String, i64)>> = vec![None; chunk.len()];
+        let prior: Vec<(usize, String, i64)> =
+            serde_json::from_str(prior.as_deref().unwrap_or("[]")).map_err(|e| {
+                StoreError::Rejected {
+                    operation: "claim",
+                    group: group.to_owned(),
+                    cause: format!("unreadable prior states: {e}"),
+                }
+            })?;
+        for (i, state, attempts) in prior {
+            if let Some(slot) = found.get_mut(i) {
+                *slot = Some((state, attempts));
             }
-            store.trip();
-            let priors: Vec<(Option<String>, Option<i64>)> = sqlx::query_as(sql::CLAIM_PRIOR)
-                .bind(group)
-                .bind(&json)
-                .fetch_all(&mut *tx)
-                .await?;
-            store.trip();
-            sqlx::query(sql::CLAIM)
-                .bind(group)
-                .bind(&json)
-                .bind(term_to_sql(fence.term))
-                .execute(&mut *tx)
-                .await?;
-            store.trip();
-            tx.commit().await?;
-            Ok(Some(priors))
-        })
-        .await?
-        .ok_or_else(|| StoreError::fenced("claim", fence))?;
-    if priors.len() != unique.len() {
-        return Err(StoreError::Rejected {
-            operation: "claim",
-            group: group.to_owned(),
-            cause: format!("{} answers for {} versions", priors.len(), unique.len()),
-        });
+        }
+        answers.extend(found.into_iter().map(answer));
     }
-    let answers: Vec<ClaimOutcome> = priors
-        .into_iter()
-        .map(|(state, attempts)| answer(state.map(|s| (s, attempts.unwrap_or(0)))))
-        .collect();
     Ok(slots.into_iter().map(|i| answers[i].clone()).collect())
 }
 
-/// Consecutive updates of one kind, applied with one statement.
-enum Run {
-    Set(Vec<serde_json::Map<String, serde_json::Value>>),
-    Forget(Vec<serde_json::Map<String, serde_json::Value>>),
+/// The net effect of a record on one version, as if its updates were applied in order.
+struct RecordOp<'a> {
+    key: Key<'a>,
+    /// `Some((state, error))` to write, `None` to delete.
+    set: Option<(LedgerState, Option<&'a str>)>,
+    /// The batch deleted the row before its last set: the set writes it afresh (attempts 0).
+    fresh: bool,
 }
 
-fn runs(updates: &[LedgerUpdate], keys: &[Key<'_>]) -> Vec<Run> {
-    let mut runs: Vec<Run> = Vec::new();
-    for (update, k) in updates.iter().zip(keys) {
-        let mut e = element(k);
-        match update {
-            LedgerUpdate::Set { state, error, .. } => {
-                e.insert("st".into(), state.as_str().into());
-                e.insert("e".into(), error.clone().into());
-                match runs.last_mut() {
-                    Some(Run::Set(run)) => run.push(e),
-                    _ => runs.push(Run::Set(vec![e])),
-                }
+/// The updates of each version reduced to their net effect (the last one wins; a set after
+/// a forget writes a fresh row), in the order of each version's last update.
+fn net_effect<'a>(updates: &'a [LedgerUpdate], keys: Vec<Key<'a>>) -> Vec<RecordOp<'a>> {
+    let mut index: HashMap<(String, i64, i64), usize> = HashMap::new();
+    let mut ops: Vec<(usize, RecordOp<'a>, bool)> = Vec::new();
+    for (i, (update, k)) in updates.iter().zip(keys).enumerate() {
+        let set = match update {
+            LedgerUpdate::Set { state, error, .. } => Some((*state, error.as_deref())),
+            LedgerUpdate::Forget(_) => None,
+        };
+        let forget = set.is_none();
+        let id = (k.hash.clone(), k.size, k.mtime_ms);
+        match index.get(&id) {
+            Some(&at) => {
+                let (last, op, forgotten) = &mut ops[at];
+                *last = i;
+                op.fresh = *forgotten;
+                op.set = set;
+                *forgotten |= forget;
             }
-            LedgerUpdate::Forget(_) => match runs.last_mut() {
-                Some(Run::Forget(run)) => run.push(e),
-                _ => runs.push(Run::Forget(vec![e])),
-            },
+            None => {
+                index.insert(id, ops.len());
+                ops.push((
+                    i,
+                    RecordOp {
+                        key: k,
+                        set,
+                        fresh: false,
+                    },
+                    forget,
+                ));
+            }
         }
     }
-    runs
+    ops.sort_by_key(|(last, _, _)| *last);
+    ops.into_iter().map(|(_, op, _)| op).collect()
 }
 
+/// Records in chunks of [`CHUNK_VERSIONS`] net effects, each one call, all or nothing per
+/// chunk (see the module docs); a later chunk's failure is returned while the earlier chunks
+/// stay applied.
 pub(crate) async fn record(
     store: &SqliteStore,
     fence: &Fence,
@@ -247,40 +328,37 @@ pub(crate) async fn record(
         .iter()
         .map(|u| key("record", &fence.group, u.version()))
         .collect::<Result<Vec<_>, _>>()?;
-    // Runs keep the caller's order where it matters (a Set after a Forget of one version).
-    let statements: Vec<(&'static str, String)> = runs(updates, &keys)
-        .into_iter()
-        .map(|run| match run {
-            Run::Set(run) => (sql::SET_STATES, batch(run.into_iter())),
-            Run::Forget(run) => (sql::FORGET, batch(run.into_iter())),
-        })
-        .collect();
+    let ops = net_effect(updates, keys);
     let group = fence.group.as_str();
-    let applied = store
-        .call("record", group, Leftover::Nothing, async |conn| {
-            store.trip();
-            let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-            store.trip();
-            if !fence_holds(&mut tx, fence).await? {
-                return Ok(false);
-            }
-            for (statement, json) in &statements {
+    for chunk in ops.chunks(CHUNK_VERSIONS) {
+        let deletes = batch(
+            chunk
+                .iter()
+                .filter(|op| op.set.is_none() || op.fresh)
+                .map(|op| element(&op.key)),
+        );
+        let sets = batch(chunk.iter().filter_map(|op| {
+            op.set.map(|(state, error)| {
+                let mut e = element(&op.key);
+                e.insert("st".into(), state.as_str().into());
+                e.insert("e".into(), error.into());
+                e
+            })
+        }));
+        let rows = store
+            .call("record", group, Leftover::OpenTransaction, async |conn| {
                 store.trip();
-                sqlx::query(statement)
-                    .bind(group)
-                    .bind(json)
-                    .bind(term_to_sql(fence.term))
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            store.trip();
-            tx.commit().await?;
-            Ok(true)
-        })
-        .await?;
-    if applied {
-        Ok(())
-    } else {
-        Err(StoreError::fenced("record", fence))
+                bind_fence(sqlx::query(sql::RECORD), fence)
+                    .bind(&deletes)
+                    .bind(&sets)
+                    .fetch_all(&mut **conn)
+                    .await
+            })
+            .await?;
+        let (held, _) = batch_answer("record", group, &rows)?;
+        if !held {
+            return Err(StoreError::fenced("record", fence));
+        }
     }
+    Ok(())
 }

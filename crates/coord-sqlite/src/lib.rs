@@ -10,7 +10,11 @@
 //!   write transaction starts with `BEGIN IMMEDIATE`, so concurrent processes queue on the
 //!   write lock (up to the busy timeout) instead of deadlocking on a lock upgrade.
 //! - **One call per tick.** The heartbeat is one multi-statement batch (begin, upsert, renew,
-//!   read, commit) sent to the engine at once; a takeover is one more.
+//!   read, commit) sent to the engine at once; a takeover is one more. A ledger claim or
+//!   record is one such batch per chunk of up to 500 versions (fence check, writes and commit
+//!   together), so no await ever happens while the write lock is held; a later chunk's
+//!   failure is returned while earlier chunks stay applied. The ledger loads in pages of
+//!   5,000 rows, each its own call.
 //! - **Bounded calls.** Every operation runs under the statement timeout; a connection that
 //!   timed out, broke, or failed inside its own transaction is closed, and the next call opens
 //!   a fresh one. Nothing is retried inside a call.

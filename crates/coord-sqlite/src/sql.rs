@@ -102,53 +102,80 @@ pub(crate) const OBSERVE: &str = concat!(
     "ORDER BY h.task_id",
 );
 
-/// The fence check inside a ledger transaction: ?1 group, ?2 member, ?3 incarnation, ?4 term.
-pub(crate) const FENCE: &str = "SELECT 1 FROM token_holder WHERE group_id = ?1 AND task_id = ?2 \
-     AND incarnation = ?3 AND term = ?4 AND renewed_at IS NOT NULL";
+/// The fence as a condition, for the ledger batches: ?1 group, ?2 member, ?3 incarnation,
+/// ?4 term. Inside a `BEGIN IMMEDIATE` transaction no other connection can write, so every
+/// statement of the batch sees the same answer.
+macro_rules! fence {
+    () => {
+        "EXISTS (SELECT 1 FROM token_holder WHERE group_id = ?1 AND task_id = ?2 \
+         AND incarnation = ?3 AND term = ?4 AND renewed_at IS NOT NULL)"
+    };
+}
 
-/// ?1 group.
-pub(crate) const LOAD_LEDGER: &str = "SELECT path, size, mtime_ms, state, term, attempts, \
-     last_error FROM processed_file WHERE group_id = ?1 ORDER BY path, size, mtime_ms";
+/// One page of the group's ledger in primary-key order, after the key (?2 path hash, ?3
+/// size, ?4 mtime) of the previous page's last row: ?1 group, ?5 page size. The first page
+/// starts after `('', i64::MIN, i64::MIN)`, below every key.
+pub(crate) const LOAD_LEDGER_PAGE: &str = "SELECT path, size, mtime_ms, state, term, attempts, \
+     last_error, path_hash FROM processed_file WHERE group_id = ?1 \
+     AND (path_hash, size, mtime_ms) > (?2, ?3, ?4) \
+     ORDER BY path_hash, size, mtime_ms LIMIT ?5";
 
-// Ledger batches travel as one JSON array bound to ?2, read with `json_each`, so a claim or
-// record of any size costs the same few calls. Each element: `h` path hash, `p` path, `s`
-// size, `m` mtime (ms), and for records `st` state and `e` error.
+// Ledger batches travel as JSON arrays bound to ?5 (and ?6), read with `json_each`, so a
+// chunk of any size is one call. Each element: `h` path hash, `p` path, `s` size, `m` mtime
+// (ms), and for records `st` state and `e` error.
 
-/// The prior state of each version of a claim batch, in batch order: ?1 group, ?2 batch.
-pub(crate) const CLAIM_PRIOR: &str = "SELECT p.state, p.attempts FROM json_each(?2) AS j \
-     LEFT JOIN processed_file AS p ON p.group_id = ?1 AND p.path_hash = j.value ->> 'h' \
-     AND p.size = j.value ->> 's' AND p.mtime_ms = j.value ->> 'm' ORDER BY j.key";
-
-/// Claims a batch: new versions inserted as claimed (attempt 1); claimed or failed ones
-/// claimed again under this term, attempts + 1; settled ones untouched. ?1 group, ?2 batch,
-/// ?3 term.
+/// A claim chunk, one call into the engine (one batch, its own transaction): ?1..?4 the
+/// fence, ?5 the chunk. The only row, read before the write and sent before the commit, is
+/// whether the fence holds and the prior `[index, state, attempts]` of every version that
+/// has a row (`CROSS JOIN` keeps the batch the outer loop, so each version is one primary-key
+/// lookup). The write is conditional on the fence, so a failed fence writes nothing: new
+/// versions are inserted as claimed (attempt 1); claimed or failed ones claimed again under
+/// this term, attempts + 1; settled ones untouched.
 pub(crate) const CLAIM: &str = concat!(
+    "BEGIN IMMEDIATE;\n",
+    "SELECT ",
+    fence!(),
+    ", (SELECT json_group_array(json_array(j.key, p.state, p.attempts)) ",
+    "FROM json_each(?5) AS j CROSS JOIN processed_file AS p ON p.group_id = ?1 ",
+    "AND p.path_hash = j.value ->> 'h' AND p.size = j.value ->> 's' ",
+    "AND p.mtime_ms = j.value ->> 'm');\n",
     "INSERT INTO processed_file (group_id, path_hash, path, size, mtime_ms, state, term, ",
     "attempts, last_error, updated_at) ",
     "SELECT ?1, j.value ->> 'h', j.value ->> 'p', j.value ->> 's', j.value ->> 'm', 'claimed', ",
-    "?3, 1, NULL, ",
+    "?4, 1, NULL, ",
     now_ms!(),
-    " FROM json_each(?2) AS j WHERE true ORDER BY j.key ",
+    " FROM json_each(?5) AS j WHERE ",
+    fence!(),
+    " ORDER BY j.key ",
     "ON CONFLICT (group_id, path_hash, size, mtime_ms) DO UPDATE SET state = 'claimed', ",
     "term = excluded.term, attempts = processed_file.attempts + 1, ",
     "updated_at = excluded.updated_at ",
-    "WHERE processed_file.state IN ('claimed', 'failed')",
+    "WHERE processed_file.state IN ('claimed', 'failed');\n",
+    "COMMIT;",
 );
 
-/// Sets the state (and error) of a batch, in batch order, inserting unknown versions with
-/// attempts 0 and keeping the attempts of known ones: ?1 group, ?2 batch, ?3 term.
-pub(crate) const SET_STATES: &str = concat!(
+/// A record chunk, one call into the engine: ?1..?4 the fence, ?5 the versions to delete
+/// (forgotten, or written afresh), ?6 the states to set (inserting unknown versions with
+/// attempts 0, keeping the attempts of known ones). Both conditional on the fence; the only
+/// row says whether it held.
+pub(crate) const RECORD: &str = concat!(
+    "BEGIN IMMEDIATE;\n",
+    "DELETE FROM processed_file WHERE ",
+    fence!(),
+    " AND group_id = ?1 AND (path_hash, size, mtime_ms) IN ",
+    "(SELECT j.value ->> 'h', j.value ->> 's', j.value ->> 'm' FROM json_each(?5) AS j);\n",
     "INSERT INTO processed_file (group_id, path_hash, path, size, mtime_ms, state, term, ",
     "attempts, last_error, updated_at) ",
     "SELECT ?1, j.value ->> 'h', j.value ->> 'p', j.value ->> 's', j.value ->> 'm', ",
-    "j.value ->> 'st', ?3, 0, j.value ->> 'e', ",
+    "j.value ->> 'st', ?4, 0, j.value ->> 'e', ",
     now_ms!(),
-    " FROM json_each(?2) AS j WHERE true ORDER BY j.key ",
+    " FROM json_each(?6) AS j WHERE ",
+    fence!(),
+    " ORDER BY j.key ",
     "ON CONFLICT (group_id, path_hash, size, mtime_ms) DO UPDATE SET state = excluded.state, ",
-    "term = excluded.term, last_error = excluded.last_error, updated_at = excluded.updated_at",
+    "term = excluded.term, last_error = excluded.last_error, updated_at = excluded.updated_at;\n",
+    "SELECT ",
+    fence!(),
+    ";\n",
+    "COMMIT;",
 );
-
-/// Deletes a batch: ?1 group, ?2 batch.
-pub(crate) const FORGET: &str = "DELETE FROM processed_file WHERE group_id = ?1 \
-     AND (path_hash, size, mtime_ms) IN \
-     (SELECT j.value ->> 'h', j.value ->> 's', j.value ->> 'm' FROM json_each(?2) AS j)";

@@ -352,3 +352,81 @@ async fn a_large_batch_is_claimed_and_recorded_whole() {
     assert!(again.iter().all(|o| *o == ClaimOutcome::Settled));
     assert_eq!(store.load_ledger(&g).await.unwrap().len() as u64, N);
 }
+
+/// 50,000 new versions in one claim (chunks of 500 inside the store, each one call under its
+/// own statement timeout), then loaded back in pages, with the default settings.
+#[tokio::test]
+async fn fifty_thousand_versions_are_claimed_in_one_call_and_loaded() {
+    const N: u64 = 50_000;
+    let db = TempDb::migrated().await;
+    let store = db.store().await;
+    let (g, a) = (group("fifty"), member("a"));
+    store.take_over(&take(&g, &a, 1, 0)).await.unwrap();
+    let f = fence(&g, &a, 1, 1);
+    let v = |i: u64| {
+        version(
+            &format!("/srv/ftp/inbound/partner-acme/invoice-{i:06}.csv"),
+            i,
+        )
+    };
+    let versions: Vec<_> = (0..N).map(v).collect();
+    let started = std::time::Instant::now();
+    let answers = store.claim(&f, &versions).await.unwrap();
+    let claimed = started.elapsed();
+    assert_eq!(answers.len() as u64, N);
+    assert!(answers.iter().all(|o| *o == CLAIMED_FRESH));
+    store
+        .record(
+            &f,
+            &[
+                set(&v(7), LedgerState::Done, None),
+                set(&v(42), LedgerState::Failed, Some("boom")),
+                LedgerUpdate::Forget(v(N - 1)),
+            ],
+        )
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let loaded = store.load_ledger(&g).await.unwrap();
+    let load = started.elapsed();
+    eprintln!(
+        "sqlite: claim of {N} new versions {claimed:?}, load of {} rows {load:?}",
+        loaded.len()
+    );
+    assert_eq!(loaded.len() as u64, N - 1);
+    let mut paths: Vec<&str> = loaded.iter().map(|r| r.version.path.as_str()).collect();
+    paths.sort_unstable();
+    paths.dedup();
+    assert_eq!(paths.len() as u64, N - 1, "every row exactly once");
+    let find = |x: &FileVersion| loaded.iter().find(|r| &r.version == x);
+    assert_eq!(find(&v(7)).unwrap().state, LedgerState::Done);
+    let failed = find(&v(42)).unwrap();
+    assert_eq!(
+        (failed.state, failed.attempts, failed.last_error.as_deref()),
+        (LedgerState::Failed, 1, Some("boom"))
+    );
+    let row = find(&v(12_345)).unwrap();
+    assert_eq!(
+        (row.state, row.term, row.attempts),
+        (LedgerState::Claimed, Term(1), 1)
+    );
+    assert!(find(&v(N - 1)).is_none());
+    assert_eq!(
+        store
+            .claim(&f, &[v(42), v(7), v(N - 1), v(30_000)])
+            .await
+            .unwrap(),
+        vec![
+            ClaimOutcome::Claimed {
+                attempt: 2,
+                redelivery: false
+            },
+            ClaimOutcome::Settled,
+            CLAIMED_FRESH,
+            ClaimOutcome::Claimed {
+                attempt: 2,
+                redelivery: true
+            },
+        ]
+    );
+}
