@@ -603,7 +603,7 @@ impl Worker {
             if ledger.state(version) != Some(LedgerState::Done) {
                 continue;
             }
-            let left_before = term.done_gen.get(version).is_none_or(|g| *g < gen_);
+            let left_before = term.done_gen.get(version).is_none_or(|g| *g <= gen_);
             if mode == PostProcessing::Leave || !left_before {
                 if term.reported_done.insert(version.clone()) {
                     self.events

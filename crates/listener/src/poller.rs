@@ -337,7 +337,8 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
                 path = %version.path,
                 "a done version is back in the folder after it was moved or deleted: new work"
             ),
-            WorkEvent::AlreadyDone(version) => tracing::info!(
+            // Once per file and term: at debug, a large folder in `leave` mode would flood.
+            WorkEvent::AlreadyDone(version) => tracing::debug!(
                 path = %version.path,
                 "already done (post_processing = leave): not processed again"
             ),
