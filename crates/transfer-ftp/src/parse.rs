@@ -3,8 +3,8 @@
 //! Each works on one raw line (bytes, as the data connection delivered them, without the line
 //! end) so that names are checked byte for byte by [`coord_core::check_name`] and nothing
 //! of a big listing is kept but the entries. [`DirParser`] strings lines together: it checks
-//! names, counts what it skips, and drops an entry whose line is followed by an unparsable
-//! one (the usual trace of a name with an embedded newline, see `push_line`).
+//! names, counts what it skips, and drops what a name with a line break may have forged
+//! (pieces of a CRLF-framed record, names listed twice, neighbours of unparsable lines).
 //!
 //! Times: MLSD `modify` facts and MDTM replies are exact UTC times and become the entry's
 //! mtime. A POSIX LIST line's date (`Mon DD HH:MM` for recent files, `Mon DD  YYYY` for older
@@ -419,16 +419,43 @@ fn utc(y: i64, mo: u64, d: u64, h: u64, mi: u64, s: u64, ms: u64) -> Option<Syst
 
 /// Turns the lines of one directory's listing into checked entries of a [`Listing`].
 ///
-/// A name with an embedded newline arrives as two lines: the first parses as an entry with a
-/// truncated name, the second is garbage. So an entry is held back until the next line parses
-/// (or the listing ends); when the next line is garbage, both are skipped. A crafted name can
-/// still make its second half look like an entry of its own: a LIST or MLSD listing cannot
-/// tell, and such an entry names a file that, if it exists, is a real one.
+/// A listing line names what the server wrote into it, and a file name may contain line
+/// breaks: `evil⏎type=file;size=5;modify=20200101000000; victim.txt` arrives as a line for
+/// `evil` and a line, written by whoever named the file, for a second `victim.txt` that does
+/// not exist. No entry of a listing is taken on trust when the listing shows such a trace
+/// (issue 12):
+///
+/// - **Framing.** proftpd and vsftpd end every line with CRLF and pass a name's bare LF
+///   through. Once a line ended with CRLF, lines that end with a bare LF are pieces of one
+///   record that the next CRLF ends; the record is parsed as one line, so its name contains a
+///   newline and is skipped as hostile, and none of its pieces becomes an entry. Until the
+///   first CRLF, bare-LF lines are held back (up to [`MAX_FRAGMENT`] bytes); a listing that
+///   never uses CRLF is read line by line.
+/// - **Duplicates.** A name that appears twice in one directory's listing is dropped, every
+///   copy, for this listing: one of them is forged and nothing tells which (a name with a
+///   CR LF in it, or a server that ends lines with bare LF, splits records exactly like
+///   real line ends do).
+/// - **Neighbours of unparsable lines.** The entry just before an unparsable line (the first
+///   half of a name whose second half does not parse) and the entry just after it (the second
+///   half of a name whose first half did not parse, e.g. one that begins with a line break)
+///   are dropped. Ignored lines (`.`, `..`, `total N`) do not separate neighbours.
+///
+/// Everything dropped is logged at WARN and counted in [`Listing::skipped`]; the next listing
+/// decides again. What is left: a forged line under a name that exists nowhere else in the
+/// directory (and the line before it) can still become an entry; it names a file that does
+/// not exist (its read fails with not found), or is the first half of a hostile name. The
+/// listener also checks the bytes it reads against the listed size.
 #[derive(Debug)]
 pub(crate) struct DirParser<'d> {
     dir: &'d str,
     format: ListFormat,
-    pending: Option<(RemoteEntry, Option<ListStamp>)>,
+    framing: Framing,
+    /// Lines ending with a bare LF, not yet known to be records or pieces of one.
+    fragment: Vec<Vec<u8>>,
+    fragment_bytes: usize,
+    /// This directory's records so far, in order (entries are kept back until
+    /// [`DirParser::finish`], which alone can see duplicates).
+    records: Vec<Record>,
     /// Directories found, for recursion.
     pub(crate) subdirs: Vec<String>,
     /// The regular files accepted from LIST lines: their index in `Listing::entries` and
@@ -436,19 +463,178 @@ pub(crate) struct DirParser<'d> {
     pub(crate) stamps: Vec<(usize, ListStamp)>,
 }
 
+/// How many bytes of bare-LF lines are held back before the listing is taken to end its lines
+/// with bare LF (before the first CRLF), or the record is given up as garbage (after it). A
+/// name is at most 255 bytes on the servers we know; facts and columns add a few hundred.
+pub(crate) const MAX_FRAGMENT: usize = 16 * 1024;
+
+/// How the server ends listing lines, as far as seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// No line ended with CRLF yet.
+    Unknown,
+    /// A line ended with CRLF: a bare LF is part of a name.
+    Crlf,
+    /// Bare LF lines went past [`MAX_FRAGMENT`] before any CRLF: every `\n` ends a line.
+    Lf,
+}
+
+/// One record of a directory listing, as classified when it was read.
+#[derive(Debug)]
+enum Record {
+    /// An entry with a checked name, kept back until the listing ends.
+    Entry(RemoteEntry, Option<ListStamp>),
+    /// A line that no parser understands (already counted and logged): its neighbours are
+    /// suspect.
+    Garbage,
+    /// A record skipped for its name (already counted and logged): a hostile name, or the
+    /// pieces of a name with a line break. Exactly delimited, so its neighbours are not
+    /// suspect.
+    Skipped,
+}
+
 impl<'d> DirParser<'d> {
     pub(crate) fn new(dir: &'d str, format: ListFormat) -> DirParser<'d> {
         DirParser {
             dir,
             format,
-            pending: None,
+            framing: Framing::Unknown,
+            fragment: Vec::new(),
+            fragment_bytes: 0,
+            records: Vec::new(),
             subdirs: Vec::new(),
             stamps: Vec::new(),
         }
     }
 
-    /// Feeds one raw line (with or without its line end).
+    /// Feeds one raw line, as read up to and including its `\n` (the last line of a listing
+    /// may have no line end).
     pub(crate) fn push_line(&mut self, line: &[u8], out: &mut Listing) {
+        let crlf = line.ends_with(b"\r\n");
+        let bare_lf = !crlf && line.ends_with(b"\n");
+        if crlf && self.framing == Framing::Unknown {
+            self.framing = Framing::Crlf;
+        }
+        if bare_lf && self.framing != Framing::Lf {
+            self.fragment_bytes += line.len();
+            self.fragment.push(line.to_vec());
+            if self.fragment_bytes > MAX_FRAGMENT {
+                self.fragment_overflow(out);
+            }
+            return;
+        }
+        if self.fragment.is_empty() {
+            self.record(line, out);
+        } else if self.framing != Framing::Crlf {
+            // The last line, without a line end, and no CRLF seen: bare LF ends lines here.
+            for piece in self.take_fragment() {
+                self.record(&piece, out);
+            }
+            self.record(line, out);
+        } else {
+            // A bare-LF piece, then this line: one record whose name holds a line break.
+            let mut joined = self.take_fragment().concat();
+            joined.extend_from_slice(line);
+            self.broken_record(&joined, out);
+        }
+    }
+
+    /// Ends the listing of this directory: decides on the entries held back (see the type's
+    /// doc) and moves the ones that stand into `out`.
+    pub(crate) fn finish(&mut self, out: &mut Listing) {
+        if !self.fragment.is_empty() {
+            match self.framing {
+                // The listing ended inside a record.
+                Framing::Crlf => {
+                    let joined = self.take_fragment().concat();
+                    self.broken_record(&joined, out);
+                }
+                // No CRLF at all: a listing with bare LF line ends.
+                _ => {
+                    for piece in self.take_fragment() {
+                        self.record(&piece, out);
+                    }
+                }
+            }
+        }
+        let records = std::mem::take(&mut self.records);
+        let mut seen = std::collections::HashMap::<&str, u32>::new();
+        for r in &records {
+            if let Record::Entry(e, _) = r {
+                *seen.entry(e.name.as_str()).or_default() += 1;
+            }
+        }
+        let garbage = |i: Option<usize>| {
+            i.and_then(|i| records.get(i))
+                .is_some_and(|r| matches!(r, Record::Garbage))
+        };
+        let mut keep = Vec::with_capacity(records.len());
+        for (i, r) in records.iter().enumerate() {
+            let Record::Entry(e, _) = r else {
+                keep.push(false);
+                continue;
+            };
+            let copies = seen.get(e.name.as_str()).copied().unwrap_or(0);
+            let reason = if copies > 1 {
+                Some("skipping a name listed more than once (a forged listing line?)")
+            } else if garbage(i.checked_sub(1)) || garbage(Some(i + 1)) {
+                Some("skipping an entry next to an unparsable line (a name with a line break?)")
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                out.skipped += 1;
+                tracing::warn!(path = %e.path, size = e.size, copies, "{reason}");
+            }
+            keep.push(reason.is_none());
+        }
+        drop(seen);
+        for (r, keep) in records.into_iter().zip(keep) {
+            if let (Record::Entry(e, stamp), true) = (r, keep) {
+                self.accept(e, stamp, out);
+            }
+        }
+    }
+
+    fn take_fragment(&mut self) -> Vec<Vec<u8>> {
+        self.fragment_bytes = 0;
+        std::mem::take(&mut self.fragment)
+    }
+
+    /// Too many bytes of bare-LF lines: before any CRLF the server ends lines with bare LF;
+    /// after one, the record is given up.
+    fn fragment_overflow(&mut self, out: &mut Listing) {
+        let pieces = self.take_fragment();
+        if self.framing == Framing::Unknown {
+            self.framing = Framing::Lf;
+            for piece in pieces {
+                self.record(&piece, out);
+            }
+        } else {
+            out.skipped += 1;
+            tracing::warn!(
+                dir = self.dir,
+                bytes = pieces.iter().map(Vec::len).sum::<usize>(),
+                "skipping an overlong listing record of bare-LF lines"
+            );
+            self.records.push(Record::Garbage);
+        }
+    }
+
+    /// A record made of several lines: never an entry (its name holds a line break). Counted
+    /// once per line, as if each had been skipped.
+    fn broken_record(&mut self, joined: &[u8], out: &mut Listing) {
+        out.skipped += trim_line_end(joined).split(|&b| b == b'\n').count() as u64;
+        tracing::warn!(
+            dir = self.dir,
+            record = %escape_for_log(trim_line_end(joined)),
+            "skipping a listing record with a line break in its name"
+        );
+        self.records.push(Record::Skipped);
+    }
+
+    /// One record that is one line.
+    fn record(&mut self, line: &[u8], out: &mut Listing) {
         match parse_line(self.format, line) {
             Parsed::Ignore => {}
             Parsed::Garbage => {
@@ -458,13 +644,7 @@ impl<'d> DirParser<'d> {
                     line = %escape_for_log(trim_line_end(line)),
                     "skipping unparsable listing line"
                 );
-                if let Some((prev, _)) = self.pending.take() {
-                    out.skipped += 1;
-                    tracing::warn!(
-                        path = %prev.path,
-                        "skipping entry followed by an unparsable line (name with a newline?)"
-                    );
-                }
+                self.records.push(Record::Garbage);
             }
             Parsed::Entry(raw) => match check_name(raw.name) {
                 Ok(name) => {
@@ -475,9 +655,7 @@ impl<'d> DirParser<'d> {
                         mtime: raw.mtime,
                         kind: raw.kind,
                     };
-                    if let Some(prev) = self.pending.replace((entry, raw.stamp)) {
-                        self.accept(prev, out);
-                    }
+                    self.records.push(Record::Entry(entry, raw.stamp));
                 }
                 Err(e) => {
                     out.skipped += 1;
@@ -487,22 +665,13 @@ impl<'d> DirParser<'d> {
                         error = %e,
                         "skipping hostile name"
                     );
-                    if let Some(prev) = self.pending.take() {
-                        self.accept(prev, out);
-                    }
+                    self.records.push(Record::Skipped);
                 }
             },
         }
     }
 
-    /// Ends the listing of this directory.
-    pub(crate) fn finish(&mut self, out: &mut Listing) {
-        if let Some(prev) = self.pending.take() {
-            self.accept(prev, out);
-        }
-    }
-
-    fn accept(&mut self, (entry, stamp): (RemoteEntry, Option<ListStamp>), out: &mut Listing) {
+    fn accept(&mut self, entry: RemoteEntry, stamp: Option<ListStamp>, out: &mut Listing) {
         match (entry.kind, stamp) {
             (EntryKind::Dir, _) => self.subdirs.push(entry.path.clone()),
             (EntryKind::File, Some(stamp)) => self.stamps.push((out.entries.len(), stamp)),
@@ -515,3 +684,130 @@ impl<'d> DirParser<'d> {
 #[cfg(test)]
 #[path = "parse_tests.rs"]
 mod tests;
+
+/// Issue 12: listing lines forged by names with line breaks.
+#[cfg(test)]
+mod forge_tests {
+    use super::*;
+
+    fn run(format: ListFormat, lines: &[&[u8]]) -> (Vec<(String, u64)>, u64) {
+        let mut out = Listing::default();
+        let mut p = DirParser::new("/in", format);
+        for line in lines {
+            p.push_line(line, &mut out);
+        }
+        p.finish(&mut out);
+        let entries = out
+            .entries
+            .iter()
+            .map(|e| (e.name.clone(), e.size))
+            .collect();
+        (entries, out.skipped)
+    }
+
+    const REAL: &[u8] = b"modify=20261201091639;perm=adfr;size=20;type=file; victim.txt\r\n";
+
+    #[test]
+    fn a_bare_lf_in_a_crlf_listing_joins_the_record() {
+        // proftpd's MLSD of `evil\ntype=file;size=5;modify=20200101000000; victim.txt`.
+        let (entries, skipped) = run(
+            ListFormat::Mlsd,
+            &[
+                b"modify=20261201091639;perm=adfr;size=5;type=file; evil\n",
+                b"type=file;size=5;modify=20200101000000; victim.txt\r\n",
+                REAL,
+            ],
+        );
+        assert_eq!(entries, [("victim.txt".to_string(), 20)]);
+        assert_eq!(skipped, 2);
+        // The same with the hostile name first and the real file listed before it.
+        let (entries, _) = run(
+            ListFormat::Mlsd,
+            &[
+                REAL,
+                b"modify=20261201091639;perm=adfr;size=5;type=file; evil\n",
+                b"type=file;size=5;modify=20200101000000; victim.txt\r\n",
+            ],
+        );
+        assert_eq!(entries, [("victim.txt".to_string(), 20)]);
+        // vsftpd's LIST: a name holding a whole forged `ls -l` line, and one with two breaks.
+        let (entries, skipped) = run(
+            ListFormat::List,
+            &[
+                b"-rw-r--r--    1 0        0               2 Dec 01 09:16 name\n",
+                b"-rw-r--r--    1 0 0 5 Jan 01  2020 victim.txt\r\n",
+                b"-rw-r--r--    1 0        0               2 Dec 01 09:16 a\n",
+                b"b\n",
+                b"-rw-r--r--    1 0 0 5 Jan 01  2020 c.txt\r\n",
+                b"-rw-r--r--    1 0        0              20 Dec 01 09:16 victim.txt\r\n",
+            ],
+        );
+        assert_eq!(entries, [("victim.txt".to_string(), 20)]);
+        assert_eq!(skipped, 5);
+    }
+
+    #[test]
+    fn a_name_listed_twice_is_dropped_every_copy() {
+        // A name with CR LF in it splits records as real line ends do: the forged copy parses.
+        let (entries, skipped) = run(
+            ListFormat::Mlsd,
+            &[
+                b"modify=20261201091639;size=1;type=file; a.txt\r\n",
+                b"modify=20261201091639;size=5;type=file; evil\r\n",
+                b"type=file;size=5;modify=20200101000000; victim.txt\r\n",
+                REAL,
+                b"modify=20261201091639;size=1;type=file; z.txt\r\n",
+            ],
+        );
+        let names: Vec<&str> = entries.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["a.txt", "evil", "z.txt"]);
+        assert_eq!(skipped, 2);
+        // A forged directory line too: it would be listed (recursed into) twice.
+        let mut out = Listing::default();
+        let mut p = DirParser::new("/in", ListFormat::Mlsd);
+        p.push_line(b"modify=20261201091639;type=dir; sub\r\n", &mut out);
+        p.push_line(b"type=dir; sub\r\n", &mut out);
+        p.finish(&mut out);
+        assert!(out.entries.is_empty() && p.subdirs.is_empty());
+    }
+
+    #[test]
+    fn entries_on_both_sides_of_an_unparsable_line_are_dropped() {
+        // A name that begins with a line break (CR LF): the first half does not parse, the
+        // second half does.
+        let (entries, skipped) = run(
+            ListFormat::Mlsd,
+            &[
+                b"modify=20261201091639;size=1;type=file; a.txt\r\n",
+                b"modify=20261201091639;size=5;type=file; \r\n",
+                b"type=file;size=5;modify=20200101000000; victim.txt\r\n",
+                b"modify=20261201091639;type=cdir; .\r\n",
+                b"modify=20261201091639;size=1;type=file; z.txt\r\n",
+            ],
+        );
+        assert_eq!(entries, [("z.txt".to_string(), 1)]);
+        // The garbage line, the entry before it, the forged one after it.
+        assert_eq!(skipped, 3);
+    }
+
+    #[test]
+    fn a_listing_with_bare_lf_line_ends_is_read_line_by_line() {
+        let mut lines = Vec::new();
+        for i in 0..2000 {
+            lines.push(format!("-rw-r--r-- 1 0 0 {i} Nov 27 10:00 f{i}.txt\n").into_bytes());
+        }
+        let lines: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
+        let (entries, skipped) = run(ListFormat::List, &lines);
+        assert_eq!(entries.len(), 2000);
+        assert_eq!(skipped, 0);
+        // Short ones too, and the last line without a line end.
+        let (entries, _) = run(
+            ListFormat::List,
+            &[
+                b"-rw-r--r-- 1 0 0 1 Nov 27 10:00 a\n",
+                b"-rw-r--r-- 1 0 0 1 Nov 27 10:00 b",
+            ],
+        );
+        assert_eq!(entries.len(), 2);
+    }
+}
