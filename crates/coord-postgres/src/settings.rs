@@ -47,10 +47,14 @@ impl TlsMode {
 /// Settings of the PostgreSQL coordination store.
 ///
 /// Either `url` (`postgres://user:password@host:port/database?sslmode=require&schema=ha`) or
-/// the separate fields; a `url` overrides the fields it names. Durations are written as
-/// `"2s"`, `"500ms"`, `"1m"`. `Debug` shows the password as `<redacted>`.
+/// the separate fields, or both. Deserialized (a configuration file, environment variables),
+/// the fields written override the URL's parts, as on MySQL, so the password can come from
+/// its own variable; the URL is folded into the fields then (`url` is `None`). Built in code
+/// with `url` set, [`PgStore::open`](crate::PgStore::open) applies the URL over the fields.
+/// Durations are written as `"2s"`, `"500ms"`, `"1m"`. `Debug` shows the password as
+/// `<redacted>`.
 #[derive(Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(try_from = "RawPgSettings")]
 pub struct PgSettings {
     /// A `postgres://` (or `postgresql://`) URL; query keys: `sslmode`, `sslrootcert`,
     /// `schema`, `statement_timeout`, `connect_timeout`, `pool_size`.
@@ -72,10 +76,8 @@ pub struct PgSettings {
     /// PEM file of the certificate authorities trusted for `verify-full`.
     pub ca_file: Option<PathBuf>,
     /// Server-side limit of every statement (the client gives up shortly after). Default 2 s.
-    #[serde(with = "humantime_serde")]
     pub statement_timeout: Duration,
     /// Limit for opening a connection or waiting for a free one. Default 5 s.
-    #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
     /// Connections kept by the pool. Default 4.
     pub pool_size: usize,
@@ -149,6 +151,12 @@ impl PgSettings {
         let mut settings = PgSettings::default();
         settings.apply_url(url)?;
         Ok(settings)
+    }
+
+    /// Checks the settings without connecting (what [`PgStore::open`](crate::PgStore::open)
+    /// checks first).
+    pub fn validate(&self) -> Result<(), StoreError> {
+        self.resolved().map(|_| ())
     }
 
     /// The settings with `url` folded into the fields, checked.
@@ -252,6 +260,60 @@ impl PgSettings {
             }
         }
         Ok(())
+    }
+}
+
+/// The serde shape: a URL, fields, or both (the fields written win over the URL's parts).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPgSettings {
+    url: Option<String>,
+    host: Option<String>,
+    port: Option<u16>,
+    user: Option<String>,
+    password: Option<String>,
+    database: Option<String>,
+    schema: Option<String>,
+    tls: Option<TlsMode>,
+    ca_file: Option<PathBuf>,
+    #[serde(default, with = "humantime_serde")]
+    statement_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    connect_timeout: Option<Duration>,
+    pool_size: Option<usize>,
+}
+
+impl TryFrom<RawPgSettings> for PgSettings {
+    type Error = String;
+
+    fn try_from(raw: RawPgSettings) -> Result<Self, String> {
+        let mut s = PgSettings::default();
+        if let Some(url) = &raw.url {
+            s.apply_url(url).map_err(|e| e.to_string())?;
+        }
+        fn set<T>(field: &mut T, value: Option<T>) {
+            if let Some(value) = value {
+                *field = value;
+            }
+        }
+        set(&mut s.host, raw.host);
+        set(&mut s.port, raw.port);
+        set(&mut s.user, raw.user);
+        if raw.password.is_some() {
+            s.password = raw.password;
+        }
+        set(&mut s.database, raw.database);
+        if raw.schema.is_some() {
+            s.schema = raw.schema;
+        }
+        set(&mut s.tls, raw.tls);
+        if raw.ca_file.is_some() {
+            s.ca_file = raw.ca_file;
+        }
+        set(&mut s.statement_timeout, raw.statement_timeout);
+        set(&mut s.connect_timeout, raw.connect_timeout);
+        set(&mut s.pool_size, raw.pool_size);
+        Ok(s)
     }
 }
 
@@ -419,16 +481,22 @@ mod tests {
             err.to_string().contains("statement_timeout") || err.to_string().contains("duration"),
             "{err}"
         );
-        // A url overrides the fields it names.
+        // Deserialized, the fields written win over the URL's parts (as on MySQL), and the
+        // URL's other parts are kept.
         let s: PgSettings = serde_json::from_str(
-            r#"{"url": "postgres://u@h2:6000/d?sslmode=require", "user": "x"}"#,
+            r#"{"url": "postgres://u:wrong@h2:6000/d?sslmode=require", "user": "x",
+                "password": "right"}"#,
         )
         .unwrap();
+        assert_eq!(s.url, None, "folded into the fields");
         let r = s.resolved().unwrap();
         assert_eq!(
             (r.user.as_str(), r.host.as_str(), r.port),
-            ("u", "h2", 6000)
+            ("x", "h2", 6000)
         );
+        assert_eq!(r.password.as_deref(), Some("right"));
         assert_eq!(r.tls, TlsMode::Require);
+        let err = serde_json::from_str::<PgSettings>(r#"{"url": "mysql://x"}"#).unwrap_err();
+        assert!(err.to_string().contains("postgres://"), "{err}");
     }
 }

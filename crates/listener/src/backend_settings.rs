@@ -135,7 +135,7 @@ impl fmt::Debug for BackendSettings {
 /// Why a backend's table could not be extracted.
 #[derive(Debug)]
 pub(crate) enum ExtractError {
-    /// figment's error (names the key and the file).
+    /// figment's error, and the table it was extracted from (to name the key as written).
     #[cfg_attr(
         not(any(
             feature = "postgres",
@@ -145,7 +145,7 @@ pub(crate) enum ExtractError {
         )),
         allow(dead_code)
     )]
-    Figment(Box<figment::Error>),
+    Figment(Box<figment::Error>, &'static str),
     /// A rule of ours.
     Rule(coord_core::ConfigError),
 }
@@ -187,7 +187,22 @@ fn extract<T: serde::de::DeserializeOwned>(
     }
     figment
         .extract_inner(key)
-        .map_err(|e| ExtractError::Figment(Box::new(e)))
+        .map_err(|e| ExtractError::Figment(Box::new(e), key))
+}
+
+/// A backend crate's own check (the one `run` meets when it builds the store or the source),
+/// as a rule on the table: `check-config` refuses what `run` refuses.
+#[cfg_attr(
+    not(any(
+        feature = "postgres",
+        feature = "mysql",
+        feature = "ftp",
+        feature = "sftp"
+    )),
+    allow(dead_code)
+)]
+fn rule(key: &'static str, error: impl fmt::Display) -> ExtractError {
+    ExtractError::Rule(coord_core::ConfigError::new(key, error.to_string()))
 }
 
 impl BackendSettings {
@@ -199,23 +214,48 @@ impl BackendSettings {
             Backend::Sqlite => {}
             #[cfg(feature = "postgres")]
             Backend::Postgres => {
-                out.postgres = Some(extract(figment, "coordination.postgres")?);
+                let key = "coordination.postgres";
+                let settings: coord_postgres::PgSettings = extract(figment, key)?;
+                settings.validate().map_err(|e| rule(key, e))?;
+                out.postgres = Some(settings);
             }
             #[cfg(not(feature = "postgres"))]
             Backend::Postgres => return Err(not_built("coordination.backend", "postgres")),
             #[cfg(feature = "mysql")]
-            Backend::Mysql => out.mysql = Some(extract(figment, "coordination.mysql")?),
+            Backend::Mysql => {
+                let key = "coordination.mysql";
+                // coord-mysql's own switch; the listener's is `coordination.migrate_on_start`,
+                // which would silently override it.
+                if figment.contains("coordination.mysql.migrate_on_connect") {
+                    return Err(rule(
+                        "coordination.mysql.migrate_on_connect",
+                        "is not a listener key: set coordination.migrate_on_start",
+                    ));
+                }
+                out.mysql = Some(extract(figment, key)?);
+            }
             #[cfg(not(feature = "mysql"))]
             Backend::Mysql => return Err(not_built("coordination.backend", "mysql")),
         }
         match config.source.kind {
             SourceKind::Local => {}
             #[cfg(feature = "ftp")]
-            SourceKind::Ftp => out.ftp = Some(extract(figment, "source.ftp")?),
+            SourceKind::Ftp => {
+                let key = "source.ftp";
+                let settings: transfer_ftp::FtpSettings = extract(figment, key)?;
+                // What `open_source` builds: no connection is made.
+                transfer_ftp::FtpFs::new(settings.clone()).map_err(|e| rule(key, e))?;
+                out.ftp = Some(settings);
+            }
             #[cfg(not(feature = "ftp"))]
             SourceKind::Ftp => return Err(not_built("source.kind", "ftp")),
             #[cfg(feature = "sftp")]
-            SourceKind::Sftp => out.sftp = Some(extract(figment, "source.sftp")?),
+            SourceKind::Sftp => {
+                let key = "source.sftp";
+                let settings: transfer_sftp::SftpSettings = extract(figment, key)?;
+                transfer_sftp::SftpFs::new(settings.clone()).map_err(|e| rule(key, e))?;
+                out.sftp = Some(settings);
+            }
             #[cfg(not(feature = "sftp"))]
             SourceKind::Sftp => return Err(not_built("source.kind", "sftp")),
         }

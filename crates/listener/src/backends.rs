@@ -71,10 +71,54 @@ macro_rules! delegate {
     };
 }
 
+/// The store crates' schema errors name their own settings (`migrate_on_connect` on MySQL,
+/// `migrate = true` on SQLite, nothing on PostgreSQL); a listener user sets
+/// `coordination.migrate_on_start`. Only for a connect without migrations: with them, a
+/// schema error is not cured by enabling them.
+fn listener_schema_hint(error: StoreError) -> StoreError {
+    match error {
+        StoreError::Schema(message) => {
+            let message = message
+                .replace(", or enable migrate_on_connect", "")
+                .replace(" (or set migrate = true)", "");
+            StoreError::Schema(format!(
+                "{message}; or set `coordination.migrate_on_start = true`"
+            ))
+        }
+        other => other,
+    }
+}
+
+/// A connect that migrates is preceded by one that does not, where the migrator cannot tell a
+/// refused login from a server that is down (it reports both as transient): a permanent
+/// refusal (wrong password, unknown role or database, bad TLS settings) is returned as it is,
+/// so the caller does not retry it. A missing or old schema is what the migration is for.
+#[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
+fn permanent(result: &Result<(), StoreError>) -> Option<StoreError> {
+    match result {
+        Err(e @ StoreError::Connect { .. }) if !e.is_transient() => Some(e.clone()),
+        Err(e @ StoreError::Rejected { .. }) => Some(e.clone()),
+        _ => None,
+    }
+}
+
 impl AnyStore {
     /// Connects to the configured store; with `migrate` the schema is created or upgraded
-    /// first.
+    /// first. A permanent error (bad credentials, bad settings) is never reported as
+    /// transient, with or without `migrate`.
     pub async fn connect(config: &Config, migrate: bool) -> Result<AnyStore, BackendError> {
+        let result = Self::connect_inner(config, migrate).await;
+        if migrate {
+            result
+        } else {
+            result.map_err(|e| match e {
+                BackendError::Store(e) => BackendError::Store(listener_schema_hint(e)),
+                other => other,
+            })
+        }
+    }
+
+    async fn connect_inner(config: &Config, migrate: bool) -> Result<AnyStore, BackendError> {
         match config.coordination.backend {
             #[cfg(feature = "sqlite")]
             Backend::Sqlite => {
@@ -108,6 +152,9 @@ impl AnyStore {
                     .ok_or_else(|| not_built("postgres"))?;
                 if migrate {
                     let store = coord_postgres::PgStore::open(settings)?;
+                    if let Some(e) = permanent(&store.check_schema().await) {
+                        return Err(e.into());
+                    }
                     store.migrate().await?;
                     Ok(AnyStore::Postgres(store))
                 } else {
@@ -125,7 +172,14 @@ impl AnyStore {
                     .mysql
                     .clone()
                     .ok_or_else(|| not_built("mysql"))?;
-                settings.migrate_on_connect = migrate;
+                settings.migrate_on_connect = false;
+                let first = coord_mysql::MySqlStore::connect(settings.clone()).await;
+                match first {
+                    Ok(store) => return Ok(AnyStore::Mysql(store)),
+                    Err(StoreError::Schema(_)) if migrate => {}
+                    Err(e) => return Err(e.into()),
+                }
+                settings.migrate_on_connect = true;
                 Ok(AnyStore::Mysql(
                     coord_mysql::MySqlStore::connect(settings).await?,
                 ))

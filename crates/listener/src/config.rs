@@ -1,5 +1,9 @@
 //! The listener's configuration: a TOML file plus `FTPL_` environment variables (`__` for
-//! nesting), through figment. Durations are human strings (`"1s"`, `"500ms"`).
+//! nesting), through figment. Durations are strings with a unit (`"1s"`, `"500ms"`); a bare
+//! number is refused, except under the seeds' integer-second names (`heartbeatFrequency`,
+//! `livenessCheckInterval`). Every `FTPL_` variable must name a key, except those of
+//! `HANDLER_VARIABLES`. Errors name the key as written (`source.ftp.port`) and where the
+//! value came from (the file, or the environment variable).
 //!
 //! [`Config::load`] returns a configuration whose defaults are resolved (member ID, renew
 //! deadline, done and error folders, migrate-on-start), so `check-config` prints what will
@@ -15,10 +19,27 @@ use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
 
 use crate::backend_settings::{BackendSettings, ExtractError, RawSettings};
-use crate::duration::{human, human_opt};
+use crate::duration::{human, human_opt, seed_seconds_opt};
 
-/// The configuration keys that may come from `FTPL_*` variables. Other `FTPL_` variables
-/// (such as the `FTPL_PATH` the command handler sets for its children) are ignored.
+/// The `FTPL_` variables the command handler sets for its children (see `handler.rs`). A
+/// listener started from a handler inherits them, so they are not refused; every other
+/// `FTPL_` variable must name a key. Those that are not keys are ignored; `FTPL_GROUP` is also
+/// the `group` key and read as such.
+pub(crate) const HANDLER_VARIABLES: &[&str] = &[
+    "FTPL_PATH",
+    "FTPL_LOCAL_PATH",
+    "FTPL_SIZE",
+    "FTPL_TERM",
+    "FTPL_ATTEMPT",
+    "FTPL_REDELIVERY",
+    "FTPL_MEMBER",
+    "FTPL_GROUP",
+];
+
+/// The environment prefix.
+const PREFIX: &str = "FTPL_";
+
+/// The top-level configuration keys (what an `FTPL_` variable may start with).
 const TOP_LEVEL_KEYS: &[&str] = &[
     "member_id",
     "group",
@@ -117,25 +138,32 @@ pub struct CoordinationConfig {
     /// MySQL/MariaDB settings (`coord_mysql::MySqlSettings`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mysql: Option<RawSettings>,
-    /// Heartbeat period (default 1s); the seeds' `heartbeatFrequency` (seconds) is accepted.
-    #[serde(
-        default,
-        with = "human_opt",
-        alias = "heartbeatFrequency",
-        alias = "heartbeatfrequency",
-        skip_serializing_if = "Option::is_none"
-    )]
+    /// Heartbeat period (default 1s).
+    #[serde(default, with = "human_opt", skip_serializing_if = "Option::is_none")]
     pub heartbeat_interval: Option<Duration>,
-    /// Age of the leader's heartbeat after which a standby takes over (default 5s); the
-    /// seeds' `livenessCheckInterval` (seconds) is accepted.
+    /// The seeds' `heartbeatFrequency`: integer seconds (or a string with a unit). Folded
+    /// into `heartbeat_interval` at load (then `None`); setting both is refused.
     #[serde(
         default,
-        with = "human_opt",
-        alias = "livenessCheckInterval",
-        alias = "livenesscheckinterval",
-        skip_serializing_if = "Option::is_none"
+        rename = "heartbeatFrequency",
+        alias = "heartbeatfrequency",
+        deserialize_with = "seed_seconds_opt::deserialize",
+        skip_serializing
     )]
+    pub heartbeat_frequency: Option<Duration>,
+    /// Age of the leader's heartbeat after which a standby takes over (default 5s).
+    #[serde(default, with = "human_opt", skip_serializing_if = "Option::is_none")]
     pub liveness_timeout: Option<Duration>,
+    /// The seeds' `livenessCheckInterval`: integer seconds (or a string with a unit). Folded
+    /// into `liveness_timeout` at load (then `None`); setting both is refused.
+    #[serde(
+        default,
+        rename = "livenessCheckInterval",
+        alias = "livenesscheckinterval",
+        deserialize_with = "seed_seconds_opt::deserialize",
+        skip_serializing
+    )]
+    pub liveness_check_interval: Option<Duration>,
     /// How long a leader dispatches without an acknowledged heartbeat (default 2/3 of the
     /// liveness timeout).
     #[serde(default, with = "human_opt", skip_serializing_if = "Option::is_none")]
@@ -153,7 +181,9 @@ impl Default for CoordinationConfig {
             postgres: None,
             mysql: None,
             heartbeat_interval: None,
+            heartbeat_frequency: None,
             liveness_timeout: None,
+            liveness_check_interval: None,
             renew_deadline: None,
             migrate_on_start: None,
         }
@@ -416,15 +446,28 @@ fn default_filter() -> String {
     "*".to_string()
 }
 
-/// Why the configuration could not be loaded. The message names the field and where it came
-/// from (the file, or the environment variable).
+/// Why the configuration could not be loaded. The message names the key as written
+/// (`source.ftp.port`) and where the value came from (the file, or the environment variable).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
-    /// The file is missing, unreadable, not TOML, or a value has the wrong type or an unknown
-    /// key (figment's message names the key and the file).
+    /// The file is missing, unreadable or not TOML, or a value has the wrong type or an
+    /// unknown key: one line per problem, each naming the key and its origin.
     #[error("configuration: {0}")]
-    Parse(Box<figment::Error>),
+    Parse(String),
+    /// An `FTPL_` variable that names no configuration key (and is not one of
+    /// `HANDLER_VARIABLES`).
+    #[error(
+        "configuration: environment variable `{name}` matches no configuration key \
+         (`FTPL_<KEY>`, `__` for nesting, e.g. FTPL_POLL_INTERVAL or \
+         FTPL_COORDINATION__BACKEND; keys: {known})"
+    )]
+    UnknownVariable {
+        /// The variable's name.
+        name: String,
+        /// The top-level keys.
+        known: String,
+    },
     /// A value breaks a rule.
     #[error("configuration {origin}: {error}")]
     Invalid {
@@ -435,11 +478,103 @@ pub enum ConfigError {
     },
 }
 
+/// Where a figment error's value came from, and the key as the user wrote it. `inner` is the
+/// table a `extract_inner` started at (figment appends it to the path: `port.source.ftp`).
+pub(crate) fn describe_figment(error: &figment::Error, inner: Option<&str>) -> String {
+    let lines: Vec<String> = error
+        .clone()
+        .into_iter()
+        .map(|e| describe_one(&e, inner))
+        .collect();
+    lines.join("; ")
+}
+
+fn describe_one(e: &figment::Error, inner: Option<&str>) -> String {
+    use figment::error::Kind;
+    let mut path = e.path.clone();
+    let mut key: Vec<String> = Vec::new();
+    if let Some(inner) = inner {
+        let prefix: Vec<String> = inner.split('.').map(str::to_string).collect();
+        if path.ends_with(&prefix) {
+            path.truncate(path.len() - prefix.len());
+        }
+        key.extend(prefix);
+    }
+    key.extend(path);
+    // An unknown key is named itself, not its table.
+    let message = match &e.kind {
+        Kind::UnknownField(field, expected) => {
+            if key.last() != Some(field) {
+                key.push(field.clone());
+            }
+            format!("unknown key (expected {})", figment::error::OneOf(expected))
+        }
+        // The backend crates' durations (humantime-serde): the same advice as ours.
+        Kind::InvalidType(
+            figment::error::Actual::Unsigned(_)
+            | figment::error::Actual::Signed(_)
+            | figment::error::Actual::Float(_),
+            expected,
+        ) if expected.contains("duration") => format!(
+            "{}: durations need a unit, write e.g. \"500ms\" or \"5s\"",
+            e.kind
+        ),
+        other => other.to_string(),
+    };
+    let key = key.join(".");
+    let origin = match &e.metadata {
+        Some(md) if md.name.contains("environment") => {
+            let var: Vec<String> = key.split('.').map(str::to_ascii_uppercase).collect();
+            format!(" (environment variable {PREFIX}{})", var.join("__"))
+        }
+        Some(md) => match &md.source {
+            Some(source) => format!(" (in {source})"),
+            None => format!(" (from {})", md.name),
+        },
+        None => String::new(),
+    };
+    if key.is_empty() {
+        format!("{message}{origin}")
+    } else {
+        format!("`{key}`: {message}{origin}")
+    }
+}
+
+/// The `FTPL_` variables that name no key. Only the top level is checked here: a typo below
+/// it reaches serde, whose unknown-key error names it too.
+fn unknown_variables() -> Option<ConfigError> {
+    let mut names: Vec<String> = std::env::vars_os()
+        .filter_map(|(name, _)| name.into_string().ok())
+        .filter(|name| {
+            name.get(..PREFIX.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(PREFIX))
+        })
+        .filter(|name| !HANDLER_VARIABLES.contains(&name.as_str()))
+        .filter(|name| {
+            let top = name[PREFIX.len()..].split("__").next().unwrap_or_default();
+            !TOP_LEVEL_KEYS.iter().any(|k| k.eq_ignore_ascii_case(top))
+        })
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .next()
+        .map(|name| ConfigError::UnknownVariable {
+            name,
+            known: TOP_LEVEL_KEYS.join(", "),
+        })
+}
+
 impl Config {
     /// Loads `file` (if given; it must exist) and the `FTPL_*` environment variables (which
-    /// win), resolves the defaults and validates.
+    /// win), resolves the defaults and validates, the backends' settings included.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
-        let env = Env::prefixed("FTPL_").split("__").filter(|key| {
+        if let Some(unknown) = unknown_variables() {
+            return Err(unknown);
+        }
+        // What is left to drop are the handler's variables (`FTPL_GROUP` is also the `group`
+        // key, and read as such).
+        let env = Env::prefixed(PREFIX).split("__").filter(|key| {
             let top = key.as_str().split('.').next().unwrap_or_default();
             TOP_LEVEL_KEYS.iter().any(|k| k.eq_ignore_ascii_case(top))
         });
@@ -450,8 +585,7 @@ impl Config {
         let figment = figment.merge(env);
         let mut config: Config = figment
             .extract()
-            .map_err(|e| ConfigError::Parse(Box::new(e)))?;
-        config.resolve();
+            .map_err(|e| ConfigError::Parse(describe_figment(&e, None)))?;
         let origin = match file {
             Some(f) => format!("in {} (or its FTPL_ variables)", f.display()),
             None => "from FTPL_ variables and defaults".to_string(),
@@ -460,19 +594,61 @@ impl Config {
             origin: origin.clone(),
             error,
         };
+        config.fold_seed_names().map_err(invalid)?;
+        config.resolve_member_id();
+        // Before `resolve` fills the renew deadline, so an error names what the user set.
+        config.election().map_err(invalid)?;
+        config.resolve();
         config.validate().map_err(invalid)?;
         config.backends = BackendSettings::extract(&figment, &config).map_err(|e| match e {
-            ExtractError::Figment(e) => ConfigError::Parse(e),
+            ExtractError::Figment(e, inner) => {
+                ConfigError::Parse(describe_figment(&e, Some(inner)))
+            }
             ExtractError::Rule(error) => invalid(error),
         })?;
         Ok(config)
     }
 
-    /// Fills the defaults that depend on other values or on the host.
-    fn resolve(&mut self) {
+    /// The seeds' names (`heartbeatFrequency`, `livenessCheckInterval`) into ours.
+    fn fold_seed_names(&mut self) -> Result<(), coord_core::ConfigError> {
+        let c = &mut self.coordination;
+        for (seed, ours, seed_name, our_name) in [
+            (
+                &mut c.heartbeat_frequency,
+                &mut c.heartbeat_interval,
+                "coordination.heartbeatFrequency",
+                "coordination.heartbeat_interval",
+            ),
+            (
+                &mut c.liveness_check_interval,
+                &mut c.liveness_timeout,
+                "coordination.livenessCheckInterval",
+                "coordination.liveness_timeout",
+            ),
+        ] {
+            if let Some(value) = seed.take() {
+                if ours.is_some() {
+                    return Err(coord_core::ConfigError::new(
+                        seed_name,
+                        format!("is the seeds' name of {our_name}: set only one of them"),
+                    ));
+                }
+                *ours = Some(value);
+            }
+        }
+        Ok(())
+    }
+
+    /// The member ID defaults to the host name.
+    fn resolve_member_id(&mut self) {
         if self.member_id.is_empty() {
             self.member_id = gethostname::gethostname().to_string_lossy().into_owned();
         }
+    }
+
+    /// Fills the defaults that depend on other values or on the host.
+    fn resolve(&mut self) {
+        self.resolve_member_id();
         let c = &mut self.coordination;
         let heartbeat = *c.heartbeat_interval.get_or_insert(Duration::from_secs(1));
         let liveness = *c.liveness_timeout.get_or_insert(Duration::from_secs(5));
@@ -541,17 +717,45 @@ impl Config {
     }
 
     /// The election's identity and timing.
+    ///
+    /// While the renew deadline is not set (before [`Config::load`] resolves it to 2/3 of the
+    /// liveness timeout), a timing error names `liveness_timeout` and `heartbeat_interval`,
+    /// the settings the user can change, never the derived deadline.
     pub fn election(&self) -> Result<ElectionConfig, coord_core::ConfigError> {
         let c = &self.coordination;
         let heartbeat = c.heartbeat_interval.unwrap_or(Duration::from_secs(1));
         let liveness = c.liveness_timeout.unwrap_or(Duration::from_secs(5));
         let mut timing = Timing::from_liveness(heartbeat, liveness);
+        let derived = c.renew_deadline.is_none();
         if let Some(renew) = c.renew_deadline {
             timing.renew_deadline = renew;
         }
+        let shown = |d: Duration| {
+            crate::duration::format(Duration::from_millis(
+                u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
+            ))
+        };
         ElectionConfig::new(&self.member_id, &self.group, timing).map_err(|e| {
             // Name the keys as an operator writes them.
             let field = match e.field {
+                "heartbeat_interval" if heartbeat.is_zero() => {
+                    return coord_core::ConfigError::new("coordination.heartbeat_interval", e.rule);
+                }
+                "heartbeat_interval" | "renew_deadline" if derived => {
+                    let rule = if liveness.is_zero() {
+                        "must be greater than zero".to_string()
+                    } else {
+                        format!(
+                            "`{}`: two thirds of it must be longer than \
+                             coordination.heartbeat_interval (`{}`); raise liveness_timeout \
+                             above {} or lower heartbeat_interval",
+                            shown(liveness),
+                            shown(heartbeat),
+                            shown(heartbeat * 3 / 2),
+                        )
+                    };
+                    return coord_core::ConfigError::new("coordination.liveness_timeout", rule);
+                }
                 "heartbeat_interval" => "coordination.heartbeat_interval",
                 "renew_deadline" => "coordination.renew_deadline",
                 "liveness_timeout" => "coordination.liveness_timeout",

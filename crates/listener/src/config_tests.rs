@@ -237,3 +237,176 @@ fn the_example_configuration_loads() {
         Ok(())
     });
 }
+
+fn load_err(file: &str) -> String {
+    Config::load(Some(Path::new(file))).unwrap_err().to_string()
+}
+
+#[test]
+fn integer_durations_are_refused_except_under_the_seed_names() {
+    Jail::expect_with(|jail| {
+        // Today's trap: 500 was 500 seconds.
+        jail.create_file("int.toml", "poll_interval = 500\n")?;
+        let err = load_err("int.toml");
+        assert!(err.contains("`poll_interval`"), "{err}");
+        assert!(err.contains("\"500ms\""), "{err}");
+        assert!(err.contains("int.toml"), "{err}");
+        jail.create_file("bare.toml", "poll_interval = \"5\"\n")?;
+        let err = load_err("bare.toml");
+        assert!(
+            err.contains("`poll_interval`") && err.contains("\"5ms\""),
+            "{err}"
+        );
+        jail.create_file("ours.toml", "[coordination]\nheartbeat_interval = 1\n")?;
+        let err = load_err("ours.toml");
+        assert!(err.contains("coordination.heartbeat_interval"), "{err}");
+        // A seed name and ours at once is ambiguous.
+        jail.create_file(
+            "both.toml",
+            "[coordination]\nheartbeat_interval = \"1s\"\nheartbeatFrequency = 1\n",
+        )?;
+        let err = load_err("both.toml");
+        assert!(err.contains("coordination.heartbeatFrequency"), "{err}");
+        // From the environment: a number there is refused too, naming the variable.
+        jail.set_env("FTPL_POLL_INTERVAL", "5");
+        let err = Config::load(None).unwrap_err().to_string();
+        assert!(err.contains("FTPL_POLL_INTERVAL"), "{err}");
+        assert!(
+            err.contains("`poll_interval`") && err.contains("ms\""),
+            "{err}"
+        );
+        jail.set_env("FTPL_POLL_INTERVAL", "5s");
+        jail.set_env("FTPL_COORDINATION__LIVENESSCHECKINTERVAL", "30");
+        let c = Config::load(None).unwrap();
+        assert_eq!(c.poll_interval, Duration::from_secs(5));
+        assert_eq!(
+            c.coordination.liveness_timeout,
+            Some(Duration::from_secs(30))
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn unknown_environment_variables_are_refused_by_name() {
+    Jail::expect_with(|jail| {
+        // What the command handler sets for its children is not refused.
+        for name in HANDLER_VARIABLES {
+            jail.set_env(name, "1");
+        }
+        jail.set_env("FTPL_GROUP", "g");
+        Config::load(None).unwrap();
+        jail.set_env("FTPL_POLL_INTERVALL", "5s");
+        let err = Config::load(None).unwrap_err();
+        assert!(
+            matches!(err, ConfigError::UnknownVariable { .. }),
+            "{err:?}"
+        );
+        let err = err.to_string();
+        assert!(err.contains("`FTPL_POLL_INTERVALL`"), "{err}");
+        Ok(())
+    });
+    Jail::expect_with(|jail| {
+        jail.set_env("FTPL_RETRY__MAX_ATTEMPS", "3");
+        let err = Config::load(None).unwrap_err().to_string();
+        assert!(err.contains("`retry.max_attemps`"), "{err}");
+        assert!(err.contains("FTPL_RETRY__MAX_ATTEMPS"), "{err}");
+        Ok(())
+    });
+}
+
+#[test]
+fn keys_in_errors_read_as_written_without_the_profile() {
+    Jail::expect_with(|jail| {
+        jail.create_file("k.toml", "[retry]\nmax_attempts = \"many\"\n")?;
+        let err = load_err("k.toml");
+        assert!(err.contains("`retry.max_attempts`"), "{err}");
+        assert!(!err.contains("default."), "{err}");
+        jail.create_file("e.toml", "")?;
+        jail.set_env("FTPL_RETRY__MAX_ATTEMPTS", "many");
+        let err = load_err("e.toml");
+        assert!(err.contains("`retry.max_attempts`"), "{err}");
+        assert!(
+            err.contains("environment variable FTPL_RETRY__MAX_ATTEMPTS"),
+            "{err}"
+        );
+        Ok(())
+    });
+}
+
+#[cfg(feature = "ftp")]
+#[test]
+fn backend_keys_in_errors_read_as_written_and_backend_rules_apply_at_load() {
+    Jail::expect_with(|jail| {
+        let ftp = "[source]\nkind = \"ftp\"\n[source.ftp]\nhost = \"h\"\nuser = \"u\"\n";
+        jail.create_file("p.toml", &format!("{ftp}password = \"p\"\nport = \"x\"\n"))?;
+        let err = load_err("p.toml");
+        assert!(err.contains("`source.ftp.port`"), "{err}");
+        assert!(
+            !err.contains("default.") && !err.contains("port.source"),
+            "{err}"
+        );
+        assert!(err.contains("p.toml"), "{err}");
+        // What `run` refuses when it builds the source, `load` (so `check-config`) refuses.
+        jail.create_file(
+            "two.toml",
+            &format!("{ftp}password = \"p\"\npassword_env = \"X\"\n"),
+        )?;
+        let err = load_err("two.toml");
+        assert!(
+            err.contains("source.ftp") && err.contains("exactly one"),
+            "{err}"
+        );
+        jail.create_file(
+            "d.toml",
+            &format!("{ftp}password = \"p\"\nop_timeout = 30\n"),
+        )?;
+        let err = load_err("d.toml");
+        assert!(err.contains("`source.ftp.op_timeout`"), "{err}");
+        assert!(err.contains("\"500ms\""), "{err}");
+        Ok(())
+    });
+}
+
+#[test]
+fn a_timing_error_names_the_setting_the_user_set() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "t.toml",
+            "[coordination]\nheartbeat_interval = \"5s\"\nliveness_timeout = \"1s\"\n",
+        )?;
+        let err = load_err("t.toml");
+        assert!(
+            err.contains("invalid `coordination.liveness_timeout`"),
+            "{err}"
+        );
+        assert!(err.contains("coordination.heartbeat_interval"), "{err}");
+        assert!(!err.contains("renew_deadline"), "derived, not set: {err}");
+        // A renew deadline the user set is named.
+        jail.create_file(
+            "r.toml",
+            "[coordination]\nliveness_timeout = \"5s\"\nrenew_deadline = \"6s\"\n",
+        )?;
+        let err = load_err("r.toml");
+        assert!(
+            err.contains("invalid `coordination.renew_deadline`"),
+            "{err}"
+        );
+        Ok(())
+    });
+}
+
+#[cfg(feature = "mysql")]
+#[test]
+fn the_mysql_crates_own_migrate_switch_is_refused() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "m.toml",
+            "[coordination]\nbackend = \"mysql\"\n[coordination.mysql]\n\
+             url = \"mysql://root@127.0.0.1/test\"\nmigrate_on_connect = true\n",
+        )?;
+        let err = load_err("m.toml");
+        assert!(err.contains("coordination.migrate_on_start"), "{err}");
+        Ok(())
+    });
+}

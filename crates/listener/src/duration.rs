@@ -1,5 +1,9 @@
-//! Durations in configuration: human strings (`"1s"`, `"500ms"`, `"7d"`), or a bare integer
-//! meaning seconds (the seeds' `heartbeatFrequency` style).
+//! Durations in configuration: human strings with a unit (`"1s"`, `"500ms"`, `"7d"`).
+//!
+//! One rule everywhere: a bare number is refused (with `poll_interval = 500` one cannot tell
+//! milliseconds from seconds), and the message names the key (figment adds it) and says what to
+//! write. The only integers accepted are the seeds' integer-second fields, under the seeds'
+//! names (`heartbeatFrequency`, `livenessCheckInterval`): [`seed_seconds_opt`].
 
 use std::fmt;
 use std::time::Duration;
@@ -9,7 +13,17 @@ use serde::{Deserializer, Serializer};
 
 /// Parses `"1s"`, `"500ms"`, `"2m 30s"`, `"7d"`.
 pub(crate) fn parse(value: &str) -> Result<Duration, String> {
-    humantime::parse_duration(value.trim()).map_err(|e| format!("`{value}`: {e}"))
+    humantime::parse_duration(value.trim()).map_err(|e| {
+        if value.trim().parse::<f64>().is_ok() {
+            format!(
+                "`{value}` has no unit: write e.g. \"{}ms\" or \"{}s\"",
+                value.trim(),
+                value.trim()
+            )
+        } else {
+            format!("`{value}`: {e} (write e.g. \"500ms\", \"5s\", \"2m\")")
+        }
+    })
 }
 
 /// Formats for `check-config` (`1s`, `500ms`).
@@ -17,13 +31,49 @@ pub(crate) fn format(value: Duration) -> String {
     humantime::format_duration(value).to_string()
 }
 
-struct DurationVisitor;
+/// The message for a bare number where a duration with a unit is needed.
+fn no_unit(number: impl fmt::Display) -> String {
+    format!(
+        "`{number}` is a bare number: durations need a unit, write e.g. \"{number}ms\" or \
+         \"{number}s\" (\"500ms\", \"5s\")"
+    )
+}
 
-impl Visitor<'_> for DurationVisitor {
+/// Strings with a unit only.
+struct HumanVisitor;
+
+impl Visitor<'_> for HumanVisitor {
     type Value = Duration;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a duration such as \"1s\" or \"500ms\", or an integer number of seconds")
+        f.write_str("a duration with a unit, such as \"500ms\" or \"5s\"")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
+        parse(v).map_err(E::custom)
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
+        Err(E::custom(no_unit(v)))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
+        Err(E::custom(no_unit(v)))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Duration, E> {
+        Err(E::custom(no_unit(v)))
+    }
+}
+
+/// The seeds' fields: an integer number of seconds, or a string with a unit.
+struct SeedSecondsVisitor;
+
+impl Visitor<'_> for SeedSecondsVisitor {
+    type Value = Duration;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an integer number of seconds, or a duration such as \"5s\"")
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
@@ -46,7 +96,7 @@ pub(crate) mod human {
     use super::*;
 
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        d.deserialize_any(DurationVisitor)
+        d.deserialize_any(HumanVisitor)
     }
 
     pub(crate) fn serialize<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -61,7 +111,7 @@ pub(crate) mod human_opt {
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
         d: D,
     ) -> Result<Option<Duration>, D::Error> {
-        d.deserialize_any(DurationVisitor).map(Some)
+        d.deserialize_any(HumanVisitor).map(Some)
     }
 
     pub(crate) fn serialize<S: Serializer>(
@@ -75,6 +125,17 @@ pub(crate) mod human_opt {
     }
 }
 
+/// `Option<Duration>` under a seed name: integer seconds accepted (deserialize only).
+pub(crate) mod seed_seconds_opt {
+    use super::*;
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        d.deserialize_any(SeedSecondsVisitor).map(Some)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,6 +146,11 @@ mod tests {
         assert_eq!(parse("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse("7d"), Ok(Duration::from_secs(7 * 86_400)));
         assert!(parse("soon").unwrap_err().contains("soon"));
+        assert!(
+            parse("5").unwrap_err().contains("\"5ms\""),
+            "{:?}",
+            parse("5")
+        );
         assert_eq!(format(Duration::from_millis(1500)), "1s 500ms");
     }
 }

@@ -10,6 +10,8 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use coord_core::{CoordinationStore, GroupId};
 use listener::{AnyStore, BackendError, Config, RunError, open_source};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -77,19 +79,67 @@ fn main() -> ExitCode {
 }
 
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // suppaftp logs every FTP command, `PASS <password>` included, at TRACE: never let a
-    // RUST_LOG setting enable that.
-    let filter = match "suppaftp=debug".parse() {
-        Ok(cap) => filter.add_directive(cap),
-        Err(_) => filter,
-    };
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let (filter, warnings) = log_filter(rust_log.as_deref());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
+}
+
+/// The log filter: `RUST_LOG` as written (default `info`), except that suppaftp's TRACE
+/// output, which includes `PASS <password>`, stays off unless `RUST_LOG` names suppaftp
+/// itself (then with a warning): a global `trace` gives suppaftp `debug`. Returns the
+/// warnings to log once the subscriber is installed.
+fn log_filter(rust_log: Option<&str>) -> (EnvFilter, Vec<String>) {
+    let mut warnings = Vec::new();
+    let written = rust_log.map(str::trim).filter(|s| !s.is_empty());
+    let text = match written {
+        Some(text) => match EnvFilter::try_new(text) {
+            Ok(_) => text.to_string(),
+            Err(e) => {
+                warnings.push(format!(
+                    "RUST_LOG `{text}` is not a valid filter ({e}); using `info`"
+                ));
+                "info".to_string()
+            }
+        },
+        None => "info".to_string(),
+    };
+    let mut names_suppaftp = false;
+    let mut global_trace = false;
+    for directive in text.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let target = directive.split(['[', '=']).next().unwrap_or_default();
+        let level = directive
+            .rsplit_once('=')
+            .map(|(_, level)| level.parse::<LevelFilter>());
+        if target.starts_with("suppaftp") {
+            names_suppaftp = true;
+            // A bare target enables every level.
+            if matches!(level, None | Some(Ok(LevelFilter::TRACE))) {
+                warnings.push(
+                    "RUST_LOG enables suppaftp's TRACE output, which logs FTP passwords \
+                     (`PASS ...`) in clear: use it only on a test server"
+                        .to_string(),
+                );
+            }
+        } else if !directive.contains('=') && !directive.contains('[') {
+            global_trace |= matches!(directive.parse::<LevelFilter>(), Ok(LevelFilter::TRACE));
+        }
+    }
+    let mut filter = EnvFilter::new(&text);
+    if global_trace && !names_suppaftp {
+        filter = filter.add_directive(
+            "suppaftp=debug"
+                .parse()
+                .expect("a target and a level form a directive"),
+        );
+    }
+    (filter, warnings)
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
@@ -108,6 +158,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Status => status(config).await,
         Command::CheckConfig => {
+            // `Config::load` ran the checks of every setting, the backends' included; these
+            // are the ones `run` adds before it connects (the source is not opened).
+            listener::poll_settings(&config, config.source.path.clone())?;
             print!("{}", config.to_redacted_toml());
             Ok(())
         }
@@ -219,4 +272,30 @@ async fn status(config: Config) -> anyhow::Result<()> {
 
 fn ms(d: Duration) -> String {
     format!("{} ms", d.as_millis())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter(rust_log: Option<&str>) -> (String, usize) {
+        let (f, warnings) = log_filter(rust_log);
+        (f.to_string(), warnings.len())
+    }
+
+    #[test]
+    fn rust_log_is_obeyed_and_suppaftp_trace_needs_naming() {
+        assert_eq!(filter(None), ("info".to_string(), 0));
+        assert_eq!(filter(Some("warn")), ("warn".to_string(), 0));
+        assert_eq!(filter(Some("debug")).0, "debug");
+        let (trace, warned) = filter(Some("trace"));
+        assert!(trace.contains("suppaftp=debug"), "{trace}");
+        assert_eq!(warned, 0);
+        let (asked, warned) = filter(Some("info,suppaftp=trace"));
+        assert!(asked.contains("suppaftp=trace"), "{asked}");
+        assert_eq!(warned, 1, "explicit suppaftp TRACE is warned about");
+        assert_eq!(filter(Some("info,suppaftp")).1, 1);
+        let (bad, warned) = filter(Some("=??=="));
+        assert_eq!((bad.as_str(), warned), ("info", 1));
+    }
 }
