@@ -71,6 +71,8 @@ pub struct Group {
     /// The URL members use (the server's, or a proxy's).
     pub url: String,
     handler: String,
+    /// Extra top-level TOML keys of every member's config (such as `max_in_flight = 4`).
+    extra: String,
 }
 
 impl Group {
@@ -78,6 +80,11 @@ impl Group {
     /// handler running `then` (shell; `{dir}` stands for the working folder) after its line;
     /// the schema is migrated (directly, not through any proxy) before it returns.
     pub fn new(db: Db, test: &str, url: String, then: &str) -> Group {
+        Group::with_extra(db, test, url, then, "")
+    }
+
+    /// The same with extra top-level TOML keys in every member's config.
+    pub fn with_extra(db: Db, test: &str, url: String, then: &str, extra: &str) -> Group {
         let site = Site::new();
         let handler =
             site.probe_handler(&then.replace("{dir}", &site.dir.path().display().to_string()));
@@ -87,6 +94,7 @@ impl Group {
             name: unique_group(&format!("{}-{test}", db.backend)),
             url,
             handler,
+            extra: extra.to_string(),
         };
         let direct = group.write_config("migrate", "migrator", db.url);
         let mut migrate = Proc::spawn(
@@ -105,6 +113,7 @@ impl Group {
 member_id = "{member}"
 group = "{group}"
 poll_interval = "100ms"
+{extra}
 [coordination]
 backend = "{backend}"
 heartbeat_interval = "{hb}ms"
@@ -124,6 +133,7 @@ bind = "127.0.0.1:0"
             live = LIVENESS.as_millis(),
             renew = RENEW.as_millis(),
             handler = self.handler,
+            extra = self.extra,
         );
         let path = self.site.path(&format!("{file}.toml"));
         std::fs::write(&path, body).unwrap();
@@ -132,7 +142,12 @@ bind = "127.0.0.1:0"
 
     /// Starts `member` and waits until it serves its endpoints.
     pub fn start(&self, member: &str) -> Member {
-        let config = self.write_config(member, member, &self.url);
+        self.start_at(member, &self.url)
+    }
+
+    /// Starts `member` reaching the database at `url` (its own proxy, say).
+    pub fn start_at(&self, member: &str, url: &str) -> Member {
+        let config = self.write_config(member, member, url);
         let proc = self.site.spawn(&config);
         let http = wait_for(LIMIT, || http_addr(&proc))
             .unwrap_or_else(|| panic!("{member} does not start:\n{}", proc.output()));

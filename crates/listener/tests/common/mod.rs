@@ -183,6 +183,17 @@ impl Proc {
             .map(|(at, _)| *at)
     }
 
+    /// The instants of every line containing `needle`.
+    pub fn lines_at(&self, needle: &str) -> Vec<Instant> {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, l)| l.contains(needle))
+            .map(|(at, _)| *at)
+            .collect()
+    }
+
     pub fn count_lines(&self, needle: &str) -> usize {
         self.lines
             .lock()
