@@ -1,5 +1,9 @@
 //! The protocol's statements (DESIGN §4, §5): each trait method is one SQL statement, so one
-//! round trip and one atomic step. Time that decides liveness is the server's
+//! round trip and one atomic step, except that ledger batches are bounded: `claim` and
+//! `record` send one fenced statement per chunk of at most 500 versions (all or nothing per
+//! chunk; a later chunk's failure is returned while earlier chunks stay applied), and
+//! `load_ledger` reads pages of 5,000 rows by keyset on the primary key, one statement each.
+//! No lock is ever held across round trips. Time that decides liveness is the server's
 //! `clock_timestamp()` in UTC; the node's clock never reaches the database.
 
 use std::collections::HashMap;
@@ -72,9 +76,26 @@ DELETE FROM health_check WHERE group_id = $1 AND task_id = $2 AND incarnation = 
 const LEAVE: &str =
     "DELETE FROM health_check WHERE group_id = $1 AND task_id = $2 AND incarnation = $3";
 
-const LOAD_LEDGER: &str = "
-SELECT path, size, mtime_ms, state::text, term, attempts, last_error
-FROM processed_file WHERE group_id = $1";
+// The ledger statements cast the input's path hashes to `bpchar`, the key column's type: a
+// `text` comparison would make `path_hash` a filter instead of part of the primary-key lookup,
+// and every input row would scan the group's rows.
+
+/// Versions per claim or record statement: a claim or record of any size is cut into
+/// statements of this many, each fenced on its own and under its own statement timeout.
+const CHUNK_VERSIONS: usize = 500;
+
+/// Rows per page of a ledger load.
+const LOAD_PAGE_ROWS: usize = 5000;
+
+/// One page of the group's ledger in primary-key order, after the key ($2 path hash, $3
+/// size, $4 mtime) of the previous page's last row; the first page starts after
+/// `('', i64::MIN, i64::MIN)`, below every key. Each page is its own statement.
+const LOAD_LEDGER_PAGE: &str = "
+SELECT path, size, mtime_ms, state::text, term, attempts, last_error, path_hash::text
+FROM processed_file
+WHERE group_id = $1 AND (path_hash, size, mtime_ms) > ($2::text::bpchar, $3::bigint, $4::bigint)
+ORDER BY path_hash, size, mtime_ms
+LIMIT $5";
 
 /// The fence, as a CTE: the token row still names this member, incarnation and term and is
 /// not released. FOR SHARE holds the row until the statement commits, so a takeover cannot
@@ -95,7 +116,8 @@ macro_rules! fenced {
 
 const CLAIM: &str = fenced!(
     "input AS (
-    SELECT * FROM unnest($5::text[], $6::text[], $7::bigint[], $8::bigint[])
+    SELECT t.path_hash::bpchar AS path_hash, t.path, t.size, t.mtime_ms
+    FROM unnest($5::text[], $6::text[], $7::bigint[], $8::bigint[])
         AS t(path_hash, path, size, mtime_ms)
 ), prev AS (
     SELECT p.path_hash::text AS path_hash, p.size, p.mtime_ms, p.state::text AS state
@@ -123,9 +145,11 @@ FROM (SELECT 1) AS one LEFT JOIN (
 
 const RECORD: &str = fenced!(
     "input AS (
-    SELECT * FROM unnest($5::text[], $6::text[], $7::text[], $8::bigint[], $9::bigint[],
-                         $10::text[], $11::text[])
-        AS t(kind, path_hash, path, size, mtime_ms, state, last_error)
+    SELECT t.kind, t.path_hash::bpchar AS path_hash, t.path, t.size, t.mtime_ms, t.state,
+           t.last_error, t.fresh
+    FROM unnest($5::text[], $6::text[], $7::text[], $8::bigint[], $9::bigint[],
+                $10::text[], $11::text[], $12::bool[])
+        AS t(kind, path_hash, path, size, mtime_ms, state, last_error, fresh)
 ), del AS (
     DELETE FROM processed_file p USING input i
     WHERE EXISTS (SELECT 1 FROM fence) AND i.kind = 'forget' AND p.group_id = $1
@@ -134,12 +158,16 @@ const RECORD: &str = fenced!(
 ), up AS (
     INSERT INTO processed_file AS p
         (group_id, path_hash, path, size, mtime_ms, state, term, attempts, last_error, updated_at)
-    SELECT $1, i.path_hash, i.path, i.size, i.mtime_ms, i.state, $4, 0, i.last_error,
+    SELECT $1, i.path_hash, i.path, i.size, i.mtime_ms, i.state, $4,
+           CASE WHEN i.fresh THEN 0 ELSE COALESCE(old.attempts, 0) END, i.last_error,
            clock_timestamp() AT TIME ZONE 'UTC'
-    FROM input i WHERE i.kind = 'set' AND EXISTS (SELECT 1 FROM fence)
+    FROM input i LEFT JOIN processed_file old
+      ON old.group_id = $1 AND old.path_hash = i.path_hash AND old.size = i.size
+     AND old.mtime_ms = i.mtime_ms
+    WHERE i.kind = 'set' AND EXISTS (SELECT 1 FROM fence)
     ON CONFLICT (group_id, path_hash, size, mtime_ms) DO UPDATE
-        SET state = EXCLUDED.state, term = EXCLUDED.term, last_error = EXCLUDED.last_error,
-            updated_at = EXCLUDED.updated_at
+        SET state = EXCLUDED.state, term = EXCLUDED.term, attempts = EXCLUDED.attempts,
+            last_error = EXCLUDED.last_error, updated_at = EXCLUDED.updated_at
     RETURNING 1
 )
 SELECT EXISTS (SELECT 1 FROM fence)"
@@ -376,13 +404,26 @@ impl CoordinationStore for PgStore {
         Ok(())
     }
 
+    /// Read in pages of `LOAD_PAGE_ROWS` by keyset on the primary key, each page one
+    /// statement under its own statement timeout, so a ledger of any size loads. The pages
+    /// are separate reads (only the fenced leader writes the group's rows, and it loads
+    /// before it writes); every row present throughout the load is returned exactly once.
     async fn load_ledger(&self, group: &GroupId) -> Result<Vec<LedgerRecord>, StoreError> {
         let group = group.as_str();
-        let rows = self
-            .query("load ledger", group, LOAD_LEDGER, &[&group])
-            .await?;
-        rows.iter()
-            .map(|row| {
+        let mut records = Vec::new();
+        let mut after: Key = (String::new(), i64::MIN, i64::MIN);
+        let page_rows = LOAD_PAGE_ROWS as i64;
+        loop {
+            let rows = self
+                .query(
+                    "load ledger",
+                    group,
+                    LOAD_LEDGER_PAGE,
+                    &[&group, &after.0, &after.1, &after.2, &page_rows],
+                )
+                .await?;
+            let full = rows.len() >= LOAD_PAGE_ROWS;
+            for row in &rows {
                 let path: String = row.get(0);
                 let state: String = row.get(3);
                 let state = LedgerState::parse(&state).ok_or_else(|| {
@@ -393,23 +434,32 @@ impl CoordinationStore for PgStore {
                     )
                 })?;
                 let size: i64 = row.get(1);
+                let mtime_ms: i64 = row.get(2);
                 let term: i64 = row.get(4);
                 let attempts: i32 = row.get(5);
-                Ok(LedgerRecord {
+                records.push(LedgerRecord {
                     version: FileVersion {
                         path,
                         size: size.max(0) as u64,
-                        mtime_ms: row.get(2),
+                        mtime_ms,
                     },
                     state,
                     term: Term(term.max(0) as u64),
                     attempts: attempts.max(0) as u32,
                     last_error: row.get(6),
-                })
-            })
-            .collect()
+                });
+                after = (row.get(7), size, mtime_ms);
+            }
+            if !full {
+                return Ok(records);
+            }
+        }
     }
 
+    /// Cut into statements of at most `CHUNK_VERSIONS` distinct versions (a version listed
+    /// twice is claimed once; both positions get its answer), each fenced on its own and under
+    /// its own statement timeout. Within a chunk all or nothing; a later chunk's failure
+    /// (fenced, timeout, ...) is returned while the earlier chunks stay applied.
     async fn claim(
         &self,
         fence: &Fence,
@@ -418,54 +468,56 @@ impl CoordinationStore for PgStore {
         let group = fence.group.as_str();
         // Each distinct version once (ON CONFLICT may touch a row only once per statement).
         let mut keys = Vec::with_capacity(versions.len());
-        let (mut hashes, mut paths, mut sizes, mut mtimes) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut unique: Vec<(Key, &str)> = Vec::new();
         let mut seen = HashMap::new();
         for version in versions {
             let key = key_of("claim", group, version)?;
             if seen.insert(key.clone(), ()).is_none() {
-                hashes.push(key.0.clone());
-                paths.push(version.path.clone());
-                sizes.push(key.1);
-                mtimes.push(key.2);
+                unique.push((key.clone(), version.path.as_str()));
             }
             keys.push(key);
         }
-        let rows = self
-            .query(
-                "claim",
-                group,
-                CLAIM,
-                &[
-                    &group,
-                    &fence.member.as_str(),
-                    &incarnation_param(fence.incarnation),
-                    &term_param(fence.term),
-                    &hashes,
-                    &paths,
-                    &sizes,
-                    &mtimes,
-                ],
-            )
-            .await?;
-        let holds = rows.first().is_some_and(|r| r.get::<_, bool>(0));
-        if !holds {
-            return Err(StoreError::fenced("claim", fence));
-        }
         let mut claimed: HashMap<Key, ClaimOutcome> = HashMap::new();
-        for row in &rows {
-            let Some(hash) = row.get::<_, Option<String>>(1) else {
-                continue;
-            };
-            let attempts: i32 = row.get(4);
-            let previous: Option<String> = row.get(5);
-            claimed.insert(
-                (hash, row.get(2), row.get(3)),
-                ClaimOutcome::Claimed {
-                    attempt: attempts.max(0) as u32,
-                    redelivery: previous.as_deref() == Some("claimed"),
-                },
-            );
+        for chunk in unique.chunks(CHUNK_VERSIONS) {
+            let hashes: Vec<&str> = chunk.iter().map(|(k, _)| k.0.as_str()).collect();
+            let paths: Vec<&str> = chunk.iter().map(|(_, p)| *p).collect();
+            let sizes: Vec<i64> = chunk.iter().map(|(k, _)| k.1).collect();
+            let mtimes: Vec<i64> = chunk.iter().map(|(k, _)| k.2).collect();
+            let rows = self
+                .query(
+                    "claim",
+                    group,
+                    CLAIM,
+                    &[
+                        &group,
+                        &fence.member.as_str(),
+                        &incarnation_param(fence.incarnation),
+                        &term_param(fence.term),
+                        &hashes,
+                        &paths,
+                        &sizes,
+                        &mtimes,
+                    ],
+                )
+                .await?;
+            let holds = rows.first().is_some_and(|r| r.get::<_, bool>(0));
+            if !holds {
+                return Err(StoreError::fenced("claim", fence));
+            }
+            for row in &rows {
+                let Some(hash) = row.get::<_, Option<String>>(1) else {
+                    continue;
+                };
+                let attempts: i32 = row.get(4);
+                let previous: Option<String> = row.get(5);
+                claimed.insert(
+                    (hash, row.get(2), row.get(3)),
+                    ClaimOutcome::Claimed {
+                        attempt: attempts.max(0) as u32,
+                        redelivery: previous.as_deref() == Some("claimed"),
+                    },
+                );
+            }
         }
         Ok(keys
             .iter()
@@ -473,69 +525,86 @@ impl CoordinationStore for PgStore {
             .collect())
     }
 
+    /// The updates of each version are reduced to their net effect, as if applied in order
+    /// (the last one wins; a set after a forget writes a fresh row with attempts 0), then cut
+    /// into statements of at most `CHUNK_VERSIONS` versions like [`PgStore::claim`]: all or
+    /// nothing within a chunk, a later chunk's failure returned while earlier chunks stay
+    /// applied.
     async fn record(&self, fence: &Fence, updates: &[LedgerUpdate]) -> Result<(), StoreError> {
         let group = fence.group.as_str();
-        // The last update of each version wins (one row touched once per statement).
-        let mut last: HashMap<Key, usize> = HashMap::new();
+        // Per version: (index of its last update, a forget came before that update).
+        let mut last: HashMap<Key, (usize, bool)> = HashMap::new();
         let mut keyed = Vec::with_capacity(updates.len());
         for (i, update) in updates.iter().enumerate() {
-            let version = update.version();
-            let key = key_of("record", group, version)?;
-            last.insert(key.clone(), i);
+            let key = key_of("record", group, update.version())?;
+            let entry = last.entry(key.clone()).or_insert((i, false));
+            if entry.0 != i {
+                let forgot_before = matches!(updates[entry.0], LedgerUpdate::Forget(_));
+                *entry = (i, entry.1 || forgot_before);
+            }
             keyed.push(key);
         }
-        let mut kinds: Vec<&str> = Vec::new();
-        let mut hashes: Vec<String> = Vec::new();
-        let mut paths: Vec<&str> = Vec::new();
-        let mut sizes: Vec<i64> = Vec::new();
-        let mut mtimes: Vec<i64> = Vec::new();
-        let mut states: Vec<Option<&str>> = Vec::new();
-        let mut errors: Vec<Option<String>> = Vec::new();
+        let mut net: Vec<(&LedgerUpdate, &Key, bool)> = Vec::with_capacity(last.len());
         for (i, (update, key)) in updates.iter().zip(&keyed).enumerate() {
-            if last.get(key) != Some(&i) {
-                continue;
+            if let Some(&(at, fresh)) = last.get(key)
+                && at == i
+            {
+                net.push((update, key, fresh));
             }
-            let (kind, state, error) = match update {
-                LedgerUpdate::Set { state, error, .. } => (
-                    "set",
-                    Some(state.as_str()),
-                    storable_error(error.as_deref()),
-                ),
-                LedgerUpdate::Forget(_) => ("forget", None, None),
-            };
-            kinds.push(kind);
-            hashes.push(key.0.clone());
-            paths.push(update.version().path.as_str());
-            sizes.push(key.1);
-            mtimes.push(key.2);
-            states.push(state);
-            errors.push(error);
         }
-        let rows = self
-            .query(
-                "record",
-                group,
-                RECORD,
-                &[
-                    &group,
-                    &fence.member.as_str(),
-                    &incarnation_param(fence.incarnation),
-                    &term_param(fence.term),
-                    &kinds,
-                    &hashes,
-                    &paths,
-                    &sizes,
-                    &mtimes,
-                    &states,
-                    &errors,
-                ],
-            )
-            .await?;
-        if rows.first().is_some_and(|r| r.get::<_, bool>(0)) {
-            Ok(())
-        } else {
-            Err(StoreError::fenced("record", fence))
+        for chunk in net.chunks(CHUNK_VERSIONS) {
+            let mut kinds: Vec<&str> = Vec::new();
+            let mut hashes: Vec<&str> = Vec::new();
+            let mut paths: Vec<&str> = Vec::new();
+            let mut sizes: Vec<i64> = Vec::new();
+            let mut mtimes: Vec<i64> = Vec::new();
+            let mut states: Vec<Option<&str>> = Vec::new();
+            let mut errors: Vec<Option<String>> = Vec::new();
+            let mut fresh: Vec<bool> = Vec::new();
+            for (update, key, is_fresh) in chunk {
+                let (kind, state, error) = match update {
+                    LedgerUpdate::Set { state, error, .. } => (
+                        "set",
+                        Some(state.as_str()),
+                        storable_error(error.as_deref()),
+                    ),
+                    LedgerUpdate::Forget(_) => ("forget", None, None),
+                };
+                kinds.push(kind);
+                hashes.push(key.0.as_str());
+                paths.push(update.version().path.as_str());
+                sizes.push(key.1);
+                mtimes.push(key.2);
+                states.push(state);
+                errors.push(error);
+                fresh.push(*is_fresh);
+            }
+            let rows = self
+                .query(
+                    "record",
+                    group,
+                    RECORD,
+                    &[
+                        &group,
+                        &fence.member.as_str(),
+                        &incarnation_param(fence.incarnation),
+                        &term_param(fence.term),
+                        &kinds,
+                        &hashes,
+                        &paths,
+                        &sizes,
+                        &mtimes,
+                        &states,
+                        &errors,
+                        &fresh,
+                    ],
+                )
+                .await?;
+            if !rows.first().is_some_and(|r| r.get::<_, bool>(0)) {
+                return Err(StoreError::fenced("record", fence));
+            }
         }
+        Ok(())
     }
 
     async fn observe(&self, group: &GroupId) -> Result<GroupView, StoreError> {
