@@ -51,6 +51,13 @@ pg_setup() {
     "${psql[@]}" -c 'SELECT pg_reload_conf()' >/dev/null
   fi
 
+  # A second password role, for the listener's configuration tests (its own role, so that
+  # coord-postgres's tests changing ha_listener_pw's password cannot race them).
+  if ! grep -qF "host all ha_listener_cfg 127.0.0.1/32 scram-sha-256" "$hba"; then
+    sed -i "1i host all ha_listener_cfg 127.0.0.1/32 scram-sha-256" "$hba"
+    "${psql[@]}" -c 'SELECT pg_reload_conf()' >/dev/null
+  fi
+
   # TLS: a test CA and a server certificate for 127.0.0.1 / localhost.
   local tls=/var/lib/postgresql/ha-listener-tls
   if [ ! -s "$tls/server.pem" ] || [ ! -s "$tls/server.key" ] || [ ! -s "$tls/ca.pem" ]; then

@@ -228,8 +228,9 @@ impl BackendSettings {
                 // which would silently override it.
                 if figment.contains("coordination.mysql.migrate_on_connect") {
                     return Err(rule(
-                        "coordination.mysql.migrate_on_connect",
-                        "is not a listener key: set coordination.migrate_on_start",
+                        key,
+                        "`migrate_on_connect` is coord-mysql's own switch, not a listener key: \
+                         set coordination.migrate_on_start",
                     ));
                 }
                 out.mysql = Some(extract(figment, key)?);
