@@ -471,3 +471,60 @@ async fn a_handler_is_killed_before_a_standby_takes_over() {
     first_task.abort();
     second_task.abort();
 }
+
+/// The election driver and the poll loop read time only through tokio, so they run on paused
+/// (simulated) time: a member over the in-memory store and file system takes over, lists
+/// twice at the default 5 s interval, handles and moves a file, in virtual seconds and real
+/// milliseconds.
+#[tokio::test(start_paused = true)]
+async fn the_loops_run_on_simulated_time() {
+    let store = Arc::new(MemStore::new(testkit::Clock::tokio()));
+    let fs = Arc::new(testkit::MemFs::new());
+    fs.put("/in/a.csv", b"abc", std::time::SystemTime::UNIX_EPOCH);
+    let metrics = Arc::new(Metrics::default());
+    let timing = Timing::default();
+    let driver = ElectionDriver::new(
+        ElectionConfig::new("m1", "g", timing).unwrap(),
+        store.clone(),
+        metrics.clone(),
+    );
+    let config = Config {
+        done_dir: Some("/in/.done".into()),
+        error_dir: Some("/in/.error".into()),
+        ..Config::default()
+    };
+    let settings = poll_settings(&config, "/in".into()).unwrap();
+    assert_eq!(settings.poll_interval, Duration::from_secs(5));
+    let poller = Poller::new(
+        store.clone(),
+        fs.clone(),
+        driver.gate(),
+        driver.subscribe(),
+        settings,
+        Handler::Log,
+        metrics.clone(),
+    );
+    let real = Instant::now();
+    let virtual_start = tokio::time::Instant::now();
+    let election_task = tokio::spawn(driver.run());
+    let poll_task = tokio::spawn(poller.run());
+    while metrics.files_done.get() < 1 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            virtual_start.elapsed() < Duration::from_secs(60),
+            "never done"
+        );
+    }
+    let took = virtual_start.elapsed();
+    assert!(
+        took >= Duration::from_secs(5),
+        "two listings 5 s apart: {took:?}"
+    );
+    assert_eq!(fs.paths(), vec!["/in/.done/a.csv".to_string()]);
+    assert!(
+        real.elapsed() < Duration::from_secs(5),
+        "simulated, not slept"
+    );
+    poll_task.abort();
+    election_task.abort();
+}
