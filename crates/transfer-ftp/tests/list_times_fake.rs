@@ -123,10 +123,14 @@ const LINES: [&str; 4] = [
 async fn without_mdtm_files_have_no_mtime_and_one_warning_per_session() {
     let captured = Captured::default();
     let writer = captured.clone();
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::WARN)
-        .with_writer(move || writer.clone())
-        .init();
+    // This thread's subscriber (`#[tokio::test]` runs the test and the fake server on it), so
+    // the other tests of this binary may share the process.
+    let _guard = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_writer(move || writer.clone())
+            .finish(),
+    );
     let seen = Arc::new(Mutex::new(Vec::new()));
     let port = start(Script {
         feat_mdtm: false,

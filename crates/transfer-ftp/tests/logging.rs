@@ -1,6 +1,7 @@
 //! What reaches the logs: never the password at DEBUG and below; a warning when suppaftp's
-//! TRACE output (which includes `PASS`) is on. Each test installs a process-wide subscriber
-//! (nextest runs every test in its own process).
+//! TRACE output (which includes `PASS`) is on. Each test installs its own subscriber for its
+//! thread (`#[tokio::test]` runs everything on it), so the tests can share a process
+//! (`cargo test`) as well as run one per process (nextest).
 
 mod common;
 
@@ -26,15 +27,19 @@ impl Write for Captured {
 }
 
 impl Captured {
-    fn install(level: Level) -> Captured {
+    /// The subscriber of this thread until the guard drops.
+    fn install(level: Level) -> (Captured, tracing::subscriber::DefaultGuard) {
+        use tracing_subscriber::util::SubscriberInitExt;
         let captured = Captured::default();
         let writer = captured.clone();
-        // `init` also routes the `log` facade (suppaftp's logs) into tracing.
-        tracing_subscriber::fmt()
+        // `set_default` also routes the `log` facade (suppaftp's logs) into tracing (once per
+        // process; the records go to the calling thread's subscriber).
+        let guard = tracing_subscriber::fmt()
             .with_max_level(level)
             .with_writer(move || writer.clone())
-            .init();
-        captured
+            .finish()
+            .set_default();
+        (captured, guard)
     }
 
     fn text(&self) -> String {
@@ -44,7 +49,7 @@ impl Captured {
 
 #[tokio::test]
 async fn no_password_in_debug_logs() {
-    let logs = Captured::install(Level::DEBUG);
+    let (logs, _guard) = Captured::install(Level::DEBUG);
     let password = std::fs::read_to_string(ftp_root().join("password")).unwrap();
     let password = password.trim();
     for server in [Server::Vsftpd, Server::Proftpd] {
@@ -78,7 +83,7 @@ async fn no_password_in_debug_logs() {
 
 #[tokio::test]
 async fn trace_for_suppaftp_is_flagged() {
-    let logs = Captured::install(Level::TRACE);
+    let (logs, _guard) = Captured::install(Level::TRACE);
     let t = Target {
         server: Server::Vsftpd,
         tls: false,
