@@ -126,7 +126,7 @@ async fn download<F: RemoteFs>(fs: &F, dir: &Path, delivery: &Delivery) -> Resul
         Some(ext) => format!("{}.part", ext.to_string_lossy()),
         None => "part".to_string(),
     });
-    let result = copy_to(fs, &delivery.version.path, &part).await;
+    let result = copy_to(fs, &delivery.version.path, delivery.version.size, &part).await;
     if let Err(e) = result {
         let _ = tokio::fs::remove_file(&part).await;
         return Err(e);
@@ -137,17 +137,27 @@ async fn download<F: RemoteFs>(fs: &F, dir: &Path, delivery: &Delivery) -> Resul
     Ok(target)
 }
 
-async fn copy_to<F: RemoteFs>(fs: &F, path: &str, local: &Path) -> Result<(), String> {
+/// Streams `path` into `local` and checks that as many bytes came as the listing said
+/// (issue 12): a file rewritten since it was listed, or a listing line that lied about it, is
+/// a failed attempt (retried with backoff), never a handled version with other content.
+async fn copy_to<F: RemoteFs>(
+    fs: &F,
+    path: &str,
+    listed_size: u64,
+    local: &Path,
+) -> Result<(), String> {
     let mut reader = fs.open_read(path).await.map_err(|e| e.to_string())?;
     let mut file = tokio::fs::File::create(local)
         .await
         .map_err(|e| format!("create {}: {e}", local.display()))?;
     let mut buf = vec![0u8; 64 * 1024];
+    let mut read: u64 = 0;
     loop {
         let n = reader.read(&mut buf).await.map_err(|e| e.to_string())?;
         if n == 0 {
             break;
         }
+        read += n as u64;
         file.write_all(&buf[..n])
             .await
             .map_err(|e| format!("write {}: {e}", local.display()))?;
@@ -156,7 +166,76 @@ async fn copy_to<F: RemoteFs>(fs: &F, path: &str, local: &Path) -> Result<(), St
     file.flush()
         .await
         .map_err(|e| format!("write {}: {e}", local.display()))?;
+    if read != listed_size {
+        return Err(format!(
+            "`{}`: downloaded {read} bytes, the listing said {listed_size} (changed since it \
+             was listed?)",
+            escape_for_log(path.as_bytes())
+        ));
+    }
     Ok(())
+}
+
+/// The shell script every command runs under (`sh -c GUARD ftp-listener-handler PROGRAM
+/// ARGS... FILE`), so that the command and everything it starts die with the listener, even
+/// with `kill -9` (issue 12 item 4): the command runs in its own process group (set at spawn),
+/// and a watcher in that group holds the read end of a pipe whose only write end the listener
+/// holds (`stdin` of the shell, close-on-exec on the listener's side). When the listener
+/// exits, however it exits, the kernel closes the write end; `read` returns at end of file
+/// and the watcher kills the whole group. The command itself gets `/dev/null` as its input.
+/// At the end of a normal run the script stops the watcher and sends SIGTERM to what the
+/// command left running in the group, then exits with the command's status.
+///
+/// A pre-exec `prctl(PR_SET_PDEATHSIG)` would need `unsafe` (forbidden in this workspace),
+/// would not reach grandchildren (it is reset by `fork`), and fires when the spawning
+/// *thread* exits, which in a tokio runtime is not the listener exiting.
+const GUARD: &str = r#"exec 3<&0 </dev/null
+{ read -r _ <&3; kill -KILL 0; } &
+guard=$!
+exec 3<&-
+"$@"
+status=$?
+kill -KILL "$guard" 2>/dev/null
+trap '' TERM
+kill -TERM 0 2>/dev/null
+exit "$status""#;
+
+/// A running command's process group, killed (SIGKILL, the whole group) when this is dropped
+/// before the command was reaped: on timeout, and when the handler's future is dropped
+/// (cancelled when the lease ends, or at the end of `shutdown_grace`). Dropped after a
+/// normal exit, it does nothing (the group's id may already name another group).
+#[derive(Debug)]
+struct ProcessGroup {
+    id: Option<u32>,
+}
+
+impl ProcessGroup {
+    fn reaped(&mut self) {
+        self.id = None;
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            kill_group(id);
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn kill_group(id: u32) {
+    use rustix::process::{Pid, Signal, kill_process_group};
+    if let Some(pid) = i32::try_from(id).ok().and_then(Pid::from_raw) {
+        // ESRCH (already gone) is fine.
+        let _ = kill_process_group(pid, Signal::KILL);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn kill_group(_id: u32) {
+    // Elsewhere only the direct child is killed (`kill_on_drop`); the guard script still
+    // ends the group when the listener exits.
 }
 
 async fn run_command(
@@ -165,11 +244,17 @@ async fn run_command(
     local: &Path,
     delivery: &Delivery,
 ) -> Result<(), String> {
-    let (program, args) = command
+    use std::os::unix::process::CommandExt as _;
+    use tokio::io::AsyncReadExt as _;
+
+    let (program, _) = command
         .split_first()
         .ok_or_else(|| "handler.command is empty".to_string())?;
-    let mut cmd = tokio::process::Command::new(program);
-    cmd.args(args)
+    let mut cmd = tokio::process::Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(GUARD)
+        .arg("ftp-listener-handler")
+        .args(command)
         .arg(local)
         .env("FTPL_PATH", &delivery.version.path)
         .env("FTPL_LOCAL_PATH", local)
@@ -179,29 +264,55 @@ async fn run_command(
         .env("FTPL_REDELIVERY", delivery.redelivery.to_string())
         .env("FTPL_MEMBER", delivery.fence.member.as_str())
         .env("FTPL_GROUP", delivery.fence.group.as_str())
-        .stdin(Stdio::null())
+        // The guard's pipe (see GUARD): held open by this process only.
+        .stdin(Stdio::piped())
         .stdout(Stdio::inherit())
         .stderr(Stdio::piped())
-        // Dropped on timeout or when the poll loop is cancelled at shutdown: no orphan.
+        // The shell is killed when dropped too (the group kill below covers the rest).
         .kill_on_drop(true);
-    let child = cmd
+    // Its own process group (pgid = its pid), so that one kill reaches all it started.
+    cmd.as_std_mut().process_group(0);
+    let mut child = cmd
         .spawn()
-        .map_err(|e| format!("cannot run `{program}`: {e}"))?;
-    let output = match tokio::time::timeout(timeout, child.wait_with_output()).await {
-        Ok(output) => output.map_err(|e| format!("`{program}`: {e}"))?,
+        .map_err(|e| format!("cannot run `{program}` under /bin/sh: {e}"))?;
+    // Declared after `child`, so dropped before it: the group is killed while its leader is
+    // not yet reaped (its id cannot name another group).
+    let mut group = ProcessGroup { id: child.id() };
+    let _pipe = child.stdin.take();
+    let mut stderr_pipe = child.stderr.take();
+    let run = async {
+        let read_stderr = async {
+            let mut buf = Vec::new();
+            if let Some(pipe) = stderr_pipe.as_mut() {
+                let _ = pipe.read_to_end(&mut buf).await;
+            }
+            buf
+        };
+        let (status, stderr) = tokio::join!(
+            async {
+                let status = child.wait().await;
+                group.reaped();
+                status
+            },
+            read_stderr
+        );
+        (status, stderr)
+    };
+    let (status, stderr) = match tokio::time::timeout(timeout, run).await {
+        Ok((status, stderr)) => (status.map_err(|e| format!("`{program}`: {e}"))?, stderr),
         Err(_) => return Err(format!("`{program}` killed after {timeout:?}")),
     };
-    if output.status.success() {
+    if status.success() {
         return Ok(());
     }
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = String::from_utf8_lossy(&stderr);
     let last = stderr
         .lines()
         .rev()
         .find(|l| !l.trim().is_empty())
         .unwrap_or("");
     let last: String = last.chars().take(200).collect();
-    Err(format!("`{program}` exited with {}: {last}", output.status)
+    Err(format!("`{program}` exited with {status}: {last}")
         .trim_end_matches([' ', ':'])
         .to_string())
 }
