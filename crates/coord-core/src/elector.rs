@@ -154,9 +154,13 @@ pub struct Elector {
 struct HolderWatch {
     member: MemberId,
     incarnation: Incarnation,
-    /// The latest renewal seen, as a local instant (`None`: older than this process can
-    /// represent). Each heartbeat's observation gives `start of the call - lease age` as an
-    /// estimate no later than the real renewal; the latest estimate wins.
+    /// The holder's renewal token at the last observation.
+    renewal: i64,
+    /// The start of the first and of the last observation (local).
+    first_seen: Instant,
+    seen_at: Instant,
+    /// The holder's last renewal as a local instant (`None`: older than this process can
+    /// represent).
     renewed: Option<Instant>,
 }
 
@@ -309,6 +313,9 @@ impl Elector {
             }
         };
         if let OwnRow::HeldByOther(other) = observation.own_row {
+            // Keep watching the holder's renewals meanwhile: once our row is ours again,
+            // the local count of its silence has already begun.
+            let _ = self.holder_dead(sent_at, observation.holder.as_ref());
             self.on_conflict(now, sent_at, other);
             return;
         }
@@ -364,38 +371,68 @@ impl Elector {
     }
 
     /// May a standby take over from `holder`? Only when the store's clock says its lease is
-    /// older than `liveness_timeout` *and* this member has itself seen no renewal for
-    /// `liveness_timeout` on its own monotonic clock (as Kubernetes' leader election does):
-    /// a forward step of the store's clock (an NTP correction) inflates the lease age the
-    /// store reports, but not the renewals this member watched, so it cannot open a second
-    /// dispatch window while the holder still renews. The first observation of a holder has
-    /// nothing to compare with and trusts the store's age (a standby that first sees the
-    /// holder inside a clock step's window is the one case the step can mislead).
+    /// older than `liveness_timeout` *and* this member has itself seen the holder's renewal
+    /// token ([`HolderView::renewal`]) stand still for `liveness_timeout` on its own monotonic
+    /// clock (as Kubernetes' leader election watches the lease record). A forward step of the
+    /// store's clock (an NTP correction) inflates the lease age the store reports, but a
+    /// renewing holder's token keeps changing, so the step cannot open a second dispatch
+    /// window. The first observation of a holder has nothing to compare with: it trusts the
+    /// store's age, but no takeover happens before the token has stood still for two
+    /// heartbeat intervals of this member's clock (a live holder would have renewed), so a
+    /// member that starts while a dead holder's stale lease is in the store takes over two
+    /// heartbeats after its first look. The bound that remains: a step smaller than the gap
+    /// between two observations can move the estimated renewal earlier by at most that gap
+    /// (one heartbeat interval), which the renew margin absorbs when `heartbeat_interval <=
+    /// liveness_timeout - renew_deadline` (the defaults: 1 s <= 1.67 s).
     fn holder_dead(&mut self, sent_at: Instant, holder: Option<&HolderView>) -> bool {
         let Some(holder) = holder else {
             // Released or never taken: nobody to wait for.
             self.watch = None;
             return true;
         };
+        // No later than the real renewal, unless the store's clock stepped.
         let estimate = sent_at.checked_sub(holder.lease_age);
         let same = self
             .watch
             .as_ref()
             .is_some_and(|w| w.member == holder.member && w.incarnation == holder.incarnation);
-        if !same {
-            self.watch = Some(HolderWatch {
-                member: holder.member.clone(),
-                incarnation: holder.incarnation,
-                renewed: estimate,
-            });
+        match self.watch.as_mut() {
+            Some(watch) if same => {
+                if watch.renewal != holder.renewal {
+                    // It renewed after our last look and no later than this one. An estimate
+                    // before our last look contradicts that: the store's clock stepped (or
+                    // we could not look for a while); then count from now.
+                    let consistent = estimate.is_some_and(|e| e > watch.seen_at);
+                    watch.renewed = Some(if consistent {
+                        estimate.expect("checked")
+                    } else {
+                        sent_at
+                    });
+                    watch.renewal = holder.renewal;
+                }
+                watch.seen_at = sent_at;
+            }
+            _ => {
+                self.watch = Some(HolderWatch {
+                    member: holder.member.clone(),
+                    incarnation: holder.incarnation,
+                    renewal: holder.renewal,
+                    first_seen: sent_at,
+                    seen_at: sent_at,
+                    renewed: estimate,
+                });
+            }
         }
-        let watch = self.watch.as_mut().expect("just set");
-        watch.renewed = watch.renewed.max(estimate);
+        let watch = self.watch.as_ref().expect("just set");
         let liveness = self.config.timing.liveness_timeout;
         let quiet_here = watch
             .renewed
             .is_none_or(|r| sent_at.saturating_duration_since(r) >= liveness);
-        holder.lease_age > liveness && quiet_here
+        // A live holder renews every heartbeat interval: its token standing still for two of
+        // them, on our clock, proves the store's age is not a clock step's artefact.
+        let watched = sent_at.saturating_duration_since(watch.first_seen)
+            >= self.config.timing.heartbeat_interval * 2;
+        holder.lease_age > liveness && quiet_here && watched
     }
 
     fn fence(&self, term: Term) -> Fence {
@@ -502,7 +539,13 @@ mod tests {
             member: MemberId::new(member).unwrap(),
             incarnation: Incarnation(incarnation),
             lease_age: ms(age),
+            renewal: 0,
         })
+    }
+
+    /// A holder whose renewal token is `renewal` (it changes with every renewal).
+    fn renewing(member: &str, age: u64, renewal: i64) -> Option<HolderView> {
+        holder(member, 9, age).map(|h| HolderView { renewal, ..h })
     }
 
     fn observed(term: u64, holder: Option<HolderView>) -> Observation {
@@ -546,9 +589,13 @@ mod tests {
         );
         assert_eq!(e.role(t0), Role::Standby);
         assert_eq!(e.term(), Term(3));
-        // A stale holder (older than the liveness timeout) triggers a takeover on term 3.
+        // Stale by the store's clock, but watched for one heartbeat only: not yet.
         let t1 = t0 + ms(1000);
         tick(&mut e, t1, Ok(observed(3, holder("other", 9, 5001))));
+        assert_eq!(e.poll_action(t1), None);
+        // A stale holder whose renewal token stood still for two heartbeats: take over.
+        let t1 = t0 + ms(2000);
+        tick(&mut e, t1, Ok(observed(3, holder("other", 9, 6001))));
         match e.poll_action(t1) {
             Some(Action::TakeOver(r)) => assert_eq!(r.observed_term, Term(3)),
             other => panic!("expected takeover, got {other:?}"),
@@ -562,21 +609,25 @@ mod tests {
         let t0 = Instant::now();
         let mut e = elector(t0);
         // The holder renews every second: ages stay small.
-        tick(&mut e, t0, Ok(observed(3, holder("other", 9, 100))));
+        tick(&mut e, t0, Ok(observed(3, renewing("other", 100, 1))));
         let t1 = t0 + ms(1000);
-        tick(&mut e, t1, Ok(observed(3, holder("other", 9, 100))));
-        // NTP steps the store's clock 7 s forward between the holder's heartbeats.
+        tick(&mut e, t1, Ok(observed(3, renewing("other", 100, 2))));
+        // NTP steps the store's clock 7 s forward just after the holder's next renewal.
         let t2 = t0 + ms(2000);
-        tick(&mut e, t2, Ok(observed(3, holder("other", 9, 7100))));
-        assert_eq!(e.poll_action(t2), None, "renewed 1 s ago by our own clock");
-        let t3 = t0 + ms(3000);
-        tick(&mut e, t3, Ok(observed(3, holder("other", 9, 150))));
-        assert_eq!(e.poll_action(t3), None);
+        tick(&mut e, t2, Ok(observed(3, renewing("other", 7100, 3))));
+        assert_eq!(e.poll_action(t2), None, "it renewed since our last look");
+        // We miss a few looks (a partition), the step is still in the ages.
+        let t6 = t0 + ms(6000);
+        tick(&mut e, t6, Ok(observed(3, renewing("other", 7050, 7))));
+        assert_eq!(e.poll_action(t6), None, "renewed while we could not look");
+        let t7 = t0 + ms(7000);
+        tick(&mut e, t7, Ok(observed(3, renewing("other", 150, 8))));
+        assert_eq!(e.poll_action(t7), None);
         // When it really stops renewing, the standby takes over after the liveness timeout
         // of its own clock, as before.
-        let t8 = t3 + ms(5000);
-        tick(&mut e, t8, Ok(observed(3, holder("other", 9, 5150))));
-        assert!(matches!(e.poll_action(t8), Some(Action::TakeOver(_))));
+        let t12 = t7 + ms(5000);
+        tick(&mut e, t12, Ok(observed(3, renewing("other", 5150, 8))));
+        assert!(matches!(e.poll_action(t12), Some(Action::TakeOver(_))));
     }
 
     #[test]
@@ -663,8 +714,12 @@ mod tests {
         // The store names "me" but with another incarnation (a crashed earlier process).
         tick(&mut e, t0, Ok(observed(4, holder("me", 77, 6000))));
         assert_eq!(e.role(t0), Role::Standby);
+        // Two heartbeats of watching prove it is not renewing; then take over.
+        assert_eq!(e.poll_action(t0), None);
+        let t2 = t0 + ms(2000);
+        tick(&mut e, t2, Ok(observed(4, holder("me", 77, 8000))));
         assert!(
-            matches!(e.poll_action(t0), Some(Action::TakeOver(r)) if r.observed_term == Term(4))
+            matches!(e.poll_action(t2), Some(Action::TakeOver(r)) if r.observed_term == Term(4))
         );
     }
 

@@ -47,6 +47,11 @@ pub struct HolderView {
     pub incarnation: Incarnation,
     /// How long ago, by the store's clock, the holder last renewed (its last heartbeat).
     pub lease_age: Duration,
+    /// An opaque value that changes with every renewal of the lease (the SQL stores use the
+    /// renewal's time stamp in microseconds of the store's clock). Standbys compare it for
+    /// equality only, to see renewals happen on their own monotonic clock: a step of the
+    /// store's clock inflates [`HolderView::lease_age`] but cannot fake a missing renewal.
+    pub renewal: i64,
 }
 
 /// The answer to a heartbeat, read in the same atomic step as the write.

@@ -92,7 +92,8 @@ pub(crate) fn heartbeat(
          AND EXISTS (SELECT 1 FROM health_check h WHERE h.task_id = {m} AND h.group_id = {g} AND h.incarnation = {i});\
          SELECT (SELECT h.incarnation FROM health_check h WHERE h.task_id = {m} AND h.group_id = {g}) AS own_incarnation, \
          th.term, th.task_id, th.incarnation, th.renewed_at IS NULL AS released, \
-         TIMESTAMPDIFF(MICROSECOND, th.renewed_at, {NOW}) AS lease_age_us \
+         TIMESTAMPDIFF(MICROSECOND, th.renewed_at, {NOW}) AS lease_age_us, \
+         TIMESTAMPDIFF(MICROSECOND, '1970-01-01', th.renewed_at) AS renewal \
          FROM (SELECT 1 AS one) AS d LEFT JOIN token_holder th ON th.group_id = {g};\
          COMMIT"
     )
@@ -180,7 +181,8 @@ pub(crate) fn observe(group: &GroupId) -> String {
     format!(
         "SELECT th.term, th.task_id, th.incarnation, th.renewed_at IS NULL AS released, \
          TIMESTAMPDIFF(MICROSECOND, th.renewed_at, {NOW}) AS lease_age_us, \
-         h.task_id, h.incarnation, TIMESTAMPDIFF(MICROSECOND, h.last_heartbeat, {NOW}) \
+         h.task_id, h.incarnation, TIMESTAMPDIFF(MICROSECOND, h.last_heartbeat, {NOW}), \
+         TIMESTAMPDIFF(MICROSECOND, '1970-01-01', th.renewed_at) \
          FROM (SELECT 1 AS one) AS d \
          LEFT JOIN token_holder th ON th.group_id = {g} \
          LEFT JOIN health_check h ON h.group_id = {g} \

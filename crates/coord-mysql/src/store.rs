@@ -379,6 +379,7 @@ async fn heartbeat(conn: &mut Conn, request: &HeartbeatRequest) -> Result<Observ
     let holder_incarnation: Option<i64> = take(&mut row, 3)?;
     let released: Option<i64> = take(&mut row, 4)?;
     let age_us: Option<i64> = take(&mut row, 5)?;
+    let renewal: Option<i64> = take(&mut row, 6)?;
     let own_incarnation = sql::incarnation_from(own);
     let own_row = if own == Some(sql::incarnation(request.incarnation)) {
         OwnRow::Written
@@ -391,6 +392,7 @@ async fn heartbeat(conn: &mut Conn, request: &HeartbeatRequest) -> Result<Observ
                 .map_err(|e| bad_row(format!("token_holder.task_id: {e}")))?,
             incarnation: sql::incarnation_from(holder_incarnation),
             lease_age: Duration::from_micros(u64::try_from(age_us.unwrap_or(0)).unwrap_or(0)),
+            renewal: renewal.unwrap_or(0),
         }),
         _ => None,
     };
@@ -450,6 +452,7 @@ async fn observe(conn: &mut Conn, group: &GroupId) -> Result<GroupView, Failure>
         let member: Option<String> = take(&mut row, 5)?;
         let incarnation: Option<i64> = take(&mut row, 6)?;
         let heartbeat_age_us: Option<i64> = take(&mut row, 7)?;
+        let renewal: Option<i64> = take(&mut row, 8)?;
         if i == 0 {
             view.term = Term(term.and_then(|t| u64::try_from(t).ok()).unwrap_or(0));
             if let (Some(holder), Some(0)) = (holder, released) {
@@ -458,6 +461,7 @@ async fn observe(conn: &mut Conn, group: &GroupId) -> Result<GroupView, Failure>
                         .map_err(|e| bad_row(format!("token_holder.task_id: {e}")))?,
                     incarnation: sql::incarnation_from(holder_incarnation),
                     lease_age: micros_age(lease_age_us),
+                    renewal: renewal.unwrap_or(0),
                 });
             }
         }

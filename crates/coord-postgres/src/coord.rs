@@ -42,7 +42,9 @@ SELECT EXISTS (SELECT 1 FROM hb),
        th.term, th.task_id::text, th.incarnation, th.renewed_at IS NOT NULL,
        EXISTS (SELECT 1 FROM renew),
        (EXTRACT(EPOCH FROM (clock_timestamp() AT TIME ZONE 'UTC')
-            - COALESCE((SELECT renewed_at FROM renew), th.renewed_at)) * 1000)::bigint
+            - COALESCE((SELECT renewed_at FROM renew), th.renewed_at)) * 1000)::bigint,
+       (EXTRACT(EPOCH FROM COALESCE((SELECT renewed_at FROM renew), th.renewed_at))
+            * 1000000)::bigint
 FROM (SELECT 1) AS one LEFT JOIN token_holder th ON th.group_id = $1";
 
 /// The first takeover of a group: whoever inserts the row wins term 1.
@@ -186,7 +188,8 @@ WITH now AS (SELECT clock_timestamp() AT TIME ZONE 'UTC' AS t)
 SELECT th.term, th.task_id::text, th.incarnation, th.renewed_at IS NOT NULL,
        (EXTRACT(EPOCH FROM now.t - th.renewed_at) * 1000)::bigint,
        h.task_id::text, h.incarnation,
-       (EXTRACT(EPOCH FROM now.t - h.last_heartbeat) * 1000)::bigint
+       (EXTRACT(EPOCH FROM now.t - h.last_heartbeat) * 1000)::bigint,
+       (EXTRACT(EPOCH FROM th.renewed_at) * 1000000)::bigint
 FROM now
 LEFT JOIN token_holder th ON th.group_id = $1
 LEFT JOIN health_check h ON h.group_id = $1
@@ -324,6 +327,7 @@ impl CoordinationStore for PgStore {
                 member: holder_member,
                 incarnation: holder_incarnation,
                 lease_age: age(row.get(7)),
+                renewal: row.get::<_, Option<i64>>(8).unwrap_or(0),
             })
         };
         Ok(Observation {
@@ -625,6 +629,7 @@ impl CoordinationStore for PgStore {
                         member: member_of("observe", group, row.get(1))?,
                         incarnation: incarnation_of(row.get(2)),
                         lease_age: age(row.get(4)),
+                        renewal: row.get::<_, Option<i64>>(8).unwrap_or(0),
                     });
                 }
             }

@@ -82,6 +82,7 @@ impl CoordinationStore for SqliteStore {
         let holder: Option<String> = row.try_get(2).map_err(decode)?;
         let holder_incarnation: Option<i64> = row.try_get(3).map_err(decode)?;
         let lease_age: Option<i64> = row.try_get(4).map_err(decode)?;
+        let renewal: Option<i64> = row.try_get(5).map_err(decode)?;
 
         let own_row = match own {
             Some(value) if value == incarnation_to_sql(request.incarnation) => OwnRow::Written,
@@ -94,6 +95,7 @@ impl CoordinationStore for SqliteStore {
                 })?,
                 incarnation: incarnation_from_sql(holder_incarnation),
                 lease_age: age(lease_age),
+                renewal: renewal.unwrap_or(0),
             }),
             // No row, or a released lease (NULL renewed_at, also every seed-DDL row).
             _ => None,
@@ -208,6 +210,7 @@ impl CoordinationStore for SqliteStore {
                 let holder: Option<String> = row.try_get(1).map_err(decode)?;
                 let holder_incarnation: Option<i64> = row.try_get(2).map_err(decode)?;
                 let lease_age: Option<i64> = row.try_get(3).map_err(decode)?;
+                let renewal: Option<i64> = row.try_get(7).map_err(decode)?;
                 view.term = term.map_or(Term(0), term_from_sql);
                 // No row, or a released lease (NULL renewed_at): no holder.
                 if let (Some(holder), Some(lease_age)) = (holder, lease_age) {
@@ -217,6 +220,7 @@ impl CoordinationStore for SqliteStore {
                         })?,
                         incarnation: incarnation_from_sql(holder_incarnation),
                         lease_age: age(lease_age),
+                        renewal: renewal.unwrap_or(0),
                     });
                 }
             }

@@ -37,7 +37,7 @@ pub(crate) const HEARTBEAT: &str = concat!(
     "WHERE h.task_id = ?2 AND h.group_id = ?1 AND h.incarnation = ?3);\n",
     "SELECT h.incarnation, t.term, t.task_id, t.incarnation, ",
     now_ms!(),
-    " - t.renewed_at ",
+    " - t.renewed_at, t.renewed_at ",
     "FROM (SELECT 1) AS one ",
     "LEFT JOIN health_check h ON h.task_id = ?2 AND h.group_id = ?1 ",
     "LEFT JOIN token_holder t ON t.group_id = ?1;\n",
@@ -93,7 +93,7 @@ pub(crate) const MEMBERS: &str = concat!(
 /// member, incarnation, heartbeat age.
 pub(crate) const OBSERVE: &str = concat!(
     "SELECT t.term, t.task_id, t.incarnation, now.ms - t.renewed_at, ",
-    "h.task_id, h.incarnation, now.ms - h.last_heartbeat ",
+    "h.task_id, h.incarnation, now.ms - h.last_heartbeat, t.renewed_at ",
     "FROM (SELECT ",
     now_ms!(),
     " AS ms) AS now ",

@@ -23,6 +23,8 @@ struct Holder {
     member: MemberId,
     incarnation: Incarnation,
     renewed_at: Instant,
+    /// Bumped by every renewal (the renewal token).
+    renewals: i64,
 }
 
 #[derive(Debug, Default)]
@@ -68,6 +70,7 @@ impl StoreState {
                     && holder.incarnation == request.incarnation
                 {
                     holder.renewed_at = now;
+                    holder.renewals += 1;
                 }
                 OwnRow::Written
             }
@@ -79,6 +82,7 @@ impl StoreState {
                 member: h.member.clone(),
                 incarnation: h.incarnation,
                 lease_age: now.saturating_duration_since(h.renewed_at),
+                renewal: h.renewals,
             }),
         }
     }
@@ -99,6 +103,7 @@ impl StoreState {
             member: request.member.clone(),
             incarnation: request.incarnation,
             renewed_at: now,
+            renewals: 0,
         });
         TakeoverOutcome::Won(group.term)
     }
@@ -256,6 +261,7 @@ impl StoreState {
                 member: h.member.clone(),
                 incarnation: h.incarnation,
                 lease_age: now.saturating_duration_since(h.renewed_at),
+                renewal: h.renewals,
             }),
             members: self.members(now, group),
         }

@@ -66,7 +66,9 @@ impl SimConfig {
         SimConfig {
             members: rng.range(2, 6) as usize,
             fault_phase: timing.liveness_timeout * 8,
-            quiet_phase: timing.liveness_timeout * 8 + poll_interval * 20,
+            // Long enough for every attempt of a file whose handlers outlive the liveness
+            // timeout (up to 3x), one after the other.
+            quiet_phase: timing.liveness_timeout * 20 + poll_interval * 20,
             timing,
             poll_interval,
             faults: rng.range(0, 9) as usize,
@@ -182,6 +184,8 @@ pub(super) enum Fault {
     Partition(usize, Duration),
     StoreDown(Duration),
     StoreSlow(Duration, Duration),
+    /// The store's clock steps forward (an NTP correction), for good.
+    StoreClockStep(Duration),
 }
 
 #[derive(Debug, Clone)]
@@ -251,6 +255,8 @@ pub(super) struct World {
     pub(super) store: StoreState,
     store_down_until: Duration,
     store_slow: Option<(Duration, Duration)>,
+    /// How far the store's clock is ahead of simulated time (forward steps add up).
+    store_clock_ahead: Duration,
     pub(super) group: GroupId,
     pub(super) members: Vec<Member>,
     pub(super) dir: BTreeMap<String, SimFile>,
@@ -304,6 +310,7 @@ impl World {
             store: StoreState::new(),
             store_down_until: Duration::ZERO,
             store_slow: None,
+            store_clock_ahead: Duration::ZERO,
             group: GroupId::new("sim-group").unwrap(),
             members: Vec::new(),
             dir: BTreeMap::new(),
@@ -427,6 +434,7 @@ impl World {
                 40..60 => Fault::Pause(m, self.rng.millis(liveness / 5, liveness * 3)),
                 60..75 => Fault::Partition(m, self.rng.millis(liveness / 2, liveness * 3)),
                 75..90 => Fault::StoreDown(self.rng.millis(liveness / 2, liveness * 3)),
+                90..95 => Fault::StoreClockStep(self.rng.millis(liveness / 2, liveness * 4)),
                 _ => Fault::StoreSlow(
                     self.rng.millis(hb / 4, hb * 2),
                     self.rng.millis(liveness, liveness * 3),
@@ -524,6 +532,7 @@ impl World {
                 self.store_down_until = self.store_down_until.max(self.now + d);
                 self.schedule(self.store_down_until, Ev::Heal);
             }
+            Fault::StoreClockStep(ahead) => self.store_clock_ahead += ahead,
             Fault::StoreSlow(extra, d) => {
                 self.store_slow = Some((extra, self.now + d));
                 self.schedule(self.now + d, Ev::Heal);
@@ -597,7 +606,7 @@ impl World {
         let rep = if !self.store_up() {
             failure(&req, "connection reset")
         } else {
-            let now = self.base + self.now;
+            let now = self.base + self.now + self.store_clock_ahead;
             match req {
                 Req::Heartbeat(r) => Rep::Heartbeat(Ok(self.store.heartbeat(now, &r))),
                 Req::TakeOver(r) => {
