@@ -118,8 +118,8 @@ bind = "127.0.0.1:0"
         .args(["--config", "bench.toml", "run"])
         .current_dir(dir.path())
         .env("RUST_LOG", "warn,listener::app=info,listener::poller=info")
-        .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
-        .stderr(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
         .spawn()
         .unwrap();
     let limit = Duration::from_secs(3600);
