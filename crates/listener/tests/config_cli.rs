@@ -68,10 +68,13 @@ fn write_config(dir: &Path, body: &str) {
 
 const LIMIT: Duration = Duration::from_secs(20);
 
+/// A configuration file, the environment it runs with, and a word its refusal must name.
+type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
+
 #[test]
 fn check_config_refuses_what_run_refuses() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: Vec<(&str, Vec<(&str, &str)>, &str)> = vec![
+    let cases: Vec<Case<'_>> = vec![
         ("poll_interval = 500\n", vec![], "poll_interval"),
         (
             "",
