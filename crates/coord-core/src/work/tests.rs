@@ -1,6 +1,8 @@
 use super::*;
 use crate::ids::{GroupId, Incarnation, MemberId, Term};
-use crate::ledger::{RetryPolicy, Stability};
+use std::time::Duration;
+
+use crate::ledger::{Dispatch, RetryPolicy, Stability};
 
 fn fence(term: u64) -> Fence {
     Fence {
