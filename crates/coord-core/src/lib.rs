@@ -1,5 +1,5 @@
-//! The coordination core of the HA FTP/SFTP listener: the election state machine, the ledger
-//! rules, and the traits that backends implement.
+//! The coordination core of the HA FTP/SFTP listener: the election state machine, the
+//! leader's work machine, the ledger rules, and the traits that backends implement.
 //!
 //! This crate performs **no I/O, reads no clock and needs no async runtime**. Every decision
 //! that depends on time takes `now: Instant` as a parameter; every store or file operation is
@@ -42,10 +42,17 @@
 //! assert!(elector.may_dispatch(now + Duration::from_secs(4)).is_none());
 //! ```
 //!
-//! # Driving the ledger
+//! # Driving the work machine
 //!
-//! See [`Ledger`]: plan from a listing, claim in the store (fenced), dispatch the claimed,
-//! record outcomes (fenced), post-process, record done.
+//! [`Worker`] decides every step of a leader's term (load the ledger, list, claim in bounded
+//! batches just before dispatch, run up to `max_in_flight` handlers, record outcomes in
+//! batches, post-process the exact version handled, record it done, retry, give up, prune),
+//! using the [`Ledger`] rules. Drive it like the elector: before each step hand it the lease
+//! ([`Worker::set_lease`] with [`Elector::may_dispatch`]), perform what
+//! [`Worker::poll_action`] returns ([`WorkAction::Cancel`] first), report each result with
+//! the matching `handle_*`, and wait until [`Worker::next_deadline`] or the next result.
+//! The `listener` crate's poll loop and `testkit`'s simulator are two drivers of this one
+//! machine.
 
 #![deny(missing_docs)]
 
