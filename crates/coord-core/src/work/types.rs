@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+#[cfg(doc)]
+use super::Worker;
 use crate::ids::Fence;
 use crate::ledger::{Dispatch, FileVersion, LedgerPolicy, LedgerUpdate};
 use crate::store::StoreError;
