@@ -15,3 +15,4 @@ echo "== tests"
 cargo nextest run --workspace --all-features --no-fail-fast "$@"
 echo "== doc tests"
 cargo test --workspace --all-features --doc
+scripts/fuzz.sh --ci

@@ -42,6 +42,9 @@
 #![deny(missing_docs)]
 
 mod fs;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod mtimes;
 mod parse;
 mod pool;
