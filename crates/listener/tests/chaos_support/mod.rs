@@ -73,7 +73,12 @@ pub struct Group {
     handler: String,
     /// Extra top-level TOML keys of every member's config (such as `max_in_flight = 4`).
     extra: String,
+    /// The `[source]` table (and its sub-tables) of every member's config.
+    source: String,
 }
+
+/// The `[source]` table of a group whose members watch the working folder's `inbox/`.
+pub const LOCAL_SOURCE: &str = "[source]\npath = \"inbox\"";
 
 impl Group {
     /// A group named after `test`, whose members reach the database at `url`, with the probe
@@ -85,6 +90,19 @@ impl Group {
 
     /// The same with extra top-level TOML keys in every member's config.
     pub fn with_extra(db: Db, test: &str, url: String, then: &str, extra: &str) -> Group {
+        Group::with_source(db, test, url, then, extra, LOCAL_SOURCE)
+    }
+
+    /// The same with `source` as the `[source]` table (and its sub-tables, such as
+    /// `[source.ftp]`) instead of the local `inbox/`.
+    pub fn with_source(
+        db: Db,
+        test: &str,
+        url: String,
+        then: &str,
+        extra: &str,
+        source: &str,
+    ) -> Group {
         let site = Site::new();
         let handler =
             site.probe_handler(&then.replace("{dir}", &site.dir.path().display().to_string()));
@@ -95,6 +113,7 @@ impl Group {
             url,
             handler,
             extra: extra.to_string(),
+            source: source.to_string(),
         };
         let direct = group.write_config("migrate", "migrator", db.url);
         let mut migrate = Proc::spawn(
@@ -121,8 +140,7 @@ liveness_timeout = "{live}ms"
 renew_deadline = "{renew}ms"
 [coordination.{backend}]
 url = "{url}"
-[source]
-path = "inbox"
+{source}
 [http]
 bind = "127.0.0.1:0"
 {handler}
@@ -134,6 +152,7 @@ bind = "127.0.0.1:0"
             renew = RENEW.as_millis(),
             handler = self.handler,
             extra = self.extra,
+            source = self.source,
         );
         let path = self.site.path(&format!("{file}.toml"));
         std::fs::write(&path, body).unwrap();
