@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use coord_core::{CoordinationStore, ElectionError, ListOptions, RemoteFs};
 
+use crate::api::FileHandler;
 use crate::config::{Config, SourceKind};
 use crate::driver::ElectionDriver;
 use crate::handler::Handler;
@@ -95,6 +96,24 @@ where
     S: CoordinationStore + 'static,
     F: RemoteFs + 'static,
 {
+    let handler: Arc<dyn FileHandler> = Arc::new(Handler::from_config(&config.handler));
+    run_with_handler(config, store, fs, dir, handler, shutdown).await
+}
+
+/// [`run`] with a handler of the caller's own instead of the configured `handler` (a
+/// [`FileHandler`] written in Rust, in the caller's crate).
+pub async fn run_with_handler<S, F>(
+    config: &Config,
+    store: Arc<S>,
+    fs: Arc<F>,
+    dir: String,
+    handler: Arc<dyn FileHandler>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError>
+where
+    S: CoordinationStore + 'static,
+    F: RemoteFs + 'static,
+{
     let election = config.election()?;
     let settings = poll_settings(config, dir)?;
     let metrics = Arc::new(Metrics::default());
@@ -122,15 +141,7 @@ where
     );
     let http_task = tokio::spawn(serve);
 
-    let poller = Poller::new(
-        store,
-        fs,
-        gate,
-        status,
-        settings,
-        Handler::from_config(&config.handler),
-        metrics,
-    );
+    let poller = Poller::new(store, fs, gate, status, settings, handler, metrics);
     let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
     let mut poll_task = tokio::spawn(poller.with_drain(drain_rx).run());
     let mut election_task = tokio::spawn(driver.run());

@@ -1,13 +1,16 @@
-//! What the leader does with each claimed file version: log it, download it, or download it
-//! and run a command on it.
+//! The built-in handlers, implementations of [`FileHandler`] like a user's: log each file,
+//! download it, or download it and run a command on it.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
-use coord_core::{Fence, FileReader, FileVersion, RemoteFs, escape_for_log, local_target};
+use async_trait::async_trait;
+use coord_core::{Fence, FileVersion, RemoteFs, escape_for_log, local_target};
 use tokio::io::AsyncWriteExt;
 
+use crate::api::{Cancellation, FileHandler, HandlerContext, HandlerError, IncomingFile, SourceOf};
 use crate::config::HandlerConfig;
 
 /// One file version handed to the handler.
@@ -66,8 +69,47 @@ impl Handler {
         }
     }
 
-    /// Handles one delivery; the error text is what the ledger records.
-    pub async fn handle<F: RemoteFs>(&self, fs: &F, delivery: &Delivery) -> Result<(), String> {
+    /// Handles one delivery from `fs` outside the poll loop (tests, tools): the same as
+    /// [`FileHandler::on_file`] with a context that never cancels.
+    pub async fn handle<F>(&self, fs: &F, delivery: &Delivery) -> Result<(), String>
+    where
+        F: RemoteFs,
+        F::Reader: 'static,
+    {
+        let source = SourceOf(fs);
+        let context = HandlerContext::new(
+            delivery.fence.clone(),
+            delivery.attempt,
+            delivery.redelivery,
+            Cancellation::never(),
+            Arc::new(|_: &Fence| true),
+        );
+        let file = IncomingFile::new(
+            delivery.version.clone(),
+            delivery.relative.clone(),
+            context,
+            &source,
+        );
+        self.on_file(&file).await.map_err(|e| e.0)
+    }
+}
+
+impl Delivery {
+    fn of(file: &IncomingFile<'_>) -> Delivery {
+        Delivery {
+            version: file.version.clone(),
+            relative: file.relative.clone(),
+            fence: file.context.fence.clone(),
+            attempt: file.context.attempt,
+            redelivery: file.context.redelivery,
+        }
+    }
+}
+
+#[async_trait]
+impl FileHandler for Handler {
+    async fn on_file(&self, file: &IncomingFile<'_>) -> Result<(), HandlerError> {
+        let delivery = &Delivery::of(file);
         match self {
             Handler::Log => {
                 tracing::info!(
@@ -81,7 +123,7 @@ impl Handler {
                 Ok(())
             }
             Handler::Download { dir } => {
-                let target = download(fs, dir, delivery).await?;
+                let target = download_incoming(file, dir).await?;
                 tracing::info!(
                     path = %delivery.version.path,
                     target = %target.display(),
@@ -99,21 +141,24 @@ impl Handler {
                     "{}-{}-{}",
                     delivery.fence.term.0, delivery.attempt, delivery.version.mtime_ms
                 ));
-                let local = download(fs, &staging, delivery).await?;
+                let local = download_incoming(file, &staging).await?;
                 let result = run_command(command, *timeout, &local, delivery).await;
                 let _ = tokio::fs::remove_dir_all(&staging).await;
-                result
+                result.map_err(HandlerError)
             }
         }
     }
 }
 
 /// Streams the file to `dir/<relative>` through a `.part` file, then renames it into place.
-async fn download<F: RemoteFs>(fs: &F, dir: &Path, delivery: &Delivery) -> Result<PathBuf, String> {
-    let target = local_target(dir, &delivery.relative).map_err(|e| {
+pub(crate) async fn download_incoming(
+    file: &IncomingFile<'_>,
+    dir: &Path,
+) -> Result<PathBuf, HandlerError> {
+    let target = local_target(dir, &file.relative).map_err(|e| {
         format!(
             "refusing to write `{}` under {}: {e}",
-            escape_for_log(delivery.relative.as_bytes()),
+            escape_for_log(file.relative.as_bytes()),
             dir.display()
         )
     })?;
@@ -126,10 +171,10 @@ async fn download<F: RemoteFs>(fs: &F, dir: &Path, delivery: &Delivery) -> Resul
         Some(ext) => format!("{}.part", ext.to_string_lossy()),
         None => "part".to_string(),
     });
-    let result = copy_to(fs, &delivery.version.path, delivery.version.size, &part).await;
+    let result = copy_to(file, &part).await;
     if let Err(e) = result {
         let _ = tokio::fs::remove_file(&part).await;
-        return Err(e);
+        return Err(e.into());
     }
     tokio::fs::rename(&part, &target)
         .await
@@ -140,13 +185,10 @@ async fn download<F: RemoteFs>(fs: &F, dir: &Path, delivery: &Delivery) -> Resul
 /// Streams `path` into `local` and checks that as many bytes came as the listing said
 /// (issue 12): a file rewritten since it was listed, or a listing line that lied about it, is
 /// a failed attempt (retried with backoff), never a handled version with other content.
-async fn copy_to<F: RemoteFs>(
-    fs: &F,
-    path: &str,
-    listed_size: u64,
-    local: &Path,
-) -> Result<(), String> {
-    let mut reader = fs.open_read(path).await.map_err(|e| e.to_string())?;
+async fn copy_to(file: &IncomingFile<'_>, local: &Path) -> Result<(), String> {
+    let path = file.version.path.as_str();
+    let listed_size = file.version.size;
+    let mut reader = file.open().await.map_err(|e| e.to_string())?;
     let mut file = tokio::fs::File::create(local)
         .await
         .map_err(|e| format!("create {}: {e}", local.display()))?;

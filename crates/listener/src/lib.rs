@@ -39,6 +39,7 @@
 //! # }
 //! ```
 
+mod api;
 mod app;
 mod backend_settings;
 mod backends;
@@ -52,7 +53,13 @@ mod local;
 mod metrics;
 mod poller;
 
-pub use app::{RunError, poll_settings, run};
+pub use api::{
+    Cancellation, ChangeEvent, FileHandler, FileSource, FileStream, HandlerContext, HandlerError,
+    IncomingFile, SourceOf,
+};
+pub use app::{RunError, poll_settings, run, run_with_handler};
+/// Re-exported so that a handler's crate needs no dependency of its own for the attribute.
+pub use async_trait::async_trait;
 pub use backend_settings::{BackendSettings, RawSettings};
 pub use backends::{AnyReader, AnySource, AnyStore, AnyWriter, BackendError, open_source};
 pub use config::{

@@ -19,9 +19,10 @@ use coord_core::{
 use tokio::sync::watch;
 use tokio::task::{AbortHandle, JoinSet};
 
+use crate::api::{Cancellation, ChangeEvent, FileHandler, HandlerContext, IncomingFile, SourceOf};
 use crate::clock;
 use crate::driver::{ElectionStatus, Gate};
-use crate::handler::{Delivery, Handler};
+use crate::handler::Handler;
 use crate::metrics::Metrics;
 
 /// What the poll loop needs, resolved from the configuration.
@@ -68,9 +69,22 @@ pub struct Poller<S, F> {
     gate: Gate,
     status: watch::Receiver<ElectionStatus>,
     settings: PollSettings,
-    handler: Handler,
+    handler: Arc<dyn FileHandler>,
     metrics: Arc<Metrics>,
     drain: watch::Receiver<bool>,
+}
+
+/// A running handler: its task and its cancellation signal.
+#[derive(Debug)]
+struct Running {
+    task: AbortHandle,
+    cancel: watch::Sender<bool>,
+}
+
+impl From<Handler> for Arc<dyn FileHandler> {
+    fn from(handler: Handler) -> Self {
+        Arc::new(handler)
+    }
 }
 
 impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
@@ -81,7 +95,7 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
         gate: Gate,
         status: watch::Receiver<ElectionStatus>,
         settings: PollSettings,
-        handler: Handler,
+        handler: impl Into<Arc<dyn FileHandler>>,
         metrics: Arc<Metrics>,
     ) -> Self {
         Poller {
@@ -90,7 +104,7 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
             gate,
             status,
             settings,
-            handler,
+            handler: handler.into(),
             metrics,
             // A sender that never sends: no draining unless `with_drain` is used.
             drain: watch::channel(false).1,
@@ -121,8 +135,10 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
     pub async fn run(mut self) {
         let mut worker = Worker::new(self.work_config());
         let mut tasks: JoinSet<Done> = JoinSet::new();
-        let mut handlers: std::collections::HashMap<HandlerId, AbortHandle> =
+        let mut handlers: std::collections::HashMap<HandlerId, Running> =
             std::collections::HashMap::new();
+        // The batch change events handed to the handler (notifications, not fenced work).
+        let mut notifications: JoinSet<()> = JoinSet::new();
         let mut fence: Option<Fence> = None;
         let mut span = tracing::Span::none();
         loop {
@@ -145,6 +161,8 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
                     );
                 }
                 fence = lease.clone();
+                // A change event of an ended term is not delivered any further.
+                notifications.abort_all();
             }
             worker.set_lease(now, lease.as_ref());
             while let Some(action) = worker.poll_action(now) {
@@ -153,6 +171,23 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
             }
             while let Some(event) = worker.poll_event() {
                 let _entered = span.enter();
+                if let WorkEvent::Changes { added, deleted } = &event {
+                    let change = ChangeEvent {
+                        added: added.clone(),
+                        deleted: deleted.clone(),
+                        fence: fence.clone(),
+                    };
+                    let handler = self.handler.clone();
+                    let span = span.clone();
+                    notifications.spawn(tracing::Instrument::instrument(
+                        async move {
+                            if let Err(error) = handler.on_change(&change).await {
+                                tracing::warn!(%error, "the handler's change event failed");
+                            }
+                        },
+                        span,
+                    ));
+                }
                 self.log_event(event);
             }
             if worker.is_drained() {
@@ -170,7 +205,7 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
                             // Only handler tasks can panic (the others are plain I/O).
                             let id = handlers
                                 .iter()
-                                .find(|(_, h)| h.id() == e.id())
+                                .find(|(_, h)| h.task.id() == e.id())
                                 .map(|(id, _)| *id);
                             match id {
                                 Some(id) => Done::Handler(id, Outcome::Failed(format!("handler panicked: {e}"))),
@@ -183,6 +218,7 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
                     worker.set_lease(now, self.gate.may_dispatch_at(now).as_ref());
                     self.report(&mut worker, now, done, &mut handlers);
                 }
+                Some(_) = notifications.join_next(), if !notifications.is_empty() => {}
                 changed = self.status.changed() => if changed.is_err() { return },
                 _ = drain_changed(&mut self.drain) => {}
                 _ = sleep_opt(wait) => {}
@@ -195,7 +231,7 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
         worker: &mut Worker,
         now: Instant,
         done: Done,
-        handlers: &mut std::collections::HashMap<HandlerId, AbortHandle>,
+        handlers: &mut std::collections::HashMap<HandlerId, Running>,
     ) {
         match done {
             Done::Loaded(op, r) => worker.handle_loaded(now, op, r),
@@ -215,14 +251,17 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
         action: WorkAction,
         lease: Option<&Fence>,
         tasks: &mut JoinSet<Done>,
-        handlers: &mut std::collections::HashMap<HandlerId, AbortHandle>,
+        handlers: &mut std::collections::HashMap<HandlerId, Running>,
     ) {
         let timeout = self.settings.store_timeout;
         match action {
             WorkAction::Cancel(id) => {
-                if let Some(handle) = handlers.remove(&id) {
+                if let Some(running) = handlers.remove(&id) {
                     tracing::warn!("cancelling a handler: this member no longer leads");
-                    handle.abort();
+                    // Told first (a handler between two awaits can see it), then stopped at
+                    // its next await (a command's process group is killed on drop).
+                    running.cancel.send_replace(true);
+                    running.task.abort();
                 }
             }
             WorkAction::LoadLedger { op } => {
@@ -283,23 +322,29 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
                     redelivery = dispatch.redelivery,
                     "dispatching"
                 );
-                let delivery = Delivery {
-                    relative: relative(&self.settings.dir, &dispatch.version.path),
-                    version: dispatch.version,
+                let relative = relative(&self.settings.dir, &dispatch.version.path);
+                let (cancel, cancellation) = Cancellation::new();
+                let gate = self.gate.clone();
+                let context = HandlerContext::new(
                     fence,
-                    attempt: dispatch.attempt,
-                    redelivery: dispatch.redelivery,
-                };
+                    dispatch.attempt,
+                    dispatch.redelivery,
+                    cancellation,
+                    Arc::new(move |fence: &Fence| gate.holds(fence)),
+                );
+                let version = dispatch.version;
                 let fs = self.fs.clone();
                 let handler = self.handler.clone();
-                let abort = tasks.spawn(async move {
-                    let outcome = match handler.handle(&*fs, &delivery).await {
+                let task = tasks.spawn(async move {
+                    let source = SourceOf(&*fs);
+                    let file = IncomingFile::new(version, relative, context, &source);
+                    let outcome = match handler.on_file(&file).await {
                         Ok(()) => Outcome::Handled,
-                        Err(error) => Outcome::Failed(error),
+                        Err(error) => Outcome::Failed(error.0),
                     };
                     Done::Handler(id, outcome)
                 });
-                handlers.insert(id, abort);
+                handlers.insert(id, Running { task, cancel });
             }
         }
     }
@@ -363,6 +408,11 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
                 self.metrics.fenced_writes.inc();
                 tracing::warn!(%error, "fenced: another member leads");
             }
+            WorkEvent::Changes { added, deleted } => tracing::debug!(
+                added = added.len(),
+                deleted = deleted.len(),
+                "changes since the last poll"
+            ),
             WorkEvent::TermEnded { cancelled } => {
                 if cancelled > 0 {
                     tracing::warn!(cancelled, "term ended: running handlers cancelled");

@@ -528,3 +528,147 @@ async fn the_loops_run_on_simulated_time() {
     poll_task.abort();
     election_task.abort();
 }
+
+/// A handler written in Rust by a user of the library: it reads each file as text, checks it
+/// still leads before its side effect, and receives the batch change events.
+#[derive(Debug, Default)]
+struct Recorder {
+    texts: std::sync::Mutex<Vec<(String, String, u32, bool)>>,
+    changes: std::sync::Mutex<Vec<listener::ChangeEvent>>,
+}
+
+#[listener::async_trait]
+impl listener::FileHandler for Recorder {
+    async fn on_file(
+        &self,
+        file: &listener::IncomingFile<'_>,
+    ) -> Result<(), listener::HandlerError> {
+        if file.relative == "big.txt" {
+            // Past the limit: a clear error, and the retry policy takes over.
+            return file.read_text(4).await.map(|_| ());
+        }
+        if file.relative == "panics.txt" {
+            panic!("a bug in the user's handler");
+        }
+        let text = file.read_text(1024).await?;
+        assert!(file.context.still_leading());
+        self.texts.lock().unwrap().push((
+            file.relative.clone(),
+            text,
+            file.context.attempt,
+            file.context.redelivery,
+        ));
+        Ok(())
+    }
+
+    async fn on_change(
+        &self,
+        change: &listener::ChangeEvent,
+    ) -> Result<(), listener::HandlerError> {
+        self.changes.lock().unwrap().push(change.clone());
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_handler_written_in_rust_gets_text_context_and_change_events() {
+    let store = Arc::new(MemStore::new(testkit::Clock::tokio()));
+    let fs = Arc::new(testkit::MemFs::new());
+    let t = std::time::SystemTime::UNIX_EPOCH;
+    fs.put("/in/a.txt", b"alpha", t);
+    fs.put("/in/big.txt", b"0123456789", t);
+    fs.put("/in/panics.txt", b"x", t);
+    let metrics = Arc::new(Metrics::default());
+    let driver = ElectionDriver::new(
+        ElectionConfig::new("m1", "g", Timing::default()).unwrap(),
+        store.clone(),
+        metrics.clone(),
+    );
+    let mut config = Config {
+        done_dir: Some("/in/.done".into()),
+        error_dir: Some("/in/.error".into()),
+        ..Config::default()
+    };
+    config.retry.max_attempts = 2;
+    config.retry.initial_backoff = Duration::from_millis(100);
+    let settings = poll_settings(&config, "/in".into()).unwrap();
+    let recorder = Arc::new(Recorder::default());
+    let handler: Arc<dyn listener::FileHandler> = recorder.clone();
+    let poller = Poller::new(
+        store.clone(),
+        fs.clone(),
+        driver.gate(),
+        driver.subscribe(),
+        settings,
+        handler,
+        metrics.clone(),
+    );
+    let election_task = tokio::spawn(driver.run());
+    let poll_task = tokio::spawn(poller.run());
+    let start = tokio::time::Instant::now();
+    while metrics.files_done.get() < 1 || metrics.files_error.get() < 2 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(start.elapsed() < Duration::from_secs(120), "stuck");
+    }
+    // A new file is reported added and handled; one removed by someone else between two
+    // listings (before it was stable) is reported deleted.
+    fs.put("/in/b.txt", b"beta", t);
+    fs.put("/in/c.txt", b"gamma", t);
+    let seen = metrics.listing_duration.count();
+    while metrics.listing_duration.count() == seen {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    coord_core::RemoteFs::delete(fs.as_ref(), "/in/c.txt")
+        .await
+        .unwrap();
+    let start = tokio::time::Instant::now();
+    while metrics.files_done.get() < 2 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(start.elapsed() < Duration::from_secs(60), "stuck");
+    }
+    let texts = recorder.texts.lock().unwrap().clone();
+    assert_eq!(
+        texts,
+        vec![
+            ("a.txt".to_string(), "alpha".to_string(), 1, false),
+            ("b.txt".to_string(), "beta".to_string(), 1, false)
+        ]
+    );
+    // Past the text limit and the panic: failed attempts, then the error folder; the process
+    // lives on.
+    let mut paths = fs.paths();
+    paths.sort();
+    assert_eq!(
+        paths,
+        vec![
+            "/in/.done/a.txt",
+            "/in/.done/b.txt",
+            "/in/.error/big.txt",
+            "/in/.error/panics.txt"
+        ]
+    );
+    let changes = recorder.changes.lock().unwrap().clone();
+    let added: Vec<String> = changes
+        .iter()
+        .flat_map(|c| c.added.iter().map(|v| v.path.clone()))
+        .collect();
+    assert_eq!(
+        added,
+        vec![
+            "/in/a.txt",
+            "/in/big.txt",
+            "/in/panics.txt",
+            "/in/b.txt",
+            "/in/c.txt"
+        ]
+    );
+    let deleted: Vec<String> = changes
+        .iter()
+        .flat_map(|c| c.deleted.iter().map(|v| v.path.clone()))
+        .collect();
+    // Our own moves to the done and error folders are not "deleted by someone else".
+    assert_eq!(deleted, vec!["/in/c.txt"]);
+    assert!(changes.iter().all(|c| c.fence.is_some()));
+    poll_task.abort();
+    election_task.abort();
+}

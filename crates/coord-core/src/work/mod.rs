@@ -90,6 +90,11 @@ struct TermWork {
     list_gen: u64,
     /// The latest listing: path to version.
     listed: HashMap<String, FileVersion>,
+    /// Whether a listing was applied in this term yet.
+    listed_once: bool,
+    /// Versions this term moved or deleted (or found gone) since the latest listing: not
+    /// reported as deleted by others.
+    removed_here: BTreeSet<FileVersion>,
     /// Done versions and the listing number before which they left the folder.
     done_gen: HashMap<FileVersion, u64>,
     /// Done versions already reported as still listed (`leave`), once per term.
@@ -159,6 +164,8 @@ impl Worker {
                 next_list: now,
                 list_gen: 0,
                 listed: HashMap::new(),
+                listed_once: false,
+                removed_here: BTreeSet::new(),
                 done_gen: HashMap::new(),
                 reported_done: BTreeSet::new(),
                 ready: VecDeque::new(),
@@ -392,10 +399,40 @@ impl Worker {
         let Some(ledger) = term.ledger.as_mut() else {
             return;
         };
-        term.listed = listing
+        let listed: HashMap<String, FileVersion> = listing
             .iter()
             .map(|f| (f.version.path.clone(), f.version.clone()))
             .collect();
+        // What changed since the previous listing of this term (the batch change event).
+        let marker = self.config.policy.stability.done_marker_suffix.as_deref();
+        let is_marker = |v: &FileVersion| marker.is_some_and(|m| v.path.ends_with(m));
+        let mut added: Vec<FileVersion> = listed
+            .values()
+            .filter(|v| !is_marker(v))
+            .filter(|v| {
+                if term.listed_once {
+                    term.listed.get(&v.path) != Some(*v)
+                } else {
+                    ledger.state(v).is_none()
+                }
+            })
+            .cloned()
+            .collect();
+        let mut deleted: Vec<FileVersion> = term
+            .listed
+            .values()
+            .filter(|v| !is_marker(v))
+            .filter(|v| listed.get(&v.path) != Some(*v) && !term.removed_here.contains(*v))
+            .cloned()
+            .collect();
+        added.sort();
+        deleted.sort();
+        if !added.is_empty() || !deleted.is_empty() {
+            self.events.push_back(WorkEvent::Changes { added, deleted });
+        }
+        term.listed = listed;
+        term.listed_once = true;
+        term.removed_here.clear();
         // Done versions listed again: new work in move and delete modes when they left the
         // folder before this listing (the done record proves the earlier copy left).
         for file in listing {
@@ -684,6 +721,7 @@ impl Worker {
                         failed(&mut self.events, error);
                     }
                     gone_or_done => {
+                        term.removed_here.insert(version.clone());
                         if gone_or_done == FileOpResult::SourceGone {
                             self.events
                                 .push_back(WorkEvent::SourceGone(version.clone()));
@@ -701,6 +739,9 @@ impl Worker {
             }
             (FileOp::MoveToError { version, .. }, result) => {
                 term.queued_files.remove(version);
+                if !matches!(result, FileOpResult::Failed(_)) {
+                    term.removed_here.insert(version.clone());
+                }
                 if let FileOpResult::Failed(error) = result {
                     failed(&mut self.events, error);
                 } else if let Some(suffix) = &marker {

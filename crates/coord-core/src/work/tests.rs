@@ -464,3 +464,50 @@ fn rows_of_files_that_left_are_pruned_whatever_their_state() {
         .count();
     assert_eq!(forgotten, 3, "{updates:?}");
 }
+
+#[test]
+fn each_listing_reports_what_was_added_and_what_others_deleted() {
+    let a = v("/in/a", 1);
+    let b = v("/in/b", 1);
+    let c = v("/in/c", 1);
+    let (mut w, t0) = leading(config(), vec![record(c.clone(), LedgerState::Done, 1)]);
+    let events =
+        |w: &mut Worker| -> Vec<WorkEvent> { std::iter::from_fn(|| w.poll_event()).collect() };
+    let op = expect_list(&mut w, t0);
+    w.handle_listed(t0, op, Ok(listed(&[a.clone(), b.clone(), c.clone()])));
+    // The first listing of a term: what the ledger does not know (c is done already).
+    assert!(events(&mut w).contains(&WorkEvent::Changes {
+        added: vec![a.clone(), b.clone()],
+        deleted: vec![]
+    }));
+    // Handle and move `a` (this member removes it); `b` is deleted by someone else.
+    while let Some(action) = w.poll_action(t0) {
+        match action {
+            WorkAction::Claim { op, versions, .. } => {
+                w.handle_claimed(t0, op, Ok(claimed(versions.len(), 1)))
+            }
+            WorkAction::Dispatch {
+                handler, dispatch, ..
+            } => {
+                let outcome = if dispatch.version == a {
+                    Outcome::Handled
+                } else {
+                    Outcome::Failed("later".into())
+                };
+                w.handle_outcome(t0, handler, outcome)
+            }
+            WorkAction::Record { op, .. } => w.handle_recorded(t0, op, Ok(())),
+            WorkAction::File { op, .. } => w.handle_file_op(t0, op, FileOpResult::Done(None)),
+            other => panic!("{other:?}"),
+        }
+    }
+    let _ = events(&mut w);
+    let t1 = t0 + Duration::from_secs(1);
+    let op = expect_list(&mut w, t1);
+    let a2 = v("/in/a", 2);
+    w.handle_listed(t1, op, Ok(listed(&[a2.clone(), c.clone()])));
+    assert!(events(&mut w).contains(&WorkEvent::Changes {
+        added: vec![a2],
+        deleted: vec![b]
+    }));
+}

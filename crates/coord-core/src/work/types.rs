@@ -186,6 +186,16 @@ pub enum WorkEvent {
         /// The last error.
         error: String,
     },
+    /// What changed in the folder since the previous listing of this term: versions listed
+    /// now and not then (at a term's first listing: those the ledger does not know), and
+    /// versions listed then and gone now that this member did not move or delete itself.
+    /// Done markers are not reported. Reported once per listing with changes.
+    Changes {
+        /// New versions.
+        added: Vec<FileVersion>,
+        /// Versions that left the folder by someone else's hand.
+        deleted: Vec<FileVersion>,
+    },
     /// A done version showed up again in the source after it was moved or deleted: new work.
     Reappeared(FileVersion),
     /// A done version is still listed (`leave` mode): it is not processed again.
