@@ -14,6 +14,7 @@
 mod clock;
 pub mod conformance;
 mod fs;
+pub mod fs_conformance;
 mod proxy;
 mod rng;
 pub mod sim;
