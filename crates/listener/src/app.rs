@@ -141,6 +141,14 @@ where
     );
     let http_task = tokio::spawn(serve);
 
+    // The seeds' `fileNamePattern` (a regex) filters the listing before the poll loop's glob.
+    let pattern = config
+        .file_name_pattern
+        .as_deref()
+        .map(crate::seed_config::compile_pattern)
+        .transpose()?;
+    let marker = config.stability.done_marker_suffix.clone();
+    let fs = Arc::new(crate::seed_config::NamePatternFs::new(fs, pattern, marker));
     let poller = Poller::new(store, fs, gate, status, settings, handler, metrics);
     let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
     let mut poll_task = tokio::spawn(poller.with_drain(drain_rx).run());

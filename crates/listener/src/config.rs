@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend_settings::{BackendSettings, ExtractError, RawSettings};
 use crate::duration::{human, human_opt, seed_seconds_opt};
+use crate::seed_config::{SeedAuth, SeedDatabase, SeedProtocol};
 
 /// The `FTPL_` variables the command handler sets for its children (see `handler.rs`). A
 /// listener started from a handler inherits them, so they are not refused; every other
@@ -171,6 +172,26 @@ pub struct CoordinationConfig {
     /// Apply migrations at start (default: true for sqlite, false otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub migrate_on_start: Option<bool>,
+    /// The seeds' `memberId`: folded into `member_id` at load (then `None`).
+    #[serde(default, rename = "memberId", alias = "memberid", skip_serializing)]
+    pub member_id: Option<String>,
+    /// The seeds' `coordinationGroup`: folded into `group` at load (then `None`).
+    #[serde(
+        default,
+        rename = "coordinationGroup",
+        alias = "coordinationgroup",
+        skip_serializing
+    )]
+    pub coordination_group: Option<String>,
+    /// The seeds' `databaseConfig`: folded into `backend` and `postgres` or `mysql` at load
+    /// (then `None`); see `seed_config.rs`.
+    #[serde(
+        default,
+        rename = "databaseConfig",
+        alias = "databaseconfig",
+        skip_serializing
+    )]
+    pub database_config: Option<SeedDatabase>,
 }
 
 impl Default for CoordinationConfig {
@@ -186,6 +207,9 @@ impl Default for CoordinationConfig {
             liveness_check_interval: None,
             renew_deadline: None,
             migrate_on_start: None,
+            member_id: None,
+            coordination_group: None,
+            database_config: None,
         }
     }
 }
@@ -425,6 +449,38 @@ pub struct Config {
     /// The typed settings of the selected backends, extracted at load.
     #[serde(skip)]
     pub backends: BackendSettings,
+    /// The seeds' `protocol` (`ftp`, `ftps`, `sftp`): folded into `source.kind` (and
+    /// `source.ftp.tls`) at load, then `None`. See `seed_config.rs` for every seed field.
+    #[serde(default, skip_serializing)]
+    pub protocol: Option<SeedProtocol>,
+    /// The seeds' `host`: folded into `source.ftp.host` or `source.sftp.host`.
+    #[serde(default, skip_serializing)]
+    pub host: Option<String>,
+    /// The seeds' `port`: folded into `source.ftp.port` or `source.sftp.port`.
+    #[serde(default, skip_serializing)]
+    pub port: Option<u16>,
+    /// The seeds' `path`: folded into `source.path`.
+    #[serde(default, skip_serializing)]
+    pub path: Option<String>,
+    /// The seeds' `auth.credentials`: folded into the source's user and password.
+    #[serde(default, skip_serializing)]
+    pub auth: Option<SeedAuth>,
+    /// The seeds' `pollingInterval` (integer seconds): folded into `poll_interval`.
+    #[serde(
+        default,
+        rename = "pollingInterval",
+        deserialize_with = "seed_seconds_opt::deserialize",
+        skip_serializing
+    )]
+    pub polling_interval: Option<Duration>,
+    /// The seeds' `fileNamePattern`: a regular expression the whole file name must match
+    /// (default none: every name). Kept as written; not together with `filter`.
+    #[serde(
+        default,
+        rename = "fileNamePattern",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub file_name_pattern: Option<String>,
 }
 
 impl Default for Config {
@@ -595,6 +651,7 @@ impl Config {
             error,
         };
         config.fold_seed_names().map_err(invalid)?;
+        let figment = crate::seed_config::fold(&mut config, figment).map_err(invalid)?;
         config.resolve_member_id();
         // Before `resolve` fills the renew deadline, so an error names what the user set.
         config.election().map_err(invalid)?;
@@ -682,6 +739,9 @@ impl Config {
         }
         glob::Pattern::new(&self.filter)
             .map_err(|e| E::new("filter", format!("not a glob pattern: {e}")))?;
+        if let Some(pattern) = &self.file_name_pattern {
+            crate::seed_config::compile_pattern(pattern)?;
+        }
         if self.retry.max_attempts == 0 {
             return Err(E::new("retry.max_attempts", "must be at least 1"));
         }

@@ -52,6 +52,7 @@ mod http;
 mod local;
 mod metrics;
 mod poller;
+mod seed_config;
 
 pub use api::{
     Cancellation, ChangeEvent, FileHandler, FileSource, FileStream, HandlerContext, HandlerError,
