@@ -189,10 +189,11 @@ impl RemoteFs for MemFs {
         }
         let mut entries = Vec::new();
         Self::list_into(&tree, &dir, 0, options.max_depth, &mut entries);
-        Ok(Listing {
-            entries,
-            skipped: 0,
-        })
+        // Hostile names are skipped and counted, as every source must (the RemoteFs contract).
+        let before = entries.len();
+        entries.retain(|e| coord_core::check_name(e.name.as_bytes()).is_ok());
+        let skipped = (before - entries.len()) as u64;
+        Ok(Listing { entries, skipped })
     }
 
     async fn open_read(&self, path: &str) -> Result<MemReader, FsError> {

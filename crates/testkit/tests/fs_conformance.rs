@@ -73,7 +73,6 @@ cases!(
     list_files_and_dirs,
     list_recursion_depth,
     list_sizes_and_mtimes_stable,
-    #[ignore = "bug in MemFs (crates/testkit/src/fs.rs list_into): names are not passed through coord_core::check_name, so a hostile name is listed and `skipped` stays 0"]
     list_skips_hostile_name,
     list_empty_dir,
     list_missing_dir_is_error,
