@@ -410,3 +410,14 @@ fn the_mysql_crates_own_migrate_switch_is_refused() {
         Ok(())
     });
 }
+
+#[test]
+fn a_value_that_makes_figment_panic_is_an_error_not_a_crash() {
+    // Found by the `config` fuzz target (fuzz/known-crashes/config-figment-escape).
+    Jail::expect_with(|jail| {
+        jail.set_env("FTPL_SOURCE", "\"é\\2\"");
+        let err = Config::load(None).unwrap_err().to_string();
+        assert!(err.contains("FTPL_") || err.contains("source"), "{err}");
+        Ok(())
+    });
+}
