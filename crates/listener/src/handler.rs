@@ -136,10 +136,17 @@ impl FileHandler for Handler {
                 dir,
                 timeout,
             } => {
-                // A per-delivery folder, so two versions of one name never share a file.
+                // A folder of this delivery's own: handlers run concurrently, and two files
+                // with the same term, attempt and mtime must never share one (the first to
+                // finish would remove the other's copy).
+                static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let staging = dir.join(format!(
-                    "{}-{}-{}",
-                    delivery.fence.term.0, delivery.attempt, delivery.version.mtime_ms
+                    "{}-{}-{}-{}-{n}",
+                    std::process::id(),
+                    delivery.fence.term.0,
+                    delivery.attempt,
+                    delivery.version.mtime_ms
                 ));
                 let local = download_incoming(file, &staging).await?;
                 let result = run_command(command, *timeout, &local, delivery).await;

@@ -15,13 +15,10 @@
 //! logs the size of the downloaded copy, and the test checks it against what was written (a
 //! partial file dispatched would show as a short copy).
 //!
-//! Known listener bug, reported and tolerated here: the command handler's staging folder is
-//! `<term>-<attempt>-<mtime_ms>`, shared by every file of one mtime (a burst, or a whole second
-//! over FTP and SFTP) delivered in one term at one attempt, and removed after each delivery, so
-//! a concurrent sibling's download fails (`create …/<name>.part` or `rename … into place: No
-//! such file or directory`, then a retry) or its command finds no file at `FTPL_LOCAL_PATH`.
-//! The test counts those invocations ("missing copies", shown as `MISSING COPY` lines); with
-//! `CHAOS_STRICT_COPIES=1` they fail it. A copy that exists but is short always fails it.
+//! Each command checks that its downloaded copy is at `FTPL_LOCAL_PATH` with the size written
+//! ("missing copies" and "short copies" fail the test). This found a listener bug, fixed since:
+//! the command handler's staging folder was `<term>-<attempt>-<mtime_ms>`, shared by every file
+//! of one mtime handled at once, and removed after each delivery, so a sibling's copy vanished.
 //!
 //! `CHAOS_FILES` files (default 400, 200 for a remote source) arrive in bursts of four every
 //! 200 ms while the leader of
@@ -876,8 +873,8 @@ fn chaos_files(db: Db, kind: SourceKind) {
     if missing.len() > 5 {
         println!("{tag}: MISSING COPY: {} more", missing.len() - 5);
     }
-    // Known listener bug (see the module docs): not a failure unless CHAOS_STRICT_COPIES is set.
-    if !missing.is_empty() && std::env::var_os("CHAOS_STRICT_COPIES").is_some() {
+    // Every command must find its own copy (the shared staging folder bug, fixed).
+    if !missing.is_empty() {
         problems.push(format!(
             "{} invocations found no file at FTPL_LOCAL_PATH (see MISSING COPY)",
             missing.len()

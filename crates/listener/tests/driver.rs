@@ -672,3 +672,57 @@ async fn a_handler_written_in_rust_gets_text_context_and_change_events() {
     poll_task.abort();
     election_task.abort();
 }
+
+/// Two files with the same mtime handled at once by the command handler each get a staging
+/// folder of their own (found by the chaos test over FTP: the first command to finish removed
+/// the other's downloaded copy).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_commands_never_share_a_staging_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    let when = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    for name in ["a.txt", "b.txt", "c.txt"] {
+        let path = inbox.join(name);
+        std::fs::write(&path, b"same size").unwrap();
+        let file = std::fs::File::options().write(true).open(&path).unwrap();
+        file.set_modified(when).unwrap();
+    }
+    let store = Arc::new(MemStore::default());
+    let metrics = Arc::new(Metrics::default());
+    let driver = ElectionDriver::new(election("m1"), store.clone(), metrics.clone());
+    let mut config = config_for(&inbox, 0);
+    config.max_in_flight = 3;
+    let settings = poll_settings(&config, inbox.display().to_string()).unwrap();
+    let poller = Poller::new(
+        store.clone(),
+        Arc::new(LocalFs::default()),
+        driver.gate(),
+        driver.subscribe(),
+        settings,
+        Handler::Command {
+            // Still there after the others had time to finish: its own copy.
+            command: vec![
+                "sh".into(),
+                "-c".into(),
+                r#"sleep 0.3; test -f "$0""#.into(),
+            ],
+            dir: dir.path().join("staging"),
+            timeout: Duration::from_secs(20),
+        },
+        metrics.clone(),
+    );
+    let election_task = tokio::spawn(driver.run());
+    let poll_task = tokio::spawn(poller.run());
+    let done = tokio::time::timeout(LIMIT, async {
+        while metrics.files_done.get() < 3 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(done.is_ok(), "done: {}", metrics.files_done.get());
+    assert_eq!(metrics.files_failed.get(), 0, "a command lost its copy");
+    assert_eq!(metrics.files_dispatched.get(), 3);
+    poll_task.abort();
+    election_task.abort();
+}
