@@ -205,6 +205,43 @@ impl FileWriter for LocalWriter {
 }
 
 async fn rename_no_overwrite(from: &str, to: &str) -> Result<(), FsError> {
+    // One atomic step where the kernel and the file system offer it (renameat2 with
+    // RENAME_NOREPLACE): a process killed in the middle leaves the file in one place only.
+    #[cfg(target_os = "linux")]
+    {
+        let (f, t) = (from.to_string(), to.to_string());
+        let atomic = tokio::task::spawn_blocking(move || {
+            rustix::fs::renameat_with(
+                rustix::fs::CWD,
+                f.as_str(),
+                rustix::fs::CWD,
+                t.as_str(),
+                rustix::fs::RenameFlags::NOREPLACE,
+            )
+        })
+        .await;
+        match atomic {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) if e == rustix::io::Errno::EXIST => {
+                return Err(FsError::AlreadyExists {
+                    operation: "rename",
+                    path: to.to_string(),
+                });
+            }
+            Ok(Err(e)) if e == rustix::io::Errno::NOENT => {
+                return Err(map_io("rename", from, std::io::Error::from(e)));
+            }
+            // EINVAL / ENOSYS: not offered here (an older kernel, some network file
+            // systems): the link-then-unlink way below.
+            _ => {}
+        }
+    }
+    link_then_unlink(from, to).await
+}
+
+/// No-overwrite rename by hard link then unlink (not atomic: a process killed between the two
+/// leaves the file in both places).
+async fn link_then_unlink(from: &str, to: &str) -> Result<(), FsError> {
     match tokio::fs::hard_link(from, to).await {
         Ok(()) => tokio::fs::remove_file(from)
             .await
