@@ -5,7 +5,7 @@
 # on its own: `bash scripts/setup/40-sftp.sh`. Idempotent: keys, user and config are created
 # once under $TEST_ROOT/sftp, and the daemon is started only when it is not already answering.
 #
-# What it leaves behind (the tests read these paths; see crates/transfer-sftp/tests/common):
+# What it leaves behind (the tests read these paths; see transfer-sftp/tests/common):
 #   $TEST_ROOT/sftp/sshd_config           our own sshd (127.0.0.1:2222), not the system one
 #   $TEST_ROOT/sftp/home                   home of user `sftptest` (password below)
 #   $TEST_ROOT/sftp/client/id_<type>[_pass] client keys (ed25519, rsa, ecdsa; `_pass` ones use

@@ -1,5 +1,5 @@
 //! What the listing parser promises for any bytes given as one directory's whole listing
-//! (crates/transfer-ftp/src/parse.rs, `DirParser`'s doc): no panic; every entry's name passed
+//! (transfer-ftp/src/parse.rs, `DirParser`'s doc): no panic; every entry's name passed
 //! `coord_core::check_name` and is joined to the directory; no name twice (every copy of a
 //! name listed more than once is dropped); records are counted once per line at most.
 

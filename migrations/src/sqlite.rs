@@ -1,4 +1,4 @@
-//! The SQLite dialect: `crates/migrations/sqlite/NNNN_name.sql`.
+//! The SQLite dialect: `migrations/sqlite/NNNN_name.sql`.
 //!
 //! sqlx's SQLite migrator takes no lock of its own (its `lock()` is a no-op), so two processes
 //! starting at once could both try to apply the same migration. [`migrate_sqlite`] therefore

@@ -1,4 +1,4 @@
-//! The MySQL dialect (MySQL 8 and MariaDB 10.11): `crates/migrations/mysql/NNNN_name.sql`.
+//! The MySQL dialect (MySQL 8 and MariaDB 10.11): `migrations/mysql/NNNN_name.sql`.
 //!
 //! Every migration uses only syntax both servers accept. MySQL 8 has no
 //! `ADD COLUMN IF NOT EXISTS`, so the upgrades are plain `ALTER TABLE`s that run exactly once

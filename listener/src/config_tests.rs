@@ -230,7 +230,7 @@ fn postgres_settings_come_from_the_backend_crate() {
 #[test]
 fn the_example_configuration_loads() {
     Jail::expect_with(|_jail| {
-        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/listener.toml");
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/listener.toml");
         let c = Config::load(Some(&example)).unwrap();
         assert_eq!(c.member_id, "node-1");
         assert_eq!(c.handler, HandlerConfig::Log);

@@ -246,7 +246,7 @@ fn mysql_wrong_password_is_never_retried() {
 /// The keys of the README's configuration reference, in full (`coordination.postgres.url`).
 fn reference_keys() -> Vec<String> {
     let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
     let mut prefix = None;
     let mut keys = Vec::new();
     for line in readme.lines() {
@@ -354,15 +354,15 @@ fn messages_name_keys_that_exist() {
         keys.iter().any(|k| k == "source.ftp.reconnect_backoff_max"),
         "{keys:?}"
     );
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut files = vec![
-        root.join("crates/coord-postgres/src/settings.rs"),
-        root.join("crates/coord-mysql/src/settings.rs"),
-        root.join("crates/coord-sqlite/src/settings.rs"),
-        root.join("crates/transfer-ftp/src/settings.rs"),
-        root.join("crates/transfer-sftp/src/settings.rs"),
+        root.join("coord-postgres/src/settings.rs"),
+        root.join("coord-mysql/src/settings.rs"),
+        root.join("coord-sqlite/src/settings.rs"),
+        root.join("transfer-ftp/src/settings.rs"),
+        root.join("transfer-sftp/src/settings.rs"),
     ];
-    let mut dirs = vec![root.join("crates/listener/src")];
+    let mut dirs = vec![root.join("listener/src")];
     while let Some(dir) = dirs.pop() {
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
