@@ -1,7 +1,8 @@
 //! The HA FTP/SFTP listener's facade: it drives the sans-I/O core (`coord-core`) with real
 //! time and real sockets. It holds the election driver, the leader's poll loop, the handlers,
 //! the configuration (figment: TOML + `FTPL_` environment), a local-directory source, the
-//! Prometheus and health endpoints, and the `ftp-listener` binary.
+//! Prometheus and health endpoints. The `ftp-listener` binary is a crate of its own
+//! (`ftp-listener/`), so this library carries no CLI dependencies.
 //!
 //! This crate is the only place that reads a clock or opens a socket for the core. It must
 //! never make a decision the core makes (who leads, what to dispatch, when to give up): it

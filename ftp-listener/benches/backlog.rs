@@ -5,7 +5,7 @@
 //! dispatch, so nothing waits for a claim of the whole backlog), the drain rate, and the
 //! database's part.
 //!
-//! `cargo bench -p listener --features postgres,mysql --bench backlog -- [FILES]`
+//! `cargo bench -p ftp-listener --features postgres,mysql --bench backlog -- [FILES]`
 //! (PostgreSQL and MariaDB as `scripts/test.sh` starts them). The baseline in the same run is
 //! the listing alone: the time the leader's first listing of the backlog takes.
 
