@@ -198,7 +198,9 @@ pub struct Dispatch {
     pub version: FileVersion,
     /// Which attempt this is, from 1.
     pub attempt: u32,
-    /// An earlier attempt was dispatched and never finished: the handler may have seen it.
+    /// An earlier attempt of this version was dispatched (it never finished, or it failed):
+    /// the handler may have seen the file before, and any side effect of that attempt may
+    /// have happened. True for every attempt after the first.
     pub redelivery: bool,
 }
 
@@ -397,7 +399,8 @@ impl Ledger {
                 Some(Dispatch {
                     version: version.clone(),
                     attempt: *attempt,
-                    redelivery: *redelivery,
+                    // Sticky: after a redelivery that then failed, the retry is one too.
+                    redelivery: *redelivery || *attempt > 1,
                 })
             }
             ClaimOutcome::Settled => {
@@ -650,6 +653,9 @@ mod tests {
         );
         let dispatch = ledger.on_claim(&v, &claimed(2)).unwrap();
         assert_eq!(dispatch.attempt, 2);
+        // The store says the earlier attempt finished (failed); the handler is still told it
+        // may have seen the file before.
+        assert!(dispatch.redelivery);
         let (update, after) = ledger.on_outcome(t0, &v, Outcome::Failed("boom".into()));
         assert_eq!(after, Some(AfterFailure::GiveUp));
         assert!(

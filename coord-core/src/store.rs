@@ -108,7 +108,8 @@ pub enum ClaimOutcome {
     Claimed {
         /// Which attempt this is, from 1.
         attempt: u32,
-        /// An earlier attempt was dispatched and never finished.
+        /// An earlier attempt was claimed and never recorded an outcome (the worker flags
+        /// every attempt after the first to the handler; see `Dispatch::redelivery`).
         redelivery: bool,
     },
     /// The ledger already shows this version handled, done or given up: do not dispatch.

@@ -141,7 +141,8 @@ pub struct HandlerContext {
     pub fence: Fence,
     /// Which attempt, from 1 (redeliveries count).
     pub attempt: u32,
-    /// An earlier attempt was dispatched and never finished: the handler may have seen it.
+    /// An earlier attempt was dispatched (it never finished, or it failed): the handler may
+    /// have seen the file before. True for every attempt after the first.
     pub redelivery: bool,
     /// Fires when this member loses leadership while the handler runs.
     pub cancellation: Cancellation,

@@ -24,7 +24,7 @@ pub struct Delivery {
     pub fence: Fence,
     /// Which attempt, from 1.
     pub attempt: u32,
-    /// An earlier attempt was dispatched and never finished.
+    /// An earlier attempt was dispatched (never finished, or failed).
     pub redelivery: bool,
 }
 
