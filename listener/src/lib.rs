@@ -6,33 +6,56 @@
 //!
 //! This crate is the only place that reads a clock or opens a socket for the core. It must
 //! never make a decision the core makes (who leads, what to dispatch, when to give up): it
-//! asks `coord_core::Elector` and `coord_core::Ledger`, and performs what they say. It never
+//! asks `coord_core::Elector` and `coord_core::Worker`, and performs what they say. It never
 //! logs a secret (passwords and URLs are redacted in `Debug` and in `check-config`).
 //!
 //! # Guide
 //!
+//! - Write what happens to each file as a [`FileHandler`] (object-safe, `#[async_trait]`):
+//!   [`FileHandler::on_file`] gets an [`IncomingFile`] (version, relative path, a streaming
+//!   reader, `read_text`, `download_to`) with its [`HandlerContext`] (the fence as fencing
+//!   token, the attempt, the redelivery flag, a [`Cancellation`] that fires when the member
+//!   loses leadership, `still_leading()`); [`FileHandler::on_change`] gets the files added and
+//!   deleted since the last poll. An error or a panic is a failed attempt.
 //! - [`Config::load`] reads a TOML file and `FTPL_*` variables (`FTPL_RETRY__MAX_ATTEMPTS=3`);
-//!   errors name the field and the file.
-//! - [`ElectionDriver`] runs the election against any `CoordinationStore`: one store call at
-//!   a time, each with a timeout; [`ElectionStatus`] is published through a `watch`; the
-//!   [`Gate`] answers `may_dispatch(now)` for the poll loop.
-//! - [`Poller`] is the leader's loop: list, filter, plan, claim (fenced), handle, record
-//!   (fenced), post-process, record done.
-//! - [`run`] wires both with the endpoints until a shutdown future completes; then it drains
-//!   (no new claims, the handler in flight gets `shutdown_grace`), and only then releases the
-//!   token, so a standby takes over within about one heartbeat.
+//!   errors name the field and the file. The seeds' record is accepted as written.
+//! - [`run_with_handler`] runs one member with your handler (and [`run`] with the configured
+//!   built-in one) until a shutdown future completes; then it drains (no new claims, the
+//!   handlers in flight get `shutdown_grace`), and only then releases the token, so a standby
+//!   takes over within about one heartbeat.
+//! - Underneath: [`ElectionDriver`] runs the election against any `CoordinationStore` (one
+//!   store call at a time, each bounded by the renew deadline); the [`Gate`] answers
+//!   `may_dispatch(now)`; [`Poller`] drives `coord_core::Worker` (list, claim just before
+//!   dispatch, up to `max_in_flight` handlers, record, post-process the exact version).
 //!
-//! # Example
+//! # Example: a handler in Rust
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use listener::{AnyStore, Config, open_source, run};
+//! use listener::{AnyStore, Config, FileHandler, HandlerError, IncomingFile, open_source};
+//!
+//! #[derive(Debug)]
+//! struct Ingest;
+//!
+//! #[listener::async_trait]
+//! impl FileHandler for Ingest {
+//!     async fn on_file(&self, file: &IncomingFile<'_>) -> Result<(), HandlerError> {
+//!         let text = file.read_text(16 << 20).await?;
+//!         if !file.context.still_leading() {
+//!             return Err("no longer leading; the next leader redelivers it".into());
+//!         }
+//!         // Pass file.context.fence.term downstream as a fencing token; when
+//!         // file.context.redelivery is true an earlier attempt may have had its effect.
+//!         println!("{}: {} lines", file.relative, text.lines().count());
+//!         Ok(())
+//!     }
+//! }
 //!
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
-//! let config = Config::load(None)?; // defaults: SQLite ./ftp-listener.db, ./inbox, log handler
+//! let config = Config::load(None)?; // defaults: SQLite ./ftp-listener.db, ./inbox
 //! let store = Arc::new(AnyStore::connect(&config, config.migrate_on_start()).await?);
 //! let (fs, dir) = open_source(&config)?;
-//! run(&config, store, Arc::new(fs), dir, async {
+//! listener::run_with_handler(&config, store, Arc::new(fs), dir, Arc::new(Ingest), async {
 //!     let _ = tokio::signal::ctrl_c().await;
 //! })
 //! .await?;
