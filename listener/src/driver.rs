@@ -69,7 +69,7 @@ impl Gate {
         self.may_dispatch_at(crate::clock::now())
     }
 
-    /// The fence, if this member may dispatch at `now` (read from [`crate::clock`]).
+    /// The fence, if this member may dispatch at `now` (the listener's suspend-counting clock).
     pub fn may_dispatch_at(&self, now: Instant) -> Option<Fence> {
         self.lock().may_dispatch(now)
     }
