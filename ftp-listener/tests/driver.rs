@@ -37,6 +37,32 @@ fn config_for(inbox: &std::path::Path, depth: u32) -> Config {
     }
 }
 
+/// The poll loop of `driver`'s member over `fs`, watching `dir` as `config` says.
+fn poller_for<S, F>(
+    driver: &ElectionDriver<S>,
+    store: Arc<S>,
+    fs: Arc<F>,
+    config: &Config,
+    dir: String,
+    handler: impl Into<Arc<dyn listener::FileHandler>>,
+    metrics: &Arc<Metrics>,
+) -> Poller<S, F>
+where
+    S: CoordinationStore + 'static,
+    F: RemoteFs + 'static,
+{
+    let settings = poll_settings(config, dir).unwrap();
+    Poller::new(
+        store,
+        fs,
+        driver.gate(),
+        driver.subscribe(),
+        settings,
+        handler,
+        metrics.clone(),
+    )
+}
+
 async fn wait_status(
     rx: &mut watch::Receiver<ElectionStatus>,
     what: impl Fn(&ElectionStatus) -> bool,
@@ -105,40 +131,78 @@ async fn a_duplicate_member_id_is_refused() {
     first_task.abort();
 }
 
-/// A store whose claims are always fenced (another member took over behind our back).
+/// testkit's store as one member sees it, with two faults: cut off from the database while
+/// `cut` is set (every call fails as unavailable), and with `fence_claims` every claim fenced,
+/// as if another member had taken over behind its back (claims are counted either way).
 #[derive(Debug, Clone)]
-struct FencedClaims {
+struct Faulty {
     inner: MemStore,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+    fence_claims: bool,
     claims: Arc<AtomicUsize>,
 }
 
-impl CoordinationStore for FencedClaims {
+impl Faulty {
+    fn new(inner: MemStore) -> Faulty {
+        Faulty {
+            inner,
+            cut: Arc::default(),
+            fence_claims: false,
+            claims: Arc::default(),
+        }
+    }
+
+    fn check(&self, operation: &'static str) -> Result<(), StoreError> {
+        if self.cut.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable {
+                operation,
+                group: "g".into(),
+                cause: "cut".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl CoordinationStore for Faulty {
     async fn heartbeat(&self, r: &HeartbeatRequest) -> Result<Observation, StoreError> {
+        self.check("heartbeat")?;
         self.inner.heartbeat(r).await
     }
     async fn take_over(&self, r: &TakeoverRequest) -> Result<TakeoverOutcome, StoreError> {
+        self.check("takeover")?;
         self.inner.take_over(r).await
     }
     async fn release(&self, f: &Fence) -> Result<(), StoreError> {
+        self.check("release")?;
         self.inner.release(f).await
     }
     async fn leave(&self, g: &GroupId, m: &MemberId, i: Incarnation) -> Result<(), StoreError> {
+        self.check("leave")?;
         self.inner.leave(g, m, i).await
     }
     async fn load_ledger(&self, g: &GroupId) -> Result<Vec<LedgerRecord>, StoreError> {
+        self.check("load_ledger")?;
         self.inner.load_ledger(g).await
     }
-    async fn claim(&self, f: &Fence, _: &[FileVersion]) -> Result<Vec<ClaimOutcome>, StoreError> {
+    async fn claim(&self, f: &Fence, v: &[FileVersion]) -> Result<Vec<ClaimOutcome>, StoreError> {
+        self.check("claim")?;
         self.claims.fetch_add(1, Ordering::SeqCst);
-        Err(StoreError::fenced("claim", f))
+        if self.fence_claims {
+            return Err(StoreError::fenced("claim", f));
+        }
+        self.inner.claim(f, v).await
     }
     async fn record(&self, f: &Fence, u: &[LedgerUpdate]) -> Result<(), StoreError> {
+        self.check("record")?;
         self.inner.record(f, u).await
     }
     async fn observe(&self, g: &GroupId) -> Result<GroupView, StoreError> {
+        self.check("observe")?;
         self.inner.observe(g).await
     }
     async fn members(&self, g: &GroupId) -> Result<Vec<MemberStatus>, StoreError> {
+        self.check("members")?;
         self.inner.members(g).await
     }
 }
@@ -151,23 +215,22 @@ async fn a_fenced_claim_stops_the_poll_loop_at_once() {
     std::fs::write(inbox.join("a.txt"), b"a").unwrap();
     let out = dir.path().join("out");
 
-    let store = Arc::new(FencedClaims {
-        inner: MemStore::default(),
-        claims: Arc::new(AtomicUsize::new(0)),
+    let store = Arc::new(Faulty {
+        fence_claims: true,
+        ..Faulty::new(MemStore::default())
     });
     let metrics = Arc::new(Metrics::default());
     let driver = ElectionDriver::new(election("m1"), store.clone(), metrics.clone());
     let mut status = driver.subscribe();
     let config = config_for(&inbox, 0);
-    let settings = poll_settings(&config, inbox.display().to_string()).unwrap();
-    let poller = Poller::new(
+    let poller = poller_for(
+        &driver,
         store.clone(),
         Arc::new(LocalFs::default()),
-        driver.gate(),
-        driver.subscribe(),
-        settings,
+        &config,
+        inbox.display().to_string(),
         Handler::Download { dir: out.clone() },
-        metrics.clone(),
+        &metrics,
     );
     let election_task = tokio::spawn(driver.run());
     wait_status(&mut status, |s| s.role == Role::Leader).await;
@@ -208,15 +271,14 @@ async fn the_download_handler_keeps_relative_paths_and_skips_hostile_names() {
     let metrics = Arc::new(Metrics::default());
     let driver = ElectionDriver::new(election("m1"), store.clone(), metrics.clone());
     let config = config_for(&inbox, 1);
-    let settings = poll_settings(&config, inbox.display().to_string()).unwrap();
-    let poller = Poller::new(
+    let poller = poller_for(
+        &driver,
         store.clone(),
         Arc::new(LocalFs::default()),
-        driver.gate(),
-        driver.subscribe(),
-        settings,
+        &config,
+        inbox.display().to_string(),
         Handler::Download { dir: out.clone() },
-        metrics.clone(),
+        &metrics,
     );
     let election_task = tokio::spawn(driver.run());
     let poll_task = tokio::spawn(poller.run());
@@ -305,15 +367,14 @@ async fn a_version_left_in_error_by_a_previous_leader_is_moved_without_running_t
 
     let metrics = Arc::new(Metrics::default());
     let driver = ElectionDriver::new(election("m1"), store.clone(), metrics.clone());
-    let settings = poll_settings(&config_for(&inbox, 0), inbox.display().to_string()).unwrap();
-    let poller = Poller::new(
+    let poller = poller_for(
+        &driver,
         store.clone(),
         Arc::new(LocalFs::default()),
-        driver.gate(),
-        driver.subscribe(),
-        settings,
+        &config_for(&inbox, 0),
+        inbox.display().to_string(),
         Handler::Download { dir: out.clone() },
-        metrics.clone(),
+        &metrics,
     );
     let election_task = tokio::spawn(driver.run());
     let poll_task = tokio::spawn(poller.run());
@@ -328,65 +389,6 @@ async fn a_version_left_in_error_by_a_previous_leader_is_moved_without_running_t
     assert!(!out.exists());
     poll_task.abort();
     election_task.abort();
-}
-
-/// A store one member can be cut off from (a partition between it and the database).
-#[derive(Debug, Clone)]
-struct Cuttable {
-    inner: MemStore,
-    cut: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl Cuttable {
-    fn check(&self, operation: &'static str) -> Result<(), StoreError> {
-        if self.cut.load(Ordering::SeqCst) {
-            return Err(StoreError::Unavailable {
-                operation,
-                group: "g".into(),
-                cause: "cut".into(),
-            });
-        }
-        Ok(())
-    }
-}
-
-impl CoordinationStore for Cuttable {
-    async fn heartbeat(&self, r: &HeartbeatRequest) -> Result<Observation, StoreError> {
-        self.check("heartbeat")?;
-        self.inner.heartbeat(r).await
-    }
-    async fn take_over(&self, r: &TakeoverRequest) -> Result<TakeoverOutcome, StoreError> {
-        self.check("takeover")?;
-        self.inner.take_over(r).await
-    }
-    async fn release(&self, f: &Fence) -> Result<(), StoreError> {
-        self.check("release")?;
-        self.inner.release(f).await
-    }
-    async fn leave(&self, g: &GroupId, m: &MemberId, i: Incarnation) -> Result<(), StoreError> {
-        self.check("leave")?;
-        self.inner.leave(g, m, i).await
-    }
-    async fn load_ledger(&self, g: &GroupId) -> Result<Vec<LedgerRecord>, StoreError> {
-        self.check("load_ledger")?;
-        self.inner.load_ledger(g).await
-    }
-    async fn claim(&self, f: &Fence, v: &[FileVersion]) -> Result<Vec<ClaimOutcome>, StoreError> {
-        self.check("claim")?;
-        self.inner.claim(f, v).await
-    }
-    async fn record(&self, f: &Fence, u: &[LedgerUpdate]) -> Result<(), StoreError> {
-        self.check("record")?;
-        self.inner.record(f, u).await
-    }
-    async fn observe(&self, g: &GroupId) -> Result<GroupView, StoreError> {
-        self.check("observe")?;
-        self.inner.observe(g).await
-    }
-    async fn members(&self, g: &GroupId) -> Result<Vec<MemberStatus>, StoreError> {
-        self.check("members")?;
-        self.inner.members(g).await
-    }
 }
 
 fn process_alive(pid: u32) -> bool {
@@ -416,28 +418,24 @@ async fn a_handler_is_killed_before_a_standby_takes_over() {
     );
 
     let shared = MemStore::default();
-    let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let first_store = Arc::new(Cuttable {
-        inner: shared.clone(),
-        cut: cut.clone(),
-    });
+    let first_store = Arc::new(Faulty::new(shared.clone()));
+    let cut = first_store.cut.clone();
     let metrics = Arc::new(Metrics::default());
     let first = ElectionDriver::new(election("m1"), first_store.clone(), metrics.clone());
     let mut first_status = first.subscribe();
     let config = config_for(&inbox, 0);
-    let settings = poll_settings(&config, inbox.display().to_string()).unwrap();
-    let poller = Poller::new(
+    let poller = poller_for(
+        &first,
         first_store.clone(),
         Arc::new(LocalFs::default()),
-        first.gate(),
-        first.subscribe(),
-        settings,
+        &config,
+        inbox.display().to_string(),
         Handler::Command {
             command: vec!["sh".into(), "-c".into(), script],
             dir: dir.path().join("staging"),
             timeout: Duration::from_secs(60),
         },
-        metrics.clone(),
+        &metrics,
     );
     let first_task = tokio::spawn(first.run());
     wait_status(&mut first_status, |s| s.role == Role::Leader).await;
@@ -591,17 +589,16 @@ async fn a_handler_written_in_rust_gets_text_context_and_change_events() {
     };
     config.retry.max_attempts = 2;
     config.retry.initial_backoff = Duration::from_millis(100);
-    let settings = poll_settings(&config, "/in".into()).unwrap();
     let recorder = Arc::new(Recorder::default());
     let handler: Arc<dyn listener::FileHandler> = recorder.clone();
-    let poller = Poller::new(
+    let poller = poller_for(
+        &driver,
         store.clone(),
         fs.clone(),
-        driver.gate(),
-        driver.subscribe(),
-        settings,
+        &config,
+        "/in".into(),
         handler,
-        metrics.clone(),
+        &metrics,
     );
     let election_task = tokio::spawn(driver.run());
     let poll_task = tokio::spawn(poller.run());
@@ -693,13 +690,12 @@ async fn concurrent_commands_never_share_a_staging_folder() {
     let driver = ElectionDriver::new(election("m1"), store.clone(), metrics.clone());
     let mut config = config_for(&inbox, 0);
     config.max_in_flight = 3;
-    let settings = poll_settings(&config, inbox.display().to_string()).unwrap();
-    let poller = Poller::new(
+    let poller = poller_for(
+        &driver,
         store.clone(),
         Arc::new(LocalFs::default()),
-        driver.gate(),
-        driver.subscribe(),
-        settings,
+        &config,
+        inbox.display().to_string(),
         Handler::Command {
             // Still there after the others had time to finish: its own copy.
             command: vec![
@@ -710,7 +706,7 @@ async fn concurrent_commands_never_share_a_staging_folder() {
             dir: dir.path().join("staging"),
             timeout: Duration::from_secs(20),
         },
-        metrics.clone(),
+        &metrics,
     );
     let election_task = tokio::spawn(driver.run());
     let poll_task = tokio::spawn(poller.run());

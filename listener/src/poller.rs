@@ -171,10 +171,16 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
             }
             while let Some(event) = worker.poll_event() {
                 let _entered = span.enter();
-                if let WorkEvent::Changes { added, deleted } = &event {
+                if let WorkEvent::Changes { added, deleted } = event {
+                    tracing::debug!(
+                        added = added.len(),
+                        deleted = deleted.len(),
+                        "changes since the last poll"
+                    );
+                    // Moved, not copied: a first listing of a large backlog is all "added".
                     let change = ChangeEvent {
-                        added: added.clone(),
-                        deleted: deleted.clone(),
+                        added,
+                        deleted,
                         fence: fence.clone(),
                     };
                     let handler = self.handler.clone();
@@ -187,6 +193,7 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
                         },
                         span,
                     ));
+                    continue;
                 }
                 self.log_event(event);
             }
@@ -408,11 +415,8 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
                 self.metrics.fenced_writes.inc();
                 tracing::warn!(%error, "fenced: another member leads");
             }
-            WorkEvent::Changes { added, deleted } => tracing::debug!(
-                added = added.len(),
-                deleted = deleted.len(),
-                "changes since the last poll"
-            ),
+            // Handed to the handler by the loop, which logs them.
+            WorkEvent::Changes { .. } => {}
             WorkEvent::TermEnded { cancelled } => {
                 if cancelled > 0 {
                     tracing::warn!(cancelled, "term ended: running handlers cancelled");

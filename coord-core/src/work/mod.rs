@@ -476,16 +476,16 @@ impl Worker {
             {
                 continue;
             }
-            if mode != PostProcessing::Leave && term.listed.get(&version.path) == Some(&version) {
-                term.queued_files.insert(version.clone());
-                term.file_ops.push_back(post_op(&self.config, &version));
-            } else {
-                if mode != PostProcessing::Leave {
-                    self.events
-                        .push_back(WorkEvent::SourceGone(version.clone()));
+            term.queued_files.insert(version.clone());
+            match post_op(&self.config, &term.listed, &version) {
+                Some(op) => term.file_ops.push_back(op),
+                None => {
+                    if mode != PostProcessing::Leave {
+                        self.events
+                            .push_back(WorkEvent::SourceGone(version.clone()));
+                    }
+                    term.writes.push_back(done_write(ledger, &version, gen_));
                 }
-                term.queued_files.insert(version.clone());
-                term.writes.push_back(done_write(ledger, &version, gen_));
             }
         }
         // Versions in error still in the folder: their move failed, or the leader that
@@ -657,17 +657,17 @@ impl Worker {
         match then {
             Then::Nothing => {}
             Then::PostProcess(version) => {
-                let listed = term.listed.get(&version.path) == Some(&version);
                 term.queued_files.insert(version.clone());
-                if mode != PostProcessing::Leave && listed {
-                    term.file_ops.push_back(post_op(&self.config, &version));
-                } else {
-                    if mode != PostProcessing::Leave {
-                        self.events
-                            .push_back(WorkEvent::SourceGone(version.clone()));
+                match post_op(&self.config, &term.listed, &version) {
+                    Some(op) => term.file_ops.push_back(op),
+                    None => {
+                        if mode != PostProcessing::Leave {
+                            self.events
+                                .push_back(WorkEvent::SourceGone(version.clone()));
+                        }
+                        let gen_ = term.list_gen + 1;
+                        term.writes.push_back(done_write(ledger, &version, gen_));
                     }
-                    let gen_ = term.list_gen + 1;
-                    term.writes.push_back(done_write(ledger, &version, gen_));
                 }
             }
             Then::MoveToError(version) => {
@@ -726,12 +726,8 @@ impl Worker {
                             self.events
                                 .push_back(WorkEvent::SourceGone(version.clone()));
                         }
-                        if let Some(suffix) = &marker {
-                            let marker_path = format!("{}{suffix}", version.path);
-                            if term.listed.contains_key(&marker_path) {
-                                term.file_ops.push_back(FileOp::DeleteMarker(marker_path));
-                            }
-                        }
+                        term.file_ops
+                            .extend(marker_op(marker.as_deref(), &term.listed, version));
                         let ledger = term.ledger.as_mut().expect("file ops need a ledger");
                         term.writes.push_back(done_write(ledger, version, gen_));
                     }
@@ -744,11 +740,9 @@ impl Worker {
                 }
                 if let FileOpResult::Failed(error) = result {
                     failed(&mut self.events, error);
-                } else if let Some(suffix) = &marker {
-                    let marker_path = format!("{}{suffix}", version.path);
-                    if term.listed.contains_key(&marker_path) {
-                        term.file_ops.push_back(FileOp::DeleteMarker(marker_path));
-                    }
+                } else {
+                    term.file_ops
+                        .extend(marker_op(marker.as_deref(), &term.listed, version));
                 }
             }
             (FileOp::DeleteMarker(_), FileOpResult::Failed(error)) => {
@@ -813,14 +807,37 @@ impl Worker {
     }
 }
 
-fn post_op(config: &WorkConfig, version: &FileVersion) -> FileOp {
+/// The move or delete of a handled version, when there is one to do: not in `leave` mode, and
+/// only while the latest listing shows this very version at its path (else its source is gone
+/// and it is simply done).
+fn post_op(
+    config: &WorkConfig,
+    listed: &HashMap<String, FileVersion>,
+    version: &FileVersion,
+) -> Option<FileOp> {
+    if listed.get(&version.path) != Some(version) {
+        return None;
+    }
     match config.post_processing {
-        PostProcessing::Delete => FileOp::Delete(version.clone()),
-        _ => FileOp::MoveToDone {
+        PostProcessing::Leave => None,
+        PostProcessing::Delete => Some(FileOp::Delete(version.clone())),
+        PostProcessing::Move => Some(FileOp::MoveToDone {
             version: version.clone(),
             dir: config.done_dir.clone(),
-        },
+        }),
     }
+}
+
+/// The deletion of `version`'s done marker, if markers are used and it was listed.
+fn marker_op(
+    suffix: Option<&str>,
+    listed: &HashMap<String, FileVersion>,
+    version: &FileVersion,
+) -> Option<FileOp> {
+    let path = format!("{}{}", version.path, suffix?);
+    listed
+        .contains_key(&path)
+        .then_some(FileOp::DeleteMarker(path))
 }
 
 fn done_write(ledger: &mut Ledger, version: &FileVersion, gen_: u64) -> Write {
