@@ -3,13 +3,12 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use coord_core::{CoordinationStore, GroupId};
-use listener::{AnyStore, BackendError, Config, RunError, open_source};
+use listener::{Config, Registry, RunError, Service, connect_store};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::LevelFilter;
 
@@ -148,20 +147,61 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         print!("{}", ddl(dialect)?);
         return Ok(());
     }
-    let config = Config::load(cli.config.as_deref())?;
+    let registry = Registry::builtin();
+    let configs = Config::load_all(cli.config.as_deref(), &registry)?;
     match command {
-        Command::Run => run(config).await,
+        Command::Run => {
+            Service::from_configs(configs, registry)
+                .run(shutdown_signal())
+                .await?;
+            Ok(())
+        }
         Command::Migrate => {
-            AnyStore::connect(&config, true).await.context("migrate")?;
+            // Once per database, however many listeners share it.
+            let mut done: Vec<String> = Vec::new();
+            for config in &configs {
+                let target = format!("{:?}", config.coordination);
+                if done.contains(&target) {
+                    continue;
+                }
+                connect_store(config, &registry, true)
+                    .await
+                    .with_context(|| format!("migrate (listener `{}`)", config.name))?;
+                done.push(target);
+            }
             println!("schema is up to date");
             Ok(())
         }
-        Command::Status => status(config).await,
+        Command::Status => {
+            let many = configs.len() > 1;
+            for (i, config) in configs.into_iter().enumerate() {
+                if many {
+                    if i > 0 {
+                        println!();
+                    }
+                    println!("listener {}", config.name);
+                }
+                status(config, &registry).await?;
+            }
+            Ok(())
+        }
         Command::CheckConfig => {
-            // `Config::load` ran the checks of every setting, the backends' included; these
-            // are the ones `run` adds before it connects (the source is not opened).
-            listener::poll_settings(&config, config.source.path.clone())?;
-            print!("{}", config.to_redacted_toml());
+            // `Config::load_all` ran the checks of every setting, the backends' included;
+            // these are the ones `run` adds before it connects (the source is not opened).
+            let many = configs.len() > 1;
+            for config in &configs {
+                listener::poll_settings(config, config.source.path.clone())
+                    .with_context(|| format!("listener `{}`", config.name))?;
+            }
+            for config in &configs {
+                if many {
+                    println!("[[listeners]] # {}", config.name);
+                }
+                print!("{}", config.to_redacted_toml());
+                if many {
+                    println!();
+                }
+            }
             Ok(())
         }
         Command::PrintDdl { .. } => unreachable!("handled above"),
@@ -179,36 +219,6 @@ fn ddl(dialect: Dialect) -> anyhow::Result<String> {
         #[allow(unreachable_patterns)]
         other => bail!("print-ddl --dialect {other:?}: this build lacks that cargo feature"),
     }
-}
-
-async fn run(config: Config) -> anyhow::Result<()> {
-    let (fs, dir) = open_source(&config)?;
-    let shutdown = shutdown_signal();
-    tokio::pin!(shutdown);
-    // A database that is down at start is waited for (with backoff) rather than crashing
-    // the process; a refusal (schema, credentials) ends it at once.
-    let mut backoff = Duration::from_millis(500);
-    let store = loop {
-        let attempt = AnyStore::connect(&config, config.migrate_on_start());
-        let result = tokio::select! {
-            result = attempt => result,
-            () = &mut shutdown => return Ok(()),
-        };
-        match result {
-            Ok(store) => break store,
-            Err(BackendError::Store(e)) if e.is_transient() => {
-                tracing::warn!(error = %e, retry_in = ?backoff, "coordination store unavailable");
-                tokio::select! {
-                    () = tokio::time::sleep(backoff) => {}
-                    () = &mut shutdown => return Ok(()),
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
-            }
-            Err(e) => return Err(e.into()),
-        }
-    };
-    listener::run(&config, Arc::new(store), Arc::new(fs), dir, shutdown).await?;
-    Ok(())
 }
 
 /// SIGTERM or SIGINT.
@@ -229,9 +239,9 @@ async fn shutdown_signal() {
 }
 
 /// One read-only observation (term, holder, members in one step): nothing is written.
-async fn status(config: Config) -> anyhow::Result<()> {
+async fn status(config: Config, registry: &Registry) -> anyhow::Result<()> {
     let election = config.election()?;
-    let store = AnyStore::connect(&config, false).await?;
+    let store = connect_store(&config, registry, false).await?;
     let group: GroupId = election.group.clone();
     let observation = store.observe(&group).await?;
     let members = &observation.members;

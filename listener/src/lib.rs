@@ -76,7 +76,9 @@ mod http;
 mod local;
 mod metrics;
 mod poller;
+mod registry;
 mod seed_config;
+mod service;
 
 pub use api::{
     Cancellation, ChangeEvent, FileHandler, FileSource, FileStream, HandlerContext, HandlerError,
@@ -85,15 +87,19 @@ pub use api::{
 pub use app::{RunError, poll_settings, run, run_with_handler};
 /// Re-exported so that a handler's crate needs no dependency of its own for the attribute.
 pub use async_trait::async_trait;
-pub use backend_settings::{BackendSettings, RawSettings};
-pub use backends::{AnyReader, AnySource, AnyStore, AnyWriter, BackendError, open_source};
+pub use backend_settings::{BackendSettings, RawSettings, RawTable};
+pub use backends::{BackendError, connect_store, open_source};
+pub use coord_core::{SharedSource, SharedStore};
+pub use registry::{Registry, Settings, SettingsError, SourceBackend, StoreBackend};
+pub use service::{Listener, ListenerBuilder, Service};
 pub use config::{
-    Backend, Config, ConfigError, CoordinationConfig, HandlerConfig, HttpConfig, PostProcessing,
+    Backend, Config, ConfigError, CoordinationConfig, HandlerConfig, HttpConfig, Loaded,
+    PostProcessing,
     RetryConfig, SourceConfig, SourceKind, SqliteConfig, StabilityConfig,
 };
 pub use driver::{ElectionDriver, ElectionStatus, Gate, StopHandle};
 pub use handler::{Delivery, Handler};
-pub use http::{Endpoints, bind as bind_endpoints};
+pub use http::{Endpoints, ListenerEndpoint, bind as bind_endpoints};
 pub use local::{LocalFs, LocalReader, LocalWriter};
 pub use metrics::{Counter, Metrics, Timer};
 pub use poller::{PollSettings, Poller};
