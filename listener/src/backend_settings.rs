@@ -213,6 +213,15 @@ pub(crate) fn check_tables(
     registry: &crate::registry::Registry,
 ) -> Result<(), coord_core::ConfigError> {
     let rule = |field: &'static str, message: String| coord_core::ConfigError::new(field, message);
+    // The names first: a table of an unknown backend is explained by its name.
+    let store = config.coordination.backend.name();
+    if registry.store(store).is_none() {
+        return Err(rule("coordination.backend", registry.unknown_store(store)));
+    }
+    let source = config.source.kind.name();
+    if registry.source(source).is_none() {
+        return Err(rule("source.kind", registry.unknown_source(source)));
+    }
         for (table, known, what) in [
             (
                 &config.coordination.tables,
