@@ -259,16 +259,22 @@ fn endpoints_and_the_status_command() {
     // The file is moved before its `done` is recorded: wait for the counter.
     let metrics = wait_for(LIMIT, || {
         let (code, text) = http_get(&addr, "/metrics");
-        (code == 200 && text.lines().any(|l| l == "ftpl_files_done_total 1")).then_some(text)
+        (code == 200
+            && text
+                .lines()
+                .any(|l| l == "ftpl_files_done_total{listener=\"e2e\"} 1"))
+        .then_some(text)
     })
     .expect("files_done reaches 1");
-    for line in [
-        "ftpl_role 1",
-        "ftpl_term 1",
-        "ftpl_takeovers_total 1",
-        "ftpl_files_dispatched_total 1",
-        "ftpl_files_done_total 1",
+    // Every sample carries the listener's name (here the group's, as none is set).
+    for (name, value) in [
+        ("ftpl_role", 1),
+        ("ftpl_term", 1),
+        ("ftpl_takeovers_total", 1),
+        ("ftpl_files_dispatched_total", 1),
+        ("ftpl_files_done_total", 1),
     ] {
+        let line = format!("{name}{{listener=\"e2e\"}} {value}");
         assert!(
             metrics.lines().any(|l| l == line),
             "{line} missing:\n{metrics}"

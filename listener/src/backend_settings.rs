@@ -10,6 +10,15 @@ use figment::Figment;
 use figment::value::Value;
 use serde::{Deserialize, Serialize};
 
+#[cfg_attr(
+    not(any(
+        feature = "postgres",
+        feature = "mysql",
+        feature = "ftp",
+        feature = "sftp"
+    )),
+    allow(unused_imports)
+)]
 use crate::config::{Backend, Config, SourceKind};
 
 /// A backend's settings table as written, printed with every secret replaced by `***`:
@@ -205,7 +214,6 @@ fn extract<T: serde::de::DeserializeOwned>(
         .map_err(|e| ExtractError::Figment(Box::new(e), key))
 }
 
-
 /// Refuses a key under `[coordination]` or `[source]` that is neither one of theirs nor the
 /// settings table of a registered backend.
 pub(crate) fn check_tables(
@@ -222,39 +230,39 @@ pub(crate) fn check_tables(
     if registry.source(source).is_none() {
         return Err(rule("source.kind", registry.unknown_source(source)));
     }
-        for (table, known, what) in [
-            (
-                &config.coordination.tables,
-                registry.store_names().collect::<Vec<_>>(),
-                "coordination",
-            ),
-            (
-                &config.source.tables,
-                registry.source_names().collect::<Vec<_>>(),
-                "source",
-            ),
-        ] {
-            if let Some((key, value)) = table
-                .iter()
-                .find(|(key, value)| !value.is_table() || !known.contains(&key.as_str()))
-            {
-                let field = if what == "source" {
-                    "source"
-                } else {
-                    "coordination"
-                };
-                let why = if value.is_table() {
-                    format!(
-                        "`{what}.{key}`: unknown key (a table here is the settings of a \
+    for (table, known, what) in [
+        (
+            &config.coordination.tables,
+            registry.store_names().collect::<Vec<_>>(),
+            "coordination",
+        ),
+        (
+            &config.source.tables,
+            registry.source_names().collect::<Vec<_>>(),
+            "source",
+        ),
+    ] {
+        if let Some((key, value)) = table
+            .iter()
+            .find(|(key, value)| !value.is_table() || !known.contains(&key.as_str()))
+        {
+            let field = if what == "source" {
+                "source"
+            } else {
+                "coordination"
+            };
+            let why = if value.is_table() {
+                format!(
+                    "`{what}.{key}`: unknown key (a table here is the settings of a \
                          registered backend; this build knows {})",
-                        known.join(", ")
-                    )
-                } else {
-                    format!("`{what}.{key}`: unknown key")
-                };
-                return Err(rule(field, why));
-            }
+                    known.join(", ")
+                )
+            } else {
+                format!("`{what}.{key}`: unknown key")
+            };
+            return Err(rule(field, why));
         }
+    }
     Ok(())
 }
 
@@ -280,7 +288,10 @@ impl BackendSettings {
             .source(source)
             .ok_or_else(|| rule("source.kind", registry.unknown_source(source)))?;
         backend
-            .check(&Settings::new(figment.clone(), format!("coordination.{store}")))
+            .check(&Settings::new(
+                figment.clone(),
+                format!("coordination.{store}"),
+            ))
             .map_err(ExtractError::Settings)?;
         source_backend
             .check(&Settings::new(figment.clone(), format!("source.{source}")))

@@ -6,9 +6,13 @@
 use async_trait::async_trait;
 use coord_core::{SharedSource, SharedStore, StoreError};
 
-use crate::config::{Config, SqliteConfig};
+use crate::config::Config;
+#[cfg(feature = "sqlite")]
+use crate::config::SqliteConfig;
 use crate::local::LocalFs;
-use crate::registry::{Registry, Settings, SettingsError, SourceBackend, StoreBackend};
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+use crate::registry::StoreBackend;
+use crate::registry::{Registry, Settings, SettingsError, SourceBackend};
 
 /// Why a backend could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -156,11 +160,7 @@ impl StoreBackend for Sqlite {
         sqlite_config(settings).map(drop)
     }
 
-    async fn connect(
-        &self,
-        settings: &Settings,
-        migrate: bool,
-    ) -> Result<SharedStore, StoreError> {
+    async fn connect(&self, settings: &Settings, migrate: bool) -> Result<SharedStore, StoreError> {
         let config = sqlite_config(settings).map_err(|e| StoreError::Connect {
             target: "settings".to_string(),
             cause: e.to_string(),
@@ -206,11 +206,7 @@ impl StoreBackend for Postgres {
         pg.validate().map_err(|e| rule(settings, e))
     }
 
-    async fn connect(
-        &self,
-        settings: &Settings,
-        migrate: bool,
-    ) -> Result<SharedStore, StoreError> {
+    async fn connect(&self, settings: &Settings, migrate: bool) -> Result<SharedStore, StoreError> {
         let pg: coord_postgres::PgSettings = settings.extract().map_err(settings_to_store)?;
         let store = if migrate {
             let store = coord_postgres::PgStore::open(pg)?;
@@ -247,18 +243,11 @@ impl StoreBackend for Mysql {
                 ));
             }
         }
-        settings
-            .extract::<coord_mysql::MySqlSettings>()
-            .map(drop)
+        settings.extract::<coord_mysql::MySqlSettings>().map(drop)
     }
 
-    async fn connect(
-        &self,
-        settings: &Settings,
-        migrate: bool,
-    ) -> Result<SharedStore, StoreError> {
-        let mut my: coord_mysql::MySqlSettings =
-            settings.extract().map_err(settings_to_store)?;
+    async fn connect(&self, settings: &Settings, migrate: bool) -> Result<SharedStore, StoreError> {
+        let mut my: coord_mysql::MySqlSettings = settings.extract().map_err(settings_to_store)?;
         my.migrate_on_connect = false;
         match coord_mysql::MySqlStore::connect(my.clone()).await {
             Ok(store) => return Ok(SharedStore::new("mysql", store)),
@@ -295,7 +284,10 @@ impl SourceBackend for Local {
                 path: path.to_string(),
                 cause: e.to_string(),
             })?;
-        Ok((SharedSource::new("local", LocalFs::default()), path.to_string()))
+        Ok((
+            SharedSource::new("local", LocalFs::default()),
+            path.to_string(),
+        ))
     }
 
     fn is_local(&self) -> bool {

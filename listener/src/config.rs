@@ -179,7 +179,11 @@ macro_rules! named_serde {
                 let name = String::deserialize(d)?;
                 if !crate::registry::valid_name(&name) {
                     return Err(serde::de::Error::custom(format!(
-                        concat!("`{}` is not a ", $what, " name (lowercase letters, digits, `-`, `_`)"),
+                        concat!(
+                            "`{}` is not a ",
+                            $what,
+                            " name (lowercase letters, digits, `-`, `_`)"
+                        ),
                         name
                     )));
                 }
@@ -605,7 +609,11 @@ pub struct Loaded {
 
 impl std::fmt::Debug for Loaded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.figment.is_some() { "Loaded" } else { "Built" })
+        f.write_str(if self.figment.is_some() {
+            "Loaded"
+        } else {
+            "Built"
+        })
     }
 }
 
@@ -828,7 +836,10 @@ impl Config {
                 "`listeners`: empty; write one [[listeners]] table per listener".to_string(),
             ));
         }
-        let shown = file.map_or_else(|| "FTPL_ variables".to_string(), |f| f.display().to_string());
+        let shown = file.map_or_else(
+            || "FTPL_ variables".to_string(),
+            |f| f.display().to_string(),
+        );
         let mut configs: Vec<Config> = Vec::with_capacity(entries.len());
         for (index, entry) in entries.into_iter().enumerate() {
             let name = match entry.get("name") {
@@ -872,7 +883,9 @@ impl Config {
                 )));
             }
             if let Some(other) = configs.iter().find(|c| {
-                c.group == config.group && c.member_id == config.member_id && c.store_identity() == config.store_identity()
+                c.group == config.group
+                    && c.member_id == config.member_id
+                    && c.store_identity() == config.store_identity()
             }) {
                 return Err(ConfigError::Parse(format!(
                     "listeners `{}` and `{}` are both member `{}` of coordination group `{}` \
@@ -950,7 +963,10 @@ impl Config {
             }
         }
         for (name, table) in &self.coordination.tables {
-            figment = figment.merge(Serialized::default(&format!("coordination.{name}"), &table.0));
+            figment = figment.merge(Serialized::default(
+                &format!("coordination.{name}"),
+                &table.0,
+            ));
         }
         for (name, table) in &self.source.tables {
             figment = figment.merge(Serialized::default(&format!("source.{name}"), &table.0));

@@ -455,10 +455,23 @@ fn several_listeners_share_the_top_level_and_get_their_own_groups() {
         let all = load_all("multi.toml", &Registry::builtin()).unwrap();
         assert_eq!(all.len(), 2);
         let (a, b) = (&all[0], &all[1]);
-        assert_eq!((a.name.as_str(), a.group.as_str()), ("invoices", "invoices"));
-        assert_eq!((b.name.as_str(), b.group.as_str()), ("orders", "orders-group"));
-        assert_eq!((a.member_id.as_str(), b.member_id.as_str()), ("node-1", "node-1"));
-        assert_eq!(a.poll_interval, ms(2000), "the top level is every listener's default");
+        assert_eq!(
+            (a.name.as_str(), a.group.as_str()),
+            ("invoices", "invoices")
+        );
+        assert_eq!(
+            (b.name.as_str(), b.group.as_str()),
+            ("orders", "orders-group")
+        );
+        assert_eq!(
+            (a.member_id.as_str(), b.member_id.as_str()),
+            ("node-1", "node-1")
+        );
+        assert_eq!(
+            a.poll_interval,
+            ms(2000),
+            "the top level is every listener's default"
+        );
         assert_eq!(b.poll_interval, ms(500), "an entry's own key wins");
         assert_eq!(a.filter, "*.csv");
         assert_eq!(b.filter, "*");
@@ -505,10 +518,7 @@ fn listener_entries_are_checked_and_errors_name_the_listener() {
             "[[listeners]]\nname = \"a\"\npoll_interval = 5\n",
             "listener `a`: `poll_interval`",
         ),
-        (
-            "[[listeners]]\nname = \"a b\"\n",
-            "`name`",
-        ),
+        ("[[listeners]]\nname = \"a b\"\n", "`name`"),
         ("listeners = []\n", "`listeners`: empty"),
     ];
     for (text, expected) in cases {
@@ -521,7 +531,10 @@ fn listener_entries_are_checked_and_errors_name_the_listener() {
     }
     // The entry's own key is named with where it came from.
     Jail::expect_with(|jail| {
-        jail.create_file("bad.toml", "[[listeners]]\nname = \"a\"\nmax_in_flight = \"x\"\n")?;
+        jail.create_file(
+            "bad.toml",
+            "[[listeners]]\nname = \"a\"\nmax_in_flight = \"x\"\n",
+        )?;
         let err = load_all("bad.toml", &Registry::builtin()).unwrap_err();
         assert!(err.contains("listener `a`: `max_in_flight`"), "{err}");
         assert!(err.contains("bad.toml"), "{err}");
@@ -546,7 +559,8 @@ struct ProbeSettings {
 #[async_trait::async_trait]
 impl StoreBackend for Probe {
     fn check(&self, settings: &Settings) -> Result<(), crate::registry::SettingsError> {
-        self.checked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.checked
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let s: ProbeSettings = settings.extract()?;
         if !s.url.starts_with("probe://") {
             return Err(settings.invalid_key("url", "must start with probe://"));
@@ -559,7 +573,10 @@ impl StoreBackend for Probe {
         _settings: &Settings,
         _migrate: bool,
     ) -> Result<coord_core::SharedStore, coord_core::StoreError> {
-        Ok(coord_core::SharedStore::new("probe", testkit::MemStore::new(testkit::Clock::tokio())))
+        Ok(coord_core::SharedStore::new(
+            "probe",
+            testkit::MemStore::new(testkit::Clock::tokio()),
+        ))
     }
 }
 
@@ -581,10 +598,15 @@ fn a_registered_backend_is_named_in_the_configuration() {
         )?;
         let c = Config::load_with(Some(Path::new("probe.toml")), &registry).unwrap();
         assert_eq!(c.coordination.backend, Backend::Named("probe".into()));
-        assert!(!c.migrate_on_start(), "only an embedded store migrates by default");
+        assert!(
+            !c.migrate_on_start(),
+            "only an embedded store migrates by default"
+        );
         assert_eq!(checked.load(std::sync::atomic::Ordering::SeqCst), 1);
         // The builtin registry does not know it, and says what it knows.
-        let err = Config::load(Some(Path::new("probe.toml"))).unwrap_err().to_string();
+        let err = Config::load(Some(Path::new("probe.toml")))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("no coordination store named `probe`"), "{err}");
         assert!(err.contains("sqlite"), "{err}");
 
@@ -595,7 +617,10 @@ fn a_registered_backend_is_named_in_the_configuration() {
         let err = Config::load_with(Some(Path::new("bad.toml")), &registry)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("`coordination.probe.url`: must start"), "{err}");
+        assert!(
+            err.contains("`coordination.probe.url`: must start"),
+            "{err}"
+        );
         jail.create_file(
             "typo.toml",
             "[coordination]\nbackend = \"probe\"\n[coordination.probe]\nurll = \"probe://x\"\n",

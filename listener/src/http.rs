@@ -50,9 +50,11 @@ impl Endpoints {
                         body.push_str(&format!("{}: ready ({:?})\n", l.name, status.role));
                     } else {
                         ready = false;
-                        let why = l.problem.borrow().clone().unwrap_or_else(|| {
-                            "no recent acknowledged heartbeat".to_string()
-                        });
+                        let why = l
+                            .problem
+                            .borrow()
+                            .clone()
+                            .unwrap_or_else(|| "no recent acknowledged heartbeat".to_string());
                         body.push_str(&format!("{}: not ready: {why}\n", l.name));
                     }
                 }

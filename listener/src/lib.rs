@@ -89,17 +89,16 @@ pub use app::{RunError, poll_settings, run, run_with_handler};
 pub use async_trait::async_trait;
 pub use backend_settings::{BackendSettings, RawSettings, RawTable};
 pub use backends::{BackendError, connect_store, open_source};
-pub use coord_core::{SharedSource, SharedStore};
-pub use registry::{Registry, Settings, SettingsError, SourceBackend, StoreBackend};
-pub use service::{Listener, ListenerBuilder, Service};
 pub use config::{
     Backend, Config, ConfigError, CoordinationConfig, HandlerConfig, HttpConfig, Loaded,
-    PostProcessing,
-    RetryConfig, SourceConfig, SourceKind, SqliteConfig, StabilityConfig,
+    PostProcessing, RetryConfig, SourceConfig, SourceKind, SqliteConfig, StabilityConfig,
 };
+pub use coord_core::{SharedSource, SharedStore};
 pub use driver::{ElectionDriver, ElectionStatus, Gate, StopHandle};
 pub use handler::{Delivery, Handler};
 pub use http::{Endpoints, ListenerEndpoint, bind as bind_endpoints};
 pub use local::{LocalFs, LocalReader, LocalWriter};
 pub use metrics::{Counter, Metrics, Timer};
 pub use poller::{PollSettings, Poller};
+pub use registry::{Registry, Settings, SettingsError, SourceBackend, StoreBackend};
+pub use service::{Listener, ListenerBuilder, Service};

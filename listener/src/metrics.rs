@@ -110,8 +110,10 @@ impl Metrics {
     /// The exposition of several listeners' metrics, each sample labelled
     /// `listener="<name>"`, each family's HELP and TYPE once.
     pub fn render_all(listeners: &[(&str, &Metrics)]) -> String {
-        let entries: Vec<(Option<&str>, &Metrics)> =
-            listeners.iter().map(|(name, m)| (Some(*name), *m)).collect();
+        let entries: Vec<(Option<&str>, &Metrics)> = listeners
+            .iter()
+            .map(|(name, m)| (Some(*name), *m))
+            .collect();
         render_families(&entries)
     }
 }
@@ -154,111 +156,110 @@ fn render_families(entries: &[(Option<&str>, &Metrics)]) -> String {
             );
         }
     };
-        gauge(
-            &mut out,
-            "ftpl_role",
-            "Role of this member: 0 standby, 1 leader, 2 stopped.",
-            &|m: &Metrics| m.role.load(Ordering::Relaxed),
-        );
-        gauge(
-            &mut out,
-            "ftpl_term",
-            "Latest election term seen.",
-            &|m: &Metrics| m.term.load(Ordering::Relaxed),
-        );
-        counter(
-            &mut out,
-            "ftpl_heartbeats_ok_total",
-            "Acknowledged heartbeats.",
-            &|m: &Metrics| &m.heartbeats_ok,
-        );
-        counter(
-            &mut out,
-            "ftpl_heartbeats_failed_total",
-            "Heartbeats that failed or timed out.",
-            &|m: &Metrics| &m.heartbeats_failed,
-        );
-        summary(
-            &mut out,
-            "ftpl_heartbeat_latency_seconds",
-            "Heartbeat round trip to the store.",
-            &|m: &Metrics| &m.heartbeat_latency,
-        );
-        counter(
-            &mut out,
-            "ftpl_takeovers_total",
-            "Terms won by this member.",
-            &|m: &Metrics| &m.takeovers,
-        );
-        counter(
-            &mut out,
-            "ftpl_files_dispatched_total",
-            "File versions handed to the handler.",
-            &|m: &Metrics| &m.files_dispatched,
-        );
-        counter(
-            &mut out,
-            "ftpl_files_done_total",
-            "File versions handled and post-processed.",
-            &|m: &Metrics| &m.files_done,
-        );
-        counter(
-            &mut out,
-            "ftpl_files_failed_total",
-            "Handler attempts that failed.",
-            &|m: &Metrics| &m.files_failed,
-        );
-        counter(
-            &mut out,
-            "ftpl_files_error_total",
-            "File versions moved to the error folder after the retry budget.",
-            &|m: &Metrics| &m.files_error,
-        );
-        counter(
-            &mut out,
-            "ftpl_redeliveries_total",
-            "Dispatches of versions claimed earlier and never finished.",
-            &|m: &Metrics| &m.redeliveries,
-        );
-        summary(
-            &mut out,
-            "ftpl_listing_duration_seconds",
-            "Listing of the source directory.",
-            &|m: &Metrics| &m.listing_duration,
-        );
-        counter(
-            &mut out,
-            "ftpl_listings_failed_total",
-            "Listings that failed.",
-            &|m: &Metrics| &m.listings_failed,
-        );
-        counter(
-            &mut out,
-            "ftpl_skipped_names_total",
-            "Hostile or unparsable names skipped by listings.",
-            &|m: &Metrics| &m.skipped_names,
-        );
-        counter(
-            &mut out,
-            "ftpl_post_processing_failed_total",
-            "Moves or deletes of handled files that failed (retried).",
-            &|m: &Metrics| &m.post_processing_failed,
-        );
-        counter(
-            &mut out,
-            "ftpl_leadership_stops_total",
-            "Work stopped before a write because this member no longer leads.",
-            &|m: &Metrics| &m.leadership_stops,
-        );
-        counter(
-            &mut out,
-            "ftpl_fenced_writes_total",
-            "Ledger writes refused by the store because another member holds a newer term.",
-            &|m: &Metrics| &m.fenced_writes,
-        );
+    gauge(
+        &mut out,
+        "ftpl_role",
+        "Role of this member: 0 standby, 1 leader, 2 stopped.",
+        &|m: &Metrics| m.role.load(Ordering::Relaxed),
+    );
+    gauge(
+        &mut out,
+        "ftpl_term",
+        "Latest election term seen.",
+        &|m: &Metrics| m.term.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut out,
+        "ftpl_heartbeats_ok_total",
+        "Acknowledged heartbeats.",
+        &|m: &Metrics| &m.heartbeats_ok,
+    );
+    counter(
+        &mut out,
+        "ftpl_heartbeats_failed_total",
+        "Heartbeats that failed or timed out.",
+        &|m: &Metrics| &m.heartbeats_failed,
+    );
+    summary(
+        &mut out,
+        "ftpl_heartbeat_latency_seconds",
+        "Heartbeat round trip to the store.",
+        &|m: &Metrics| &m.heartbeat_latency,
+    );
+    counter(
+        &mut out,
+        "ftpl_takeovers_total",
+        "Terms won by this member.",
+        &|m: &Metrics| &m.takeovers,
+    );
+    counter(
+        &mut out,
+        "ftpl_files_dispatched_total",
+        "File versions handed to the handler.",
+        &|m: &Metrics| &m.files_dispatched,
+    );
+    counter(
+        &mut out,
+        "ftpl_files_done_total",
+        "File versions handled and post-processed.",
+        &|m: &Metrics| &m.files_done,
+    );
+    counter(
+        &mut out,
+        "ftpl_files_failed_total",
+        "Handler attempts that failed.",
+        &|m: &Metrics| &m.files_failed,
+    );
+    counter(
+        &mut out,
+        "ftpl_files_error_total",
+        "File versions moved to the error folder after the retry budget.",
+        &|m: &Metrics| &m.files_error,
+    );
+    counter(
+        &mut out,
+        "ftpl_redeliveries_total",
+        "Dispatches of versions claimed earlier and never finished.",
+        &|m: &Metrics| &m.redeliveries,
+    );
+    summary(
+        &mut out,
+        "ftpl_listing_duration_seconds",
+        "Listing of the source directory.",
+        &|m: &Metrics| &m.listing_duration,
+    );
+    counter(
+        &mut out,
+        "ftpl_listings_failed_total",
+        "Listings that failed.",
+        &|m: &Metrics| &m.listings_failed,
+    );
+    counter(
+        &mut out,
+        "ftpl_skipped_names_total",
+        "Hostile or unparsable names skipped by listings.",
+        &|m: &Metrics| &m.skipped_names,
+    );
+    counter(
+        &mut out,
+        "ftpl_post_processing_failed_total",
+        "Moves or deletes of handled files that failed (retried).",
+        &|m: &Metrics| &m.post_processing_failed,
+    );
+    counter(
+        &mut out,
+        "ftpl_leadership_stops_total",
+        "Work stopped before a write because this member no longer leads.",
+        &|m: &Metrics| &m.leadership_stops,
+    );
+    counter(
+        &mut out,
+        "ftpl_fenced_writes_total",
+        "Ledger writes refused by the store because another member holds a newer term.",
+        &|m: &Metrics| &m.fenced_writes,
+    );
     out
 }
-
 
 #[cfg(test)]
 mod tests {

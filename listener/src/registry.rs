@@ -61,16 +61,18 @@ impl Settings {
     /// unless `T` has defaults for everything (use [`Settings::is_present`] to tell).
     pub fn extract<T: DeserializeOwned>(&self) -> Result<T, SettingsError> {
         if !self.is_present() {
-            let empty = Figment::from(figment::providers::Serialized::defaults(
-                BTreeMap::<String, String>::new(),
-            ));
-            return empty.extract::<T>().map_err(|_| {
-                self.invalid("missing: this backend needs its settings table")
-            });
+            let empty = Figment::from(figment::providers::Serialized::defaults(BTreeMap::<
+                String,
+                String,
+            >::new(
+            )));
+            return empty
+                .extract::<T>()
+                .map_err(|_| self.invalid("missing: this backend needs its settings table"));
         }
-        self.figment.extract_inner(&self.key).map_err(|e| {
-            SettingsError(crate::config::describe_figment(&e, Some(&self.key)))
-        })
+        self.figment
+            .extract_inner(&self.key)
+            .map_err(|e| SettingsError(crate::config::describe_figment(&e, Some(&self.key))))
     }
 
     /// An error naming this table: a rule of the backend's own.
@@ -124,8 +126,7 @@ pub trait StoreBackend: Send + Sync {
 
     /// Connects; with `migrate`, creates or upgrades the schema first. A refusal that
     /// retrying cannot cure (credentials, settings, schema) must not be transient.
-    async fn connect(&self, settings: &Settings, migrate: bool)
-    -> Result<SharedStore, StoreError>;
+    async fn connect(&self, settings: &Settings, migrate: bool) -> Result<SharedStore, StoreError>;
 
     /// Whether `coordination.migrate_on_start` defaults to true (an embedded database).
     fn migrates_by_default(&self) -> bool {
@@ -233,7 +234,12 @@ impl Registry {
 
     /// The message for a store name that is not registered.
     pub(crate) fn unknown_store(&self, name: &str) -> String {
-        unknown("coordination store", name, self.store_names(), BUILTIN_STORES)
+        unknown(
+            "coordination store",
+            name,
+            self.store_names(),
+            BUILTIN_STORES,
+        )
     }
 
     /// The message for a source name that is not registered.

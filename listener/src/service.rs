@@ -51,12 +51,15 @@ impl Listener {
     /// A builder for the listener `name` (also its coordination group unless
     /// [`ListenerBuilder::group`] says otherwise), on the defaults of [`Config::default`].
     pub fn builder(name: &str) -> ListenerBuilder {
-        let mut config = Config::default();
-        config.name = name.to_string();
-        config.group = name.to_string();
-        // Derived when the listener is built, from what the builder was told.
-        config.done_dir = None;
-        config.error_dir = None;
+        // The folders and the renew deadline are derived when the listener is built, from
+        // what the builder was told.
+        let mut config = Config {
+            name: name.to_string(),
+            group: name.to_string(),
+            done_dir: None,
+            error_dir: None,
+            ..Config::default()
+        };
         config.coordination.renew_deadline = None;
         ListenerBuilder {
             config,
@@ -170,6 +173,13 @@ impl ListenerBuilder {
         self.config.coordination.heartbeat_interval = Some(heartbeat);
         self.config.coordination.liveness_timeout = Some(liveness);
         self.config.coordination.renew_deadline = None;
+        self
+    }
+
+    /// Where [`Listener::run`] serves `/healthz`, `/readyz` and `/metrics` (default
+    /// `127.0.0.1:9464`; port 0 picks a free one, logged at start).
+    pub fn http(mut self, bind: SocketAddr) -> Self {
+        self.config.http.bind = bind;
         self
     }
 
@@ -301,7 +311,11 @@ impl Unit {
 
 impl fmt::Debug for Service {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names: Vec<&str> = self.units.iter().map(|u| u.config().name.as_str()).collect();
+        let names: Vec<&str> = self
+            .units
+            .iter()
+            .map(|u| u.config().name.as_str())
+            .collect();
         f.debug_struct("Service")
             .field("http", &self.http)
             .field("listeners", &names)
