@@ -18,8 +18,8 @@ use crate::fs::{FileReader, FileWriter, FsError, ListOptions, Listing, RemoteFs,
 use crate::ids::{Fence, GroupId, Incarnation, MemberId};
 use crate::ledger::{FileVersion, LedgerRecord, LedgerUpdate};
 use crate::store::{
-    ClaimOutcome, CoordinationStore, GroupView, HeartbeatRequest, MemberStatus, Observation, StoreError,
-    TakeoverOutcome, TakeoverRequest,
+    ClaimOutcome, CoordinationStore, GroupView, HeartbeatRequest, MemberStatus, Observation,
+    StoreError, TakeoverOutcome, TakeoverRequest,
 };
 
 /// [`CoordinationStore`] as an object-safe trait (see the module documentation).
