@@ -5,7 +5,7 @@ mod common;
 use std::io::Write;
 use std::time::Duration;
 
-use common::{Proc, Site, wait_for};
+use common::{Proc, Site, http_get, wait_for};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -211,20 +211,6 @@ fn a_bad_config_names_the_field_and_the_file() {
         out.contains("coordination.heartbeat_interval") && out.contains("broken.toml"),
         "{out}"
     );
-}
-
-fn http_get(addr: &str, path: &str) -> (u16, String) {
-    use std::io::Read;
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    let code = text.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (code, body)
 }
 
 #[test]
