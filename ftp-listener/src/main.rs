@@ -42,6 +42,43 @@ enum Command {
     Status,
     /// Print the effective configuration (secrets redacted) and exit.
     CheckConfig,
+    /// The cluster's configuration in the coordination database (the local file's
+    /// `[cluster]` names it; default `default`).
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ClusterCommand {
+    /// Validate FILE as every member would and store it as the next version.
+    Push {
+        /// The cluster's configuration (TOML: `[[listeners]]` and shared defaults).
+        file: PathBuf,
+        /// A comment for the audit trail.
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// Print a version (default: the newest).
+    Show {
+        /// The version.
+        version: Option<u64>,
+    },
+    /// Every version: number, when (database clock), who, comment.
+    History,
+    /// The lines that differ between two versions.
+    Diff {
+        /// The older version.
+        from: u64,
+        /// The newer version.
+        to: u64,
+    },
+    /// Store an old version again as the newest.
+    Rollback {
+        /// The version to return to.
+        version: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -148,8 +185,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     let registry = Registry::builtin();
+    if let Command::Cluster { command } = command {
+        return cluster(cli.config.as_deref(), command, &registry).await;
+    }
     let configs = Config::load_all(cli.config.as_deref(), &registry)?;
     match command {
+        Command::Run if configs.len() == 1 && configs[0].cluster.is_some() => {
+            Service::run_cluster(cli.config.as_deref(), registry, shutdown_signal()).await?;
+            Ok(())
+        }
         Command::Run => {
             Service::from_configs(configs, registry)
                 .run(shutdown_signal())
@@ -204,8 +248,94 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::PrintDdl { .. } => unreachable!("handled above"),
+        Command::PrintDdl { .. } | Command::Cluster { .. } => unreachable!("handled above"),
     }
+}
+
+async fn cluster(
+    file: Option<&std::path::Path>,
+    command: ClusterCommand,
+    registry: &Registry,
+) -> anyhow::Result<()> {
+    let local = Config::load_with(file, registry)?;
+    let name = local
+        .cluster
+        .as_ref()
+        .map_or_else(|| "default".to_string(), |c| c.name.clone());
+    let store = connect_store(&local, registry, local.migrate_on_start()).await?;
+    let Some(configs) = store.config_store() else {
+        bail!(
+            "the {} store does not keep cluster configurations",
+            store.name()
+        );
+    };
+    let configs = &**configs;
+    match command {
+        ClusterCommand::Push { file: doc, comment } => {
+            let text = std::fs::read_to_string(&doc)
+                .with_context(|| format!("cannot read {}", doc.display()))?;
+            let version = listener::cluster_push(configs, &name, file, &text, &comment, registry)
+                .await
+                .with_context(|| format!("{} refused, nothing stored", doc.display()))?;
+            println!("cluster `{name}`: stored version {version}");
+        }
+        ClusterCommand::Show { version } => {
+            let v = listener::cluster_get(configs, &name, version).await?;
+            print!("{}", v.body);
+        }
+        ClusterCommand::History => {
+            let all = configs.config_history(&name).await?;
+            println!(
+                "{:>7}  {:<24} {:<32} COMMENT",
+                "VERSION", "PUSHED AT (UTC)", "BY"
+            );
+            for v in &all {
+                println!(
+                    "{:>7}  {:<24} {:<32} {}",
+                    v.version,
+                    utc(v.pushed_at_ms),
+                    v.pushed_by,
+                    v.comment
+                );
+            }
+            if all.is_empty() {
+                println!("(nothing pushed yet)");
+            }
+        }
+        ClusterCommand::Diff { from, to } => {
+            let a = listener::cluster_get(configs, &name, Some(from)).await?;
+            let b = listener::cluster_get(configs, &name, Some(to)).await?;
+            print!("{}", listener::cluster_diff(&a.body, &b.body));
+        }
+        ClusterCommand::Rollback { version } => {
+            let new = listener::cluster_rollback(configs, &name, file, version, registry).await?;
+            println!("cluster `{name}`: version {new} is version {version} again");
+        }
+    }
+    Ok(())
+}
+
+/// Milliseconds since the epoch as `YYYY-MM-DD HH:MM:SS.mmm`.
+fn utc(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{:03}",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60,
+        ms.rem_euclid(1000)
+    )
 }
 
 fn ddl(dialect: Dialect) -> anyhow::Result<String> {
