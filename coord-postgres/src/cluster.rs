@@ -8,7 +8,8 @@ use tokio_postgres::Row;
 use crate::PgStore;
 
 const PUSH: &str = "INSERT INTO cluster_config_version (cluster, version, body, pushed_by, comment) \
-     SELECT $1, COALESCE(MAX(version), 0) + 1, $2, $3, $4 FROM cluster_config_version \
+     SELECT $1::VARCHAR, COALESCE(MAX(version), 0) + 1, $2::TEXT, $3::VARCHAR, $4::TEXT \
+     FROM cluster_config_version \
      WHERE cluster = $1 RETURNING version";
 const LATEST: &str = "SELECT MAX(version) FROM cluster_config_version WHERE cluster = $1";
 const COLUMNS: &str = "SELECT cluster, version, body, \

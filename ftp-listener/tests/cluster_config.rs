@@ -12,7 +12,7 @@ use common::{Proc, wait_for};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
-fn local(dir: &Path, member: &str, database: &str) -> PathBuf {
+fn local(dir: &Path, member: &str, database: &str, cluster: &str) -> PathBuf {
     let path = dir.join(format!("{member}.toml"));
     std::fs::write(
         &path,
@@ -25,7 +25,7 @@ heartbeat_interval = "100ms"
 liveness_timeout = "500ms"
 {database}
 [cluster]
-name = "t"
+name = "{cluster}"
 state_dir = "state-{member}"
 poll_interval = "200ms"
 "#
@@ -36,6 +36,36 @@ poll_interval = "200ms"
 }
 
 const SQLITE: &str = "[coordination.sqlite]\npath = \"shared.db\"\n";
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}_{}_{}", std::process::id(), nanos % 1_000_000_000)
+}
+
+/// PostgreSQL in a schema of the test's own (the migrations create it).
+fn postgres() -> String {
+    format!(
+        "backend = \"postgres\"\n[coordination.postgres]\nurl = \"postgres://postgres@127.0.0.1:5432/test\"\nschema = \"{}\"\n",
+        unique("ftpl_cluster")
+    )
+}
+
+/// MariaDB in a database of the test's own.
+fn mariadb() -> String {
+    let db = unique("ftpl_cluster");
+    let created = std::process::Command::new("mysql")
+        .args(["-h127.0.0.1", "-P3306", "-uroot", "-e"])
+        .arg(format!("CREATE DATABASE `{db}`"))
+        .status()
+        .expect("the mysql client (installed with MariaDB)");
+    assert!(created.success(), "CREATE DATABASE {db}");
+    format!(
+        "backend = \"mysql\"\n[coordination.mysql]\nurl = \"mysql://root@127.0.0.1:3306/{db}\"\n"
+    )
+}
 
 fn document(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
@@ -68,7 +98,22 @@ source.path = "local-{member}"
 "#;
 
 #[test]
-fn pushed_versions_are_applied_live_on_every_member_and_kept_for_a_database_outage() {
+fn sqlite_pushed_versions_are_applied_live_and_kept_for_a_database_outage() {
+    cluster_lifecycle(SQLITE, "SQLite");
+}
+
+#[test]
+fn postgres_pushed_versions_are_applied_live_and_kept_for_a_database_outage() {
+    cluster_lifecycle(&postgres(), "PostgreSQL");
+}
+
+#[test]
+fn mariadb_pushed_versions_are_applied_live_and_kept_for_a_database_outage() {
+    cluster_lifecycle(&mariadb(), "MariaDB");
+}
+
+fn cluster_lifecycle(database: &str, label: &str) {
+    let cluster = unique("t");
     let site = tempfile::tempdir().unwrap();
     let dir = site.path();
     for d in ["keep", "change", "added", "local-a", "local-b", "local-c"] {
@@ -76,7 +121,7 @@ fn pushed_versions_are_applied_live_on_every_member_and_kept_for_a_database_outa
     }
     let members = ["a", "b", "c"];
     for m in members {
-        local(dir, m, SQLITE);
+        local(dir, m, database, &cluster);
     }
     let (ok, out) = cli(dir, &["--config", "a.toml", "migrate"]);
     assert!(ok, "{out}");
@@ -150,7 +195,7 @@ fn pushed_versions_are_applied_live_on_every_member_and_kept_for_a_database_outa
         assert!(p.wait_line("version=2", LIMIT).is_some(), "{}", p.output());
     }
     let applied_in = pushed.elapsed();
-    eprintln!("cluster push to applied on 3 members (SQLite): {applied_in:?}");
+    eprintln!("cluster push to applied on 3 members ({label}): {applied_in:?}");
     std::fs::write(dir.join("change/c2.a"), b"1").unwrap();
     std::fs::write(dir.join("change/c3.b"), b"1").unwrap();
     std::fs::write(dir.join("added/x"), b"1").unwrap();
@@ -221,6 +266,7 @@ fn pushed_versions_are_applied_live_on_every_member_and_kept_for_a_database_outa
         dir,
         "c",
         "backend = \"postgres\"\n[coordination.postgres]\nhost = \"127.0.0.1\"\nport = 1\nuser = \"x\"\ndatabase = \"x\"\n",
+        &cluster,
     );
     let c = Proc::spawn(dir, &["--config", "c.toml", "run"]);
     assert!(
