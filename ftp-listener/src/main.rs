@@ -217,13 +217,25 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Status => {
+            let configs = if configs.len() == 1 && configs[0].cluster.is_some() {
+                cluster_listeners(cli.config.as_deref(), &configs[0], &registry).await?
+            } else {
+                configs
+            };
             let many = configs.len() > 1;
             for (i, config) in configs.into_iter().enumerate() {
                 if many {
                     if i > 0 {
                         println!();
                     }
-                    println!("listener {}", config.name);
+                    let placement = match &config.placement {
+                        listener::Placement::Leader => "leader (one member of the group)".into(),
+                        listener::Placement::Every => {
+                            "every member (each with a ledger of its own)".into()
+                        }
+                        listener::Placement::Member(id) => format!("only member {id}"),
+                    };
+                    println!("listener {}  placement {placement}", config.name);
                 }
                 status(config, &registry).await?;
             }
@@ -250,6 +262,34 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
         Command::PrintDdl { .. } | Command::Cluster { .. } => unreachable!("handled above"),
     }
+}
+
+/// The listeners of the newest cluster configuration, for `status`.
+async fn cluster_listeners(
+    file: Option<&std::path::Path>,
+    local: &Config,
+    registry: &Registry,
+) -> anyhow::Result<Vec<Config>> {
+    let name = local
+        .cluster
+        .as_ref()
+        .map_or("default", |c| c.name.as_str());
+    let store = connect_store(local, registry, false).await?;
+    let Some(configs) = store.config_store() else {
+        bail!(
+            "the {} store does not keep cluster configurations",
+            store.name()
+        );
+    };
+    let newest = listener::cluster_get(&**configs, name, None).await?;
+    println!(
+        "cluster {name}  version {}  pushed by {} at {}",
+        newest.version,
+        newest.pushed_by,
+        utc(newest.pushed_at_ms)
+    );
+    println!();
+    Ok(Config::load_cluster(file, &newest.body, registry)?)
 }
 
 async fn cluster(

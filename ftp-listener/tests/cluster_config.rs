@@ -224,6 +224,18 @@ fn cluster_lifecycle(database: &str, label: &str) {
     );
     let (ok, status) = cli(dir, &["--config", "a.toml", "status"]);
     assert!(ok, "{status}");
+    assert!(
+        status.contains(&format!("cluster {cluster}  version 2")),
+        "{status}"
+    );
+    assert!(
+        status.contains("listener added  placement leader"),
+        "{status}"
+    );
+    assert!(
+        status.contains("listener local  placement every member"),
+        "{status}"
+    );
 
     // An invalid push is refused, naming the key, and nothing is stored.
     document(
