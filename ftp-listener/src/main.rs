@@ -10,6 +10,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use coord_core::{CoordinationStore, GroupId};
 use listener::{Config, Registry, RunError, Service, connect_store};
 use tracing_subscriber::EnvFilter;
+
+mod inspect;
 use tracing_subscriber::filter::LevelFilter;
 
 #[derive(Debug, Parser)]
@@ -39,7 +41,16 @@ enum Command {
         dialect: Dialect,
     },
     /// Show the group's members, their heartbeat ages, the holder and the term.
-    Status,
+    Status {
+        /// One JSON object (every listener, its group, term, holder and members).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read the ledger: what happened to each file version.
+    Ledger {
+        #[command(subcommand)]
+        command: inspect::LedgerCommand,
+    },
     /// Print the effective configuration (secrets redacted) and exit.
     CheckConfig,
     /// The cluster's configuration in the coordination database (the local file's
@@ -216,12 +227,23 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             println!("schema is up to date");
             Ok(())
         }
-        Command::Status => {
+        Command::Ledger { command } => {
             let configs = if configs.len() == 1 && configs[0].cluster.is_some() {
                 cluster_listeners(cli.config.as_deref(), &configs[0], &registry).await?
             } else {
                 configs
             };
+            inspect::ledger(configs, command, &registry).await
+        }
+        Command::Status { json } => {
+            let configs = if configs.len() == 1 && configs[0].cluster.is_some() {
+                cluster_listeners(cli.config.as_deref(), &configs[0], &registry).await?
+            } else {
+                configs
+            };
+            if json {
+                return inspect::status_json(configs, &registry).await;
+            }
             let many = configs.len() > 1;
             for (i, config) in configs.into_iter().enumerate() {
                 if many {
