@@ -18,6 +18,7 @@ use crate::cluster::ConfigStore;
 use crate::fs::{FileReader, FileWriter, FsError, ListOptions, Listing, RemoteFs, RenameMode};
 use crate::ids::{Fence, GroupId, Incarnation, MemberId};
 use crate::ledger::{FileVersion, LedgerRecord, LedgerUpdate};
+use crate::requests::RequestStore;
 use crate::store::{
     ClaimOutcome, CoordinationStore, GroupView, HeartbeatRequest, MemberStatus, Observation,
     StoreError, TakeoverOutcome, TakeoverRequest,
@@ -94,6 +95,7 @@ pub struct SharedStore {
     inner: Arc<dyn DynStore>,
     name: Arc<str>,
     config: Option<Arc<dyn ConfigStore>>,
+    requests: Option<Arc<dyn RequestStore>>,
 }
 
 impl SharedStore {
@@ -103,6 +105,7 @@ impl SharedStore {
             inner: Arc::new(store),
             name: name.into(),
             config: None,
+            requests: None,
         }
     }
 
@@ -112,6 +115,7 @@ impl SharedStore {
             inner: store,
             name: name.into(),
             config: None,
+            requests: None,
         }
     }
 
@@ -119,6 +123,17 @@ impl SharedStore {
     pub fn with_config_store(mut self, config: Arc<dyn ConfigStore>) -> Self {
         self.config = Some(config);
         self
+    }
+
+    /// The store and where operators' requests to the leader wait (usually the same store).
+    pub fn with_request_store(mut self, requests: Arc<dyn RequestStore>) -> Self {
+        self.requests = Some(requests);
+        self
+    }
+
+    /// Where operators' requests to the leader wait, if this store keeps them.
+    pub fn request_store(&self) -> Option<&Arc<dyn RequestStore>> {
+        self.requests.as_ref()
     }
 
     /// Where the cluster's configuration is kept, if this store keeps it.

@@ -64,6 +64,7 @@ mod fs;
 mod ids;
 mod ledger;
 mod names;
+mod requests;
 mod store;
 mod work;
 
@@ -83,6 +84,7 @@ pub use ledger::{
     LedgerUpdate, ListedFile, Outcome, RetryPolicy, Stability,
 };
 pub use names::{NameError, check_name, escape_for_log, join_remote, local_target};
+pub use requests::{Redrive, RequestStore};
 pub use store::{
     ClaimOutcome, CoordinationStore, GroupView, HeartbeatRequest, HolderView, MemberStatus,
     Observation, OwnRow, StoreError, TakeoverOutcome, TakeoverRequest,

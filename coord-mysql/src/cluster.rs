@@ -90,3 +90,83 @@ impl ConfigStore for MySqlStore {
         .await
     }
 }
+
+// Operators' requests to the leader (`ledger retry|forget`).
+
+use coord_core::{FileVersion, GroupId, Redrive, RequestStore};
+
+const REQUEST: &str = "INSERT INTO ledger_request (group_id, path, size, mtime_ms, action) \
+     VALUES (?, ?, ?, ?, ?)";
+const PENDING: &str = "SELECT id, path, size, mtime_ms, action FROM ledger_request \
+     WHERE group_id = ? ORDER BY id";
+
+type RequestRow = (i64, String, i64, i64, String);
+
+fn request_of((_, path, size, mtime_ms, action): RequestRow) -> Option<(FileVersion, Redrive)> {
+    Some((
+        FileVersion {
+            path,
+            size: u64::try_from(size).ok()?,
+            mtime_ms,
+        },
+        Redrive::parse(&action)?,
+    ))
+}
+
+#[async_trait::async_trait]
+impl RequestStore for MySqlStore {
+    async fn request(
+        &self,
+        group: &GroupId,
+        version: &FileVersion,
+        action: Redrive,
+    ) -> Result<(), StoreError> {
+        let size = i64::try_from(version.size).unwrap_or(i64::MAX);
+        self.run("request", group.as_str(), None, async |conn| {
+            conn.exec_drop(
+                REQUEST,
+                (
+                    group.as_str(),
+                    &version.path,
+                    size,
+                    version.mtime_ms,
+                    action.as_str(),
+                ),
+            )
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn pending(&self, group: &GroupId) -> Result<Vec<(FileVersion, Redrive)>, StoreError> {
+        self.run("pending requests", group.as_str(), None, async |conn| {
+            let rows: Vec<RequestRow> = conn.exec(PENDING, (group.as_str(),)).await?;
+            Ok(rows.into_iter().filter_map(request_of).collect())
+        })
+        .await
+    }
+
+    async fn take(
+        &self,
+        group: &GroupId,
+        limit: usize,
+    ) -> Result<Vec<(FileVersion, Redrive)>, StoreError> {
+        self.run("take requests", group.as_str(), None, async |conn| {
+            // Read, then delete exactly the rows read (by id), in one transaction.
+            let mut tx = conn.start_transaction(Default::default()).await?;
+            let sql = format!("{PENDING} LIMIT {limit} FOR UPDATE");
+            let rows: Vec<RequestRow> = tx.exec(sql, (group.as_str(),)).await?;
+            if let Some(last) = rows.last() {
+                tx.exec_drop(
+                    "DELETE FROM ledger_request WHERE group_id = ? AND id <= ?",
+                    (group.as_str(), last.0),
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(rows.into_iter().filter_map(request_of).collect())
+        })
+        .await
+    }
+}

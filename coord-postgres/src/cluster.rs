@@ -84,3 +84,69 @@ impl ConfigStore for PgStore {
         Ok(rows.iter().map(version_of).collect())
     }
 }
+
+// Operators' requests to the leader (`ledger retry|forget`).
+
+use coord_core::{FileVersion, GroupId, Redrive, RequestStore};
+
+const REQUEST: &str = "INSERT INTO ledger_request (group_id, path, size, mtime_ms, action) \
+     VALUES ($1, $2, $3, $4, $5)";
+const PENDING: &str = "SELECT path, size, mtime_ms, action FROM ledger_request \
+     WHERE group_id = $1 ORDER BY id";
+const TAKE: &str = "DELETE FROM ledger_request WHERE id IN (SELECT id FROM ledger_request \
+     WHERE group_id = $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) \
+     RETURNING path, size, mtime_ms, action, id";
+
+fn request_of(row: &Row) -> Option<(FileVersion, Redrive)> {
+    let version = FileVersion {
+        path: row.get(0),
+        size: u64::try_from(row.get::<_, i64>(1)).ok()?,
+        mtime_ms: row.get(2),
+    };
+    Some((version, Redrive::parse(row.get(3))?))
+}
+
+#[async_trait::async_trait]
+impl RequestStore for PgStore {
+    async fn request(
+        &self,
+        group: &GroupId,
+        version: &FileVersion,
+        action: Redrive,
+    ) -> Result<(), StoreError> {
+        let g = group.as_str();
+        let size = i64::try_from(version.size).unwrap_or(i64::MAX);
+        self.query(
+            "request",
+            g,
+            REQUEST,
+            &[
+                &g,
+                &version.path,
+                &size,
+                &version.mtime_ms,
+                &action.as_str(),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn pending(&self, group: &GroupId) -> Result<Vec<(FileVersion, Redrive)>, StoreError> {
+        let g = group.as_str();
+        let rows = self.query("pending requests", g, PENDING, &[&g]).await?;
+        Ok(rows.iter().filter_map(request_of).collect())
+    }
+
+    async fn take(
+        &self,
+        group: &GroupId,
+        limit: usize,
+    ) -> Result<Vec<(FileVersion, Redrive)>, StoreError> {
+        let g = group.as_str();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut rows = self.query("take requests", g, TAKE, &[&g, &limit]).await?;
+        rows.sort_by_key(|r| r.get::<_, i64>(4));
+        Ok(rows.iter().filter_map(request_of).collect())
+    }
+}

@@ -115,3 +115,92 @@ impl ConfigStore for SqliteStore {
         rows.iter().map(|row| version_of(cluster, row)).collect()
     }
 }
+
+// Operators' requests to the leader (`ledger retry|forget`).
+
+use coord_core::{FileVersion, GroupId, Redrive, RequestStore};
+
+const REQUEST: &str = "INSERT INTO ledger_request (group_id, path, size, mtime_ms, action) \
+     VALUES (?1, ?2, ?3, ?4, ?5)";
+const PENDING: &str = "SELECT path, size, mtime_ms, action FROM ledger_request \
+     WHERE group_id = ?1 ORDER BY id";
+const TAKE: &str = "DELETE FROM ledger_request WHERE id IN (SELECT id FROM ledger_request \
+     WHERE group_id = ?1 ORDER BY id LIMIT ?2) RETURNING path, size, mtime_ms, action, id";
+
+fn request_of(row: &SqliteRow) -> Option<(FileVersion, Redrive)> {
+    let size: i64 = row.try_get(1).ok()?;
+    let action: String = row.try_get(3).ok()?;
+    Some((
+        FileVersion {
+            path: row.try_get(0).ok()?,
+            size: u64::try_from(size).ok()?,
+            mtime_ms: row.try_get(2).ok()?,
+        },
+        Redrive::parse(&action)?,
+    ))
+}
+
+#[async_trait::async_trait]
+impl RequestStore for SqliteStore {
+    async fn request(
+        &self,
+        group: &GroupId,
+        version: &FileVersion,
+        action: Redrive,
+    ) -> Result<(), StoreError> {
+        let size = i64::try_from(version.size).unwrap_or(i64::MAX);
+        self.call("request", group.as_str(), Leftover::Nothing, async |conn| {
+            sqlx::query(REQUEST)
+                .bind(group.as_str())
+                .bind(&version.path)
+                .bind(size)
+                .bind(version.mtime_ms)
+                .bind(action.as_str())
+                .execute(&mut **conn)
+                .await
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn pending(&self, group: &GroupId) -> Result<Vec<(FileVersion, Redrive)>, StoreError> {
+        let rows = self
+            .call(
+                "pending requests",
+                group.as_str(),
+                Leftover::Nothing,
+                async |conn| {
+                    sqlx::query(PENDING)
+                        .bind(group.as_str())
+                        .fetch_all(&mut **conn)
+                        .await
+                },
+            )
+            .await?;
+        Ok(rows.iter().filter_map(request_of).collect())
+    }
+
+    async fn take(
+        &self,
+        group: &GroupId,
+        limit: usize,
+    ) -> Result<Vec<(FileVersion, Redrive)>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut rows = self
+            .call(
+                "take requests",
+                group.as_str(),
+                Leftover::Nothing,
+                async |conn| {
+                    sqlx::query(TAKE)
+                        .bind(group.as_str())
+                        .bind(limit)
+                        .fetch_all(&mut **conn)
+                        .await
+                },
+            )
+            .await?;
+        rows.sort_by_key(|r| r.try_get::<i64, _>(4).unwrap_or(0));
+        Ok(rows.iter().filter_map(request_of).collect())
+    }
+}

@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Subcommand;
-use coord_core::{CoordinationStore, GroupId, LedgerRecord, LedgerState};
-use listener::{Config, Placement, Registry, connect_store};
+use coord_core::{
+    CoordinationStore, GroupId, LedgerRecord, LedgerState, Redrive, RemoteFs, RenameMode,
+};
+use listener::{Config, Placement, Registry, connect_store, open_source};
 use serde_json::json;
 
 #[derive(Debug, Subcommand)]
@@ -26,6 +28,27 @@ pub(crate) enum LedgerCommand {
         /// One JSON object a line.
         #[arg(long)]
         json: bool,
+    },
+    /// Send versions through again: the leader forgets their rows (at its next poll), then
+    /// the file is moved back from the error folder, and the leader dispatches it anew.
+    Retry {
+        /// The path as listed (or its file name); or use --state.
+        path: Option<String>,
+        /// Every version in this state (e.g. `error`).
+        #[arg(long)]
+        state: Option<String>,
+        /// Only this listener.
+        #[arg(long)]
+        listener: Option<String>,
+    },
+    /// Forget versions of a path (the leader deletes their rows; nothing is moved): a file
+    /// listed again is new work.
+    Forget {
+        /// The path as listed (or its file name).
+        path: String,
+        /// Only this listener.
+        #[arg(long)]
+        listener: Option<String>,
     },
     /// Every version of one path: state, attempts, term, last error.
     Show {
@@ -65,6 +88,30 @@ pub(crate) async fn ledger(
     command: LedgerCommand,
     registry: &Registry,
 ) -> anyhow::Result<()> {
+    match command {
+        LedgerCommand::Retry {
+            path,
+            state,
+            listener,
+        } => {
+            if path.is_none() && state.is_none() {
+                anyhow::bail!("ledger retry: name a PATH or --state STATE");
+            }
+            return redrive(configs, path, state, listener, Redrive::Retry, registry).await;
+        }
+        LedgerCommand::Forget { path, listener } => {
+            return redrive(
+                configs,
+                Some(path),
+                None,
+                listener,
+                Redrive::Forget,
+                registry,
+            )
+            .await;
+        }
+        _ => {}
+    }
     let (only, state, glob, path, json) = match &command {
         LedgerCommand::List {
             listener,
@@ -73,6 +120,7 @@ pub(crate) async fn ledger(
             json,
         } => (listener.clone(), state.clone(), path.clone(), None, *json),
         LedgerCommand::Show { path, json } => (None, None, None, Some(path.clone()), *json),
+        LedgerCommand::Retry { .. } | LedgerCommand::Forget { .. } => unreachable!("above"),
     };
     if let Some(s) = &state
         && !["claimed", "handled", "done", "failed", "error"].contains(&s.as_str())
@@ -201,5 +249,106 @@ pub(crate) async fn status_json(configs: Vec<Config>, registry: &Registry) -> an
         }));
     }
     println!("{}", json!({ "listeners": listeners }));
+    Ok(())
+}
+
+fn matches(r: &LedgerRecord, path: Option<&str>, state: Option<&str>) -> bool {
+    let name = r.version.path.rsplit('/').next().unwrap_or_default();
+    path.is_none_or(|p| r.version.path == p || name == p)
+        && state.is_none_or(|s| s == state_name(r.state))
+}
+
+/// `ledger retry` and `ledger forget`: requests to the leader, then (retry) the file back
+/// from the error folder once the leader has taken them. Each change is printed.
+async fn redrive(
+    configs: Vec<Config>,
+    path: Option<String>,
+    state: Option<String>,
+    only: Option<String>,
+    action: Redrive,
+    registry: &Registry,
+) -> anyhow::Result<()> {
+    let mut asked = 0usize;
+    for config in &configs {
+        if only.as_ref().is_some_and(|n| *n != config.name) {
+            continue;
+        }
+        let store = connect_store(config, registry, false).await?;
+        let Some(requests) = store.request_store() else {
+            anyhow::bail!(
+                "the {} store does not take operators' requests",
+                store.name()
+            );
+        };
+        let group = GroupId::new(config.group.clone())?;
+        let rows: Vec<LedgerRecord> = store
+            .load_ledger(&group)
+            .await?
+            .into_iter()
+            .filter(|r| matches(r, path.as_deref(), state.as_deref()))
+            .collect();
+        for r in &rows {
+            requests.request(&group, &r.version, action).await?;
+            println!(
+                "{}: asked the leader to {} {} (was {}, {} attempts)",
+                config.name,
+                action.as_str(),
+                r.version.path,
+                state_name(r.state),
+                r.attempts
+            );
+        }
+        if rows.is_empty() {
+            continue;
+        }
+        asked += rows.len();
+        // The leader takes requests with its next listing.
+        let limit = config.poll_interval * 3 + Duration::from_secs(10);
+        let start = std::time::Instant::now();
+        loop {
+            let pending = requests.pending(&group).await?;
+            if !rows
+                .iter()
+                .any(|r| pending.iter().any(|(v, _)| *v == r.version))
+            {
+                break;
+            }
+            if start.elapsed() > limit {
+                anyhow::bail!(
+                    "{}: no leader took the request within {limit:?} (is a member running?); \
+                     it stays queued and is applied when one does",
+                    config.name
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        println!("{}: the leader forgot {} row(s)", config.name, rows.len());
+        if action != Redrive::Retry {
+            continue;
+        }
+        let (source, _) = open_source(config, registry).await?;
+        // The member's own spelling of the folder (absolute for a local source).
+        let error_dir = listener::poll_settings(config, config.source.path.clone())?.error_dir;
+        for r in rows.iter().filter(|r| r.state == LedgerState::Error) {
+            let name = r.version.path.rsplit('/').next().unwrap_or_default();
+            let parked = coord_core::join_remote(&error_dir, name);
+            match source
+                .rename(&parked, &r.version.path, RenameMode::NoOverwrite)
+                .await
+            {
+                Ok(()) => println!(
+                    "{}: moved {parked} back to {} (dispatched at the next polls)",
+                    config.name, r.version.path
+                ),
+                Err(e) => println!(
+                    "{}: {parked} not moved back ({e}); move it into the folder yourself",
+                    config.name
+                ),
+            }
+        }
+    }
+    if asked == 0 {
+        anyhow::bail!("no ledger row matches");
+    }
     Ok(())
 }

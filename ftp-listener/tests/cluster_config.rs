@@ -252,8 +252,7 @@ fn cluster_lifecycle(database: &str, label: &str) {
     let versions = history
         .lines()
         .filter(|l| {
-            l.trim_start()
-                .split_whitespace()
+            l.split_whitespace()
                 .next()
                 .is_some_and(|w| w.parse::<u64>().is_ok())
         })

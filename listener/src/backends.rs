@@ -179,7 +179,9 @@ impl StoreBackend for Sqlite {
             let _ = tokio::fs::create_dir_all(parent).await;
         }
         let store = coord_sqlite::SqliteStore::connect(settings).await?;
-        Ok(SharedStore::new("sqlite", store.clone()).with_config_store(Arc::new(store)))
+        Ok(SharedStore::new("sqlite", store.clone())
+            .with_config_store(Arc::new(store.clone()))
+            .with_request_store(Arc::new(store)))
     }
 
     fn migrates_by_default(&self) -> bool {
@@ -221,7 +223,9 @@ impl StoreBackend for Postgres {
         } else {
             coord_postgres::PgStore::connect(pg).await?
         };
-        Ok(SharedStore::new("postgres", store.clone()).with_config_store(Arc::new(store)))
+        Ok(SharedStore::new("postgres", store.clone())
+            .with_config_store(Arc::new(store.clone()))
+            .with_request_store(Arc::new(store)))
     }
 }
 
@@ -254,16 +258,18 @@ impl StoreBackend for Mysql {
         my.migrate_on_connect = false;
         match coord_mysql::MySqlStore::connect(my.clone()).await {
             Ok(store) => {
-                return Ok(
-                    SharedStore::new("mysql", store.clone()).with_config_store(Arc::new(store))
-                );
+                return Ok(SharedStore::new("mysql", store.clone())
+                    .with_config_store(Arc::new(store.clone()))
+                    .with_request_store(Arc::new(store)));
             }
             Err(StoreError::Schema(_)) if migrate => {}
             Err(e) => return Err(e),
         }
         my.migrate_on_connect = true;
         let store = coord_mysql::MySqlStore::connect(my).await?;
-        Ok(SharedStore::new("mysql", store.clone()).with_config_store(Arc::new(store)))
+        Ok(SharedStore::new("mysql", store.clone())
+            .with_config_store(Arc::new(store.clone()))
+            .with_request_store(Arc::new(store)))
     }
 }
 

@@ -12,9 +12,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use coord_core::{
-    CoordinationStore, EntryKind, Fence, FileOp, FileOpResult, FsError, HandlerId, LedgerPolicy,
-    LedgerRecord, ListOptions, ListedFile, OpId, Outcome, PostProcessing, RemoteFs, RenameMode,
-    StoreError, WorkAction, WorkConfig, WorkEvent, Worker, join_remote,
+    CoordinationStore, EntryKind, Fence, FileOp, FileOpResult, FileVersion, FsError, GroupId,
+    HandlerId, LedgerPolicy, LedgerRecord, ListOptions, ListedFile, OpId, Outcome, PostProcessing,
+    Redrive, RemoteFs, RenameMode, RequestStore, StoreError, WorkAction, WorkConfig, WorkEvent,
+    Worker, join_remote,
 };
 use tokio::sync::watch;
 use tokio::task::{AbortHandle, JoinSet};
@@ -56,7 +57,11 @@ enum Done {
     Loaded(OpId, Result<Vec<LedgerRecord>, StoreError>),
     Claimed(OpId, Result<Vec<coord_core::ClaimOutcome>, StoreError>),
     Recorded(OpId, Result<(), StoreError>),
-    Listed(OpId, Result<Vec<ListedFile>, String>),
+    Listed(
+        OpId,
+        Result<Vec<ListedFile>, String>,
+        Vec<(FileVersion, Redrive)>,
+    ),
     File(OpId, FileOpResult),
     Handler(HandlerId, Outcome),
 }
@@ -72,6 +77,17 @@ pub struct Poller<S, F> {
     handler: Arc<dyn FileHandler>,
     metrics: Arc<Metrics>,
     drain: watch::Receiver<bool>,
+    requests: Option<Requests>,
+}
+
+/// Where the operators' requests for this group wait.
+#[derive(Clone)]
+struct Requests(Arc<dyn RequestStore>, GroupId);
+
+impl std::fmt::Debug for Requests {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Requests").field(&self.1).finish()
+    }
 }
 
 /// A running handler: its task and its cancellation signal.
@@ -108,7 +124,15 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
             metrics,
             // A sender that never sends: no draining unless `with_drain` is used.
             drain: watch::channel(false).1,
+            requests: None,
         }
+    }
+
+    /// Takes the operators' requests for `group` (`ftp-listener ledger retry|forget`) from
+    /// `requests` with every listing.
+    pub fn with_requests(mut self, requests: Arc<dyn RequestStore>, group: GroupId) -> Self {
+        self.requests = Some(Requests(requests, group));
+        self
     }
 
     /// Stops the loop gracefully when `drain` turns true: the handlers in flight finish and
@@ -244,7 +268,20 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
             Done::Loaded(op, r) => worker.handle_loaded(now, op, r),
             Done::Claimed(op, r) => worker.handle_claimed(now, op, r),
             Done::Recorded(op, r) => worker.handle_recorded(now, op, r),
-            Done::Listed(op, r) => worker.handle_listed(now, op, r),
+            Done::Listed(op, r, requests) => {
+                // Operators' requests first: a version redriven here is new work in this
+                // very listing.
+                for (version, action) in requests {
+                    let taken = worker.redrive(now, &version);
+                    tracing::info!(
+                        path = %coord_core::escape_for_log(version.path.as_bytes()),
+                        action = action.as_str(),
+                        applied = taken,
+                        "operator request"
+                    );
+                }
+                worker.handle_listed(now, op, r)
+            }
             Done::File(op, r) => worker.handle_file_op(now, op, r),
             Done::Handler(id, outcome) => {
                 handlers.remove(&id);
@@ -308,8 +345,20 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
                 let fs = self.fs.clone();
                 let settings = self.settings.clone();
                 let metrics = self.metrics.clone();
+                let requests = self.requests.clone();
                 spawn_in_span(tasks, async move {
-                    Done::Listed(op, list(&*fs, &settings, &metrics).await)
+                    // The operators' requests waiting for this group, taken with the listing
+                    // (a failure to read them is retried at the next listing).
+                    let taken = match &requests {
+                        Some(Requests(store, group)) => {
+                            store.take(group, 100).await.unwrap_or_else(|e| {
+                                tracing::warn!(error = %e, "operator requests: read failed");
+                                Vec::new()
+                            })
+                        }
+                        None => Vec::new(),
+                    };
+                    Done::Listed(op, list(&*fs, &settings, &metrics).await, taken)
                 });
             }
             WorkAction::File { op, file_op } => {

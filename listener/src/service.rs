@@ -890,7 +890,11 @@ async fn run_listener(
         pattern,
         marker,
     ));
-    let poller = Poller::new(store, fs, gate, status, settings, handler, metrics);
+    let requests = store.request_store().cloned();
+    let mut poller = Poller::new(store, fs, gate, status, settings, handler, metrics);
+    if let Some(requests) = requests {
+        poller = poller.with_requests(requests, election.group.clone());
+    }
     let (drain_tx, drain_rx) = watch::channel(false);
     let mut poll_task = tokio::spawn(poller.with_drain(drain_rx).run().in_current_span());
     let mut election_task = tokio::spawn(driver.run().in_current_span());

@@ -177,6 +177,30 @@ impl Worker {
         }
     }
 
+    /// An operator's request (`ftp-listener ledger retry|forget`, taken from the store by the
+    /// driver): the version's row is forgotten, fenced like every write, and its mirror entry
+    /// starts afresh, so that the version is new work when it is listed again. Refused (false)
+    /// while the version is in flight, before the ledger is loaded, or without a term.
+    pub fn redrive(&mut self, now: Instant, version: &FileVersion) -> bool {
+        let Some(term) = self.term.as_mut() else {
+            return false;
+        };
+        let Some(ledger) = term.ledger.as_mut() else {
+            return false;
+        };
+        if ledger.is_in_flight(version) || term.queued_files.contains(version) {
+            return false;
+        }
+        ledger.reopen(now, version);
+        term.done_gen.remove(version);
+        term.reported_done.remove(version);
+        term.writes.push_back(Write {
+            update: LedgerUpdate::Forget(version.clone()),
+            then: Then::Nothing,
+        });
+        true
+    }
+
     /// Graceful stop: no new listing, claim or dispatch; running handlers finish, and their
     /// outcomes, post-processing and done records are written. [`Worker::is_drained`] tells
     /// when nothing is left.

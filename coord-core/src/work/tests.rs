@@ -511,3 +511,21 @@ fn each_listing_reports_what_was_added_and_what_others_deleted() {
         deleted: vec![b]
     }));
 }
+
+#[test]
+fn an_operators_redrive_forgets_the_row_fenced_and_the_version_is_new_work() {
+    let a = v("/in/a", 1);
+    let (mut w, t0) = leading(config(), vec![record(a.clone(), LedgerState::Error, 5)]);
+    assert!(w.redrive(t0, &a));
+    let (op, updates) = expect_record(&mut w, t0);
+    assert_eq!(updates, vec![LedgerUpdate::Forget(a.clone())]);
+    w.handle_recorded(t0, op, Ok(()));
+    // Listed again (the operator moved it back): claimed as new work, attempt counting anew.
+    let op = expect_list(&mut w, t0);
+    w.handle_listed(t0, op, Ok(listed(std::slice::from_ref(&a))));
+    let (_, versions) = expect_claim(&mut w, t0);
+    assert_eq!(versions, vec![a.clone()]);
+    // Without a term there is nothing to redrive.
+    let mut idle = Worker::new(config());
+    assert!(!idle.redrive(t0, &a));
+}
