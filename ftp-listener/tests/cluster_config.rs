@@ -301,3 +301,56 @@ fn cluster_lifecycle(database: &str, label: &str) {
         p.signal("TERM");
     }
 }
+
+/// The operators' request queue on each database: queued, seen pending, taken once, in order.
+#[test]
+fn operator_requests_round_trip_on_every_database() {
+    use coord_core::{FileVersion, GroupId, Redrive};
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = format!(
+        "[coordination.sqlite]\npath = \"{}\"\n",
+        dir.path().join("rq.db").display()
+    );
+    for (label, database) in [
+        ("SQLite", sqlite),
+        ("PostgreSQL", postgres()),
+        ("MariaDB", mariadb()),
+    ] {
+        let path = local(dir.path(), label, &database, "unused");
+        let config = listener::Config::load(Some(&path)).unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let store = listener::connect_store(&config, &listener::Registry::builtin(), true)
+                .await
+                .unwrap();
+            let requests = store
+                .request_store()
+                .expect("kept by every SQL store")
+                .clone();
+            let group = GroupId::new(unique("rq")).unwrap();
+            let v = |p: &str| FileVersion {
+                path: p.into(),
+                size: 3,
+                mtime_ms: 1_000,
+            };
+            requests
+                .request(&group, &v("/in/a"), Redrive::Retry)
+                .await
+                .unwrap();
+            requests
+                .request(&group, &v("/in/b"), Redrive::Forget)
+                .await
+                .unwrap();
+            let pending = requests.pending(&group).await.unwrap();
+            assert_eq!(pending.len(), 2, "{label}");
+            let first = requests.take(&group, 1).await.unwrap();
+            assert_eq!(first, vec![(v("/in/a"), Redrive::Retry)], "{label}");
+            let rest = requests.take(&group, 10).await.unwrap();
+            assert_eq!(rest, vec![(v("/in/b"), Redrive::Forget)], "{label}");
+            assert!(
+                requests.take(&group, 10).await.unwrap().is_empty(),
+                "{label}"
+            );
+        });
+    }
+}
