@@ -89,9 +89,58 @@ pub struct Metrics {
     pub leadership_stops: Counter,
     /// Ledger writes the store refused because another member holds a newer term.
     pub fenced_writes: Counter,
+    /// When the last listing succeeded (milliseconds since the Unix epoch, 0: never).
+    pub last_listing_unix_ms: AtomicU64,
+    /// The last outcomes, newest last (for the status page).
+    pub recent: std::sync::Mutex<std::collections::VecDeque<RecentFile>>,
+}
+
+/// One outcome, for the status page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecentFile {
+    /// The path as listed.
+    pub path: String,
+    /// `done`, `failed: <error>` or `error: <error>`.
+    pub outcome: String,
+    /// When (milliseconds since the Unix epoch).
+    pub at_unix_ms: u64,
+}
+
+/// How many outcomes the status page shows.
+const RECENT: usize = 20;
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl Metrics {
+    /// Notes an outcome for the status page (the last 20 are kept).
+    pub fn note(&self, path: &str, outcome: impl Into<String>) {
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        if recent.len() == RECENT {
+            recent.pop_front();
+        }
+        recent.push_back(RecentFile {
+            path: path.to_string(),
+            outcome: outcome.into(),
+            at_unix_ms: unix_ms(),
+        });
+    }
+
+    /// Notes a successful listing.
+    pub fn listed_now(&self) {
+        self.last_listing_unix_ms
+            .store(unix_ms(), Ordering::Relaxed);
+    }
+
+    /// The last outcomes, newest first.
+    pub fn recent_files(&self) -> Vec<RecentFile> {
+        let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        recent.iter().rev().cloned().collect()
+    }
+
     /// Sets the role gauge.
     pub fn set_role(&self, role: Role) {
         let v = match role {

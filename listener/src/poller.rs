@@ -414,6 +414,7 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
             WorkEvent::Loaded { records } => tracing::info!(records, "ledger loaded"),
             WorkEvent::Done(version) => {
                 self.metrics.files_done.inc();
+                self.metrics.note(&version.path, "done");
                 tracing::debug!(path = %version.path, "done");
             }
             WorkEvent::Failed {
@@ -422,6 +423,10 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
                 error,
             } => {
                 self.metrics.files_failed.inc();
+                self.metrics.note(
+                    &version.path,
+                    format!("failed (attempt {attempt}): {error}"),
+                );
                 tracing::warn!(path = %version.path, attempt, %error, "handler failed; will retry");
             }
             WorkEvent::GaveUp {
@@ -430,6 +435,7 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
                 error,
             } => {
                 self.metrics.files_error.inc();
+                self.metrics.note(&version.path, format!("error: {error}"));
                 if error.starts_with("retry budget spent") {
                     // Given up at claim time: the earlier attempts never finished.
                     tracing::warn!(path = %version.path, attempts, %error, "moving to the error folder");
@@ -570,6 +576,7 @@ async fn list<F: RemoteFs>(
         .listing_duration
         .observe(clock::now().saturating_duration_since(started));
     let listing = listing.map_err(|e| e.to_string())?;
+    metrics.listed_now();
     metrics.skipped_names.add(listing.skipped);
     let marker = settings.policy.stability.done_marker_suffix.as_deref();
     let excluded = [

@@ -592,6 +592,9 @@ impl Engine {
             metrics: slot.metrics.clone(),
             renew_deadline: election.timing.renew_deadline,
             problem: slot.problem.subscribe(),
+            group: slot.group.clone(),
+            liveness_timeout: election.timing.liveness_timeout,
+            member: election.member.as_str().to_string(),
         });
         let (stop, stop_rx) = watch::channel(false);
         let span = tracing::info_span!("listener", listener = %name);
@@ -732,6 +735,7 @@ struct Slot {
     status: watch::Sender<ElectionStatus>,
     problem: watch::Sender<Option<String>>,
     metrics: Arc<Metrics>,
+    group: Arc<std::sync::OnceLock<(SharedStore, coord_core::GroupId)>>,
 }
 
 impl Slot {
@@ -740,6 +744,7 @@ impl Slot {
             status: watch::channel(ElectionStatus::initial()).0,
             problem: watch::channel(None).0,
             metrics: Arc::new(Metrics::default()),
+            group: Arc::new(std::sync::OnceLock::new()),
         }
     }
 }
@@ -854,6 +859,7 @@ async fn run_listener(
     let election = config.election()?;
     let settings = poll_settings(&config, dir)?;
     let metrics = slot.metrics.clone();
+    let _ = slot.group.set((store.clone(), election.group.clone()));
     let store = Arc::new(store);
     let driver = ElectionDriver::new(election.clone(), store.clone(), metrics.clone());
     let gate = driver.gate();
