@@ -90,6 +90,6 @@ pub use store::{
     Observation, OwnRow, StoreError, TakeoverOutcome, TakeoverRequest,
 };
 pub use work::{
-    FileOp, FileOpResult, HandlerId, OpId, PostProcessing, WorkAction, WorkConfig, WorkEvent,
-    Worker,
+    Backlog, FileOp, FileOpResult, HandlerId, OpId, PostProcessing, WorkAction, WorkConfig,
+    WorkEvent, Worker,
 };

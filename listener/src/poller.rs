@@ -280,11 +280,15 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
                         "operator request"
                     );
                 }
-                worker.handle_listed(now, op, r)
+                worker.handle_listed(now, op, r);
+                self.metrics.set_backlog(worker.backlog(now).as_ref());
             }
             Done::File(op, r) => worker.handle_file_op(now, op, r),
             Done::Handler(id, outcome) => {
                 handlers.remove(&id);
+                self.metrics
+                    .handlers_in_flight
+                    .store(handlers.len() as u64, std::sync::atomic::Ordering::Relaxed);
                 worker.handle_outcome(now, id, outcome);
             }
         }
@@ -405,6 +409,9 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
                     Done::Handler(id, outcome)
                 });
                 handlers.insert(id, Running { task, cancel });
+                self.metrics
+                    .handlers_in_flight
+                    .store(handlers.len() as u64, std::sync::atomic::Ordering::Relaxed);
             }
         }
     }
@@ -477,6 +484,7 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
             // Handed to the handler by the loop, which logs them.
             WorkEvent::Changes { .. } => {}
             WorkEvent::TermEnded { cancelled } => {
+                self.metrics.set_backlog(None);
                 if cancelled > 0 {
                     tracing::warn!(cancelled, "term ended: running handlers cancelled");
                 }

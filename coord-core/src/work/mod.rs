@@ -40,7 +40,8 @@ use crate::store::{ClaimOutcome, StoreError};
 mod types;
 
 pub use types::{
-    FileOp, FileOpResult, HandlerId, OpId, PostProcessing, WorkAction, WorkConfig, WorkEvent,
+    Backlog, FileOp, FileOpResult, HandlerId, OpId, PostProcessing, WorkAction, WorkConfig,
+    WorkEvent,
 };
 
 /// What a recorded write unlocks once the store acknowledged it.
@@ -175,6 +176,35 @@ impl Worker {
                 queued_files: BTreeSet::new(),
             });
         }
+    }
+
+    /// How far behind this leader is: the files of the last listing that are not done yet
+    /// (new, claimed, handled, failed; not those in error), and how long ago the oldest of
+    /// them was first listed. `None` without a term or before the ledger is loaded.
+    pub fn backlog(&self, now: Instant) -> Option<Backlog> {
+        let term = self.term.as_ref()?;
+        let ledger = term.ledger.as_ref()?;
+        let mut files = 0;
+        let mut oldest: Option<Instant> = None;
+        for version in term.listed.values() {
+            if matches!(
+                ledger.state(version),
+                Some(LedgerState::Done | LedgerState::Error)
+            ) {
+                continue;
+            }
+            files += 1;
+            if let Some(seen) = ledger.first_seen(version) {
+                oldest = Some(oldest.map_or(seen, |o| o.min(seen)));
+            }
+        }
+        Some(Backlog {
+            files,
+            oldest_age: oldest.map_or(std::time::Duration::ZERO, |o| {
+                now.saturating_duration_since(o)
+            }),
+            rows: ledger.counts(),
+        })
     }
 
     /// An operator's request (`ftp-listener ledger retry|forget`, taken from the store by the
