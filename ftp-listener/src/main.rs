@@ -1,6 +1,5 @@
 //! `ftp-listener`: thin glue over the `listener` library (config, backends, signals).
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -9,9 +8,11 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use coord_core::{CoordinationStore, GroupId};
-use listener::{AnyStore, BackendError, Config, RunError, open_source};
-use tracing_subscriber::EnvFilter;
-use tracing_subscriber::filter::LevelFilter;
+use listener::{AnyStore, BackendError, Config, LogFormat, RunError, open_source};
+
+#[cfg(feature = "demo")]
+mod demo;
+mod logging;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -43,6 +44,21 @@ enum Command {
     Status,
     /// Print the effective configuration (secrets redacted) and exit.
     CheckConfig,
+    /// Show failover on this machine, nothing to install: an embedded FTP server, SQLite,
+    /// three member processes, a crash and a pause; ends with a verdict line (exit 0 only if
+    /// no file was lost or handled twice). Needs the `demo` cargo feature.
+    Demo(DemoArgs),
+}
+
+/// `ftp-listener demo` options.
+#[derive(Debug, Clone, clap::Args)]
+struct DemoArgs {
+    /// Files the feeder drops (1 to 10000).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    files: u32,
+    /// Keep the temporary directory (configs, member logs, the ledger) and print its path.
+    #[arg(long)]
+    keep: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -53,8 +69,31 @@ enum Dialect {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_tracing();
+    let mut cli = Cli::parse();
+    let command = cli.command.take().unwrap_or(Command::Run);
+    // The configuration is read before the subscriber is installed, so that `log.format`
+    // applies to every line; `Config::load` logs nothing.
+    let config = match command {
+        Command::PrintDdl { .. } | Command::Demo(_) => None,
+        _ => match Config::load(cli.config.as_deref()) {
+            Ok(config) => Some(config),
+            Err(e) => {
+                eprintln!("ftp-listener: {e}");
+                return ExitCode::from(1);
+            }
+        },
+    };
+    // The demo prints a timeline on stdout; its own log shows only warnings unless asked
+    // (and none of libunftp's: it warns of every probe for a missing file).
+    let fallback = if matches!(command, Command::Demo(_)) {
+        "warn,libunftp=error"
+    } else {
+        "info"
+    };
+    logging::init(
+        config.as_ref().map_or(LogFormat::Text, |c| c.log.format),
+        fallback,
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -66,7 +105,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(dispatch(cli)) {
+    match runtime.block_on(dispatch(command, config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let refused = e
@@ -78,77 +117,17 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing() {
-    let rust_log = std::env::var("RUST_LOG").ok();
-    let (filter, warnings) = log_filter(rust_log.as_deref());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-    for warning in warnings {
-        tracing::warn!("{warning}");
-    }
-}
-
-/// The log filter: `RUST_LOG` as written (default `info`), except that suppaftp's TRACE
-/// output, which includes `PASS <password>`, stays off unless `RUST_LOG` names suppaftp
-/// itself (then with a warning): a global `trace` gives suppaftp `debug`. Returns the
-/// warnings to log once the subscriber is installed.
-fn log_filter(rust_log: Option<&str>) -> (EnvFilter, Vec<String>) {
-    let mut warnings = Vec::new();
-    let written = rust_log.map(str::trim).filter(|s| !s.is_empty());
-    let text = match written {
-        Some(text) => match EnvFilter::try_new(text) {
-            Ok(_) => text.to_string(),
-            Err(e) => {
-                warnings.push(format!(
-                    "RUST_LOG `{text}` is not a valid filter ({e}); using `info`"
-                ));
-                "info".to_string()
-            }
-        },
-        None => "info".to_string(),
-    };
-    let mut names_suppaftp = false;
-    let mut global_trace = false;
-    for directive in text.split(',').map(str::trim).filter(|d| !d.is_empty()) {
-        let target = directive.split(['[', '=']).next().unwrap_or_default();
-        let level = directive
-            .rsplit_once('=')
-            .map(|(_, level)| level.parse::<LevelFilter>());
-        if target.starts_with("suppaftp") {
-            names_suppaftp = true;
-            // A bare target enables every level.
-            if matches!(level, None | Some(Ok(LevelFilter::TRACE))) {
-                warnings.push(
-                    "RUST_LOG enables suppaftp's TRACE output, which logs FTP passwords \
-                     (`PASS ...`) in clear: use it only on a test server"
-                        .to_string(),
-                );
-            }
-        } else if !directive.contains('=') && !directive.contains('[') {
-            global_trace |= matches!(directive.parse::<LevelFilter>(), Ok(LevelFilter::TRACE));
+async fn dispatch(command: Command, config: Option<Config>) -> anyhow::Result<()> {
+    let config = match (command, config) {
+        (Command::PrintDdl { dialect }, _) => {
+            print!("{}", ddl(dialect)?);
+            return Ok(());
         }
-    }
-    let mut filter = EnvFilter::new(&text);
-    if global_trace && !names_suppaftp {
-        filter = filter.add_directive(
-            "suppaftp=debug"
-                .parse()
-                .expect("a target and a level form a directive"),
-        );
-    }
-    (filter, warnings)
-}
-
-async fn dispatch(cli: Cli) -> anyhow::Result<()> {
-    let command = cli.command.unwrap_or(Command::Run);
-    if let Command::PrintDdl { dialect } = command {
-        print!("{}", ddl(dialect)?);
-        return Ok(());
-    }
-    let config = Config::load(cli.config.as_deref())?;
+        (Command::Demo(args), _) => return run_demo(args).await,
+        (command, Some(config)) => (command, config),
+        (_, None) => unreachable!("main loads the configuration of every other command"),
+    };
+    let (command, config) = config;
     match command {
         Command::Run => run(config).await,
         Command::Migrate => {
@@ -164,8 +143,25 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             print!("{}", config.to_redacted_toml());
             Ok(())
         }
-        Command::PrintDdl { .. } => unreachable!("handled above"),
+        Command::PrintDdl { .. } | Command::Demo(_) => unreachable!("handled above"),
     }
+}
+
+#[cfg(feature = "demo")]
+async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
+    demo::run(demo::Options {
+        files: args.files,
+        keep: args.keep,
+    })
+    .await
+}
+
+#[cfg(not(feature = "demo"))]
+async fn run_demo(_: DemoArgs) -> anyhow::Result<()> {
+    bail!(
+        "this build lacks the `demo` cargo feature: \
+         cargo run -p ftp-listener --features demo -- demo"
+    )
 }
 
 fn ddl(dialect: Dialect) -> anyhow::Result<String> {
@@ -272,30 +268,4 @@ async fn status(config: Config) -> anyhow::Result<()> {
 
 fn ms(d: Duration) -> String {
     format!("{} ms", d.as_millis())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn filter(rust_log: Option<&str>) -> (String, usize) {
-        let (f, warnings) = log_filter(rust_log);
-        (f.to_string(), warnings.len())
-    }
-
-    #[test]
-    fn rust_log_is_obeyed_and_suppaftp_trace_needs_naming() {
-        assert_eq!(filter(None), ("info".to_string(), 0));
-        assert_eq!(filter(Some("warn")), ("warn".to_string(), 0));
-        assert_eq!(filter(Some("debug")).0, "debug");
-        let (trace, warned) = filter(Some("trace"));
-        assert!(trace.contains("suppaftp=debug"), "{trace}");
-        assert_eq!(warned, 0);
-        let (asked, warned) = filter(Some("info,suppaftp=trace"));
-        assert!(asked.contains("suppaftp=trace"), "{asked}");
-        assert_eq!(warned, 1, "explicit suppaftp TRACE is warned about");
-        assert_eq!(filter(Some("info,suppaftp")).1, 1);
-        let (bad, warned) = filter(Some("=??=="));
-        assert_eq!((bad.as_str(), warned), ("info", 1));
-    }
 }
