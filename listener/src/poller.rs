@@ -342,7 +342,9 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
                 let version = dispatch.version;
                 let fs = self.fs.clone();
                 let handler = self.handler.clone();
-                let task = tasks.spawn(async move {
+                // In the leader's span (entered by the caller): the handler's own log lines
+                // carry member, group and term too.
+                let task = tasks.spawn(tracing::Instrument::in_current_span(async move {
                     let source = SourceOf(&*fs);
                     let file = IncomingFile::new(version, relative, context, &source);
                     let outcome = match handler.on_file(&file).await {
@@ -350,7 +352,7 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
                         Err(error) => Outcome::Failed(error.0),
                     };
                     Done::Handler(id, outcome)
-                });
+                }));
                 handlers.insert(id, Running { task, cancel });
             }
         }

@@ -135,6 +135,36 @@ impl Member {
         false
     }
 
+    /// Whether the process holds a write (exclusive) lock on one of `files`, by inode, as
+    /// `/proc/locks` says (false where there is none). Asked of a stopped process, whose
+    /// locks cannot change: a member frozen inside an SQLite write keeps the database's
+    /// write lock, and every other member's heartbeat waits for it.
+    pub(crate) fn holds_write_lock(&self, files: &[PathBuf]) -> bool {
+        use std::os::unix::fs::MetadataExt as _;
+        let Some(pid) = self.pid() else {
+            return false;
+        };
+        let inodes: Vec<u64> = files
+            .iter()
+            .filter_map(|f| std::fs::metadata(f).ok())
+            .map(|m| m.ino())
+            .collect();
+        let locks = std::fs::read_to_string("/proc/locks").unwrap_or_default();
+        locks.lines().filter(|l| !l.contains("->")).any(|line| {
+            // `1: POSIX  ADVISORY  WRITE 3791 fe:00:770064 0 EOF`
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(kind), Some(owner), Some(file)) =
+                (fields.get(3), fields.get(4), fields.get(5))
+            else {
+                return false;
+            };
+            let inode = file.rsplit(':').next().and_then(|i| i.parse::<u64>().ok());
+            *kind == "WRITE"
+                && owner.parse::<i32>().ok() == Some(pid.as_raw())
+                && inode.is_some_and(|i| inodes.contains(&i))
+        })
+    }
+
     /// True while the process has not exited.
     pub(crate) fn is_running(&mut self) -> bool {
         self.child

@@ -189,14 +189,20 @@ impl<'a> Demo<'a> {
         // A pause: SIGSTOP of the leader of the moment past the liveness timeout.
         wait_until(|| dropped.load(Ordering::Relaxed) * 3 >= files * 2 || feeder.is_finished())
             .await;
-        let (paused, term) = self.current_leader(Some(victim)).await?;
-        self.members[paused].signal(Signal::SIGSTOP)?;
+        let (paused, term, caught_in_write) = self.pause_leader().await?;
         let stopped = Instant::now();
         self.timeline.say(format!(
             "SIGSTOP {} (the leader, term {term}); {}",
             self.members[paused].name,
             self.progress()
         ));
+        if caught_in_write > 0 {
+            self.timeline.say(format!(
+                "  (first stopped {caught_in_write} time(s) inside an SQLite write and resumed at \
+                 once: a member frozen holding SQLite's write lock stalls every member's \
+                 heartbeat until it continues, a limit of SQLite coordination)"
+            ));
+        }
         let pause_failover = self.takeover(paused, term, stopped, "the pause").await;
         // Past the liveness timeout for sure (a takeover needs it), and then some.
         let stopped_for = LIVENESS.max(stopped.elapsed()) + HEARTBEAT;
@@ -309,6 +315,32 @@ impl<'a> Demo<'a> {
             password = toml_str(&self.password),
             script = toml_str(&script),
         )
+    }
+
+    /// Stops the leader of the moment (SIGSTOP) at an instant it holds no SQLite write lock:
+    /// a stop inside a write is undone at once (SIGCONT) and tried again. Returns the member,
+    /// its term and how many stops were undone.
+    async fn pause_leader(&mut self) -> anyhow::Result<(usize, u64, usize)> {
+        let db = self.dir.join("coord.db");
+        let files = [
+            db.clone(),
+            db.with_extension("db-wal"),
+            db.with_extension("db-shm"),
+        ];
+        let mut undone = 0;
+        loop {
+            let (leader, term) = self.current_leader(None).await?;
+            self.members[leader].signal(Signal::SIGSTOP)?;
+            if !self.members[leader].holds_write_lock(&files) {
+                return Ok((leader, term, undone));
+            }
+            self.members[leader].signal(Signal::SIGCONT)?;
+            undone += 1;
+            if undone >= 200 {
+                bail!("the leader always held SQLite's write lock when stopped (200 tries)");
+            }
+            tokio::time::sleep(Duration::from_millis(7)).await;
+        }
     }
 
     /// Handled so far, from the handler's lines.
