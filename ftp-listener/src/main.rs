@@ -71,6 +71,10 @@ enum Dialect {
 fn main() -> ExitCode {
     let mut cli = Cli::parse();
     let command = cli.command.take().unwrap_or(Command::Run);
+    if matches!(command, Command::Demo(_)) && cli.config.is_some() {
+        eprintln!("ftp-listener: `demo` writes its members' configuration itself; drop --config");
+        return ExitCode::from(2);
+    }
     // The configuration is read before the subscriber is installed, so that `log.format`
     // applies to every line; `Config::load` logs nothing.
     let config = match command {

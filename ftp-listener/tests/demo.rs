@@ -79,4 +79,12 @@ fn bad_demo_options_are_refused() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--files"), "{stderr}");
+
+    let out = Command::new(BIN)
+        .args(["--config", "listener.toml", "demo"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("drop --config"), "{stderr}");
 }

@@ -274,6 +274,71 @@ fn every_metric_named_in_deploy_is_exported() {
     );
 }
 
+/// The ConfigMap's `listener.toml`.
+fn configmap_listener_toml() -> String {
+    let configmap = yaml_documents(&repo().join("deploy/kubernetes/configmap.yaml"))
+        .into_iter()
+        .find(|d| d.get("kind").and_then(|k| k.as_str()) == Some("ConfigMap"))
+        .expect("a ConfigMap");
+    configmap["data"]["listener.toml"]
+        .as_str()
+        .expect("data.listener.toml")
+        .to_string()
+}
+
+#[test]
+fn the_configmap_holds_a_configuration_the_binary_accepts() {
+    let text = configmap_listener_toml();
+    let value: toml::Table = toml::from_str(&text).expect("listener.toml is TOML");
+    assert_eq!(value["log"]["format"].as_str(), Some("json"));
+    assert!(
+        value.get("member_id").is_none(),
+        "the member ID comes from the pod's name"
+    );
+    let bind = value["http"]["bind"].as_str().expect("http.bind");
+    assert!(bind.ends_with(":9464"), "the probes' port: {bind}");
+    check_config_accepts(&text);
+}
+
+/// `check-config` accepts it, with the environment the Deployment sets, and redacts the
+/// password (this build has the backends it names).
+#[cfg(all(feature = "postgres", feature = "sftp"))]
+fn check_config_accepts(text: &str) {
+    let site = Site::new();
+    std::fs::write(site.path("listener.toml"), text).unwrap();
+    let secret = "from-the-k8s-secret-5d2a";
+    let mut proc = Proc::spawn_env(
+        site.dir.path(),
+        &["--config", "listener.toml", "check-config"],
+        &[
+            ("FTPL_MEMBER_ID", "ftp-listener-7d9c-abcde"),
+            ("FTPL_COORDINATION__POSTGRES__PASSWORD", secret),
+        ],
+    );
+    let status = proc.wait_exit(LIMIT).expect("check-config exits");
+    assert!(status.success(), "{}", proc.output());
+    // The last table, once the reader has it (the exit may come first).
+    assert!(
+        proc.wait_line("[log]", LIMIT).is_some(),
+        "{}",
+        proc.output()
+    );
+    let out = proc.output();
+    assert!(
+        out.contains("member_id = \"ftp-listener-7d9c-abcde\""),
+        "{out}"
+    );
+    assert!(!out.contains(secret), "{out}");
+}
+
+#[cfg(not(all(feature = "postgres", feature = "sftp")))]
+fn check_config_accepts(_: &str) {
+    println!(
+        "SKIPPED check-config of the ConfigMap's listener.toml: it needs the `postgres` and \
+         `sftp` features (scripts/test.sh builds them all)"
+    );
+}
+
 /// `$PROMTOOL`, `promtool` on PATH, or the one `scripts/setup/70-promtool.sh` unpacked.
 fn promtool() -> Option<PathBuf> {
     let root = std::env::var("TEST_ROOT").unwrap_or_else(|_| "/tmp/ha-listener-test".into());
