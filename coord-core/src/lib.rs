@@ -57,6 +57,7 @@
 #![deny(missing_docs)]
 
 mod config;
+mod dynamic;
 mod elector;
 mod fs;
 mod ids;
@@ -66,6 +67,9 @@ mod store;
 mod work;
 
 pub use config::{ConfigError, ElectionConfig, Timing};
+pub use dynamic::{
+    BoxReader, BoxWriter, DynFs, DynReader, DynStore, DynWriter, SharedSource, SharedStore,
+};
 pub use elector::{Action, ElectionError, Elector, Event, LossReason, Role};
 pub use fs::{
     EntryKind, FileReader, FileWriter, FsError, ListOptions, Listing, RemoteEntry, RemoteFs,

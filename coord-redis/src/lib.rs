@@ -46,8 +46,12 @@
 mod error;
 mod keys;
 mod lua;
+#[cfg(feature = "listener")]
+mod registry;
 mod settings;
 mod store;
 
+#[cfg(feature = "listener")]
+pub use registry::RedisBackend;
 pub use settings::{MAX_KEY_PREFIX_LEN, RedisSettings};
 pub use store::{CHUNK_VERSIONS, RedisStore};

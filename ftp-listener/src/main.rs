@@ -2,13 +2,12 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use coord_core::{CoordinationStore, GroupId};
-use listener::{AnyStore, BackendError, Config, LogFormat, RunError, open_source};
+use listener::{Config, LogFormat, Registry, RunError, Service, connect_store};
 
 #[cfg(feature = "demo")]
 mod demo;
@@ -76,13 +75,17 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     // The configuration is read before the subscriber is installed, so that `log.format`
-    // applies to every line; `Config::load` logs nothing.
-    let config = match command {
-        Command::PrintDdl { .. } | Command::Demo(_) => None,
-        _ => match Config::load(cli.config.as_deref()) {
-            Ok(config) => Some(config),
+    // applies to every line; loading it logs nothing.
+    let registry = Registry::builtin();
+    let configs = match command {
+        Command::PrintDdl { .. } | Command::Demo(_) => Vec::new(),
+        _ => match Config::load_all(cli.config.as_deref(), &registry)
+            .map_err(anyhow::Error::from)
+            .and_then(|configs| log_format(&configs).map(|_| configs))
+        {
+            Ok(configs) => configs,
             Err(e) => {
-                eprintln!("ftp-listener: {e}");
+                eprintln!("ftp-listener: {e:#}");
                 return ExitCode::from(1);
             }
         },
@@ -94,10 +97,7 @@ fn main() -> ExitCode {
     } else {
         "info"
     };
-    logging::init(
-        config.as_ref().map_or(LogFormat::Text, |c| c.log.format),
-        fallback,
-    );
+    logging::init(log_format(&configs).unwrap_or_default(), fallback);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -109,7 +109,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(dispatch(command, config)) {
+    match runtime.block_on(dispatch(command, configs, registry)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let refused = e
@@ -121,30 +121,91 @@ fn main() -> ExitCode {
     }
 }
 
-async fn dispatch(command: Command, config: Option<Config>) -> anyhow::Result<()> {
-    let config = match (command, config) {
-        (Command::PrintDdl { dialect }, _) => {
+/// The process's one log format: `log` is shared by every listener (set it at the top level
+/// of the file, not in a `[[listeners]]` entry).
+fn log_format(configs: &[Config]) -> anyhow::Result<LogFormat> {
+    let Some(first) = configs.first() else {
+        return Ok(LogFormat::default());
+    };
+    if let Some(other) = configs.iter().find(|c| c.log.format != first.log.format) {
+        bail!(
+            "`log.format` is one per process: listener `{}` has {:?}, listener `{}` has {:?}; \
+             set it at the top level of the file, not in [[listeners]]",
+            first.name,
+            first.log.format,
+            other.name,
+            other.log.format
+        );
+    }
+    Ok(first.log.format)
+}
+
+async fn dispatch(
+    command: Command,
+    configs: Vec<Config>,
+    registry: Registry,
+) -> anyhow::Result<()> {
+    match command {
+        Command::PrintDdl { dialect } => {
             print!("{}", ddl(dialect)?);
             return Ok(());
         }
-        (Command::Demo(args), _) => return run_demo(args).await,
-        (command, Some(config)) => (command, config),
-        (_, None) => unreachable!("main loads the configuration of every other command"),
-    };
-    let (command, config) = config;
+        Command::Demo(args) => return run_demo(args).await,
+        _ => {}
+    }
     match command {
-        Command::Run => run(config).await,
+        Command::Run => {
+            Service::from_configs(configs, registry)
+                .run(shutdown_signal())
+                .await?;
+            Ok(())
+        }
         Command::Migrate => {
-            AnyStore::connect(&config, true).await.context("migrate")?;
+            // Once per database, however many listeners share it.
+            let mut done: Vec<String> = Vec::new();
+            for config in &configs {
+                let target = format!("{:?}", config.coordination);
+                if done.contains(&target) {
+                    continue;
+                }
+                connect_store(config, &registry, true)
+                    .await
+                    .with_context(|| format!("migrate (listener `{}`)", config.name))?;
+                done.push(target);
+            }
             println!("schema is up to date");
             Ok(())
         }
-        Command::Status => status(config).await,
+        Command::Status => {
+            let many = configs.len() > 1;
+            for (i, config) in configs.into_iter().enumerate() {
+                if many {
+                    if i > 0 {
+                        println!();
+                    }
+                    println!("listener {}", config.name);
+                }
+                status(config, &registry).await?;
+            }
+            Ok(())
+        }
         Command::CheckConfig => {
-            // `Config::load` ran the checks of every setting, the backends' included; these
-            // are the ones `run` adds before it connects (the source is not opened).
-            listener::poll_settings(&config, config.source.path.clone())?;
-            print!("{}", config.to_redacted_toml());
+            // `Config::load_all` ran the checks of every setting, the backends' included;
+            // these are the ones `run` adds before it connects (the source is not opened).
+            let many = configs.len() > 1;
+            for config in &configs {
+                listener::poll_settings(config, config.source.path.clone())
+                    .with_context(|| format!("listener `{}`", config.name))?;
+            }
+            for config in &configs {
+                if many {
+                    println!("[[listeners]] # {}", config.name);
+                }
+                print!("{}", config.to_redacted_toml());
+                if many {
+                    println!();
+                }
+            }
             Ok(())
         }
         Command::PrintDdl { .. } | Command::Demo(_) => unreachable!("handled above"),
@@ -181,36 +242,6 @@ fn ddl(dialect: Dialect) -> anyhow::Result<String> {
     }
 }
 
-async fn run(config: Config) -> anyhow::Result<()> {
-    let (fs, dir) = open_source(&config)?;
-    let shutdown = shutdown_signal();
-    tokio::pin!(shutdown);
-    // A database that is down at start is waited for (with backoff) rather than crashing
-    // the process; a refusal (schema, credentials) ends it at once.
-    let mut backoff = Duration::from_millis(500);
-    let store = loop {
-        let attempt = AnyStore::connect(&config, config.migrate_on_start());
-        let result = tokio::select! {
-            result = attempt => result,
-            () = &mut shutdown => return Ok(()),
-        };
-        match result {
-            Ok(store) => break store,
-            Err(BackendError::Store(e)) if e.is_transient() => {
-                tracing::warn!(error = %e, retry_in = ?backoff, "coordination store unavailable");
-                tokio::select! {
-                    () = tokio::time::sleep(backoff) => {}
-                    () = &mut shutdown => return Ok(()),
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
-            }
-            Err(e) => return Err(e.into()),
-        }
-    };
-    listener::run(&config, Arc::new(store), Arc::new(fs), dir, shutdown).await?;
-    Ok(())
-}
-
 /// SIGTERM or SIGINT.
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
@@ -229,9 +260,9 @@ async fn shutdown_signal() {
 }
 
 /// One read-only observation (term, holder, members in one step): nothing is written.
-async fn status(config: Config) -> anyhow::Result<()> {
+async fn status(config: Config, registry: &Registry) -> anyhow::Result<()> {
     let election = config.election()?;
-    let store = AnyStore::connect(&config, false).await?;
+    let store = connect_store(&config, registry, false).await?;
     let group: GroupId = election.group.clone();
     let observation = store.observe(&group).await?;
     let members = &observation.members;

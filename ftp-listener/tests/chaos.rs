@@ -273,7 +273,11 @@ fn paused_leader_is_fenced_after_it_resumes(db: Db) {
     let config = listener::Config::load(Some(&a.config)).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let store = rt
-        .block_on(listener::AnyStore::connect(&config, false))
+        .block_on(listener::connect_store(
+            &config,
+            &listener::Registry::builtin(),
+            false,
+        ))
         .unwrap();
     let gid = GroupId::new(group.name.clone()).unwrap();
     let ledger = rt.block_on(store.load_ledger(&gid)).unwrap();

@@ -615,7 +615,11 @@ fn chaos_files(db: Db, kind: SourceKind) {
     // The ledger, read with the store API (directly, not through a proxy).
     let config = listener::Config::load(Some(&dir.join("migrate.toml"))).unwrap();
     let store = rt
-        .block_on(listener::AnyStore::connect(&config, false))
+        .block_on(listener::connect_store(
+            &config,
+            &listener::Registry::builtin(),
+            false,
+        ))
         .unwrap();
     let gid = GroupId::new(group.name.clone()).unwrap();
     let load = || rt.block_on(store.load_ledger(&gid)).unwrap();

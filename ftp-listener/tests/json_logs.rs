@@ -52,6 +52,16 @@ fn find<'a>(objects: &'a [Value], message: &str, all: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no `{message}` line in:\n{all}"))
 }
 
+/// The `listener` of the `became leader` line: a non-empty string.
+fn leader_listener(objects: &[Value], all: &str) -> String {
+    let name = find(objects, "became leader", all)["listener"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no `listener` on `became leader`:\n{all}"))
+        .to_string();
+    assert!(!name.is_empty(), "{all}");
+    name
+}
+
 #[test]
 fn json_lines_are_objects_with_stable_field_names() {
     let site = Site::new();
@@ -74,9 +84,11 @@ fn json_lines_are_objects_with_stable_field_names() {
 
     let started = find(&objects, "ftp-listener started", &all);
     assert_eq!(started["member"], "member-j", "{started}");
-    assert_eq!(started["group"], "e2e", "{started}");
+    assert_eq!(started["listeners"], "e2e", "{started}");
     assert_eq!(started["level"], "INFO", "{started}");
 
+    // The listener's name (one listener here: named after the group unless `name` is set).
+    let listener = leader_listener(&objects, &all);
     let leader = find(&objects, "became leader", &all);
     assert_eq!(leader["member"], "member-j", "{leader}");
     assert_eq!(leader["group"], "e2e", "{leader}");
@@ -89,6 +101,7 @@ fn json_lines_are_objects_with_stable_field_names() {
         let line = find(&objects, message, &all);
         assert_eq!(line["member"], "member-j", "{line}");
         assert_eq!(line["group"], "e2e", "{line}");
+        assert_eq!(line["listener"].as_str(), Some(listener.as_str()), "{line}");
         assert_eq!(line["term"].as_u64(), Some(term), "{line}");
         assert_eq!(line["path"].as_str(), Some(path.as_str()), "{line}");
         assert_eq!(line["redelivery"], false, "{line}");

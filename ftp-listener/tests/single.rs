@@ -5,7 +5,7 @@ mod common;
 use std::io::Write;
 use std::time::Duration;
 
-use common::{Proc, Site, wait_for};
+use common::{Proc, Site, http_get, wait_for};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -213,20 +213,6 @@ fn a_bad_config_names_the_field_and_the_file() {
     );
 }
 
-fn http_get(addr: &str, path: &str) -> (u16, String) {
-    use std::io::Read;
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    let code = text.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (code, body)
-}
-
 #[test]
 fn endpoints_and_the_status_command() {
     let site = Site::new();
@@ -259,16 +245,22 @@ fn endpoints_and_the_status_command() {
     // The file is moved before its `done` is recorded: wait for the counter.
     let metrics = wait_for(LIMIT, || {
         let (code, text) = http_get(&addr, "/metrics");
-        (code == 200 && text.lines().any(|l| l == "ftpl_files_done_total 1")).then_some(text)
+        (code == 200
+            && text
+                .lines()
+                .any(|l| l == "ftpl_files_done_total{listener=\"e2e\"} 1"))
+        .then_some(text)
     })
     .expect("files_done reaches 1");
-    for line in [
-        "ftpl_role 1",
-        "ftpl_term 1",
-        "ftpl_takeovers_total 1",
-        "ftpl_files_dispatched_total 1",
-        "ftpl_files_done_total 1",
+    // Every sample carries the listener's name (here the group's, as none is set).
+    for (name, value) in [
+        ("ftpl_role", 1),
+        ("ftpl_term", 1),
+        ("ftpl_takeovers_total", 1),
+        ("ftpl_files_dispatched_total", 1),
+        ("ftpl_files_done_total", 1),
     ] {
+        let line = format!("{name}{{listener=\"e2e\"}} {value}");
         assert!(
             metrics.lines().any(|l| l == line),
             "{line} missing:\n{metrics}"

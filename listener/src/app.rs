@@ -6,12 +6,9 @@ use std::sync::Arc;
 use coord_core::{CoordinationStore, ElectionError, ListOptions, RemoteFs};
 
 use crate::api::FileHandler;
-use crate::config::{Config, SourceKind};
-use crate::driver::ElectionDriver;
-use crate::handler::Handler;
-use crate::http::{self, Endpoints};
-use crate::metrics::Metrics;
-use crate::poller::{PollSettings, Poller};
+use crate::config::Config;
+use crate::poller::PollSettings;
+use crate::service::{Listener, Service};
 
 /// Why a member stopped other than by a shutdown request.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +31,22 @@ pub enum RunError {
     /// The election task panicked.
     #[error("election task failed: {0}")]
     Task(String),
+    /// A store or source could not be set up (settings, credentials, a missing feature).
+    #[error("listener `{listener}`: {error}")]
+    Backend {
+        /// The listener's name.
+        listener: String,
+        /// The cause.
+        error: crate::backends::BackendError,
+    },
+    /// The builder lacks a part.
+    #[error("listener `{listener}`: {what}")]
+    Incomplete {
+        /// The listener's name.
+        listener: String,
+        /// What is missing.
+        what: &'static str,
+    },
 }
 
 /// The poll loop's settings from the configuration; `dir` is the source directory in the
@@ -48,7 +61,7 @@ pub fn poll_settings(
     let mut done_dir = config.done_dir.clone().unwrap_or_default();
     let mut error_dir = config.error_dir.clone().unwrap_or_default();
     let mut dir = dir;
-    if config.source.kind == SourceKind::Local {
+    if config.loaded.source_is_local {
         // One spelling for all three (`./inbox` and `/srv/inbox/.done` alike), so the done and
         // error folders are recognised, and skipped, inside a recursive listing.
         dir = local_absolute("source.path", &dir)?;
@@ -84,7 +97,9 @@ fn local_absolute(field: &'static str, path: &str) -> Result<String, coord_core:
 }
 
 /// Runs one member until `shutdown` completes (then stops the poll loop, releases the token
-/// and returns Ok) or the election refuses to run.
+/// and returns Ok) or the election refuses to run. The handler is the configured one
+/// (`handler`). See [`Listener::builder`] to compose one in code, and [`Service`] for several
+/// in one process.
 pub async fn run<S, F>(
     config: &Config,
     store: Arc<S>,
@@ -96,7 +111,8 @@ where
     S: CoordinationStore + 'static,
     F: RemoteFs + 'static,
 {
-    let handler: Arc<dyn FileHandler> = Arc::new(Handler::from_config(&config.handler));
+    let handler: Arc<dyn FileHandler> =
+        Arc::new(crate::handler::Handler::from_config(&config.handler));
     run_with_handler(config, store, fs, dir, handler, shutdown).await
 }
 
@@ -114,78 +130,128 @@ where
     S: CoordinationStore + 'static,
     F: RemoteFs + 'static,
 {
-    let election = config.election()?;
-    let settings = poll_settings(config, dir)?;
-    let metrics = Arc::new(Metrics::default());
-    let driver = ElectionDriver::new(election.clone(), store.clone(), metrics.clone());
-    let gate = driver.gate();
-    let status = driver.subscribe();
-    let stop = driver.stop_handle();
-
-    let endpoints = Endpoints {
-        status: status.clone(),
-        metrics: metrics.clone(),
-        renew_deadline: election.timing.renew_deadline,
-    };
-    let (bound, serve) = http::bind(config.http.bind, endpoints)
+    let listener = Listener::builder(&config.name)
+        .config(config.clone())
+        .store(ArcStore(store))
+        .source(ArcFs(fs), dir)
+        .local_paths(config.loaded.source_is_local)
+        .handler_arc(handler)
+        .build()?;
+    Service::new(config.http.bind)
+        .listener(listener)
+        .run(shutdown)
         .await
-        .map_err(|cause| RunError::Bind {
-            addr: config.http.bind,
-            cause,
-        })?;
-    tracing::info!(
-        member = %election.member,
-        group = %election.group,
-        http = %bound,
-        "ftp-listener started"
-    );
-    let http_task = tokio::spawn(serve);
+}
 
-    // The seeds' `fileNamePattern` (a regex) filters the listing before the poll loop's glob.
-    let pattern = config
-        .file_name_pattern
-        .as_deref()
-        .map(crate::seed_config::compile_pattern)
-        .transpose()?;
-    let marker = config.stability.done_marker_suffix.clone();
-    let fs = Arc::new(crate::seed_config::NamePatternFs::new(fs, pattern, marker));
-    let poller = Poller::new(store, fs, gate, status, settings, handler, metrics);
-    let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
-    let mut poll_task = tokio::spawn(poller.with_drain(drain_rx).run());
-    let mut election_task = tokio::spawn(driver.run());
+/// A store already behind an `Arc` (the generic entry points' argument).
+struct ArcStore<S>(Arc<S>);
 
-    let result = tokio::select! {
-        joined = &mut election_task => Some(joined),
-        () = shutdown => None,
-    };
-    // Stop dispatching first: nothing new is claimed, the handler in flight gets
-    // `shutdown_grace` to finish (then it is killed, and the next leader redelivers it).
-    // Only then is the token released, so a standby takes over within about one heartbeat
-    // and never while this member still works on a file.
-    let joined = match result {
-        Some(joined) => {
-            poll_task.abort();
-            let _ = poll_task.await;
-            joined
-        }
-        None => {
-            tracing::info!(grace = ?config.shutdown_grace, "shutdown requested: draining");
-            drain_tx.send_replace(true);
-            if tokio::time::timeout(config.shutdown_grace, &mut poll_task)
-                .await
-                .is_err()
-            {
-                tracing::warn!("the handler did not finish within shutdown_grace: stopping it");
-                poll_task.abort();
-                let _ = poll_task.await;
-            }
-            stop.stop();
-            election_task.await
-        }
-    };
-    http_task.abort();
-    match joined {
-        Ok(outcome) => outcome.map_err(RunError::from),
-        Err(e) => Err(RunError::Task(e.to_string())),
+impl<S: CoordinationStore> CoordinationStore for ArcStore<S> {
+    fn heartbeat(
+        &self,
+        request: &coord_core::HeartbeatRequest,
+    ) -> impl Future<Output = Result<coord_core::Observation, coord_core::StoreError>> + Send {
+        self.0.heartbeat(request)
+    }
+    fn take_over(
+        &self,
+        request: &coord_core::TakeoverRequest,
+    ) -> impl Future<Output = Result<coord_core::TakeoverOutcome, coord_core::StoreError>> + Send
+    {
+        self.0.take_over(request)
+    }
+    fn release(
+        &self,
+        fence: &coord_core::Fence,
+    ) -> impl Future<Output = Result<(), coord_core::StoreError>> + Send {
+        self.0.release(fence)
+    }
+    fn leave(
+        &self,
+        group: &coord_core::GroupId,
+        member: &coord_core::MemberId,
+        incarnation: coord_core::Incarnation,
+    ) -> impl Future<Output = Result<(), coord_core::StoreError>> + Send {
+        self.0.leave(group, member, incarnation)
+    }
+    fn load_ledger(
+        &self,
+        group: &coord_core::GroupId,
+    ) -> impl Future<Output = Result<Vec<coord_core::LedgerRecord>, coord_core::StoreError>> + Send
+    {
+        self.0.load_ledger(group)
+    }
+    fn claim(
+        &self,
+        fence: &coord_core::Fence,
+        versions: &[coord_core::FileVersion],
+    ) -> impl Future<Output = Result<Vec<coord_core::ClaimOutcome>, coord_core::StoreError>> + Send
+    {
+        self.0.claim(fence, versions)
+    }
+    fn record(
+        &self,
+        fence: &coord_core::Fence,
+        updates: &[coord_core::LedgerUpdate],
+    ) -> impl Future<Output = Result<(), coord_core::StoreError>> + Send {
+        self.0.record(fence, updates)
+    }
+    fn observe(
+        &self,
+        group: &coord_core::GroupId,
+    ) -> impl Future<Output = Result<coord_core::GroupView, coord_core::StoreError>> + Send {
+        self.0.observe(group)
+    }
+    fn members(
+        &self,
+        group: &coord_core::GroupId,
+    ) -> impl Future<Output = Result<Vec<coord_core::MemberStatus>, coord_core::StoreError>> + Send
+    {
+        self.0.members(group)
+    }
+}
+
+/// A source already behind an `Arc`.
+struct ArcFs<F>(Arc<F>);
+
+impl<F: RemoteFs> RemoteFs for ArcFs<F> {
+    type Reader = F::Reader;
+    type Writer = F::Writer;
+
+    fn list(
+        &self,
+        dir: &str,
+        options: &ListOptions,
+    ) -> impl Future<Output = Result<coord_core::Listing, coord_core::FsError>> + Send {
+        self.0.list(dir, options)
+    }
+    fn open_read(
+        &self,
+        path: &str,
+    ) -> impl Future<Output = Result<F::Reader, coord_core::FsError>> + Send {
+        self.0.open_read(path)
+    }
+    fn open_write(
+        &self,
+        path: &str,
+    ) -> impl Future<Output = Result<F::Writer, coord_core::FsError>> + Send {
+        self.0.open_write(path)
+    }
+    fn rename(
+        &self,
+        from: &str,
+        to: &str,
+        mode: coord_core::RenameMode,
+    ) -> impl Future<Output = Result<(), coord_core::FsError>> + Send {
+        self.0.rename(from, to, mode)
+    }
+    fn delete(&self, path: &str) -> impl Future<Output = Result<(), coord_core::FsError>> + Send {
+        self.0.delete(path)
+    }
+    fn create_dir_all(
+        &self,
+        path: &str,
+    ) -> impl Future<Output = Result<(), coord_core::FsError>> + Send {
+        self.0.create_dir_all(path)
     }
 }

@@ -10,6 +10,15 @@ use figment::Figment;
 use figment::value::Value;
 use serde::{Deserialize, Serialize};
 
+#[cfg_attr(
+    not(any(
+        feature = "postgres",
+        feature = "mysql",
+        feature = "ftp",
+        feature = "sftp"
+    )),
+    allow(unused_imports)
+)]
 use crate::config::{Backend, Config, SourceKind};
 
 /// A backend's settings table as written, printed with every secret replaced by `***`:
@@ -52,7 +61,38 @@ fn redact(key: &str, value: &Value) -> Value {
     }
 }
 
+/// A value under `[coordination]` or `[source]` that is not one of their keys: the settings
+/// table of a registered backend (refused at load when it is not one). Printed and
+/// `Debug`-formatted with its secrets redacted, like [`RawSettings`].
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct RawTable(pub(crate) Value);
+
+impl RawTable {
+    /// Whether it is a table (not a single value).
+    pub fn is_table(&self) -> bool {
+        matches!(self.0, Value::Dict(..))
+    }
+}
+
+impl Serialize for RawTable {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        redact("", &self.0).serialize(s)
+    }
+}
+
+impl fmt::Debug for RawTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&display_value(&redact("", &self.0)))
+    }
+}
+
 impl RawSettings {
+    /// The table as written, secrets included (never printed).
+    pub(crate) fn values(&self) -> &BTreeMap<String, Value> {
+        &self.0
+    }
+
     fn redacted(&self) -> BTreeMap<String, Value> {
         self.0
             .iter()
@@ -146,24 +186,10 @@ pub(crate) enum ExtractError {
         allow(dead_code)
     )]
     Figment(Box<figment::Error>, &'static str),
-    /// A rule of ours.
+    /// A rule of ours, or a registered backend's check.
     Rule(coord_core::ConfigError),
-}
-
-#[cfg_attr(
-    all(
-        feature = "postgres",
-        feature = "mysql",
-        feature = "ftp",
-        feature = "sftp"
-    ),
-    allow(dead_code)
-)]
-fn not_built(field: &'static str, value: &str) -> ExtractError {
-    ExtractError::Rule(coord_core::ConfigError::new(
-        field,
-        format!("`{value}` needs a build with the `{value}` cargo feature"),
-    ))
+    /// A registered backend's check, its message naming the key.
+    Settings(crate::registry::SettingsError),
 }
 
 #[cfg_attr(
@@ -178,87 +204,112 @@ fn not_built(field: &'static str, value: &str) -> ExtractError {
 fn extract<T: serde::de::DeserializeOwned>(
     figment: &Figment,
     key: &'static str,
-) -> Result<T, ExtractError> {
+) -> Result<Option<T>, ExtractError> {
     if !figment.contains(key) {
-        return Err(ExtractError::Rule(coord_core::ConfigError::new(
-            key,
-            "missing: this backend needs its settings table",
-        )));
+        return Ok(None);
     }
     figment
         .extract_inner(key)
+        .map(Some)
         .map_err(|e| ExtractError::Figment(Box::new(e), key))
 }
 
-/// A backend crate's own check (the one `run` meets when it builds the store or the source),
-/// as a rule on the table: `check-config` refuses what `run` refuses.
-#[cfg_attr(
-    not(any(
-        feature = "postgres",
-        feature = "mysql",
-        feature = "ftp",
-        feature = "sftp"
-    )),
-    allow(dead_code)
-)]
-fn rule(key: &'static str, error: impl fmt::Display) -> ExtractError {
-    ExtractError::Rule(coord_core::ConfigError::new(key, error.to_string()))
+/// Refuses a key under `[coordination]` or `[source]` that is neither one of theirs nor the
+/// settings table of a registered backend.
+pub(crate) fn check_tables(
+    config: &Config,
+    registry: &crate::registry::Registry,
+) -> Result<(), coord_core::ConfigError> {
+    let rule = |field: &'static str, message: String| coord_core::ConfigError::new(field, message);
+    // The names first: a table of an unknown backend is explained by its name.
+    let store = config.coordination.backend.name();
+    if registry.store(store).is_none() {
+        return Err(rule("coordination.backend", registry.unknown_store(store)));
+    }
+    let source = config.source.kind.name();
+    if registry.source(source).is_none() {
+        return Err(rule("source.kind", registry.unknown_source(source)));
+    }
+    for (table, known, what) in [
+        (
+            &config.coordination.tables,
+            registry.store_names().collect::<Vec<_>>(),
+            "coordination",
+        ),
+        (
+            &config.source.tables,
+            registry.source_names().collect::<Vec<_>>(),
+            "source",
+        ),
+    ] {
+        if let Some((key, value)) = table
+            .iter()
+            .find(|(key, value)| !value.is_table() || !known.contains(&key.as_str()))
+        {
+            let field = if what == "source" {
+                "source"
+            } else {
+                "coordination"
+            };
+            let why = if value.is_table() {
+                format!(
+                    "`{what}.{key}`: unknown key (a table here is the settings of a \
+                         registered backend; this build knows {})",
+                    known.join(", ")
+                )
+            } else {
+                format!("`{what}.{key}`: unknown key")
+            };
+            return Err(rule(field, why));
+        }
+    }
+    Ok(())
 }
 
 impl BackendSettings {
-    /// Extracts the tables of the backends `config` selects.
+    /// Checks the selected store and source with their registered backends (unknown names
+    /// and unknown tables refused), then extracts the typed settings of the built-in ones.
     #[allow(unused_mut, unused_variables)]
-    pub(crate) fn extract(figment: &Figment, config: &Config) -> Result<Self, ExtractError> {
+    pub(crate) fn extract(
+        figment: &Figment,
+        config: &Config,
+        registry: &crate::registry::Registry,
+    ) -> Result<Self, ExtractError> {
+        use crate::registry::Settings;
+        let rule = |field: &'static str, message: String| {
+            ExtractError::Rule(coord_core::ConfigError::new(field, message))
+        };
+        let store = config.coordination.backend.name();
+        let backend = registry
+            .store(store)
+            .ok_or_else(|| rule("coordination.backend", registry.unknown_store(store)))?;
+        let source = config.source.kind.name();
+        let source_backend = registry
+            .source(source)
+            .ok_or_else(|| rule("source.kind", registry.unknown_source(source)))?;
+        backend
+            .check(&Settings::new(
+                figment.clone(),
+                format!("coordination.{store}"),
+            ))
+            .map_err(ExtractError::Settings)?;
+        source_backend
+            .check(&Settings::new(figment.clone(), format!("source.{source}")))
+            .map_err(ExtractError::Settings)?;
         let mut out = BackendSettings::default();
         match config.coordination.backend {
-            Backend::Sqlite => {}
             #[cfg(feature = "postgres")]
-            Backend::Postgres => {
-                let key = "coordination.postgres";
-                let settings: coord_postgres::PgSettings = extract(figment, key)?;
-                settings.validate().map_err(|e| rule(key, e))?;
-                out.postgres = Some(settings);
-            }
-            #[cfg(not(feature = "postgres"))]
-            Backend::Postgres => return Err(not_built("coordination.backend", "postgres")),
+            Backend::Postgres => out.postgres = extract(figment, "coordination.postgres")?,
             #[cfg(feature = "mysql")]
-            Backend::Mysql => {
-                let key = "coordination.mysql";
-                // coord-mysql's own switch; the listener's is `coordination.migrate_on_start`,
-                // which would silently override it.
-                if figment.contains("coordination.mysql.migrate_on_connect") {
-                    return Err(rule(
-                        key,
-                        "`migrate_on_connect` is coord-mysql's own switch, not a listener key: \
-                         set coordination.migrate_on_start",
-                    ));
-                }
-                out.mysql = Some(extract(figment, key)?);
-            }
-            #[cfg(not(feature = "mysql"))]
-            Backend::Mysql => return Err(not_built("coordination.backend", "mysql")),
+            Backend::Mysql => out.mysql = extract(figment, "coordination.mysql")?,
+            _ => {}
         }
         match config.source.kind {
-            SourceKind::Local => {}
             #[cfg(feature = "ftp")]
-            SourceKind::Ftp => {
-                let key = "source.ftp";
-                let settings: transfer_ftp::FtpSettings = extract(figment, key)?;
-                // What `open_source` builds: no connection is made.
-                transfer_ftp::FtpFs::new(settings.clone()).map_err(|e| rule(key, e))?;
-                out.ftp = Some(settings);
-            }
-            #[cfg(not(feature = "ftp"))]
-            SourceKind::Ftp => return Err(not_built("source.kind", "ftp")),
+            SourceKind::Ftp => out.ftp = extract(figment, "source.ftp")?,
             #[cfg(feature = "sftp")]
-            SourceKind::Sftp => {
-                let key = "source.sftp";
-                let settings: transfer_sftp::SftpSettings = extract(figment, key)?;
-                transfer_sftp::SftpFs::new(settings.clone()).map_err(|e| rule(key, e))?;
-                out.sftp = Some(settings);
-            }
-            #[cfg(not(feature = "sftp"))]
-            SourceKind::Sftp => return Err(not_built("source.kind", "sftp")),
+            SourceKind::Sftp => out.sftp = extract(figment, "source.sftp")?,
+            _ => {}
         }
         Ok(out)
     }

@@ -1,35 +1,34 @@
-//! The stores and sources compiled into this build (cargo features `sqlite`, `postgres`,
-//! `mysql`, `ftp`, `sftp`), as one enum each that implements the trait by delegation.
-//!
-//! A backend whose crate is not yet wired here is refused with a clear error naming the
-//! feature; the enums grow an arm per backend without any change to the core.
+//! The built-in stores and sources (cargo features `sqlite`, `postgres`, `mysql`, `ftp`,
+//! `sftp`; `local` always), registered in [`Registry::builtin`] exactly as a user's own
+//! backend is, and the two calls that turn a configuration into a store and a source through
+//! a registry.
 
-use std::path::Path;
+use async_trait::async_trait;
+use coord_core::{SharedSource, SharedStore, StoreError};
 
-use coord_core::{
-    ClaimOutcome, CoordinationStore, Fence, FileReader, FileVersion, FileWriter, FsError, GroupId,
-    GroupView, HeartbeatRequest, Incarnation, LedgerRecord, LedgerUpdate, ListOptions, Listing,
-    MemberId, MemberStatus, Observation, RemoteFs, RenameMode, StoreError, TakeoverOutcome,
-    TakeoverRequest,
-};
-
-use crate::config::{Backend, Config, SourceKind};
-use crate::local::{LocalFs, LocalReader, LocalWriter};
+use crate::config::Config;
+#[cfg(feature = "sqlite")]
+use crate::config::SqliteConfig;
+use crate::local::LocalFs;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+use crate::registry::StoreBackend;
+use crate::registry::{Registry, Settings, SettingsError, SourceBackend};
 
 /// Why a backend could not be set up.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BackendError {
-    /// The configuration asks for a backend this build does not contain.
-    #[error("`{field} = \"{value}\"` needs a build with the `{feature}` cargo feature")]
-    NotBuilt {
+    /// The configuration names a backend this build does not contain.
+    #[error("`{field}`: {message}")]
+    Unknown {
         /// The configuration key.
         field: &'static str,
-        /// Its value.
-        value: &'static str,
-        /// The cargo feature to enable.
-        feature: &'static str,
+        /// What is missing (the cargo feature to enable, or the known names).
+        message: String,
     },
+    /// A backend's settings table is missing or wrong.
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
     /// The store refused to connect or migrate.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -43,32 +42,12 @@ pub enum BackendError {
     },
 }
 
-/// The coordination store chosen by `coordination.backend`.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum AnyStore {
-    /// SQLite (feature `sqlite`).
-    #[cfg(feature = "sqlite")]
-    Sqlite(coord_sqlite::SqliteStore),
-    /// PostgreSQL (feature `postgres`).
-    #[cfg(feature = "postgres")]
-    Postgres(coord_postgres::PgStore),
-    /// MySQL/MariaDB (feature `mysql`).
-    #[cfg(feature = "mysql")]
-    Mysql(coord_mysql::MySqlStore),
-}
-
-macro_rules! delegate {
-    ($self:ident, $s:ident => $call:expr) => {
-        match *$self {
-            #[cfg(feature = "sqlite")]
-            AnyStore::Sqlite(ref $s) => $call,
-            #[cfg(feature = "postgres")]
-            AnyStore::Postgres(ref $s) => $call,
-            #[cfg(feature = "mysql")]
-            AnyStore::Mysql(ref $s) => $call,
-        }
-    };
+impl BackendError {
+    /// Whether retrying may cure it (a database that is down), as opposed to a refusal
+    /// (settings, credentials, schema).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, BackendError::Store(e) if e.is_transient())
+    }
 }
 
 /// The store crates' schema errors name their own settings (`migrate_on_connect` on MySQL,
@@ -89,11 +68,63 @@ fn listener_schema_hint(error: StoreError) -> StoreError {
     }
 }
 
+/// Connects to the store `config` names (`coordination.backend`) through `registry`; with
+/// `migrate` the schema is created or upgraded first. A permanent error (bad credentials,
+/// bad settings) is never reported as transient, with or without `migrate`.
+pub async fn connect_store(
+    config: &Config,
+    registry: &Registry,
+    migrate: bool,
+) -> Result<SharedStore, BackendError> {
+    let name = config.coordination.backend.name();
+    let backend = registry.store(name).ok_or_else(|| BackendError::Unknown {
+        field: "coordination.backend",
+        message: registry.unknown_store(name),
+    })?;
+    let settings = config.settings(&format!("coordination.{name}"));
+    let result = backend.connect(&settings, migrate).await;
+    if migrate {
+        Ok(result?)
+    } else {
+        result.map_err(|e| BackendError::Store(listener_schema_hint(e)))
+    }
+}
+
+/// Opens the source `config` names (`source.kind`) through `registry`; returns it with the
+/// directory to list in its own terms. A local directory is created if missing.
+pub async fn open_source(
+    config: &Config,
+    registry: &Registry,
+) -> Result<(SharedSource, String), BackendError> {
+    let name = config.source.kind.name();
+    let backend = registry.source(name).ok_or_else(|| BackendError::Unknown {
+        field: "source.kind",
+        message: registry.unknown_source(name),
+    })?;
+    let settings = config.settings(&format!("source.{name}"));
+    backend.open(&settings, &config.source.path).await
+}
+
+pub(crate) fn register_builtin(registry: Registry) -> Registry {
+    let registry = registry.with_source("local", Local);
+    #[cfg(feature = "sqlite")]
+    let registry = registry.with_store("sqlite", Sqlite);
+    #[cfg(feature = "postgres")]
+    let registry = registry.with_store("postgres", Postgres);
+    #[cfg(feature = "mysql")]
+    let registry = registry.with_store("mysql", Mysql);
+    #[cfg(feature = "ftp")]
+    let registry = registry.with_source("ftp", Ftp);
+    #[cfg(feature = "sftp")]
+    let registry = registry.with_source("sftp", Sftp);
+    registry
+}
+
 /// A connect that migrates is preceded by one that does not, where the migrator cannot tell a
 /// refused login from a server that is down (it reports both as transient): a permanent
 /// refusal (wrong password, unknown role or database, bad TLS settings) is returned as it is,
 /// so the caller does not retry it. A missing or old schema is what the migration is for.
-#[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
+#[cfg(feature = "postgres")]
 fn permanent(result: &Result<(), StoreError>) -> Option<StoreError> {
     match result {
         Err(e @ StoreError::Connect { .. }) if !e.is_transient() => Some(e.clone()),
@@ -102,314 +133,223 @@ fn permanent(result: &Result<(), StoreError>) -> Option<StoreError> {
     }
 }
 
-impl AnyStore {
-    /// Connects to the configured store; with `migrate` the schema is created or upgraded
-    /// first. A permanent error (bad credentials, bad settings) is never reported as
-    /// transient, with or without `migrate`.
-    pub async fn connect(config: &Config, migrate: bool) -> Result<AnyStore, BackendError> {
-        let result = Self::connect_inner(config, migrate).await;
-        if migrate {
-            result
+/// A backend crate's own check as a rule on its table.
+#[cfg(any(feature = "postgres", feature = "ftp", feature = "sftp"))]
+fn rule(settings: &Settings, error: impl std::fmt::Display) -> SettingsError {
+    settings.invalid(error)
+}
+
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+fn settings_to_store(e: SettingsError) -> StoreError {
+    StoreError::Connect {
+        target: "settings".to_string(),
+        cause: e.to_string(),
+        transient: false,
+    }
+}
+
+/// `coordination.backend = "sqlite"`: one file, one host.
+#[cfg(feature = "sqlite")]
+#[derive(Debug)]
+struct Sqlite;
+
+#[cfg(feature = "sqlite")]
+#[async_trait]
+impl StoreBackend for Sqlite {
+    fn check(&self, settings: &Settings) -> Result<(), SettingsError> {
+        sqlite_config(settings).map(drop)
+    }
+
+    async fn connect(&self, settings: &Settings, migrate: bool) -> Result<SharedStore, StoreError> {
+        let config = sqlite_config(settings).map_err(|e| StoreError::Connect {
+            target: "settings".to_string(),
+            cause: e.to_string(),
+            transient: false,
+        })?;
+        let mut settings = coord_sqlite::SqliteSettings::new(config.path.to_string_lossy());
+        settings.migrate = migrate;
+        if migrate
+            && let Some(parent) = std::path::Path::new(&settings.path)
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+        {
+            let _ = tokio::fs::create_dir_all(parent).await;
+        }
+        let store = coord_sqlite::SqliteStore::connect(settings).await?;
+        Ok(SharedStore::new("sqlite", store))
+    }
+
+    fn migrates_by_default(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(feature = "sqlite")]
+fn sqlite_config(settings: &Settings) -> Result<SqliteConfig, SettingsError> {
+    if settings.is_present() {
+        settings.extract()
+    } else {
+        Ok(SqliteConfig::default())
+    }
+}
+
+/// `coordination.backend = "postgres"`.
+#[cfg(feature = "postgres")]
+#[derive(Debug)]
+struct Postgres;
+
+#[cfg(feature = "postgres")]
+#[async_trait]
+impl StoreBackend for Postgres {
+    fn check(&self, settings: &Settings) -> Result<(), SettingsError> {
+        let pg: coord_postgres::PgSettings = settings.extract()?;
+        pg.validate().map_err(|e| rule(settings, e))
+    }
+
+    async fn connect(&self, settings: &Settings, migrate: bool) -> Result<SharedStore, StoreError> {
+        let pg: coord_postgres::PgSettings = settings.extract().map_err(settings_to_store)?;
+        let store = if migrate {
+            let store = coord_postgres::PgStore::open(pg)?;
+            if let Some(e) = permanent(&store.check_schema().await) {
+                return Err(e);
+            }
+            store.migrate().await?;
+            store
         } else {
-            result.map_err(|e| match e {
-                BackendError::Store(e) => BackendError::Store(listener_schema_hint(e)),
-                other => other,
-            })
-        }
-    }
-
-    async fn connect_inner(config: &Config, migrate: bool) -> Result<AnyStore, BackendError> {
-        match config.coordination.backend {
-            #[cfg(feature = "sqlite")]
-            Backend::Sqlite => {
-                let path = config
-                    .coordination
-                    .sqlite
-                    .path
-                    .to_string_lossy()
-                    .into_owned();
-                let mut settings = coord_sqlite::SqliteSettings::new(path);
-                settings.migrate = migrate;
-                if migrate
-                    && let Some(parent) = Path::new(&settings.path)
-                        .parent()
-                        .filter(|p| !p.as_os_str().is_empty())
-                {
-                    let _ = tokio::fs::create_dir_all(parent).await;
-                }
-                Ok(AnyStore::Sqlite(
-                    coord_sqlite::SqliteStore::connect(settings).await?,
-                ))
-            }
-            #[cfg(not(feature = "sqlite"))]
-            Backend::Sqlite => Err(not_built("sqlite")),
-            #[cfg(feature = "postgres")]
-            Backend::Postgres => {
-                let settings = config
-                    .backends
-                    .postgres
-                    .clone()
-                    .ok_or_else(|| not_built("postgres"))?;
-                if migrate {
-                    let store = coord_postgres::PgStore::open(settings)?;
-                    if let Some(e) = permanent(&store.check_schema().await) {
-                        return Err(e.into());
-                    }
-                    store.migrate().await?;
-                    Ok(AnyStore::Postgres(store))
-                } else {
-                    Ok(AnyStore::Postgres(
-                        coord_postgres::PgStore::connect(settings).await?,
-                    ))
-                }
-            }
-            #[cfg(not(feature = "postgres"))]
-            Backend::Postgres => Err(not_built("postgres")),
-            #[cfg(feature = "mysql")]
-            Backend::Mysql => {
-                let mut settings = config
-                    .backends
-                    .mysql
-                    .clone()
-                    .ok_or_else(|| not_built("mysql"))?;
-                settings.migrate_on_connect = false;
-                let first = coord_mysql::MySqlStore::connect(settings.clone()).await;
-                match first {
-                    Ok(store) => return Ok(AnyStore::Mysql(store)),
-                    Err(StoreError::Schema(_)) if migrate => {}
-                    Err(e) => return Err(e.into()),
-                }
-                settings.migrate_on_connect = true;
-                Ok(AnyStore::Mysql(
-                    coord_mysql::MySqlStore::connect(settings).await?,
-                ))
-            }
-            #[cfg(not(feature = "mysql"))]
-            Backend::Mysql => Err(not_built("mysql")),
-        }
+            coord_postgres::PgStore::connect(pg).await?
+        };
+        Ok(SharedStore::new("postgres", store))
     }
 }
 
-#[allow(dead_code)]
-fn not_built(value: &'static str) -> BackendError {
-    BackendError::NotBuilt {
-        field: "coordination.backend",
-        value,
-        feature: value,
-    }
-}
-
-impl CoordinationStore for AnyStore {
-    async fn heartbeat(&self, request: &HeartbeatRequest) -> Result<Observation, StoreError> {
-        delegate!(self, s => s.heartbeat(request).await)
-    }
-
-    async fn take_over(&self, request: &TakeoverRequest) -> Result<TakeoverOutcome, StoreError> {
-        delegate!(self, s => s.take_over(request).await)
-    }
-
-    async fn release(&self, fence: &Fence) -> Result<(), StoreError> {
-        delegate!(self, s => s.release(fence).await)
-    }
-
-    async fn leave(
-        &self,
-        group: &GroupId,
-        member: &MemberId,
-        incarnation: Incarnation,
-    ) -> Result<(), StoreError> {
-        delegate!(self, s => s.leave(group, member, incarnation).await)
-    }
-
-    async fn load_ledger(&self, group: &GroupId) -> Result<Vec<LedgerRecord>, StoreError> {
-        delegate!(self, s => s.load_ledger(group).await)
-    }
-
-    async fn claim(
-        &self,
-        fence: &Fence,
-        versions: &[FileVersion],
-    ) -> Result<Vec<ClaimOutcome>, StoreError> {
-        delegate!(self, s => s.claim(fence, versions).await)
-    }
-
-    async fn record(&self, fence: &Fence, updates: &[LedgerUpdate]) -> Result<(), StoreError> {
-        delegate!(self, s => s.record(fence, updates).await)
-    }
-
-    async fn observe(&self, group: &GroupId) -> Result<GroupView, StoreError> {
-        delegate!(self, s => s.observe(group).await)
-    }
-
-    async fn members(&self, group: &GroupId) -> Result<Vec<MemberStatus>, StoreError> {
-        delegate!(self, s => s.members(group).await)
-    }
-}
-
-/// The file source chosen by `source.kind`.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum AnySource {
-    /// A local or mounted directory.
-    Local(LocalFs),
-    /// FTP or FTPS (feature `ftp`).
-    #[cfg(feature = "ftp")]
-    Ftp(transfer_ftp::FtpFs),
-    /// SFTP (feature `sftp`).
-    #[cfg(feature = "sftp")]
-    Sftp(transfer_sftp::SftpFs),
-}
-
-/// A streaming read from [`AnySource`].
+/// `coordination.backend = "mysql"` (MySQL or MariaDB).
+#[cfg(feature = "mysql")]
 #[derive(Debug)]
-#[non_exhaustive]
-pub enum AnyReader {
-    /// Local.
-    Local(LocalReader),
-    /// FTP.
-    #[cfg(feature = "ftp")]
-    Ftp(transfer_ftp::FtpReader),
-    /// SFTP.
-    #[cfg(feature = "sftp")]
-    Sftp(transfer_sftp::SftpReader),
+struct Mysql;
+
+#[cfg(feature = "mysql")]
+#[async_trait]
+impl StoreBackend for Mysql {
+    fn check(&self, settings: &Settings) -> Result<(), SettingsError> {
+        // coord-mysql's own switch; the listener's is `coordination.migrate_on_start`, which
+        // would silently override it.
+        if settings.is_present() {
+            let probe: std::collections::BTreeMap<String, figment::value::Value> =
+                settings.extract()?;
+            if probe.contains_key("migrate_on_connect") {
+                return Err(settings.invalid(
+                    "`migrate_on_connect` is coord-mysql's own switch, not a listener key: \
+                     set coordination.migrate_on_start",
+                ));
+            }
+        }
+        settings.extract::<coord_mysql::MySqlSettings>().map(drop)
+    }
+
+    async fn connect(&self, settings: &Settings, migrate: bool) -> Result<SharedStore, StoreError> {
+        let mut my: coord_mysql::MySqlSettings = settings.extract().map_err(settings_to_store)?;
+        my.migrate_on_connect = false;
+        match coord_mysql::MySqlStore::connect(my.clone()).await {
+            Ok(store) => return Ok(SharedStore::new("mysql", store)),
+            Err(StoreError::Schema(_)) if migrate => {}
+            Err(e) => return Err(e),
+        }
+        my.migrate_on_connect = true;
+        let store = coord_mysql::MySqlStore::connect(my).await?;
+        Ok(SharedStore::new("mysql", store))
+    }
 }
 
-/// A streaming write to [`AnySource`].
+/// `source.kind = "local"`: a local (or mounted) directory.
 #[derive(Debug)]
-#[non_exhaustive]
-pub enum AnyWriter {
-    /// Local.
-    Local(LocalWriter),
-    /// FTP.
-    #[cfg(feature = "ftp")]
-    Ftp(transfer_ftp::FtpWriter),
-    /// SFTP.
-    #[cfg(feature = "sftp")]
-    Sftp(transfer_sftp::SftpWriter),
-}
+struct Local;
 
-macro_rules! each {
-    ($enum:ident, $value:expr, $x:ident => $call:expr) => {
-        match $value {
-            $enum::Local($x) => $call,
-            #[cfg(feature = "ftp")]
-            $enum::Ftp($x) => $call,
-            #[cfg(feature = "sftp")]
-            $enum::Sftp($x) => $call,
+#[async_trait]
+impl SourceBackend for Local {
+    fn check(&self, settings: &Settings) -> Result<(), SettingsError> {
+        if settings.is_present() {
+            return Err(settings.invalid("unknown key: the local source has no settings table"));
         }
-    };
-}
-
-impl FileReader for AnyReader {
-    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, FsError> {
-        each!(AnyReader, self, r => r.read(buf).await)
+        Ok(())
     }
 
-    async fn finish(self) -> Result<(), FsError> {
-        each!(AnyReader, self, r => r.finish().await)
+    async fn open(
+        &self,
+        _settings: &Settings,
+        path: &str,
+    ) -> Result<(SharedSource, String), BackendError> {
+        tokio::fs::create_dir_all(path)
+            .await
+            .map_err(|e| BackendError::Source {
+                path: path.to_string(),
+                cause: e.to_string(),
+            })?;
+        Ok((
+            SharedSource::new("local", LocalFs::default()),
+            path.to_string(),
+        ))
     }
-}
 
-impl FileWriter for AnyWriter {
-    async fn write_all(&mut self, buf: &[u8]) -> Result<(), FsError> {
-        each!(AnyWriter, self, w => w.write_all(buf).await)
-    }
-
-    async fn finish(self) -> Result<(), FsError> {
-        each!(AnyWriter, self, w => w.finish().await)
+    fn is_local(&self) -> bool {
+        true
     }
 }
 
-impl RemoteFs for AnySource {
-    type Reader = AnyReader;
-    type Writer = AnyWriter;
+/// `source.kind = "ftp"` (FTP or FTPS).
+#[cfg(feature = "ftp")]
+#[derive(Debug)]
+struct Ftp;
 
-    async fn list(&self, dir: &str, options: &ListOptions) -> Result<Listing, FsError> {
-        each!(AnySource, self, fs => fs.list(dir, options).await)
+#[cfg(feature = "ftp")]
+#[async_trait]
+impl SourceBackend for Ftp {
+    fn check(&self, settings: &Settings) -> Result<(), SettingsError> {
+        let ftp: transfer_ftp::FtpSettings = settings.extract()?;
+        // What `open` builds: no connection is made.
+        transfer_ftp::FtpFs::new(ftp)
+            .map(drop)
+            .map_err(|e| rule(settings, e))
     }
 
-    async fn open_read(&self, path: &str) -> Result<AnyReader, FsError> {
-        match self {
-            AnySource::Local(fs) => fs.open_read(path).await.map(AnyReader::Local),
-            #[cfg(feature = "ftp")]
-            AnySource::Ftp(fs) => fs.open_read(path).await.map(AnyReader::Ftp),
-            #[cfg(feature = "sftp")]
-            AnySource::Sftp(fs) => fs.open_read(path).await.map(AnyReader::Sftp),
-        }
-    }
-
-    async fn open_write(&self, path: &str) -> Result<AnyWriter, FsError> {
-        match self {
-            AnySource::Local(fs) => fs.open_write(path).await.map(AnyWriter::Local),
-            #[cfg(feature = "ftp")]
-            AnySource::Ftp(fs) => fs.open_write(path).await.map(AnyWriter::Ftp),
-            #[cfg(feature = "sftp")]
-            AnySource::Sftp(fs) => fs.open_write(path).await.map(AnyWriter::Sftp),
-        }
-    }
-
-    async fn rename(&self, from: &str, to: &str, mode: RenameMode) -> Result<(), FsError> {
-        each!(AnySource, self, fs => fs.rename(from, to, mode).await)
-    }
-
-    async fn delete(&self, path: &str) -> Result<(), FsError> {
-        each!(AnySource, self, fs => fs.delete(path).await)
-    }
-
-    async fn create_dir_all(&self, path: &str) -> Result<(), FsError> {
-        each!(AnySource, self, fs => fs.create_dir_all(path).await)
+    async fn open(
+        &self,
+        settings: &Settings,
+        path: &str,
+    ) -> Result<(SharedSource, String), BackendError> {
+        let ftp: transfer_ftp::FtpSettings = settings.extract()?;
+        let fs = transfer_ftp::FtpFs::new(ftp).map_err(|e| BackendError::Source {
+            path: path.to_string(),
+            cause: e.to_string(),
+        })?;
+        Ok((SharedSource::new("ftp", fs), path.to_string()))
     }
 }
 
-/// Opens the configured source; returns it with the directory to list in its own terms. A
-/// local directory is created if missing.
-pub fn open_source(config: &Config) -> Result<(AnySource, String), BackendError> {
-    let path = config.source.path.clone();
-    let failed = |cause: String| BackendError::Source {
-        path: path.clone(),
-        cause,
-    };
-    let source = match config.source.kind {
-        SourceKind::Local => {
-            std::fs::create_dir_all(&path).map_err(|e| failed(e.to_string()))?;
-            AnySource::Local(LocalFs::default())
-        }
-        #[cfg(feature = "ftp")]
-        SourceKind::Ftp => {
-            let settings = config
-                .backends
-                .ftp
-                .clone()
-                .ok_or_else(|| failed("no [source.ftp] settings".into()))?;
-            AnySource::Ftp(transfer_ftp::FtpFs::new(settings).map_err(|e| failed(e.to_string()))?)
-        }
-        #[cfg(feature = "sftp")]
-        SourceKind::Sftp => {
-            let settings = config
-                .backends
-                .sftp
-                .clone()
-                .ok_or_else(|| failed("no [source.sftp] settings".into()))?;
-            AnySource::Sftp(
-                transfer_sftp::SftpFs::new(settings).map_err(|e| failed(e.to_string()))?,
-            )
-        }
-        #[allow(unreachable_patterns)]
-        _ => {
-            return Err(BackendError::NotBuilt {
-                field: "source.kind",
-                value: if config.source.kind == SourceKind::Ftp {
-                    "ftp"
-                } else {
-                    "sftp"
-                },
-                feature: if config.source.kind == SourceKind::Ftp {
-                    "ftp"
-                } else {
-                    "sftp"
-                },
-            });
-        }
-    };
-    Ok((source, path))
+/// `source.kind = "sftp"`.
+#[cfg(feature = "sftp")]
+#[derive(Debug)]
+struct Sftp;
+
+#[cfg(feature = "sftp")]
+#[async_trait]
+impl SourceBackend for Sftp {
+    fn check(&self, settings: &Settings) -> Result<(), SettingsError> {
+        let sftp: transfer_sftp::SftpSettings = settings.extract()?;
+        transfer_sftp::SftpFs::new(sftp)
+            .map(drop)
+            .map_err(|e| rule(settings, e))
+    }
+
+    async fn open(
+        &self,
+        settings: &Settings,
+        path: &str,
+    ) -> Result<(SharedSource, String), BackendError> {
+        let sftp: transfer_sftp::SftpSettings = settings.extract()?;
+        let fs = transfer_sftp::SftpFs::new(sftp).map_err(|e| BackendError::Source {
+            path: path.to_string(),
+            cause: e.to_string(),
+        })?;
+        Ok((SharedSource::new("sftp", fs), path.to_string()))
+    }
 }

@@ -9,6 +9,7 @@
 //! deadline, done and error folders, migrate-on-start), so `check-config` prints what will
 //! actually run.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -18,8 +19,9 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
 
-use crate::backend_settings::{BackendSettings, ExtractError, RawSettings};
+use crate::backend_settings::{BackendSettings, ExtractError, RawSettings, RawTable};
 use crate::duration::{human, human_opt, seed_seconds_opt};
+use crate::registry::{Registry, Settings};
 use crate::seed_config::{SeedAuth, SeedDatabase, SeedProtocol};
 
 /// The `FTPL_` variables the command handler sets for its children (see `handler.rs`). A
@@ -42,6 +44,8 @@ const PREFIX: &str = "FTPL_";
 
 /// The top-level configuration keys (what an `FTPL_` variable may start with).
 const TOP_LEVEL_KEYS: &[&str] = &[
+    "name",
+    "listeners",
     "member_id",
     "group",
     "coordination",
@@ -89,9 +93,9 @@ pub(crate) fn redact_url(url: &str) -> String {
     out
 }
 
-/// Which coordination store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// Which coordination store: a built-in one or one registered by name
+/// ([`crate::Registry::with_store`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Backend {
     /// SQLite file (one host; the default).
     #[default]
@@ -100,7 +104,98 @@ pub enum Backend {
     Postgres,
     /// MySQL or MariaDB.
     Mysql,
+    /// A store registered under this name.
+    Named(String),
 }
+
+impl Backend {
+    /// The name as written in `coordination.backend`.
+    pub fn name(&self) -> &str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+            Backend::Mysql => "mysql",
+            Backend::Named(name) => name,
+        }
+    }
+
+    /// The backend called `name`.
+    pub fn from_name(name: &str) -> Self {
+        match name {
+            "sqlite" => Backend::Sqlite,
+            "postgres" => Backend::Postgres,
+            "mysql" => Backend::Mysql,
+            other => Backend::Named(other.to_string()),
+        }
+    }
+}
+
+/// Which file source: a built-in one or one registered by name
+/// ([`crate::Registry::with_source`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum SourceKind {
+    /// A local (or mounted) directory.
+    #[default]
+    Local,
+    /// FTP or FTPS (needs the `ftp` feature).
+    Ftp,
+    /// SFTP (needs the `sftp` feature).
+    Sftp,
+    /// A source registered under this name.
+    Named(String),
+}
+
+impl SourceKind {
+    /// The name as written in `source.kind`.
+    pub fn name(&self) -> &str {
+        match self {
+            SourceKind::Local => "local",
+            SourceKind::Ftp => "ftp",
+            SourceKind::Sftp => "sftp",
+            SourceKind::Named(name) => name,
+        }
+    }
+
+    /// The source called `name`.
+    pub fn from_name(name: &str) -> Self {
+        match name {
+            "local" => SourceKind::Local,
+            "ftp" => SourceKind::Ftp,
+            "sftp" => SourceKind::Sftp,
+            other => SourceKind::Named(other.to_string()),
+        }
+    }
+}
+
+macro_rules! named_serde {
+    ($ty:ident, $what:literal) => {
+        impl Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.name())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let name = String::deserialize(d)?;
+                if !crate::registry::valid_name(&name) {
+                    return Err(serde::de::Error::custom(format!(
+                        concat!(
+                            "`{}` is not a ",
+                            $what,
+                            " name (lowercase letters, digits, `-`, `_`)"
+                        ),
+                        name
+                    )));
+                }
+                Ok($ty::from_name(&name))
+            }
+        }
+    };
+}
+
+named_serde!(Backend, "coordination store");
+named_serde!(SourceKind, "source");
 
 /// `coordination.sqlite`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,11 +218,11 @@ fn default_sqlite_path() -> PathBuf {
     PathBuf::from("./ftp-listener.db")
 }
 
-/// `[coordination]`.
+/// `[coordination]`. Unknown keys are refused at load, except the settings table of a
+/// registered store (`[coordination.<name>]`), kept in `tables`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct CoordinationConfig {
-    /// `sqlite` (default), `postgres` or `mysql`.
+    /// `sqlite` (default), `postgres`, `mysql` or the name of a registered store.
     #[serde(default)]
     pub backend: Backend,
     /// SQLite settings.
@@ -193,6 +288,10 @@ pub struct CoordinationConfig {
         skip_serializing
     )]
     pub database_config: Option<SeedDatabase>,
+    /// The settings tables of registered stores (`[coordination.<name>]`), and at load any
+    /// unknown key (refused then).
+    #[serde(flatten, default)]
+    pub tables: BTreeMap<String, RawTable>,
 }
 
 impl Default for CoordinationConfig {
@@ -211,28 +310,16 @@ impl Default for CoordinationConfig {
             member_id: None,
             coordination_group: None,
             database_config: None,
+            tables: BTreeMap::new(),
         }
     }
 }
 
-/// Which file source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SourceKind {
-    /// A local (or mounted) directory.
-    #[default]
-    Local,
-    /// FTP or FTPS (needs the `ftp` feature).
-    Ftp,
-    /// SFTP (needs the `sftp` feature).
-    Sftp,
-}
-
-/// `[source]`.
+/// `[source]`. Unknown keys are refused at load, except the settings table of a registered
+/// source (`[source.<name>]`), kept in `tables`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SourceConfig {
-    /// `local` (default), `ftp` or `sftp`.
+    /// `local` (default), `ftp`, `sftp` or the name of a registered source.
     #[serde(default)]
     pub kind: SourceKind,
     /// The watched directory (default `./inbox`; created if missing for `local`).
@@ -247,6 +334,10 @@ pub struct SourceConfig {
     /// SFTP settings (`transfer_sftp::SftpSettings`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sftp: Option<RawSettings>,
+    /// The settings tables of registered sources (`[source.<name>]`), and at load any
+    /// unknown key (refused then).
+    #[serde(flatten, default)]
+    pub tables: BTreeMap<String, RawTable>,
 }
 
 impl Default for SourceConfig {
@@ -257,6 +348,7 @@ impl Default for SourceConfig {
             recursive_depth: 0,
             ftp: None,
             sftp: None,
+            tables: BTreeMap::new(),
         }
     }
 }
@@ -394,10 +486,15 @@ fn default_bind() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9464))
 }
 
-/// The whole configuration. See the crate documentation for the keys and their defaults.
+/// The whole configuration of one listener. See the crate documentation for the keys and
+/// their defaults.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// The listener's name, in logs and metrics (default: the group). Required in each
+    /// `[[listeners]]` entry, where the group defaults to it.
+    #[serde(default)]
+    pub name: String,
     /// This member's ID, unique in the group (default: the host name).
     #[serde(default)]
     pub member_id: String,
@@ -450,9 +547,16 @@ pub struct Config {
     /// Log line format (`log.format = "text"` by default, or `"json"`).
     #[serde(default)]
     pub log: crate::log_config::LogConfig,
-    /// The typed settings of the selected backends, extracted at load.
+    /// The typed settings of the selected built-in backends, extracted at load.
     #[serde(skip)]
     pub backends: BackendSettings,
+    /// The `[[listeners]]` entries (read by [`Config::load_all`]; empty in a loaded
+    /// configuration).
+    #[serde(default, skip_serializing)]
+    pub listeners: Vec<RawTable>,
+    /// What the configuration was loaded from (opaque: for the backends' settings tables).
+    #[serde(skip)]
+    pub loaded: Loaded,
     /// The seeds' `protocol` (`ftp`, `ftps`, `sftp`): folded into `source.kind` (and
     /// `source.ftp.tls`) at load, then `None`. See `seed_config.rs` for every seed field.
     #[serde(default, skip_serializing)]
@@ -495,6 +599,44 @@ impl Default for Config {
             .expect("the defaults deserialize");
         config.resolve();
         config
+    }
+}
+
+/// What a configuration was loaded from, and what its source's backend says of its paths.
+/// Opaque; `Debug` prints nothing of it (it holds the secrets as written).
+#[derive(Clone, Default)]
+pub struct Loaded {
+    pub(crate) figment: Option<Figment>,
+    /// The source's paths are local (made absolute), from its registered backend.
+    pub(crate) source_is_local: bool,
+}
+
+impl std::fmt::Debug for Loaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.figment.is_some() {
+            "Loaded"
+        } else {
+            "Built"
+        })
+    }
+}
+
+/// One `[[listeners]]` entry as a figment provider, named in errors.
+struct ListenerEntry {
+    dict: figment::value::Dict,
+    source: String,
+}
+
+impl figment::Provider for ListenerEntry {
+    fn metadata(&self) -> figment::Metadata {
+        figment::Metadata::named("[[listeners]] entry")
+            .source(figment::Source::Custom(self.source.clone()))
+    }
+
+    fn data(
+        &self,
+    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        Ok(figment::Profile::Default.collect(self.dict.clone()))
     }
 }
 
@@ -627,23 +769,49 @@ fn unknown_variables() -> Option<ConfigError> {
 
 impl Config {
     /// Loads `file` (if given; it must exist) and the `FTPL_*` environment variables (which
-    /// win), resolves the defaults and validates, the backends' settings included.
+    /// win), resolves the defaults and validates, the backends' settings included, with the
+    /// backends compiled into this build. For one listener: a file with several
+    /// `[[listeners]]` is refused here (see [`Config::load_all`]).
     ///
     /// Never panics on bad input: figment 0.10 panics on some escaped values (found by the
     /// `config` fuzz target: `FTPL_SOURCE="é\2"`); such a panic is turned into an error.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Self::load_unguarded(file)))
-            .unwrap_or_else(|_| {
-                Err(ConfigError::Parse(
-                    "the configuration parser failed on a value of the file or of an FTPL_ \
-                     variable (an escaped string with non-ASCII text?); check quoting and \
-                     backslashes"
-                        .to_string(),
-                ))
-            })
+        Self::load_with(file, &Registry::builtin())
     }
 
-    fn load_unguarded(file: Option<&Path>) -> Result<Config, ConfigError> {
+    /// [`Config::load`] with the backends of `registry` (a binary's own stores and sources).
+    pub fn load_with(file: Option<&Path>, registry: &Registry) -> Result<Config, ConfigError> {
+        let mut all = Self::load_all(file, registry)?;
+        if all.len() != 1 {
+            return Err(ConfigError::Parse(format!(
+                "the file defines {} [[listeners]]; this call runs one (use Config::load_all)",
+                all.len()
+            )));
+        }
+        Ok(all.remove(0))
+    }
+
+    /// Every listener the file defines: one when it has no `[[listeners]]`, else one per
+    /// entry, each entry's keys over the file's top-level keys (shared defaults), the `FTPL_`
+    /// variables over both. Every error of every listener is named with it.
+    pub fn load_all(file: Option<&Path>, registry: &Registry) -> Result<Vec<Config>, ConfigError> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Self::load_all_unguarded(file, registry)
+        }))
+        .unwrap_or_else(|_| {
+            Err(ConfigError::Parse(
+                "the configuration parser failed on a value of the file or of an FTPL_ \
+                 variable (an escaped string with non-ASCII text?); check quoting and \
+                 backslashes"
+                    .to_string(),
+            ))
+        })
+    }
+
+    fn load_all_unguarded(
+        file: Option<&Path>,
+        registry: &Registry,
+    ) -> Result<Vec<Config>, ConfigError> {
         if let Some(unknown) = unknown_variables() {
             return Err(unknown);
         }
@@ -653,36 +821,167 @@ impl Config {
             let top = key.as_str().split('.').next().unwrap_or_default();
             TOP_LEVEL_KEYS.iter().any(|k| k.eq_ignore_ascii_case(top))
         });
-        let mut figment = Figment::new();
+        let mut base = Figment::new();
         if let Some(file) = file {
-            figment = figment.merge(Toml::file_exact(file));
+            base = base.merge(Toml::file_exact(file));
         }
-        let figment = figment.merge(env);
-        let mut config: Config = figment
-            .extract()
-            .map_err(|e| ConfigError::Parse(describe_figment(&e, None)))?;
         let origin = match file {
             Some(f) => format!("in {} (or its FTPL_ variables)", f.display()),
             None => "from FTPL_ variables and defaults".to_string(),
         };
+        if !base.contains("listeners") {
+            return Ok(vec![Self::load_one(base.merge(env), &origin, registry)?]);
+        }
+        let entries: Vec<figment::value::Dict> = base
+            .extract_inner("listeners")
+            .map_err(|e| ConfigError::Parse(describe_figment(&e, Some("listeners"))))?;
+        if entries.is_empty() {
+            return Err(ConfigError::Parse(
+                "`listeners`: empty; write one [[listeners]] table per listener".to_string(),
+            ));
+        }
+        let shown = file.map_or_else(
+            || "FTPL_ variables".to_string(),
+            |f| f.display().to_string(),
+        );
+        let mut configs: Vec<Config> = Vec::with_capacity(entries.len());
+        for (index, entry) in entries.into_iter().enumerate() {
+            let name = match entry.get("name") {
+                Some(figment::value::Value::String(_, name)) => name.clone(),
+                _ => {
+                    return Err(ConfigError::Parse(format!(
+                        "`listeners[{index}].name`: missing: every [[listeners]] entry needs \
+                         a name (in {shown})"
+                    )));
+                }
+            };
+            for key in ["listeners", "http"] {
+                if entry.contains_key(key) {
+                    return Err(ConfigError::Parse(format!(
+                        "listener `{name}`: `{key}` is per process: set it at the top level, \
+                         not in [[listeners]] (in {shown})"
+                    )));
+                }
+            }
+            let provider = ListenerEntry {
+                dict: entry,
+                source: format!("{shown} [[listeners]] `{name}`"),
+            };
+            let figment = base
+                .clone()
+                .merge(provider)
+                .merge(env.clone())
+                // Each listener is its own coordination group unless told otherwise.
+                .join(figment::providers::Serialized::default("group", &name));
+            let origin = format!("{origin}, listener `{name}`");
+            let config = Self::load_one(figment, &origin, registry).map_err(|e| match e {
+                ConfigError::Parse(message) => {
+                    ConfigError::Parse(format!("listener `{name}`: {message}"))
+                }
+                other => other,
+            })?;
+            if let Some(other) = configs.iter().find(|c| c.name == config.name) {
+                return Err(ConfigError::Parse(format!(
+                    "listener `{}`: the name is used twice (in {shown})",
+                    other.name
+                )));
+            }
+            if let Some(other) = configs.iter().find(|c| {
+                c.group == config.group
+                    && c.member_id == config.member_id
+                    && c.store_identity() == config.store_identity()
+            }) {
+                return Err(ConfigError::Parse(format!(
+                    "listeners `{}` and `{}` are both member `{}` of coordination group `{}` \
+                     on the same store: give each listener its own `group` (in {shown})",
+                    other.name, config.name, config.member_id, config.group
+                )));
+            }
+            configs.push(config);
+        }
+        Ok(configs)
+    }
+
+    fn load_one(
+        figment: Figment,
+        origin: &str,
+        registry: &Registry,
+    ) -> Result<Config, ConfigError> {
+        let mut config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError::Parse(describe_figment(&e, None)))?;
+        config.listeners.clear();
         let invalid = |error| ConfigError::Invalid {
-            origin: origin.clone(),
+            origin: origin.to_string(),
             error,
         };
+        crate::backend_settings::check_tables(&config, registry).map_err(invalid)?;
         config.fold_seed_names().map_err(invalid)?;
         let figment = crate::seed_config::fold(&mut config, figment).map_err(invalid)?;
         config.resolve_member_id();
         // Before `resolve` fills the renew deadline, so an error names what the user set.
         config.election().map_err(invalid)?;
+        if config.coordination.migrate_on_start.is_none() {
+            let by_default = registry
+                .store(config.coordination.backend.name())
+                .is_some_and(|b| b.migrates_by_default());
+            config.coordination.migrate_on_start = Some(by_default);
+        }
         config.resolve();
         config.validate().map_err(invalid)?;
-        config.backends = BackendSettings::extract(&figment, &config).map_err(|e| match e {
-            ExtractError::Figment(e, inner) => {
-                ConfigError::Parse(describe_figment(&e, Some(inner)))
-            }
-            ExtractError::Rule(error) => invalid(error),
-        })?;
+        config.backends =
+            BackendSettings::extract(&figment, &config, registry).map_err(|e| match e {
+                ExtractError::Figment(e, inner) => {
+                    ConfigError::Parse(describe_figment(&e, Some(inner)))
+                }
+                ExtractError::Rule(error) => invalid(error),
+                ExtractError::Settings(error) => ConfigError::Parse(error.0),
+            })?;
+        config.loaded.source_is_local = registry
+            .source(config.source.kind.name())
+            .is_some_and(|b| b.is_local());
+        config.loaded.figment = Some(figment);
         Ok(config)
+    }
+
+    /// The settings table `key` (`coordination.postgres`, `source.<name>`) for its backend:
+    /// as loaded, or for a configuration built in code, from its fields.
+    pub fn settings(&self, key: &str) -> Settings {
+        if let Some(figment) = &self.loaded.figment {
+            return Settings::new(figment.clone(), key);
+        }
+        use figment::providers::Serialized;
+        let raw = |r: &Option<RawSettings>| r.as_ref().map(|r| r.values().clone());
+        let mut figment = Figment::new().merge(Serialized::default(
+            "coordination.sqlite",
+            &self.coordination.sqlite,
+        ));
+        for (k, v) in [
+            ("coordination.postgres", raw(&self.coordination.postgres)),
+            ("coordination.mysql", raw(&self.coordination.mysql)),
+            ("source.ftp", raw(&self.source.ftp)),
+            ("source.sftp", raw(&self.source.sftp)),
+        ] {
+            if let Some(v) = v {
+                figment = figment.merge(Serialized::default(k, v));
+            }
+        }
+        for (name, table) in &self.coordination.tables {
+            figment = figment.merge(Serialized::default(
+                &format!("coordination.{name}"),
+                &table.0,
+            ));
+        }
+        for (name, table) in &self.source.tables {
+            figment = figment.merge(Serialized::default(&format!("source.{name}"), &table.0));
+        }
+        Settings::new(figment, key)
+    }
+
+    /// Two listeners with equal identities share one store (one pool).
+    pub(crate) fn store_identity(&self) -> String {
+        let name = self.coordination.backend.name();
+        self.settings(&format!("coordination.{name}")).identity()
     }
 
     /// The seeds' names (`heartbeatFrequency`, `livenessCheckInterval`) into ours.
@@ -715,6 +1014,14 @@ impl Config {
         Ok(())
     }
 
+    /// Resolves the defaults of a configuration made in code (by the builder), keeping what
+    /// it says of local paths.
+    pub(crate) fn finish_built(&mut self) {
+        let local = self.loaded.source_is_local;
+        self.resolve();
+        self.loaded.source_is_local = local;
+    }
+
     /// The member ID defaults to the host name.
     fn resolve_member_id(&mut self) {
         if self.member_id.is_empty() {
@@ -725,6 +1032,10 @@ impl Config {
     /// Fills the defaults that depend on other values or on the host.
     fn resolve(&mut self) {
         self.resolve_member_id();
+        if self.name.is_empty() {
+            self.name = self.group.clone();
+        }
+        self.loaded.source_is_local = self.source.kind == SourceKind::Local;
         let c = &mut self.coordination;
         let heartbeat = *c.heartbeat_interval.get_or_insert(Duration::from_secs(1));
         let liveness = *c.liveness_timeout.get_or_insert(Duration::from_secs(5));
@@ -750,6 +1061,21 @@ impl Config {
     pub fn validate(&self) -> Result<(), coord_core::ConfigError> {
         use coord_core::ConfigError as E;
         self.election()?;
+        if self.name.is_empty()
+            || !self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        {
+            return Err(E::new(
+                "name",
+                format!(
+                    "`{}`: a listener's name is letters, digits, `-`, `_` and `.` (it labels \
+                     logs and metrics)",
+                    self.name
+                ),
+            ));
+        }
         if self.max_in_flight == 0 {
             return Err(E::new("max_in_flight", "must be at least 1"));
         }

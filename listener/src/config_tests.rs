@@ -421,3 +421,226 @@ fn a_value_that_makes_figment_panic_is_an_error_not_a_crash() {
         Ok(())
     });
 }
+
+fn load_all(file: &str, registry: &Registry) -> Result<Vec<Config>, String> {
+    Config::load_all(Some(Path::new(file)), registry).map_err(|e| e.to_string())
+}
+
+#[test]
+fn several_listeners_share_the_top_level_and_get_their_own_groups() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "multi.toml",
+            r#"
+            member_id = "node-1"
+            poll_interval = "2s"
+            [coordination]
+            backend = "sqlite"
+            [coordination.sqlite]
+            path = "./shared.db"
+
+            [[listeners]]
+            name = "invoices"
+            source.path = "./in/invoices"
+            filter = "*.csv"
+
+            [[listeners]]
+            name = "orders"
+            group = "orders-group"
+            poll_interval = "500ms"
+            source.path = "./in/orders"
+            post_processing = "delete"
+            "#,
+        )?;
+        let all = load_all("multi.toml", &Registry::builtin()).unwrap();
+        assert_eq!(all.len(), 2);
+        let (a, b) = (&all[0], &all[1]);
+        assert_eq!(
+            (a.name.as_str(), a.group.as_str()),
+            ("invoices", "invoices")
+        );
+        assert_eq!(
+            (b.name.as_str(), b.group.as_str()),
+            ("orders", "orders-group")
+        );
+        assert_eq!(
+            (a.member_id.as_str(), b.member_id.as_str()),
+            ("node-1", "node-1")
+        );
+        assert_eq!(
+            a.poll_interval,
+            ms(2000),
+            "the top level is every listener's default"
+        );
+        assert_eq!(b.poll_interval, ms(500), "an entry's own key wins");
+        assert_eq!(a.filter, "*.csv");
+        assert_eq!(b.filter, "*");
+        assert_eq!(a.done_dir.as_deref(), Some("./in/invoices/.done"));
+        assert_eq!(b.post_processing, PostProcessing::Delete);
+        assert_eq!(
+            a.store_identity(),
+            b.store_identity(),
+            "one database file: one store for both"
+        );
+        assert!(a.listeners.is_empty());
+        // The single-listener call refuses a file of several.
+        let one = Config::load(Some(Path::new("multi.toml"))).unwrap_err();
+        assert!(one.to_string().contains("2 [[listeners]]"), "{one}");
+
+        // The environment applies to every listener, over the entries.
+        jail.set_env("FTPL_FILTER", "*.xml");
+        let all = load_all("multi.toml", &Registry::builtin()).unwrap();
+        assert!(all.iter().all(|c| c.filter == "*.xml"));
+        Ok(())
+    });
+}
+
+#[test]
+fn listener_entries_are_checked_and_errors_name_the_listener() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "[[listeners]]\nsource.path = \"a\"\n",
+            "`listeners[0].name`: missing",
+        ),
+        (
+            "[[listeners]]\nname = \"a\"\n[[listeners]]\nname = \"a\"\nsource.path = \"b\"\n",
+            "listener `a`: the name is used twice",
+        ),
+        (
+            "group = \"same\"\n[[listeners]]\nname = \"a\"\n[[listeners]]\nname = \"b\"\n",
+            "listeners `a` and `b` are both member",
+        ),
+        (
+            "[[listeners]]\nname = \"a\"\nhttp.bind = \"127.0.0.1:0\"\n",
+            "listener `a`: `http` is per process",
+        ),
+        (
+            "[[listeners]]\nname = \"a\"\npoll_interval = 5\n",
+            "listener `a`: `poll_interval`",
+        ),
+        ("[[listeners]]\nname = \"a b\"\n", "`name`"),
+        ("listeners = []\n", "`listeners`: empty"),
+    ];
+    for (text, expected) in cases {
+        Jail::expect_with(|jail| {
+            jail.create_file("bad.toml", text)?;
+            let err = load_all("bad.toml", &Registry::builtin()).unwrap_err();
+            assert!(err.contains(expected), "{text}\n=> {err}");
+            Ok(())
+        });
+    }
+    // The entry's own key is named with where it came from.
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "bad.toml",
+            "[[listeners]]\nname = \"a\"\nmax_in_flight = \"x\"\n",
+        )?;
+        let err = load_all("bad.toml", &Registry::builtin()).unwrap_err();
+        assert!(err.contains("listener `a`: `max_in_flight`"), "{err}");
+        assert!(err.contains("bad.toml"), "{err}");
+        Ok(())
+    });
+}
+
+/// A store registered by a binary of its own: its table is accepted, checked at load, and
+/// reaches it at connect.
+#[derive(Debug, Default)]
+struct Probe {
+    checked: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProbeSettings {
+    #[allow(dead_code)]
+    url: String,
+}
+
+#[async_trait::async_trait]
+impl StoreBackend for Probe {
+    fn check(&self, settings: &Settings) -> Result<(), crate::registry::SettingsError> {
+        self.checked
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let s: ProbeSettings = settings.extract()?;
+        if !s.url.starts_with("probe://") {
+            return Err(settings.invalid_key("url", "must start with probe://"));
+        }
+        Ok(())
+    }
+
+    async fn connect(
+        &self,
+        _settings: &Settings,
+        _migrate: bool,
+    ) -> Result<coord_core::SharedStore, coord_core::StoreError> {
+        Ok(coord_core::SharedStore::new(
+            "probe",
+            testkit::MemStore::new(testkit::Clock::tokio()),
+        ))
+    }
+}
+
+use crate::registry::StoreBackend;
+
+#[test]
+fn a_registered_backend_is_named_in_the_configuration() {
+    let checked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let registry = Registry::builtin().with_store(
+        "probe",
+        Probe {
+            checked: checked.clone(),
+        },
+    );
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "probe.toml",
+            "[coordination]\nbackend = \"probe\"\n[coordination.probe]\nurl = \"probe://x\"\n",
+        )?;
+        let c = Config::load_with(Some(Path::new("probe.toml")), &registry).unwrap();
+        assert_eq!(c.coordination.backend, Backend::Named("probe".into()));
+        assert!(
+            !c.migrate_on_start(),
+            "only an embedded store migrates by default"
+        );
+        assert_eq!(checked.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // The builtin registry does not know it, and says what it knows.
+        let err = Config::load(Some(Path::new("probe.toml")))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no coordination store named `probe`"), "{err}");
+        assert!(err.contains("sqlite"), "{err}");
+
+        jail.create_file(
+            "bad.toml",
+            "[coordination]\nbackend = \"probe\"\n[coordination.probe]\nurl = \"http://x\"\n",
+        )?;
+        let err = Config::load_with(Some(Path::new("bad.toml")), &registry)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`coordination.probe.url`: must start"),
+            "{err}"
+        );
+        jail.create_file(
+            "typo.toml",
+            "[coordination]\nbackend = \"probe\"\n[coordination.probe]\nurll = \"probe://x\"\n",
+        )?;
+        let err = Config::load_with(Some(Path::new("typo.toml")), &registry)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("coordination.probe.urll"), "{err}");
+        assert!(err.contains("typo.toml"), "{err}");
+        // A table under [coordination] that no backend registered is an unknown key.
+        jail.create_file("unknown.toml", "[coordination.nosuch]\nx = 1\n")?;
+        let err = Config::load_with(Some(Path::new("unknown.toml")), &registry)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`coordination.nosuch`: unknown key"), "{err}");
+        jail.create_file("scalar.toml", "[source]\npaht = \"x\"\n")?;
+        let err = Config::load_with(Some(Path::new("scalar.toml")), &registry)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`source.paht`: unknown key"), "{err}");
+        Ok(())
+    });
+}

@@ -32,7 +32,7 @@ pub struct ElectionStatus {
 }
 
 impl ElectionStatus {
-    fn initial() -> ElectionStatus {
+    pub(crate) fn initial() -> ElectionStatus {
         ElectionStatus {
             role: Role::Standby,
             fence: None,

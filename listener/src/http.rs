@@ -13,15 +13,26 @@ use tokio::sync::watch;
 use crate::driver::ElectionStatus;
 use crate::metrics::Metrics;
 
-/// What the endpoints read.
+/// What the endpoints read of one listener.
 #[derive(Debug, Clone)]
-pub struct Endpoints {
+pub struct ListenerEndpoint {
+    /// The listener's name (the `listener` label of its metrics).
+    pub name: String,
     /// The election's status.
     pub status: watch::Receiver<ElectionStatus>,
     /// The metrics.
     pub metrics: Arc<Metrics>,
     /// Ready means an acknowledged heartbeat within this.
     pub renew_deadline: Duration,
+    /// Why the listener is not running (its store or source could not be set up), if so.
+    pub problem: watch::Receiver<Option<String>>,
+}
+
+/// What the endpoints read: every listener of the process.
+#[derive(Debug, Clone, Default)]
+pub struct Endpoints {
+    /// The listeners, in configuration order.
+    pub listeners: Vec<ListenerEndpoint>,
 }
 
 impl Endpoints {
@@ -29,18 +40,38 @@ impl Endpoints {
         match path {
             "/healthz" => (200, "text/plain", "ok\n".to_string()),
             "/readyz" => {
-                let status = self.status.borrow();
-                if status.is_ready(Instant::now(), self.renew_deadline) {
-                    (200, "text/plain", format!("ready ({:?})\n", status.role))
-                } else {
-                    (
-                        503,
-                        "text/plain",
-                        "not ready: no recent acknowledged heartbeat\n".into(),
-                    )
+                // Ready when every listener has a recent acknowledged heartbeat.
+                let now = Instant::now();
+                let mut ready = true;
+                let mut body = String::new();
+                for l in &self.listeners {
+                    let status = l.status.borrow();
+                    if status.is_ready(now, l.renew_deadline) {
+                        body.push_str(&format!("{}: ready ({:?})\n", l.name, status.role));
+                    } else {
+                        ready = false;
+                        let why = l
+                            .problem
+                            .borrow()
+                            .clone()
+                            .unwrap_or_else(|| "no recent acknowledged heartbeat".to_string());
+                        body.push_str(&format!("{}: not ready: {why}\n", l.name));
+                    }
                 }
+                (if ready { 200 } else { 503 }, "text/plain", body)
             }
-            "/metrics" => (200, "text/plain; version=0.0.4", self.metrics.render()),
+            "/metrics" => {
+                let entries: Vec<(&str, &Metrics)> = self
+                    .listeners
+                    .iter()
+                    .map(|l| (l.name.as_str(), &*l.metrics))
+                    .collect();
+                (
+                    200,
+                    "text/plain; version=0.0.4",
+                    Metrics::render_all(&entries),
+                )
+            }
             _ => (404, "text/plain", "not found\n".to_string()),
         }
     }

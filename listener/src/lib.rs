@@ -19,6 +19,16 @@
 //!   deleted since the last poll. An error or a panic is a failed attempt.
 //! - [`Config::load`] reads a TOML file and `FTPL_*` variables (`FTPL_RETRY__MAX_ATTEMPTS=3`);
 //!   errors name the field and the file. The seeds' record is accepted as written.
+//! - [`Listener::builder`] composes a listener without TOML (store, source, handler,
+//!   settings); stores and sources are trait objects ([`SharedStore`], [`SharedSource`] wrap
+//!   any `CoordinationStore` / `RemoteFs`). [`Service`] runs several in one process (one HTTP
+//!   port, one store per distinct database, metrics labelled and logs spanned by listener,
+//!   each listener isolated from the others' failures); [`Config::load_all`] reads
+//!   `[[listeners]]`.
+//! - A [`Registry`] names the backends a configuration may use: [`Registry::builtin`] has
+//!   those of the cargo features; a binary of your own adds a [`StoreBackend`] or a
+//!   [`SourceBackend`] with [`Registry::with_store`] / [`Registry::with_source`], and
+//!   `coordination.backend = "<name>"` with `[coordination.<name>]` selects it.
 //! - [`run_with_handler`] runs one member with your handler (and [`run`] with the configured
 //!   built-in one) until a shutdown future completes; then it drains (no new claims, the
 //!   handlers in flight get `shutdown_grace`), and only then releases the token, so a standby
@@ -31,8 +41,10 @@
 //! # Example: a handler in Rust
 //!
 //! ```no_run
-//! use std::sync::Arc;
-//! use listener::{AnyStore, Config, FileHandler, HandlerError, IncomingFile, open_source};
+//! use listener::{
+//!     Config, FileHandler, HandlerError, IncomingFile, Listener, Registry, connect_store,
+//!     open_source,
+//! };
 //!
 //! #[derive(Debug)]
 //! struct Ingest;
@@ -52,13 +64,21 @@
 //! }
 //!
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let registry = Registry::builtin();
 //! let config = Config::load(None)?; // defaults: SQLite ./ftp-listener.db, ./inbox
-//! let store = Arc::new(AnyStore::connect(&config, config.migrate_on_start()).await?);
-//! let (fs, dir) = open_source(&config)?;
-//! listener::run_with_handler(&config, store, Arc::new(fs), dir, Arc::new(Ingest), async {
-//!     let _ = tokio::signal::ctrl_c().await;
-//! })
-//! .await?;
+//! let store = connect_store(&config, &registry, config.migrate_on_start()).await?;
+//! let (source, dir) = open_source(&config, &registry).await?;
+//! Listener::builder("ingest")
+//!     .config(config)
+//!     .shared_store(store)
+//!     .shared_source(source, dir)
+//!     .local_paths(true)
+//!     .handler(Ingest)
+//!     .build()?
+//!     .run(async {
+//!         let _ = tokio::signal::ctrl_c().await;
+//!     })
+//!     .await?;
 //! # Ok(())
 //! # }
 //! ```
@@ -77,7 +97,9 @@ mod local;
 mod log_config;
 mod metrics;
 mod poller;
+mod registry;
 mod seed_config;
+mod service;
 
 pub use api::{
     Cancellation, ChangeEvent, FileHandler, FileSource, FileStream, HandlerContext, HandlerError,
@@ -86,16 +108,19 @@ pub use api::{
 pub use app::{RunError, poll_settings, run, run_with_handler};
 /// Re-exported so that a handler's crate needs no dependency of its own for the attribute.
 pub use async_trait::async_trait;
-pub use backend_settings::{BackendSettings, RawSettings};
-pub use backends::{AnyReader, AnySource, AnyStore, AnyWriter, BackendError, open_source};
+pub use backend_settings::{BackendSettings, RawSettings, RawTable};
+pub use backends::{BackendError, connect_store, open_source};
 pub use config::{
-    Backend, Config, ConfigError, CoordinationConfig, HandlerConfig, HttpConfig, PostProcessing,
-    RetryConfig, SourceConfig, SourceKind, SqliteConfig, StabilityConfig,
+    Backend, Config, ConfigError, CoordinationConfig, HandlerConfig, HttpConfig, Loaded,
+    PostProcessing, RetryConfig, SourceConfig, SourceKind, SqliteConfig, StabilityConfig,
 };
+pub use coord_core::{SharedSource, SharedStore};
 pub use driver::{ElectionDriver, ElectionStatus, Gate, StopHandle};
 pub use handler::{Delivery, Handler};
-pub use http::{Endpoints, bind as bind_endpoints};
+pub use http::{Endpoints, ListenerEndpoint, bind as bind_endpoints};
 pub use local::{LocalFs, LocalReader, LocalWriter};
 pub use log_config::{LogConfig, LogFormat};
 pub use metrics::{Counter, Metrics, Timer};
 pub use poller::{PollSettings, Poller};
+pub use registry::{Registry, Settings, SettingsError, SourceBackend, StoreBackend};
+pub use service::{Listener, ListenerBuilder, Service};

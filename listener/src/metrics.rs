@@ -102,131 +102,163 @@ impl Metrics {
         self.role.store(v, Ordering::Relaxed);
     }
 
-    /// The Prometheus text exposition (format 0.0.4).
+    /// The Prometheus text exposition (format 0.0.4) of this one set, without labels.
     pub fn render(&self) -> String {
-        let mut out = String::new();
-        let gauge = |out: &mut String, name: &str, help: &str, v: u64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
-        };
-        let counter = |out: &mut String, name: &str, help: &str, c: &Counter| {
+        render_families(&[(None, self)])
+    }
+
+    /// The exposition of several listeners' metrics, each sample labelled
+    /// `listener="<name>"`, each family's HELP and TYPE once.
+    pub fn render_all(listeners: &[(&str, &Metrics)]) -> String {
+        let entries: Vec<(Option<&str>, &Metrics)> = listeners
+            .iter()
+            .map(|(name, m)| (Some(*name), *m))
+            .collect();
+        render_families(&entries)
+    }
+}
+
+fn label(name: Option<&str>) -> String {
+    match name {
+        // Listener names are validated ([A-Za-z0-9._-]); escape anyway.
+        Some(name) => format!(
+            "{{listener=\"{}\"}}",
+            name.replace('\\', "\\\\").replace('"', "\\\"")
+        ),
+        None => String::new(),
+    }
+}
+
+fn render_families(entries: &[(Option<&str>, &Metrics)]) -> String {
+    let mut out = String::new();
+    let gauge = |out: &mut String, name: &str, help: &str, v: &dyn Fn(&Metrics) -> u64| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (l, m) in entries {
+            let _ = writeln!(out, "{name}{} {}", label(*l), v(m));
+        }
+    };
+    let counter = |out: &mut String, name: &str, help: &str, c: &dyn Fn(&Metrics) -> &Counter| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (l, m) in entries {
+            let _ = writeln!(out, "{name}{} {}", label(*l), c(m).get());
+        }
+    };
+    let summary = |out: &mut String, name: &str, help: &str, t: &dyn Fn(&Metrics) -> &Timer| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} summary");
+        for (l, m) in entries {
+            let t = t(m);
+            let l = label(*l);
             let _ = writeln!(
                 out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                c.get()
-            );
-        };
-        let summary = |out: &mut String, name: &str, help: &str, t: &Timer| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} summary\n{name}_sum {}\n{name}_count {}",
+                "{name}_sum{l} {}\n{name}_count{l} {}",
                 t.sum_seconds(),
                 t.count()
             );
-        };
-        gauge(
-            &mut out,
-            "ftpl_role",
-            "Role of this member: 0 standby, 1 leader, 2 stopped.",
-            self.role.load(Ordering::Relaxed),
-        );
-        gauge(
-            &mut out,
-            "ftpl_term",
-            "Latest election term seen.",
-            self.term.load(Ordering::Relaxed),
-        );
-        counter(
-            &mut out,
-            "ftpl_heartbeats_ok_total",
-            "Acknowledged heartbeats.",
-            &self.heartbeats_ok,
-        );
-        counter(
-            &mut out,
-            "ftpl_heartbeats_failed_total",
-            "Heartbeats that failed or timed out.",
-            &self.heartbeats_failed,
-        );
-        summary(
-            &mut out,
-            "ftpl_heartbeat_latency_seconds",
-            "Heartbeat round trip to the store.",
-            &self.heartbeat_latency,
-        );
-        counter(
-            &mut out,
-            "ftpl_takeovers_total",
-            "Terms won by this member.",
-            &self.takeovers,
-        );
-        counter(
-            &mut out,
-            "ftpl_files_dispatched_total",
-            "File versions handed to the handler.",
-            &self.files_dispatched,
-        );
-        counter(
-            &mut out,
-            "ftpl_files_done_total",
-            "File versions handled and post-processed.",
-            &self.files_done,
-        );
-        counter(
-            &mut out,
-            "ftpl_files_failed_total",
-            "Handler attempts that failed.",
-            &self.files_failed,
-        );
-        counter(
-            &mut out,
-            "ftpl_files_error_total",
-            "File versions moved to the error folder after the retry budget.",
-            &self.files_error,
-        );
-        counter(
-            &mut out,
-            "ftpl_redeliveries_total",
-            "Dispatches of versions claimed earlier and never finished.",
-            &self.redeliveries,
-        );
-        summary(
-            &mut out,
-            "ftpl_listing_duration_seconds",
-            "Listing of the source directory.",
-            &self.listing_duration,
-        );
-        counter(
-            &mut out,
-            "ftpl_listings_failed_total",
-            "Listings that failed.",
-            &self.listings_failed,
-        );
-        counter(
-            &mut out,
-            "ftpl_skipped_names_total",
-            "Hostile or unparsable names skipped by listings.",
-            &self.skipped_names,
-        );
-        counter(
-            &mut out,
-            "ftpl_post_processing_failed_total",
-            "Moves or deletes of handled files that failed (retried).",
-            &self.post_processing_failed,
-        );
-        counter(
-            &mut out,
-            "ftpl_leadership_stops_total",
-            "Work stopped before a write because this member no longer leads.",
-            &self.leadership_stops,
-        );
-        counter(
-            &mut out,
-            "ftpl_fenced_writes_total",
-            "Ledger writes refused by the store because another member holds a newer term.",
-            &self.fenced_writes,
-        );
-        out
-    }
+        }
+    };
+    gauge(
+        &mut out,
+        "ftpl_role",
+        "Role of this member: 0 standby, 1 leader, 2 stopped.",
+        &|m: &Metrics| m.role.load(Ordering::Relaxed),
+    );
+    gauge(
+        &mut out,
+        "ftpl_term",
+        "Latest election term seen.",
+        &|m: &Metrics| m.term.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut out,
+        "ftpl_heartbeats_ok_total",
+        "Acknowledged heartbeats.",
+        &|m: &Metrics| &m.heartbeats_ok,
+    );
+    counter(
+        &mut out,
+        "ftpl_heartbeats_failed_total",
+        "Heartbeats that failed or timed out.",
+        &|m: &Metrics| &m.heartbeats_failed,
+    );
+    summary(
+        &mut out,
+        "ftpl_heartbeat_latency_seconds",
+        "Heartbeat round trip to the store.",
+        &|m: &Metrics| &m.heartbeat_latency,
+    );
+    counter(
+        &mut out,
+        "ftpl_takeovers_total",
+        "Terms won by this member.",
+        &|m: &Metrics| &m.takeovers,
+    );
+    counter(
+        &mut out,
+        "ftpl_files_dispatched_total",
+        "File versions handed to the handler.",
+        &|m: &Metrics| &m.files_dispatched,
+    );
+    counter(
+        &mut out,
+        "ftpl_files_done_total",
+        "File versions handled and post-processed.",
+        &|m: &Metrics| &m.files_done,
+    );
+    counter(
+        &mut out,
+        "ftpl_files_failed_total",
+        "Handler attempts that failed.",
+        &|m: &Metrics| &m.files_failed,
+    );
+    counter(
+        &mut out,
+        "ftpl_files_error_total",
+        "File versions moved to the error folder after the retry budget.",
+        &|m: &Metrics| &m.files_error,
+    );
+    counter(
+        &mut out,
+        "ftpl_redeliveries_total",
+        "Dispatches of versions claimed earlier and never finished.",
+        &|m: &Metrics| &m.redeliveries,
+    );
+    summary(
+        &mut out,
+        "ftpl_listing_duration_seconds",
+        "Listing of the source directory.",
+        &|m: &Metrics| &m.listing_duration,
+    );
+    counter(
+        &mut out,
+        "ftpl_listings_failed_total",
+        "Listings that failed.",
+        &|m: &Metrics| &m.listings_failed,
+    );
+    counter(
+        &mut out,
+        "ftpl_skipped_names_total",
+        "Hostile or unparsable names skipped by listings.",
+        &|m: &Metrics| &m.skipped_names,
+    );
+    counter(
+        &mut out,
+        "ftpl_post_processing_failed_total",
+        "Moves or deletes of handled files that failed (retried).",
+        &|m: &Metrics| &m.post_processing_failed,
+    );
+    counter(
+        &mut out,
+        "ftpl_leadership_stops_total",
+        "Work stopped before a write because this member no longer leads.",
+        &|m: &Metrics| &m.leadership_stops,
+    );
+    counter(
+        &mut out,
+        "ftpl_fenced_writes_total",
+        "Ledger writes refused by the store because another member holds a newer term.",
+        &|m: &Metrics| &m.fenced_writes,
+    );
+    out
 }
 
 #[cfg(test)]

@@ -298,7 +298,7 @@ fn fold_source(
         Some(SeedProtocol::Sftp) => SourceKind::Sftp,
         // The seeds' default protocol is FTP.
         None if !figment.contains("source.kind") => SourceKind::Ftp,
-        None => config.source.kind,
+        None => config.source.kind.clone(),
     };
     let key = match kind {
         SourceKind::Ftp => "source.ftp",
@@ -310,8 +310,17 @@ fn fold_source(
                  set protocol (ftp, ftps or sftp) instead",
             ));
         }
+        SourceKind::Named(name) => {
+            return Err(ConfigError::new(
+                "source.kind",
+                format!(
+                    "is `{name}`, a registered source: the seeds' `host`, `port` and `auth` \
+                     fill only the built-in ftp and sftp tables; write [source.{name}]"
+                ),
+            ));
+        }
     };
-    config.source.kind = kind;
+    config.source.kind = kind.clone();
     let mut table = Table {
         figment,
         key,
@@ -370,7 +379,7 @@ fn fold_database(
         return Ok(None);
     };
     let backend = if figment.contains("coordination.backend") {
-        config.coordination.backend
+        config.coordination.backend.clone()
     } else {
         match db.port {
             Some(3306) => Backend::Mysql,
@@ -404,6 +413,15 @@ fn fold_database(
                 "coordination.databaseConfig",
                 "names a shared MySQL or PostgreSQL database, but coordination.backend is \
                  `sqlite`: set coordination.backend = \"mysql\" or \"postgres\", or drop one",
+            ));
+        }
+        Backend::Named(name) => {
+            return Err(ConfigError::new(
+                "coordination.databaseConfig",
+                format!(
+                    "names a MySQL or PostgreSQL database, but coordination.backend is \
+                     `{name}`: write [coordination.{name}], or drop one"
+                ),
             ));
         }
     };

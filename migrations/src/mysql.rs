@@ -25,7 +25,17 @@ pub const MYSQL_SCHEMA_VERSION: i64 = 5;
 /// (`mysql://user:password@host:port/database`). Checksummed (an edited, already applied
 /// migration is refused) and serialised by sqlx's `GET_LOCK`, so concurrent starts are safe:
 /// the second waits for the first, then finds nothing to do.
-pub async fn migrate_mysql(url: &str) -> Result<(), MigrateError> {
+///
+/// The future is boxed here, where its types are concrete: sqlx's migrator future is `Send`,
+/// but the compiler cannot prove it inside a generic or `async_trait` caller ("implementation
+/// of `Send` is not general enough").
+pub fn migrate_mysql(
+    url: &str,
+) -> std::pin::Pin<Box<dyn Future<Output = Result<(), MigrateError>> + Send + '_>> {
+    Box::pin(migrate_mysql_inner(url))
+}
+
+async fn migrate_mysql_inner(url: &str) -> Result<(), MigrateError> {
     let target = mysql_target(url);
     let options = MySqlConnectOptions::from_str(url).map_err(|e| MigrateError::Connect {
         target: target.clone(),

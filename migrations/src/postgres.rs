@@ -21,7 +21,17 @@ pub const POSTGRES_SCHEMA_VERSION: i64 = 2;
 ///
 /// sqlx's migrator takes an advisory lock first, so concurrent starts apply each migration
 /// once and all succeed; an applied migration whose file changed is refused (checksum).
-pub async fn migrate_postgres(url: &str) -> Result<(), MigrateError> {
+///
+/// The future is boxed here, where its types are concrete: sqlx's migrator future is `Send`,
+/// but the compiler cannot prove it inside a generic or `async_trait` caller ("implementation
+/// of `Send` is not general enough").
+pub fn migrate_postgres(
+    url: &str,
+) -> std::pin::Pin<Box<dyn Future<Output = Result<(), MigrateError>> + Send + '_>> {
+    Box::pin(migrate_postgres_inner(url))
+}
+
+async fn migrate_postgres_inner(url: &str) -> Result<(), MigrateError> {
     let options = PgConnectOptions::from_str(url).map_err(|e| MigrateError::Connect {
         target: "postgres://<unparsable url>".to_owned(),
         cause: e.to_string(),
@@ -40,7 +50,9 @@ pub async fn migrate_postgres(url: &str) -> Result<(), MigrateError> {
                 cause: e.to_string(),
             })?;
     let result = MIGRATOR
-        .run(&mut conn)
+        // `run_direct`: `run` is generic over `Acquire`, and its future cannot be proven
+        // `Send` (sqlx issue 2016).
+        .run_direct(&mut conn)
         .await
         .map_err(|e| MigrateError::Migrate {
             target: target.clone(),

@@ -26,7 +26,17 @@ const MIGRATE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Applies every pending SQLite migration to the database at `url` (a `sqlite://` URL or a
 /// plain file path), creating the file if it does not exist. Applying twice is a no-op;
 /// concurrent callers serialise on SQLite's write lock.
-pub async fn migrate_sqlite(url: &str) -> Result<(), MigrateError> {
+///
+/// The future is boxed here, where its types are concrete: sqlx's migrator future is `Send`,
+/// but the compiler cannot prove it inside a generic or `async_trait` caller ("implementation
+/// of `Send` is not general enough").
+pub fn migrate_sqlite(
+    url: &str,
+) -> std::pin::Pin<Box<dyn Future<Output = Result<(), MigrateError>> + Send + '_>> {
+    Box::pin(migrate_sqlite_inner(url))
+}
+
+async fn migrate_sqlite_inner(url: &str) -> Result<(), MigrateError> {
     let (options, target) = sqlite_options(url)?;
     let options = options
         .create_if_missing(true)

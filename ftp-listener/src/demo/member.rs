@@ -223,11 +223,16 @@ async fn get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
         .unwrap_or_default())
 }
 
-/// The value of an unlabelled sample in Prometheus text.
+/// The value of the first sample of `name` in Prometheus text, labelled or not (a member of
+/// the demo runs one listener).
 fn value_of(text: &str, name: &str) -> Option<u64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let rest = l.strip_prefix(name)?;
+        if !rest.starts_with([' ', '{']) {
+            return None;
+        }
+        rest.rsplit(' ').next()?.trim().parse().ok()
+    })
 }
 
 #[cfg(test)]
@@ -236,7 +241,7 @@ mod tests {
 
     #[test]
     fn samples_are_read_by_exact_name() {
-        let text = "# HELP ftpl_role r\n# TYPE ftpl_role gauge\nftpl_role 1\n\
+        let text = "# HELP ftpl_role r\n# TYPE ftpl_role gauge\nftpl_role{listener=\"in\"} 1\n\
                     ftpl_term_x 9\nftpl_term 4\n";
         assert_eq!(value_of(text, "ftpl_role"), Some(1));
         assert_eq!(value_of(text, "ftpl_term"), Some(4));

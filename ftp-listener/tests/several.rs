@@ -1,0 +1,126 @@
+//! Several listeners in one `ftp-listener` process (`[[listeners]]`): each its own source,
+//! group and post-processing, one HTTP port with per-listener metrics, and one listener that
+//! cannot start (its source is not a directory) leaving the others running.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Proc, Site, http_get, wait_for};
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+#[test]
+fn listeners_in_one_process_work_apart_and_a_broken_one_stops_alone() {
+    let site = Site::new();
+    std::fs::create_dir_all(site.path("orders")).unwrap();
+    // A file where the third listener's directory should be: it cannot be created.
+    std::fs::write(site.path("not-a-dir"), b"x").unwrap();
+    let config = site.path("multi.toml");
+    std::fs::write(
+        &config,
+        r#"
+member_id = "solo"
+poll_interval = "100ms"
+http.bind = "127.0.0.1:0"
+[coordination]
+heartbeat_interval = "100ms"
+liveness_timeout = "500ms"
+[coordination.sqlite]
+path = "ftp-listener.db"
+
+[[listeners]]
+name = "invoices"
+source.path = "inbox"
+filter = "*.csv"
+
+[[listeners]]
+name = "orders"
+source.path = "orders"
+post_processing = "delete"
+
+[[listeners]]
+name = "broken"
+source.path = "not-a-dir/inbox"
+"#,
+    )
+    .unwrap();
+    let proc = Proc::spawn(site.dir.path(), &["--config", "multi.toml", "run"]);
+    assert!(
+        wait_for(LIMIT, || (proc.count_lines("became leader") >= 2)
+            .then_some(()))
+        .is_some(),
+        "{}",
+        proc.output()
+    );
+    let addr = proc
+        .output()
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("http="))
+        .expect("the bound address is logged")
+        .to_string();
+    site.drop_file("a.csv", b"1");
+    site.drop_file("skip.txt", b"1");
+    std::fs::write(site.path("orders/o1"), b"1").unwrap();
+    let moved = wait_for(LIMIT, || {
+        (site.path("inbox/.done/a.csv").exists() && !site.path("orders/o1").exists()).then_some(())
+    });
+    let out = proc.output();
+    assert!(moved.is_some(), "{out}");
+    assert!(
+        site.path("inbox/skip.txt").exists(),
+        "the filter is per listener"
+    );
+    assert!(
+        !site.path("orders/.done").exists(),
+        "orders deletes, invoices moves"
+    );
+    // The broken listener stopped, named, and the process runs on.
+    assert!(
+        out.lines()
+            .any(|l| l.contains("listener stopped") && l.contains("broken")),
+        "{out}"
+    );
+    let metrics = wait_for(LIMIT, || {
+        let (code, text) = http_get(&addr, "/metrics");
+        (code == 200 && text.contains("ftpl_files_done_total{listener=\"orders\"} 1"))
+            .then_some(text)
+    })
+    .expect("per-listener counters");
+    assert!(
+        metrics.contains("ftpl_files_done_total{listener=\"invoices\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ftpl_role{listener=\"broken\"} 0"),
+        "{metrics}"
+    );
+    assert_eq!(
+        metrics
+            .matches("# TYPE ftpl_files_done_total counter")
+            .count(),
+        1,
+        "one family, three samples"
+    );
+    let (code, ready) = http_get(&addr, "/readyz");
+    assert_eq!(code, 503, "{ready}");
+    assert!(ready.contains("invoices: ready"), "{ready}");
+    assert!(ready.contains("broken: not ready"), "{ready}");
+
+    // One store for the two listeners on one database file, two groups in it.
+    let mut status = Proc::spawn(site.dir.path(), &["--config", "multi.toml", "status"]);
+    assert!(
+        status.wait_exit(LIMIT).expect("exits").success(),
+        "{}",
+        status.output()
+    );
+    let table = status.output();
+    assert!(table.contains("listener invoices"), "{table}");
+    assert!(table.contains("group invoices  term 1"), "{table}");
+    assert!(table.contains("group orders  term 1"), "{table}");
+
+    proc.signal("TERM");
+    let mut proc = proc;
+    let exit = proc.wait_exit(LIMIT).expect("a clean stop");
+    assert!(exit.success(), "{}", proc.output());
+}
