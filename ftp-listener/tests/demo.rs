@@ -44,9 +44,10 @@ fn the_demo_survives_a_crash_and_a_pause_and_says_so() {
             .find_map(|part| part.strip_prefix(event))
             .and_then(|t| t.strip_suffix(" s"))
             .and_then(|t| t.parse::<f64>().ok());
-        // A takeover cannot beat the liveness timeout (1 s) by more than one heartbeat
-        // (200 ms); "none" would mean no takeover at all.
-        assert!(took.is_some_and(|t| t > 0.7), "{event}: {verdict}");
+        // A number of seconds; "none" would mean no takeover at all. (No lower bound: the
+        // liveness timeout runs from the leader's last renewal, which a loaded machine may
+        // have delayed, not from the event.)
+        assert!(took.is_some_and(|t| t > 0.0), "{event}: {verdict}");
     }
     for step in [
         "kill -9 node-",
