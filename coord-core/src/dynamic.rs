@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::cluster::ConfigStore;
 use crate::fs::{FileReader, FileWriter, FsError, ListOptions, Listing, RemoteFs, RenameMode};
 use crate::ids::{Fence, GroupId, Incarnation, MemberId};
 use crate::ledger::{FileVersion, LedgerRecord, LedgerUpdate};
@@ -92,6 +93,7 @@ impl<S: CoordinationStore> DynStore for S {
 pub struct SharedStore {
     inner: Arc<dyn DynStore>,
     name: Arc<str>,
+    config: Option<Arc<dyn ConfigStore>>,
 }
 
 impl SharedStore {
@@ -100,6 +102,7 @@ impl SharedStore {
         SharedStore {
             inner: Arc::new(store),
             name: name.into(),
+            config: None,
         }
     }
 
@@ -108,7 +111,19 @@ impl SharedStore {
         SharedStore {
             inner: store,
             name: name.into(),
+            config: None,
         }
+    }
+
+    /// The store and where it keeps the cluster's configuration (usually the same store).
+    pub fn with_config_store(mut self, config: Arc<dyn ConfigStore>) -> Self {
+        self.config = Some(config);
+        self
+    }
+
+    /// Where the cluster's configuration is kept, if this store keeps it.
+    pub fn config_store(&self) -> Option<&Arc<dyn ConfigStore>> {
+        self.config.as_ref()
     }
 
     /// The backend's name given at construction.

@@ -56,6 +56,7 @@
 
 #![deny(missing_docs)]
 
+mod cluster;
 mod config;
 mod dynamic;
 mod elector;
@@ -66,6 +67,7 @@ mod names;
 mod store;
 mod work;
 
+pub use cluster::{ConfigStore, ConfigVersion, unsupported as config_unsupported};
 pub use config::{ConfigError, ElectionConfig, Timing};
 pub use dynamic::{
     BoxReader, BoxWriter, DynFs, DynReader, DynStore, DynWriter, SharedSource, SharedStore,

@@ -125,7 +125,7 @@ impl MySqlStore {
     /// Runs `f` on a pooled connection within the statement timeout. A connection that
     /// failed or timed out may be mid-transaction or broken: it is closed (in the
     /// background) instead of returning to the pool, and the next call gets a fresh one.
-    async fn run<T>(
+    pub(crate) async fn run<T>(
         &self,
         operation: &'static str,
         group: &str,

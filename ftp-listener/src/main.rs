@@ -11,6 +11,7 @@ use listener::{Config, LogFormat, Registry, RunError, Service, connect_store};
 
 #[cfg(feature = "demo")]
 mod demo;
+mod inspect;
 mod logging;
 
 #[derive(Debug, Parser)]
@@ -40,13 +41,28 @@ enum Command {
         dialect: Dialect,
     },
     /// Show the group's members, their heartbeat ages, the holder and the term.
-    Status,
+    Status {
+        /// One JSON object (every listener, its group, term, holder and members).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read the ledger: what happened to each file version.
+    Ledger {
+        #[command(subcommand)]
+        command: inspect::LedgerCommand,
+    },
     /// Print the effective configuration (secrets redacted) and exit.
     CheckConfig,
     /// Show failover on this machine, nothing to install: an embedded FTP server, SQLite,
     /// three member processes, a crash and a pause; ends with a verdict line (exit 0 only if
     /// no file was lost or handled twice). Needs the `demo` cargo feature.
     Demo(DemoArgs),
+    /// The cluster's configuration in the coordination database (the local file's
+    /// `[cluster]` names it; default `default`).
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
 }
 
 /// `ftp-listener demo` options.
@@ -58,6 +74,37 @@ struct DemoArgs {
     /// Keep the temporary directory (configs, member logs, the ledger) and print its path.
     #[arg(long)]
     keep: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum ClusterCommand {
+    /// Validate FILE as every member would and store it as the next version.
+    Push {
+        /// The cluster's configuration (TOML: `[[listeners]]` and shared defaults).
+        file: PathBuf,
+        /// A comment for the audit trail.
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// Print a version (default: the newest).
+    Show {
+        /// The version.
+        version: Option<u64>,
+    },
+    /// Every version: number, when (database clock), who, comment.
+    History,
+    /// The lines that differ between two versions.
+    Diff {
+        /// The older version.
+        from: u64,
+        /// The newer version.
+        to: u64,
+    },
+    /// Store an old version again as the newest.
+    Rollback {
+        /// The version to return to.
+        version: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -75,10 +122,11 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     // The configuration is read before the subscriber is installed, so that `log.format`
-    // applies to every line; loading it logs nothing.
+    // applies to every line; loading it logs nothing. (`cluster` reads its file itself and
+    // logs in text.)
     let registry = Registry::builtin();
     let configs = match command {
-        Command::PrintDdl { .. } | Command::Demo(_) => Vec::new(),
+        Command::PrintDdl { .. } | Command::Demo(_) | Command::Cluster { .. } => Vec::new(),
         _ => match Config::load_all(cli.config.as_deref(), &registry)
             .map_err(anyhow::Error::from)
             .and_then(|configs| log_format(&configs).map(|_| configs))
@@ -109,7 +157,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(dispatch(command, configs, registry)) {
+    match runtime.block_on(dispatch(cli.config, command, configs, registry)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let refused = e
@@ -141,19 +189,27 @@ fn log_format(configs: &[Config]) -> anyhow::Result<LogFormat> {
 }
 
 async fn dispatch(
+    file: Option<PathBuf>,
     command: Command,
     configs: Vec<Config>,
     registry: Registry,
 ) -> anyhow::Result<()> {
-    match command {
+    let command = match command {
         Command::PrintDdl { dialect } => {
             print!("{}", ddl(dialect)?);
             return Ok(());
         }
         Command::Demo(args) => return run_demo(args).await,
-        _ => {}
-    }
+        Command::Cluster { command } => {
+            return cluster(file.as_deref(), command, &registry).await;
+        }
+        other => other,
+    };
     match command {
+        Command::Run if configs.len() == 1 && configs[0].cluster.is_some() => {
+            Service::run_cluster(file.as_deref(), registry, shutdown_signal()).await?;
+            Ok(())
+        }
         Command::Run => {
             Service::from_configs(configs, registry)
                 .run(shutdown_signal())
@@ -176,14 +232,37 @@ async fn dispatch(
             println!("schema is up to date");
             Ok(())
         }
-        Command::Status => {
+        Command::Ledger { command } => {
+            let configs = if configs.len() == 1 && configs[0].cluster.is_some() {
+                cluster_listeners(file.as_deref(), &configs[0], &registry).await?
+            } else {
+                configs
+            };
+            inspect::ledger(configs, command, &registry).await
+        }
+        Command::Status { json } => {
+            let configs = if configs.len() == 1 && configs[0].cluster.is_some() {
+                cluster_listeners(file.as_deref(), &configs[0], &registry).await?
+            } else {
+                configs
+            };
+            if json {
+                return inspect::status_json(configs, &registry).await;
+            }
             let many = configs.len() > 1;
             for (i, config) in configs.into_iter().enumerate() {
                 if many {
                     if i > 0 {
                         println!();
                     }
-                    println!("listener {}", config.name);
+                    let placement = match &config.placement {
+                        listener::Placement::Leader => "leader (one member of the group)".into(),
+                        listener::Placement::Every => {
+                            "every member (each with a ledger of its own)".into()
+                        }
+                        listener::Placement::Member(id) => format!("only member {id}"),
+                    };
+                    println!("listener {}  placement {placement}", config.name);
                 }
                 status(config, &registry).await?;
             }
@@ -208,8 +287,124 @@ async fn dispatch(
             }
             Ok(())
         }
-        Command::PrintDdl { .. } | Command::Demo(_) => unreachable!("handled above"),
+        Command::PrintDdl { .. } | Command::Cluster { .. } | Command::Demo(_) => {
+            unreachable!("handled above")
+        }
     }
+}
+
+/// The listeners of the newest cluster configuration, for `status`.
+async fn cluster_listeners(
+    file: Option<&std::path::Path>,
+    local: &Config,
+    registry: &Registry,
+) -> anyhow::Result<Vec<Config>> {
+    let name = local
+        .cluster
+        .as_ref()
+        .map_or("default", |c| c.name.as_str());
+    let store = connect_store(local, registry, false).await?;
+    let Some(configs) = store.config_store() else {
+        bail!(
+            "the {} store does not keep cluster configurations",
+            store.name()
+        );
+    };
+    let newest = listener::cluster_get(&**configs, name, None).await?;
+    println!(
+        "cluster {name}  version {}  pushed by {} at {}",
+        newest.version,
+        newest.pushed_by,
+        utc(newest.pushed_at_ms)
+    );
+    println!();
+    Ok(Config::load_cluster(file, &newest.body, registry)?)
+}
+
+async fn cluster(
+    file: Option<&std::path::Path>,
+    command: ClusterCommand,
+    registry: &Registry,
+) -> anyhow::Result<()> {
+    let local = Config::load_with(file, registry)?;
+    let name = local
+        .cluster
+        .as_ref()
+        .map_or_else(|| "default".to_string(), |c| c.name.clone());
+    let store = connect_store(&local, registry, local.migrate_on_start()).await?;
+    let Some(configs) = store.config_store() else {
+        bail!(
+            "the {} store does not keep cluster configurations",
+            store.name()
+        );
+    };
+    let configs = &**configs;
+    match command {
+        ClusterCommand::Push { file: doc, comment } => {
+            let text = std::fs::read_to_string(&doc)
+                .with_context(|| format!("cannot read {}", doc.display()))?;
+            let version = listener::cluster_push(configs, &name, file, &text, &comment, registry)
+                .await
+                .with_context(|| format!("{} refused, nothing stored", doc.display()))?;
+            println!("cluster `{name}`: stored version {version}");
+        }
+        ClusterCommand::Show { version } => {
+            let v = listener::cluster_get(configs, &name, version).await?;
+            print!("{}", v.body);
+        }
+        ClusterCommand::History => {
+            let all = configs.config_history(&name).await?;
+            println!(
+                "{:>7}  {:<24} {:<32} COMMENT",
+                "VERSION", "PUSHED AT (UTC)", "BY"
+            );
+            for v in &all {
+                println!(
+                    "{:>7}  {:<24} {:<32} {}",
+                    v.version,
+                    utc(v.pushed_at_ms),
+                    v.pushed_by,
+                    v.comment
+                );
+            }
+            if all.is_empty() {
+                println!("(nothing pushed yet)");
+            }
+        }
+        ClusterCommand::Diff { from, to } => {
+            let a = listener::cluster_get(configs, &name, Some(from)).await?;
+            let b = listener::cluster_get(configs, &name, Some(to)).await?;
+            print!("{}", listener::cluster_diff(&a.body, &b.body));
+        }
+        ClusterCommand::Rollback { version } => {
+            let new = listener::cluster_rollback(configs, &name, file, version, registry).await?;
+            println!("cluster `{name}`: version {new} is version {version} again");
+        }
+    }
+    Ok(())
+}
+
+/// Milliseconds since the epoch as `YYYY-MM-DD HH:MM:SS.mmm`.
+fn utc(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{:03}",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60,
+        ms.rem_euclid(1000)
+    )
 }
 
 #[cfg(feature = "demo")]

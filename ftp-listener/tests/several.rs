@@ -119,6 +119,86 @@ source.path = "not-a-dir/inbox"
     assert!(table.contains("group invoices  term 1"), "{table}");
     assert!(table.contains("group orders  term 1"), "{table}");
 
+    // What happened to a.csv: one command, read-only, safe beside the running leader.
+    let mut show = Proc::spawn(
+        site.dir.path(),
+        &["--config", "multi.toml", "ledger", "show", "a.csv"],
+    );
+    assert!(
+        show.wait_exit(LIMIT).expect("exits").success(),
+        "{}",
+        show.output()
+    );
+    let shown = show.output();
+    let row = shown
+        .lines()
+        .find(|l| l.starts_with("invoices ") && l.ends_with("a.csv"))
+        .unwrap_or_else(|| panic!("{shown}"));
+    assert!(row.contains(" done "), "{row}");
+    let mut list = Proc::spawn(
+        site.dir.path(),
+        &[
+            "--config",
+            "multi.toml",
+            "ledger",
+            "list",
+            "--listener",
+            "orders",
+            "--json",
+        ],
+    );
+    assert!(
+        list.wait_exit(LIMIT).expect("exits").success(),
+        "{}",
+        list.output()
+    );
+    let rows: Vec<String> = list
+        .output()
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert!(
+        rows[0].contains("\"listener\":\"orders\"") && rows[0].contains("\"state\":\"done\""),
+        "{rows:?}"
+    );
+    let mut bad = Proc::spawn(
+        site.dir.path(),
+        &[
+            "--config",
+            "multi.toml",
+            "ledger",
+            "list",
+            "--state",
+            "finished",
+        ],
+    );
+    assert!(!bad.wait_exit(LIMIT).expect("exits").success());
+    assert!(
+        bad.output().contains("--state `finished`"),
+        "{}",
+        bad.output()
+    );
+    let mut json = Proc::spawn(
+        site.dir.path(),
+        &["--config", "multi.toml", "status", "--json"],
+    );
+    assert!(
+        json.wait_exit(LIMIT).expect("exits").success(),
+        "{}",
+        json.output()
+    );
+    let text = json.output();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        line.contains("\"name\":\"invoices\"") && line.contains("\"role\":\"leader\""),
+        "{line}"
+    );
+
     proc.signal("TERM");
     let mut proc = proc;
     let exit = proc.wait_exit(LIMIT).expect("a clean stop");

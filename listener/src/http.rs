@@ -28,15 +28,52 @@ pub struct ListenerEndpoint {
     pub problem: watch::Receiver<Option<String>>,
 }
 
-/// What the endpoints read: every listener of the process.
+/// What the endpoints read: every listener of the process (the set changes when a new
+/// cluster configuration is applied), and the cluster configuration's state.
 #[derive(Debug, Clone, Default)]
 pub struct Endpoints {
-    /// The listeners, in configuration order.
-    pub listeners: Vec<ListenerEndpoint>,
+    listeners: Arc<std::sync::RwLock<Vec<ListenerEndpoint>>>,
+    /// The cluster configuration's state on this member.
+    pub cluster: Arc<ClusterGauges>,
+}
+
+/// The cluster configuration on this member, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct ClusterGauges {
+    /// Whether this member takes its listeners from the cluster configuration.
+    pub enabled: std::sync::atomic::AtomicBool,
+    /// The version applied (0: none).
+    pub applied: std::sync::atomic::AtomicU64,
+    /// The newest version seen in the database.
+    pub newest: std::sync::atomic::AtomicU64,
+    /// 1 while the newest version could not be applied here.
+    pub failed: std::sync::atomic::AtomicU64,
 }
 
 impl Endpoints {
+    /// Adds (or replaces, by name) a listener.
+    pub fn add(&self, listener: ListenerEndpoint) {
+        let mut all = self.listeners.write().unwrap_or_else(|e| e.into_inner());
+        all.retain(|l| l.name != listener.name);
+        all.push(listener);
+    }
+
+    /// Removes the listener `name`.
+    pub fn remove(&self, name: &str) {
+        let mut all = self.listeners.write().unwrap_or_else(|e| e.into_inner());
+        all.retain(|l| l.name != name);
+    }
+
+    /// The listeners now.
+    pub fn listeners(&self) -> Vec<ListenerEndpoint> {
+        self.listeners
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     fn answer(&self, path: &str) -> (u16, &'static str, String) {
+        let listeners = self.listeners();
         match path {
             "/healthz" => (200, "text/plain", "ok\n".to_string()),
             "/readyz" => {
@@ -44,7 +81,7 @@ impl Endpoints {
                 let now = Instant::now();
                 let mut ready = true;
                 let mut body = String::new();
-                for l in &self.listeners {
+                for l in &listeners {
                     let status = l.status.borrow();
                     if status.is_ready(now, l.renew_deadline) {
                         body.push_str(&format!("{}: ready ({:?})\n", l.name, status.role));
@@ -61,18 +98,45 @@ impl Endpoints {
                 (if ready { 200 } else { 503 }, "text/plain", body)
             }
             "/metrics" => {
-                let entries: Vec<(&str, &Metrics)> = self
-                    .listeners
+                let entries: Vec<(&str, &Metrics)> = listeners
                     .iter()
                     .map(|l| (l.name.as_str(), &*l.metrics))
                     .collect();
-                (
-                    200,
-                    "text/plain; version=0.0.4",
-                    Metrics::render_all(&entries),
-                )
+                let mut text = Metrics::render_all(&entries);
+                self.cluster.render(&mut text);
+                (200, "text/plain; version=0.0.4", text)
             }
             _ => (404, "text/plain", "not found\n".to_string()),
+        }
+    }
+}
+
+impl ClusterGauges {
+    fn render(&self, out: &mut String) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if !self.enabled.load(Relaxed) {
+            return;
+        }
+        for (name, help, value) in [
+            (
+                "ftpl_cluster_config_version",
+                "The cluster configuration version applied on this member.",
+                self.applied.load(Relaxed),
+            ),
+            (
+                "ftpl_cluster_config_newest_version",
+                "The newest cluster configuration version in the database.",
+                self.newest.load(Relaxed),
+            ),
+            (
+                "ftpl_cluster_config_apply_failed",
+                "1 while the newest cluster configuration cannot be applied on this member.",
+                self.failed.load(Relaxed),
+            ),
+        ] {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
+            ));
         }
     }
 }

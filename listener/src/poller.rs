@@ -277,7 +277,7 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
                     return;
                 };
                 let store = self.store.clone();
-                tasks.spawn(async move {
+                spawn_in_span(tasks, async move {
                     let load = store.load_ledger(&fence.group);
                     Done::Loaded(op, bounded("load ledger", &fence, timeout, load).await)
                 });
@@ -288,7 +288,7 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
                 versions,
             } => {
                 let store = self.store.clone();
-                tasks.spawn(async move {
+                spawn_in_span(tasks, async move {
                     Done::Claimed(
                         op,
                         bounded("claim", &fence, timeout, store.claim(&fence, &versions)).await,
@@ -297,7 +297,7 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
             }
             WorkAction::Record { op, fence, updates } => {
                 let store = self.store.clone();
-                tasks.spawn(async move {
+                spawn_in_span(tasks, async move {
                     Done::Recorded(
                         op,
                         bounded("record", &fence, timeout, store.record(&fence, &updates)).await,
@@ -308,11 +308,15 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
                 let fs = self.fs.clone();
                 let settings = self.settings.clone();
                 let metrics = self.metrics.clone();
-                tasks.spawn(async move { Done::Listed(op, list(&*fs, &settings, &metrics).await) });
+                spawn_in_span(tasks, async move {
+                    Done::Listed(op, list(&*fs, &settings, &metrics).await)
+                });
             }
             WorkAction::File { op, file_op } => {
                 let fs = self.fs.clone();
-                tasks.spawn(async move { Done::File(op, file_op_io(&*fs, &file_op).await) });
+                spawn_in_span(tasks, async move {
+                    Done::File(op, file_op_io(&*fs, &file_op).await)
+                });
             }
             WorkAction::Dispatch {
                 handler: id,
@@ -342,9 +346,7 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
                 let version = dispatch.version;
                 let fs = self.fs.clone();
                 let handler = self.handler.clone();
-                // In the leader's span (entered by the caller): the handler's own log lines
-                // carry member, group and term too.
-                let task = tasks.spawn(tracing::Instrument::in_current_span(async move {
+                let task = spawn_in_span(tasks, async move {
                     let source = SourceOf(&*fs);
                     let file = IncomingFile::new(version, relative, context, &source);
                     let outcome = match handler.on_file(&file).await {
@@ -352,7 +354,7 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
                         Err(error) => Outcome::Failed(error.0),
                     };
                     Done::Handler(id, outcome)
-                }));
+                });
                 handlers.insert(id, Running { task, cancel });
             }
         }
@@ -558,4 +560,13 @@ async fn drain_changed(drain: &mut watch::Receiver<bool>) {
     if drain.changed().await.is_err() {
         std::future::pending::<()>().await;
     }
+}
+
+/// Spawns `work` in the current span (the listener's), so that what it logs names the
+/// listener.
+fn spawn_in_span(
+    tasks: &mut JoinSet<Done>,
+    work: impl Future<Output = Done> + Send + 'static,
+) -> tokio::task::AbortHandle {
+    tasks.spawn(tracing::Instrument::in_current_span(work))
 }
