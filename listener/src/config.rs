@@ -64,6 +64,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "handler",
     "http",
     "shutdown_grace",
+    "log",
 ];
 
 pub(crate) fn redact_url(url: &str) -> String {
@@ -552,6 +553,9 @@ pub struct Config {
     /// Health and metrics endpoints.
     #[serde(default)]
     pub http: HttpConfig,
+    /// Log line format (`log.format = "text"` by default, or `"json"`).
+    #[serde(default)]
+    pub log: crate::log_config::LogConfig,
     /// The typed settings of the selected built-in backends, extracted at load.
     #[serde(skip)]
     pub backends: BackendSettings,
