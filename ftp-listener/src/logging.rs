@@ -19,22 +19,27 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt::format::{JsonFields, Writer};
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 
 /// Installs the global subscriber (stderr) in `format`, then logs the filter's warnings.
 /// `fallback` is the filter when `RUST_LOG` is unset or empty.
-pub(crate) fn init(format: LogFormat, fallback: &str) {
+pub(crate) fn init(format: LogFormat, fallback: &str, file: Option<BoxMakeWriter>) {
     let rust_log = std::env::var("RUST_LOG")
         .ok()
         .filter(|s| !s.trim().is_empty())
         .unwrap_or_else(|| fallback.to_string());
     let (filter, warnings) = log_filter(Some(&rust_log));
+    let to_file = file.is_some();
+    let writer = file.unwrap_or_else(|| BoxMakeWriter::new(std::io::stderr));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     match format {
-        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Text => builder
+            .with_ansi(!to_file && std::io::stderr().is_terminal())
+            .init(),
         LogFormat::Json => builder
             .with_ansi(false)
             .fmt_fields(JsonFields::new())
@@ -44,6 +49,44 @@ pub(crate) fn init(format: LogFormat, fallback: &str) {
     for warning in warnings {
         tracing::warn!("{warning}");
     }
+}
+
+/// The rolling log file of `log` (`{member}` and `{host}` replaced), or why it cannot be
+/// opened, naming the key and the path.
+pub(crate) fn file_writer(
+    log: &listener::LogConfig,
+    member: &str,
+) -> Result<Option<BoxMakeWriter>, String> {
+    let Some(file) = &log.file else {
+        return Ok(None);
+    };
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    let path = file
+        .to_string_lossy()
+        .replace("{member}", member)
+        .replace("{host}", &host);
+    let path = std::path::PathBuf::from(path);
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(format!("`log.file` `{}`: not a file path", path.display()));
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        std::path::Path::new(".")
+    } else {
+        dir
+    };
+    use tracing_appender::rolling::{RollingFileAppender, Rotation};
+    let rotation = match log.rotation {
+        listener::LogRotation::Daily => Rotation::DAILY,
+        listener::LogRotation::Hourly => Rotation::HOURLY,
+        listener::LogRotation::Never => Rotation::NEVER,
+    };
+    let appender = RollingFileAppender::builder()
+        .rotation(rotation)
+        .filename_prefix(name.to_string_lossy())
+        .max_log_files(log.max_files.max(1))
+        .build(dir)
+        .map_err(|e| format!("`log.file` `{}`: {e}", path.display()))?;
+    Ok(Some(BoxMakeWriter::new(appender)))
 }
 
 /// The log filter: `RUST_LOG` as written (default `info`), except that suppaftp's TRACE

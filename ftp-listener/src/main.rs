@@ -145,7 +145,17 @@ fn main() -> ExitCode {
     } else {
         "info"
     };
-    logging::init(log_format(&configs).unwrap_or_default(), fallback);
+    let file = match configs.first() {
+        Some(first) => match logging::file_writer(&first.log, &first.member_id) {
+            Ok(file) => file,
+            Err(e) => {
+                eprintln!("ftp-listener: configuration: {e}");
+                return ExitCode::from(1);
+            }
+        },
+        None => None,
+    };
+    logging::init(log_format(&configs).unwrap_or_default(), fallback, file);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -441,3 +441,35 @@ fn a_recursive_listing_never_picks_up_the_done_folder() {
         vec!["deep.txt".to_string(), "later.txt".to_string()]
     );
 }
+
+#[test]
+fn log_file_with_the_member_in_its_name_rotates_daily() {
+    let site = Site::new();
+    let config = site.config(
+        "a",
+        "solo",
+        "[log]\nfile = \"logs/ftpl-{member}.log\"\nrotation = \"daily\"\nmax_files = 3\n",
+    );
+    let mut proc = site.spawn(&config);
+    // Today's file: `ftpl-solo.log.YYYY-MM-DD`, in the folder it made.
+    let written = wait_for(LIMIT, || {
+        let dir = std::fs::read_dir(site.path("logs")).ok()?;
+        dir.filter_map(Result::ok)
+            .find(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.starts_with("ftpl-solo.log.") && name.len() == "ftpl-solo.log.".len() + 10
+            })
+            .and_then(|e| {
+                let text = std::fs::read_to_string(e.path()).ok()?;
+                text.contains("became leader").then_some(text)
+            })
+    });
+    proc.signal("TERM");
+    let _ = proc.wait_exit(LIMIT);
+    let text = written.expect("the log file has the member's lines");
+    assert!(text.contains("ftp-listener started"), "{text}");
+    assert!(
+        !proc.output().contains("became leader"),
+        "the lines go to the file, not to stderr"
+    );
+}

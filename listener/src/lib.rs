@@ -125,7 +125,7 @@ pub use driver::{ElectionDriver, ElectionStatus, Gate, StopHandle};
 pub use handler::{Delivery, Handler};
 pub use http::{ClusterGauges, Endpoints, ListenerEndpoint, bind as bind_endpoints};
 pub use local::{LocalFs, LocalReader, LocalWriter};
-pub use log_config::{LogConfig, LogFormat};
+pub use log_config::{LogConfig, LogFormat, LogRotation};
 pub use metrics::{Counter, Metrics, Timer};
 pub use poller::{PollSettings, Poller};
 pub use registry::{Registry, Settings, SettingsError, SourceBackend, StoreBackend};
