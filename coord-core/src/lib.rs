@@ -63,7 +63,9 @@ mod fs;
 mod ids;
 mod ledger;
 mod names;
+mod settings;
 mod store;
+mod stored;
 mod work;
 
 pub use config::{ConfigError, ElectionConfig, Timing};
@@ -81,10 +83,12 @@ pub use ledger::{
     LedgerUpdate, ListedFile, Outcome, RetryPolicy, Stability,
 };
 pub use names::{NameError, check_name, escape_for_log, join_remote, local_target};
+pub use settings::{PasswordSource, Secret, TlsMode};
 pub use store::{
     ClaimOutcome, CoordinationStore, GroupView, HeartbeatRequest, HolderView, MemberStatus,
     Observation, OwnRow, StoreError, TakeoverOutcome, TakeoverRequest,
 };
+pub use stored::{SkippedRows, StoredLedgerRow, UndecodableRow};
 pub use work::{
     FileOp, FileOpResult, HandlerId, OpId, PostProcessing, WorkAction, WorkConfig, WorkEvent,
     Worker,

@@ -26,5 +26,6 @@ mod settings;
 mod sql;
 mod store;
 
-pub use settings::{MySqlSettings, TlsMode};
+pub use coord_core::{Secret, TlsMode};
+pub use settings::MySqlSettings;
 pub use store::MySqlStore;

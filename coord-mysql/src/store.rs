@@ -14,7 +14,8 @@ use tokio::time::{Instant, timeout_at};
 
 use crate::error::{Failure, bad_row, store_error};
 use crate::ledger::{self, take};
-use crate::settings::{MySqlSettings, TlsMode};
+use crate::settings::MySqlSettings;
+use coord_core::{Secret, TlsMode};
 use crate::sql;
 
 /// MySQL's duplicate-key error: another candidate inserted the group's first holder row.
@@ -40,6 +41,9 @@ pub struct MySqlStore {
 struct Inner {
     pool: Pool,
     settings: MySqlSettings,
+    /// The password read at connect (from `password`, `password_env` or `password_file`),
+    /// for the migrator's connection.
+    password: Option<Secret>,
 }
 
 impl std::fmt::Debug for MySqlStore {
@@ -70,10 +74,11 @@ impl MySqlStore {
     }
 
     async fn open(settings: MySqlSettings) -> Result<Self, StoreError> {
+        let password = settings.resolve_password()?;
         if settings.migrate_on_connect {
-            migrate_with(&settings).await?;
+            migrate_with(&settings, password.as_ref()).await?;
         }
-        let base = base_opts(&settings)?;
+        let base = base_opts(&settings, password.as_ref())?;
         let deadline = Instant::now() + settings.connect_timeout;
         let mut probe = match timeout_at(deadline, Conn::new(base.clone())).await {
             Ok(Ok(conn)) => conn,
@@ -102,14 +107,18 @@ impl MySqlStore {
         let pool = Pool::new(pool_opts(&settings, base, flavour));
         tracing::info!(target_db = %settings.target(), ?flavour, "mysql coordination store connected");
         Ok(MySqlStore {
-            inner: Arc::new(Inner { pool, settings }),
+            inner: Arc::new(Inner {
+                pool,
+                settings,
+                password,
+            }),
         })
     }
 
     /// Applies the pending migrations (the `migrations` crate: checksummed, serialised by a
     /// server lock, so concurrent calls are safe), then checks the schema version again.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        migrate_with(&self.inner.settings).await?;
+        migrate_with(&self.inner.settings, self.inner.password.as_ref()).await?;
         self.run("schema check", NO_GROUP, None, async |conn: &mut Conn| {
             check_schema(conn).await
         })
@@ -178,18 +187,20 @@ enum Flavour {
     MySql,
 }
 
-fn base_opts(settings: &MySqlSettings) -> Result<Opts, StoreError> {
+fn base_opts(settings: &MySqlSettings, password: Option<&Secret>) -> Result<Opts, StoreError> {
     let mut builder = OptsBuilder::default()
         .ip_or_hostname(settings.host.clone())
         .tcp_port(settings.port)
         .user(Some(settings.user.clone()))
-        .pass(settings.password.clone())
+        .pass(password.map(|p| p.expose().to_owned()))
         .db_name(Some(settings.database.clone()))
         .prefer_socket(false);
-    if settings.tls == TlsMode::Require {
+    if settings.tls != TlsMode::Disable {
         // mysql_async builds its rustls config with the process-wide provider; install ring
         // unless the process already chose one.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        // A CA file that is given is used with `require` too; `verify-full` has one
+        // (validated).
         let ssl = match &settings.tls_ca_file {
             Some(ca) => SslOpts::default().with_root_certs(vec![ca.clone().into()]),
             None => SslOpts::default()
@@ -318,8 +329,8 @@ async fn check_schema(conn: &mut Conn) -> Result<(), Failure> {
     Ok(())
 }
 
-async fn migrate_with(settings: &MySqlSettings) -> Result<(), StoreError> {
-    migrations::migrate_mysql(&settings.migration_url())
+async fn migrate_with(settings: &MySqlSettings, password: Option<&Secret>) -> Result<(), StoreError> {
+    migrations::migrate_mysql(&settings.migration_url(password))
         .await
         .map_err(|e| match e {
             // Could not reach or log in to the server: nothing about the schema is known.

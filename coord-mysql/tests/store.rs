@@ -241,7 +241,7 @@ async fn wrong_password_is_one_clear_error() {
         .unwrap();
     let mut s = settings();
     s.user = user.clone();
-    s.password = Some("wrong-secret".to_string());
+    s.password = Some("wrong-secret".into());
     let started = std::time::Instant::now();
     let err = MySqlStore::connect(s.clone()).await.unwrap_err();
     let message = err.to_string();
@@ -260,7 +260,7 @@ async fn wrong_password_is_one_clear_error() {
     assert!(!message.contains("wrong-secret"), "{message}");
     assert!(started.elapsed() < Duration::from_secs(3), "no retry loop");
     // The right password works.
-    s.password = Some("right-secret".to_string());
+    s.password = Some("right-secret".into());
     let store = MySqlStore::connect(s).await.unwrap();
     assert!(store.members(&group()).await.unwrap().is_empty());
     admin
@@ -394,7 +394,7 @@ async fn tls_require_encrypts_and_verifies_the_server_with_a_ca_file() {
 #[test]
 fn debug_of_settings_hides_the_password() {
     let mut s = settings();
-    s.password = Some("hunter2-very-secret".to_string());
+    s.password = Some("hunter2-very-secret".into());
     let shown = format!("{s:?}");
     assert!(!shown.contains("hunter2"), "{shown}");
     assert!(shown.contains("<redacted>"));

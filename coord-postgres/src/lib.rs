@@ -30,5 +30,6 @@ mod settings;
 mod store;
 mod tls;
 
-pub use settings::{PgSettings, TlsMode};
+pub use coord_core::{Secret, TlsMode};
+pub use settings::PgSettings;
 pub use store::PgStore;
