@@ -24,7 +24,7 @@
 //! # let _ = store; Ok(()) }
 //! ```
 
-mod coord;
+mod coordination;
 mod error;
 mod settings;
 mod store;
