@@ -26,7 +26,9 @@
 
 mod coordination;
 mod error;
+mod ledger;
 mod settings;
+mod sql;
 mod store;
 mod tls;
 
