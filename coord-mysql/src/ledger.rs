@@ -210,16 +210,16 @@ async fn load_page(
     crate::store::round_trip("load ledger");
     let rows: Vec<Row> = conn.query(query).await?;
     rows.into_iter()
-        .map(|mut row| {
+        .map(|row| {
             // The key first: it moves the page on even when the rest cannot be read.
-            let key = (|| Ok::<Key, Failure>((take(&mut row, 7)?, take(&mut row, 1)?, take(&mut row, 2)?)))()
-                .map_err(|f| match f {
-                    Failure::BadRow(cause) => Failure::Input(format!(
-                        "processed_file: a row's primary key cannot be read: {cause}"
-                    )),
-                    other => other,
-                })?;
-            Ok((key, stored_row(row)))
+            // Read by copy (`take` would empty the columns the decoder reads next).
+            let key = (peek(&row, 7), peek(&row, 1), peek(&row, 2));
+            let (Ok(hash), Ok(size), Ok(mtime)) = key else {
+                return Err(Failure::Input(format!(
+                    "processed_file: a row's primary key cannot be read: {key:?}"
+                )));
+            };
+            Ok(((hash, size, mtime), stored_row(row)))
         })
         .collect()
 }
@@ -239,6 +239,15 @@ fn stored_row(mut row: Row) -> Result<StoredLedgerRow, String> {
         attempts: take(&mut row, 5).map_err(reason)?,
         last_error: take(&mut row, 6).map_err(reason)?,
     })
+}
+
+/// Column `index` of a row as `T`, copied, or why not.
+fn peek<T: mysql_async::prelude::FromValue>(row: &Row, index: usize) -> Result<T, String> {
+    match row.get_opt::<T, usize>(index) {
+        Some(Ok(v)) => Ok(v),
+        Some(Err(e)) => Err(format!("column {index}: {e}")),
+        None => Err(format!("column {index} is missing")),
+    }
 }
 
 /// Takes column `index` of a row as `T`, or a schema failure naming the column.
