@@ -88,7 +88,10 @@ pub use store::{
     ClaimOutcome, CoordinationStore, GroupView, HeartbeatRequest, HolderView, MemberStatus,
     Observation, OwnRow, StoreError, TakeoverOutcome, TakeoverRequest,
 };
-pub use stored::{SkippedRows, StoredLedgerRow, UndecodableRow};
+pub use stored::{
+    LEDGER_CHUNK_VERSIONS, LEDGER_MAX_PATH_BYTES, LEDGER_PAGE_ROWS, SkippedRows, StoredLedgerRow,
+    UndecodableRow, claim_answer,
+};
 pub use work::{
     FileOp, FileOpResult, HandlerId, OpId, PostProcessing, WorkAction, WorkConfig, WorkEvent,
     Worker,

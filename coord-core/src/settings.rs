@@ -68,10 +68,7 @@ impl<'de> Deserialize<'de> for TlsMode {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let word = String::deserialize(deserializer)?;
         TlsMode::parse(&word).ok_or_else(|| {
-            serde::de::Error::custom(format!(
-                "tls `{word}` is not one of {}",
-                TlsMode::WORDS
-            ))
+            serde::de::Error::custom(format!("tls `{word}` is not one of {}", TlsMode::WORDS))
         })
     }
 }
@@ -176,13 +173,15 @@ impl PasswordSource {
                     format!("password_env: environment variable `{var}` is not set")
                 })?;
                 if value.is_empty() {
-                    return Err(format!("password_env: environment variable `{var}` is empty"));
+                    return Err(format!(
+                        "password_env: environment variable `{var}` is empty"
+                    ));
                 }
                 value
             }
             PasswordSource::File(path) => {
-                let text = file(path)
-                    .map_err(|e| format!("password_file `{}`: {e}", path.display()))?;
+                let text =
+                    file(path).map_err(|e| format!("password_file `{}`: {e}", path.display()))?;
                 let value = text
                     .strip_suffix('\n')
                     .map(|t| t.strip_suffix('\r').unwrap_or(t))
@@ -250,7 +249,10 @@ mod tests {
     #[test]
     fn resolve_reads_through_the_given_readers() {
         let env = PasswordSource::Env("DB_PW".into());
-        let got = env.resolve(|v| (v == "DB_PW").then(|| "s3cret".into()), |_| unreachable!());
+        let got = env.resolve(
+            |v| (v == "DB_PW").then(|| "s3cret".into()),
+            |_| unreachable!(),
+        );
         assert_eq!(got.unwrap().expose(), "s3cret");
         let err = env.resolve(|_| None, |_| unreachable!()).unwrap_err();
         assert!(err.contains("`DB_PW` is not set"), "{err}");

@@ -15,6 +15,43 @@ use std::fmt;
 
 use crate::ids::Term;
 use crate::ledger::{FileVersion, LedgerRecord, LedgerState};
+use crate::store::ClaimOutcome;
+
+/// Versions per claim or record statement of the SQL stores: a claim or record of any size is
+/// cut into chunks of this many, each fenced on its own and under its own statement timeout.
+pub const LEDGER_CHUNK_VERSIONS: usize = 500;
+
+/// Rows per page when the SQL stores load a ledger (keyset on the primary key).
+pub const LEDGER_PAGE_ROWS: usize = 5000;
+
+/// Longest path the ledger keeps, in bytes (the shared schema's limit).
+pub const LEDGER_MAX_PATH_BYTES: usize = 4096;
+
+/// The answer to a claim for a version whose row was, before the claim, in `state` with
+/// `attempts` (`None`: no row). The claim statements apply the same rule to the row: a new
+/// version is attempt 1; a claimed one is claimed again as a redelivery, a failed one as a
+/// retry, attempts + 1; anything else (handled, done, error, or a state this build does not
+/// know) is settled and never dispatched.
+pub fn claim_answer(prior: Option<(&str, i64)>) -> ClaimOutcome {
+    let Some((state, attempts)) = prior else {
+        return ClaimOutcome::Claimed {
+            attempt: 1,
+            redelivery: false,
+        };
+    };
+    let attempt = u32::try_from(attempts).unwrap_or(0).saturating_add(1);
+    match LedgerState::parse(state) {
+        Some(LedgerState::Claimed) => ClaimOutcome::Claimed {
+            attempt,
+            redelivery: true,
+        },
+        Some(LedgerState::Failed) => ClaimOutcome::Claimed {
+            attempt,
+            redelivery: false,
+        },
+        _ => ClaimOutcome::Settled,
+    }
+}
 
 /// The columns of one `processed_file` row as the driver returned them, before decoding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,13 +209,17 @@ mod tests {
         let r = row().decode().unwrap();
         assert_eq!(r.version.path, "/in/a");
         assert_eq!((r.version.size, r.version.mtime_ms), (3, -5));
-        assert_eq!((r.state, r.term, r.attempts), (LedgerState::Done, Term(2), 1));
+        assert_eq!(
+            (r.state, r.term, r.attempts),
+            (LedgerState::Done, Term(2), 1)
+        );
         assert_eq!(r.last_error.as_deref(), Some("bad \u{fffd} byte"));
     }
 
     #[test]
     fn bad_rows_say_why() {
-        let cases: [(fn(&mut StoredLedgerRow), &str); 5] = [
+        type Spoil = fn(&mut StoredLedgerRow);
+        let cases: [(Spoil, &str); 5] = [
             (|r| r.state = b"x".to_vec(), "unknown state \"x\""),
             (|r| r.size = -1, "negative size -1"),
             (|r| r.term = -1, "negative term -1"),
@@ -194,6 +235,32 @@ mod tests {
     }
 
     #[test]
+    fn claim_answers() {
+        let fresh = ClaimOutcome::Claimed {
+            attempt: 1,
+            redelivery: false,
+        };
+        assert_eq!(claim_answer(None), fresh);
+        assert_eq!(
+            claim_answer(Some(("claimed", 1))),
+            ClaimOutcome::Claimed {
+                attempt: 2,
+                redelivery: true
+            }
+        );
+        assert_eq!(
+            claim_answer(Some(("failed", 2))),
+            ClaimOutcome::Claimed {
+                attempt: 3,
+                redelivery: false
+            }
+        );
+        for settled in ["handled", "done", "error", "archived"] {
+            assert_eq!(claim_answer(Some((settled, 1))), ClaimOutcome::Settled);
+        }
+    }
+
+    #[test]
     fn skipped_rows_are_counted_and_named() {
         let mut skipped = SkippedRows::default();
         let mut records = Vec::new();
@@ -204,11 +271,18 @@ mod tests {
             skipped.decode_into(&mut records, ("ab", -i - 1, 0), Ok(r));
         }
         skipped.decode_into(&mut records, ("cd", 3, 0), Ok(row()));
-        skipped.decode_into(&mut records, ("ef", 3, 0), Err("column 1: not an integer".into()));
+        skipped.decode_into(
+            &mut records,
+            ("ef", 3, 0),
+            Err("column 1: not an integer".into()),
+        );
         assert_eq!(records.len(), 1);
         assert_eq!(skipped.count, 6);
         let message = skipped.message("g").unwrap();
-        assert!(message.contains("skipped 6 undecodable processed_file rows"), "{message}");
+        assert!(
+            message.contains("skipped 6 undecodable processed_file rows"),
+            "{message}"
+        );
         assert!(message.contains("path_hash ab, size -1"), "{message}");
         assert!(message.contains("and 3 more"), "{message}");
     }

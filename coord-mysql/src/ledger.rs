@@ -46,19 +46,19 @@ use crate::sql::{self, NOW, text};
 use crate::store::MySqlStore;
 
 /// Most versions in one claim or record batch.
-pub(crate) const CHUNK_VERSIONS: usize = 500;
+pub(crate) const CHUNK_VERSIONS: usize = coord_core::LEDGER_CHUNK_VERSIONS;
 
 /// Most path bytes in one claim or record batch (each path travels hex-encoded, twice in a
 /// claim): keeps a batch of long paths a few MiB, under any sane `max_allowed_packet`.
 pub(crate) const CHUNK_BYTES: usize = 1 << 20;
 
 /// Rows per page of [`load_page`].
-pub(crate) const LOAD_PAGE_ROWS: usize = 5000;
+pub(crate) const LOAD_PAGE_ROWS: usize = coord_core::LEDGER_PAGE_ROWS;
 
 /// Enough for a chunk's `@coord_prior` (MySQL's default `group_concat_max_len` is 1024).
 const PRIOR_MAX_LEN: usize = 16 << 20;
 /// Longest path the `path` column keeps, in bytes.
-pub(crate) const MAX_PATH_BYTES: usize = 4096;
+pub(crate) const MAX_PATH_BYTES: usize = coord_core::LEDGER_MAX_PATH_BYTES;
 
 /// Longest `last_error` kept, in bytes: a handler's error can be arbitrarily long, and
 /// recording a failure must not fail because of it (TEXT holds 65,535 bytes).
@@ -409,33 +409,11 @@ pub(crate) async fn claim_chunk(
     }
     Ok(chunk
         .iter()
-        .map(|v| (v.key.clone(), answer(before.get(&v.key))))
+        .map(|v| {
+            let prior = before.get(&v.key).map(|(state, n)| (state.as_str(), *n));
+            (v.key.clone(), coord_core::claim_answer(prior))
+        })
         .collect())
-}
-
-/// The answer for a version whose row was `prior` before the claim (the server applied the
-/// same rule to the row).
-fn answer(prior: Option<&(String, i64)>) -> ClaimOutcome {
-    let Some((state, attempts)) = prior else {
-        return ClaimOutcome::Claimed {
-            attempt: 1,
-            redelivery: false,
-        };
-    };
-    let attempt = u32::try_from(*attempts).unwrap_or(0).saturating_add(1);
-    match LedgerState::parse(state) {
-        Some(LedgerState::Claimed) => ClaimOutcome::Claimed {
-            attempt,
-            redelivery: true,
-        },
-        Some(LedgerState::Failed) => ClaimOutcome::Claimed {
-            attempt,
-            redelivery: false,
-        },
-        // Settled (handled, done, error), or a state this build does not know (the batch
-        // leaves such rows alone too): never dispatch it.
-        _ => ClaimOutcome::Settled,
-    }
 }
 
 /// The net effect of a record on one version, as if its updates were applied in order.

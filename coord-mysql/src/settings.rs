@@ -226,7 +226,10 @@ impl MySqlSettings {
         self.password_source()?
             .map(|source| {
                 source
-                    .resolve(|var| std::env::var(var).ok(), |path| std::fs::read_to_string(path))
+                    .resolve(
+                        |var| std::env::var(var).ok(),
+                        |path| std::fs::read_to_string(path),
+                    )
                     .map_err(settings_error)
             })
             .transpose()
@@ -368,8 +371,7 @@ impl TryFrom<RawSettings> for MySqlSettings {
                 s.user = v;
             }
             // A password key written in the table replaces the URL's password.
-            if raw.password.is_some() || raw.password_env.is_some() || raw.password_file.is_some()
-            {
+            if raw.password.is_some() || raw.password_env.is_some() || raw.password_file.is_some() {
                 s.password = raw.password.clone();
                 s.password_env = raw.password_env.clone();
                 s.password_file = raw.password_file.clone();

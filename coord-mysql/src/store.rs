@@ -12,8 +12,8 @@ use tokio::time::{Instant, timeout_at};
 
 use crate::error::{Failure, store_error};
 use crate::settings::MySqlSettings;
-use coord_core::{Secret, TlsMode};
 use crate::sql;
+use coord_core::{Secret, TlsMode};
 
 /// The group field of errors that concern no group (connect, schema, migrate); they are
 /// turned into [`StoreError::Connect`] (see [`StoreError::at_connect`]) before they leave.
@@ -324,7 +324,10 @@ async fn check_schema(conn: &mut Conn) -> Result<(), Failure> {
     Ok(())
 }
 
-async fn migrate_with(settings: &MySqlSettings, password: Option<&Secret>) -> Result<(), StoreError> {
+async fn migrate_with(
+    settings: &MySqlSettings,
+    password: Option<&Secret>,
+) -> Result<(), StoreError> {
     migrations::migrate_mysql(&settings.migration_url(password))
         .await
         .map_err(|e| match e {

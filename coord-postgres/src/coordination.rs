@@ -203,7 +203,9 @@ impl CoordinationStore for PgStore {
 
     async fn observe(&self, group: &GroupId) -> Result<GroupView, StoreError> {
         let group = group.as_str();
-        let rows = self.query("observe", group, sql::OBSERVE, &[&group]).await?;
+        let rows = self
+            .query("observe", group, sql::OBSERVE, &[&group])
+            .await?;
         let mut view = GroupView {
             term: Term(0),
             holder: None,
@@ -236,7 +238,9 @@ impl CoordinationStore for PgStore {
 
     async fn members(&self, group: &GroupId) -> Result<Vec<MemberStatus>, StoreError> {
         let group = group.as_str();
-        let rows = self.query("members", group, sql::MEMBERS, &[&group]).await?;
+        let rows = self
+            .query("members", group, sql::MEMBERS, &[&group])
+            .await?;
         rows.into_iter()
             .map(|row| {
                 Ok(MemberStatus {

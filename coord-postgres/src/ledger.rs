@@ -22,10 +22,10 @@ use crate::store::PgStore;
 
 /// Versions per claim or record statement: a claim or record of any size is cut into
 /// statements of this many, each fenced on its own and under its own statement timeout.
-const CHUNK_VERSIONS: usize = 500;
+const CHUNK_VERSIONS: usize = coord_core::LEDGER_CHUNK_VERSIONS;
 
 /// Rows per page of a ledger load.
-const LOAD_PAGE_ROWS: usize = 5000;
+const LOAD_PAGE_ROWS: usize = coord_core::LEDGER_PAGE_ROWS;
 
 /// Lowercase hex SHA-256 of the path: the ledger's key column (shared schema).
 fn path_hash(path: &str) -> String {
@@ -36,7 +36,7 @@ fn path_hash(path: &str) -> String {
 }
 
 /// Longest path the ledger keeps, in bytes (the shared schema's limit).
-const MAX_PATH_BYTES: usize = 4096;
+const MAX_PATH_BYTES: usize = coord_core::LEDGER_MAX_PATH_BYTES;
 
 /// The ledger key of a version, checked against the columns up front: one bad version
 /// refuses the whole batch with its reason, before anything reaches the server.

@@ -185,7 +185,10 @@ impl PgSettings {
         self.password_source()?
             .map(|source| {
                 source
-                    .resolve(|var| std::env::var(var).ok(), |path| std::fs::read_to_string(path))
+                    .resolve(
+                        |var| std::env::var(var).ok(),
+                        |path| std::fs::read_to_string(path),
+                    )
                     .map_err(settings_error)
             })
             .transpose()

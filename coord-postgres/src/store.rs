@@ -14,8 +14,8 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::error::{self, Connection, RUN_MIGRATE};
 use crate::settings::{PgSettings, encode};
-use coord_core::TlsMode;
 use crate::tls;
+use coord_core::TlsMode;
 
 /// How much longer than the server's `statement_timeout` the client waits for an answer
 /// before it gives the connection up (a server that is gone never sends the cancel).
@@ -87,8 +87,8 @@ impl PgStore {
         let manager_config = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         };
-        let tls =
-            tls::client_config(settings.tls, settings.tls_ca_file.as_deref()).map_err(|e| match e {
+        let tls = tls::client_config(settings.tls, settings.tls_ca_file.as_deref()).map_err(
+            |e| match e {
                 StoreError::Connect {
                     cause, transient, ..
                 } => StoreError::Connect {
@@ -97,7 +97,8 @@ impl PgStore {
                     transient,
                 },
                 other => other,
-            })?;
+            },
+        )?;
         let manager = match tls {
             None => {
                 config.ssl_mode(tokio_postgres::config::SslMode::Disable);

@@ -52,8 +52,10 @@ impl RawRows for PgRaw {
 
     async fn ledger_row(&self, group: &GroupId, row: &StoredLedgerRow) -> bool {
         // A UTF-8 database's text cannot hold anything else.
-        let (Ok(path), Ok(state)) = (std::str::from_utf8(&row.path), std::str::from_utf8(&row.state))
-        else {
+        let (Ok(path), Ok(state)) = (
+            std::str::from_utf8(&row.path),
+            std::str::from_utf8(&row.state),
+        ) else {
             return false;
         };
         let hash: String = Sha256::digest(&row.path)

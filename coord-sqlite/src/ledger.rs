@@ -30,13 +30,13 @@ use crate::sql;
 use crate::store::{Leftover, SqliteStore};
 
 /// Most versions in one claim or record call.
-pub(crate) const CHUNK_VERSIONS: usize = 500;
+pub(crate) const CHUNK_VERSIONS: usize = coord_core::LEDGER_CHUNK_VERSIONS;
 
 /// Rows per page of a ledger load.
-pub(crate) const LOAD_PAGE_ROWS: usize = 5000;
+pub(crate) const LOAD_PAGE_ROWS: usize = coord_core::LEDGER_PAGE_ROWS;
 
 /// Longest path the ledger stores, in bytes (the shared schema's limit).
-const MAX_PATH_LEN: usize = 4096;
+const MAX_PATH_LEN: usize = coord_core::LEDGER_MAX_PATH_BYTES;
 
 /// A version as bound to SQL: the hash keys the row (MySQL cannot index a long path).
 struct Key<'a> {
@@ -160,30 +160,6 @@ fn batch(elements: impl Iterator<Item = serde_json::Map<String, serde_json::Valu
     serde_json::Value::Array(elements.map(serde_json::Value::Object).collect()).to_string()
 }
 
-/// The answer for a version whose ledger row was `prior` before the claim.
-fn answer(prior: Option<(String, i64)>) -> ClaimOutcome {
-    let Some((state, attempts)) = prior else {
-        return ClaimOutcome::Claimed {
-            attempt: 1,
-            redelivery: false,
-        };
-    };
-    let attempt = u32::try_from(attempts).unwrap_or(0).saturating_add(1);
-    match LedgerState::parse(&state) {
-        Some(LedgerState::Claimed) => ClaimOutcome::Claimed {
-            attempt,
-            redelivery: true,
-        },
-        Some(LedgerState::Failed) => ClaimOutcome::Claimed {
-            attempt,
-            redelivery: false,
-        },
-        // Settled (handled, done, error), or a state this build does not know (the claim
-        // statement leaves such rows alone too): never dispatch it.
-        _ => ClaimOutcome::Settled,
-    }
-}
-
 /// The fence's values, bound to ?1..?4 of every ledger batch.
 fn bind_fence<'q>(
     query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
@@ -275,7 +251,9 @@ pub(crate) async fn claim(
                 *slot = Some((state, attempts));
             }
         }
-        answers.extend(found.into_iter().map(answer));
+        answers.extend(found.iter().map(|prior| {
+            coord_core::claim_answer(prior.as_ref().map(|(state, n)| (state.as_str(), *n)))
+        }));
     }
     Ok(slots.into_iter().map(|i| answers[i].clone()).collect())
 }

@@ -857,7 +857,11 @@ where
     raw.seed_heartbeat(&group, "old-node").await;
     raw.seed_heartbeat(&group, "a").await;
     let view = observe(&store, &group).await;
-    assert_eq!((view.term, view.holder.clone()), (Term(1), None), "seed: {view:?}");
+    assert_eq!(
+        (view.term, view.holder.clone()),
+        (Term(1), None),
+        "seed: {view:?}"
+    );
     let seeds: Vec<(&str, Incarnation)> = view
         .members
         .iter()
@@ -939,7 +943,10 @@ where
         ("unknown state", future_state.clone()),
         ("negative size", row(b"/in/minus.csv", -1, "done", 1, 1)),
         ("negative term", row(b"/in/term.csv", 1, "done", -3, 1)),
-        ("negative attempts", row(b"/in/attempts.csv", 1, "failed", 1, -2)),
+        (
+            "negative attempts",
+            row(b"/in/attempts.csv", 1, "failed", 1, -2),
+        ),
         ("non-UTF-8 path", row(b"/in/\xff\xfe.csv", 1, "done", 1, 1)),
     ] {
         if raw.ledger_row(&group, &bad).await {
