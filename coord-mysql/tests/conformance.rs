@@ -23,7 +23,7 @@ struct MySqlRaw;
 
 impl RawRows for MySqlRaw {
     async fn seed_holder(&self, group: &GroupId, task_id: &str, term: i64) {
-        let mut conn = common::admin("test").await;
+        let mut conn = common::admin(&common::db()).await;
         conn.exec_drop(
             "INSERT INTO token_holder (group_id, task_id, term) VALUES (?, ?, ?)",
             (group.as_str(), task_id, term),
@@ -34,7 +34,7 @@ impl RawRows for MySqlRaw {
     }
 
     async fn seed_heartbeat(&self, group: &GroupId, task_id: &str) {
-        let mut conn = common::admin("test").await;
+        let mut conn = common::admin(&common::db()).await;
         conn.exec_drop(
             "INSERT INTO health_check (task_id, group_id, last_heartbeat) \
              VALUES (?, ?, UTC_TIMESTAMP(3))",
@@ -54,7 +54,7 @@ impl RawRows for MySqlRaw {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        let mut conn = common::admin("test").await;
+        let mut conn = common::admin(&common::db()).await;
         conn.exec_drop(
             "INSERT INTO processed_file (group_id, path_hash, path, size, mtime_ms, state, term, \
              attempts, last_error, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, UTC_TIMESTAMP(3))",

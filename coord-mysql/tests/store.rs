@@ -231,11 +231,12 @@ async fn ledger_is_fenced_and_keeps_long_unicode_paths() {
 async fn wrong_password_is_one_clear_error() {
     let user = unique("coord_pw");
     let mut admin = admin("test").await;
+    let db = common::db();
     admin
         .query_drop(format!(
             "CREATE USER '{user}'@'%' IDENTIFIED BY 'right-secret'; \
              CREATE USER '{user}'@'localhost' IDENTIFIED BY 'right-secret'; \
-             GRANT ALL ON test.* TO '{user}'@'%'; GRANT ALL ON test.* TO '{user}'@'localhost'"
+             GRANT ALL ON `{db}`.* TO '{user}'@'%'; GRANT ALL ON `{db}`.* TO '{user}'@'localhost'"
         ))
         .await
         .unwrap();
@@ -589,7 +590,7 @@ async fn blocked_statement_times_out_and_the_next_call_works() {
         .await
         .unwrap();
     // Another session holds the group's token_holder row: the holder's renewal must wait.
-    let mut blocker = admin("test").await;
+    let mut blocker = admin(&common::db()).await;
     blocker.query_drop("START TRANSACTION").await.unwrap();
     let locked: Vec<i64> = blocker
         .exec(
