@@ -515,6 +515,54 @@ mod tests {
     }
 
     #[test]
+    fn the_shared_vocabulary_and_the_old_spelling() {
+        let s: MySqlSettings = toml::from_str(
+            "database = \"d\"\ntls = \"required\"\nca_file = \"/ca.pem\"\npassword_file = \"/run/pw\"",
+        )
+        .unwrap();
+        assert_eq!(s.tls, TlsMode::Require);
+        assert_eq!(
+            s.tls_ca_file.as_deref(),
+            Some(std::path::Path::new("/ca.pem"))
+        );
+        assert_eq!(
+            s.password_file.as_deref(),
+            Some(std::path::Path::new("/run/pw"))
+        );
+        // With a CA file the migrator verifies too.
+        assert!(
+            s.migration_url(None)
+                .contains("ssl-mode=verify_identity&ssl-ca=%2Fca.pem")
+        );
+        let s: MySqlSettings =
+            toml::from_str("database = \"d\"\ntls = \"verify-full\"\ntls_ca_file = \"/ca.pem\"")
+                .unwrap();
+        assert_eq!(s.tls, TlsMode::VerifyFull);
+        let err = toml::from_str::<MySqlSettings>("database = \"d\"\ntls = \"verify-full\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("needs tls_ca_file"), "{err}");
+        let err = toml::from_str::<MySqlSettings>(
+            "database = \"d\"\npassword = \"p\"\npassword_env = \"X\"",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("at most one of password, password_env"),
+            "{err}"
+        );
+        assert!(!err.contains("\"p\""), "{err}");
+        let mut s = MySqlSettings::from_url("mysql://u:inline@h/d").unwrap();
+        s.password = None;
+        s.password_env = Some("COORD_MYSQL_TEST_SURELY_UNSET".into());
+        let err = s.resolve_password().unwrap_err().to_string();
+        assert!(
+            err.contains("`COORD_MYSQL_TEST_SURELY_UNSET` is not set"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn debug_redacts_the_password() {
         let s = MySqlSettings::from_url("mysql://u:hunter2@h/db").unwrap();
         let shown = format!("{s:?}");

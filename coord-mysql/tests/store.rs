@@ -377,6 +377,12 @@ async fn tls_require_encrypts_and_verifies_the_server_with_a_ca_file() {
     s.tls_ca_file = Some(tls_dir().join("ca.pem"));
     let verified = MySqlStore::connect(s.clone()).await.unwrap();
     assert_eq!(verified.members(&group).await.unwrap().len(), 1);
+    // verify-full (the word shared with PostgreSQL) is the same check, and migrates too.
+    let mut full = s.clone();
+    full.tls = TlsMode::VerifyFull;
+    full.migrate_on_connect = true;
+    let verified = MySqlStore::connect(full).await.unwrap();
+    assert_eq!(verified.members(&group).await.unwrap().len(), 1);
     // A CA that did not sign the server's certificate is refused.
     s.tls_ca_file = Some(tls_dir().join("server.pem"));
     let err = MySqlStore::connect(s).await.unwrap_err();

@@ -456,6 +456,56 @@ mod tests {
     }
 
     #[test]
+    fn the_shared_vocabulary_and_the_old_spelling() {
+        let s: PgSettings = serde_json::from_str(
+            r#"{"tls": "require", "ca_file": "/etc/ca.pem", "password_env": "PGPASSWORD"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            s.tls_ca_file.as_deref(),
+            Some(std::path::Path::new("/etc/ca.pem"))
+        );
+        assert_eq!(s.password_env.as_deref(), Some("PGPASSWORD"));
+        s.validate().unwrap();
+        let s: PgSettings =
+            serde_json::from_str(r#"{"tls": "verify_identity", "tls_ca_file": "/ca.pem"}"#)
+                .unwrap();
+        assert_eq!(s.tls, TlsMode::VerifyFull);
+        // A password key in the table replaces the URL's password.
+        let s: PgSettings = serde_json::from_str(
+            r#"{"url": "postgres://u:inline@h/d", "password_file": "/run/pw"}"#,
+        )
+        .unwrap();
+        assert_eq!((s.password.as_ref(), s.validate()), (None, Ok(())));
+        let both = PgSettings {
+            password: Some("p".into()),
+            password_env: Some("X".into()),
+            ..PgSettings::default()
+        };
+        let err = both.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("at most one of password, password_env"),
+            "{err}"
+        );
+        let unset = PgSettings {
+            password_env: Some("COORD_PG_TEST_SURELY_UNSET".into()),
+            ..PgSettings::default()
+        };
+        let err = unset.resolve_password().unwrap_err().to_string();
+        assert!(
+            err.contains("`COORD_PG_TEST_SURELY_UNSET` is not set"),
+            "{err}"
+        );
+        let err = PgSettings {
+            tls: TlsMode::VerifyFull,
+            ..PgSettings::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(err.to_string().contains("needs tls_ca_file"), "{err}");
+    }
+
+    #[test]
     fn debug_redacts_the_password() {
         let mut s = PgSettings::from_url("postgres://app:hunter2@h/db").unwrap();
         s.url = Some("postgres://app:hunter2@h/db?sslmode=require".into());

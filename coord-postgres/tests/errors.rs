@@ -323,6 +323,18 @@ async fn tls_require_and_verify_full() {
         "{err}"
     );
 
+    // require with a CA file: the CA is used (as on MySQL), so the wrong one is refused too.
+    let (err, _) = connect_err(PgSettings {
+        tls: TlsMode::Require,
+        tls_ca_file: Some(ca("server.pem")),
+        ..settings(&schema)
+    })
+    .await;
+    assert!(
+        err.to_string().to_lowercase().contains("certificate"),
+        "{err}"
+    );
+
     // verify-full without a CA file, or with an unreadable one: a settings error up front.
     let err = PgStore::open(PgSettings {
         tls: TlsMode::VerifyFull,
