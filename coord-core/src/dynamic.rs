@@ -14,9 +14,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::cluster::ConfigStore;
 use crate::fs::{FileReader, FileWriter, FsError, ListOptions, Listing, RemoteFs, RenameMode};
 use crate::ids::{Fence, GroupId, Incarnation, MemberId};
 use crate::ledger::{FileVersion, LedgerRecord, LedgerUpdate};
+use crate::requests::RequestStore;
 use crate::store::{
     ClaimOutcome, CoordinationStore, GroupView, HeartbeatRequest, MemberStatus, Observation,
     StoreError, TakeoverOutcome, TakeoverRequest,
@@ -92,6 +94,8 @@ impl<S: CoordinationStore> DynStore for S {
 pub struct SharedStore {
     inner: Arc<dyn DynStore>,
     name: Arc<str>,
+    config: Option<Arc<dyn ConfigStore>>,
+    requests: Option<Arc<dyn RequestStore>>,
 }
 
 impl SharedStore {
@@ -100,6 +104,8 @@ impl SharedStore {
         SharedStore {
             inner: Arc::new(store),
             name: name.into(),
+            config: None,
+            requests: None,
         }
     }
 
@@ -108,7 +114,31 @@ impl SharedStore {
         SharedStore {
             inner: store,
             name: name.into(),
+            config: None,
+            requests: None,
         }
+    }
+
+    /// The store and where it keeps the cluster's configuration (usually the same store).
+    pub fn with_config_store(mut self, config: Arc<dyn ConfigStore>) -> Self {
+        self.config = Some(config);
+        self
+    }
+
+    /// The store and where operators' requests to the leader wait (usually the same store).
+    pub fn with_request_store(mut self, requests: Arc<dyn RequestStore>) -> Self {
+        self.requests = Some(requests);
+        self
+    }
+
+    /// Where operators' requests to the leader wait, if this store keeps them.
+    pub fn request_store(&self) -> Option<&Arc<dyn RequestStore>> {
+        self.requests.as_ref()
+    }
+
+    /// Where the cluster's configuration is kept, if this store keeps it.
+    pub fn config_store(&self) -> Option<&Arc<dyn ConfigStore>> {
+        self.config.as_ref()
     }
 
     /// The backend's name given at construction.

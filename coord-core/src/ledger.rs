@@ -494,6 +494,29 @@ impl Ledger {
         }
     }
 
+    /// The rows by state (`None`: listed, not claimed yet), for the metrics.
+    pub fn counts(&self) -> [(Option<LedgerState>, usize); 6] {
+        let mut counts = [
+            (None, 0),
+            (Some(LedgerState::Claimed), 0),
+            (Some(LedgerState::Handled), 0),
+            (Some(LedgerState::Done), 0),
+            (Some(LedgerState::Failed), 0),
+            (Some(LedgerState::Error), 0),
+        ];
+        for tracked in self.versions.values() {
+            if let Some(slot) = counts.iter_mut().find(|(s, _)| *s == tracked.state) {
+                slot.1 += 1;
+            }
+        }
+        counts
+    }
+
+    /// When `version` was first listed (local monotonic time), if it is tracked.
+    pub fn first_seen(&self, version: &FileVersion) -> Option<Instant> {
+        self.versions.get(version).and_then(|t| t.first_seen)
+    }
+
     /// Versions handled but not yet post-processed (to retry the move or delete only).
     pub fn pending_post_processing(&self) -> Vec<FileVersion> {
         let mut pending: Vec<FileVersion> = self

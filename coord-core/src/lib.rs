@@ -56,6 +56,7 @@
 
 #![deny(missing_docs)]
 
+mod cluster;
 mod config;
 mod dynamic;
 mod elector;
@@ -63,11 +64,13 @@ mod fs;
 mod ids;
 mod ledger;
 mod names;
+mod requests;
 mod settings;
 mod store;
 mod stored;
 mod work;
 
+pub use cluster::{ConfigStore, ConfigVersion, unsupported as config_unsupported};
 pub use config::{ConfigError, ElectionConfig, Timing};
 pub use dynamic::{
     BoxReader, BoxWriter, DynFs, DynReader, DynStore, DynWriter, SharedSource, SharedStore,
@@ -83,6 +86,7 @@ pub use ledger::{
     LedgerUpdate, ListedFile, Outcome, RetryPolicy, Stability,
 };
 pub use names::{NameError, check_name, escape_for_log, join_remote, local_target};
+pub use requests::{Redrive, RequestStore};
 pub use settings::{PasswordSource, Secret, TlsMode};
 pub use store::{
     ClaimOutcome, CoordinationStore, GroupView, HeartbeatRequest, HolderView, MemberStatus,
@@ -93,6 +97,6 @@ pub use stored::{
     UndecodableRow, claim_answer,
 };
 pub use work::{
-    FileOp, FileOpResult, HandlerId, OpId, PostProcessing, WorkAction, WorkConfig, WorkEvent,
-    Worker,
+    Backlog, FileOp, FileOpResult, HandlerId, OpId, PostProcessing, WorkAction, WorkConfig,
+    WorkEvent, Worker,
 };

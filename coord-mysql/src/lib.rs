@@ -20,6 +20,7 @@
 //! Server requirements: InnoDB tables; `binlog_format` ROW or MIXED if the binary log is on
 //! (the defaults: READ COMMITTED writes are refused under STATEMENT).
 
+mod cluster;
 mod coordination;
 mod error;
 mod ledger;

@@ -24,6 +24,7 @@
 //! # let _ = store; Ok(()) }
 //! ```
 
+mod cluster;
 mod coordination;
 mod error;
 mod ledger;

@@ -34,6 +34,7 @@
 
 #![deny(missing_docs)]
 
+mod cluster;
 mod coordination;
 mod error;
 mod ledger;

@@ -1,6 +1,5 @@
 //! `ftp-listener`: thin glue over the `listener` library (config, backends, signals).
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -8,9 +7,12 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use coord_core::{CoordinationStore, GroupId};
-use listener::{Config, Registry, RunError, Service, connect_store};
-use tracing_subscriber::EnvFilter;
-use tracing_subscriber::filter::LevelFilter;
+use listener::{Config, LogFormat, Registry, RunError, Service, connect_store};
+
+#[cfg(feature = "demo")]
+mod demo;
+mod inspect;
+mod logging;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -39,9 +41,70 @@ enum Command {
         dialect: Dialect,
     },
     /// Show the group's members, their heartbeat ages, the holder and the term.
-    Status,
+    Status {
+        /// One JSON object (every listener, its group, term, holder and members).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read the ledger: what happened to each file version.
+    Ledger {
+        #[command(subcommand)]
+        command: inspect::LedgerCommand,
+    },
     /// Print the effective configuration (secrets redacted) and exit.
     CheckConfig,
+    /// Show failover on this machine, nothing to install: an embedded FTP server, SQLite,
+    /// three member processes, a crash and a pause; ends with a verdict line (exit 0 only if
+    /// no file was lost or handled twice). Needs the `demo` cargo feature.
+    Demo(DemoArgs),
+    /// The cluster's configuration in the coordination database (the local file's
+    /// `[cluster]` names it; default `default`).
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+}
+
+/// `ftp-listener demo` options.
+#[derive(Debug, Clone, clap::Args)]
+struct DemoArgs {
+    /// Files the feeder drops (1 to 10000).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    files: u32,
+    /// Keep the temporary directory (configs, member logs, the ledger) and print its path.
+    #[arg(long)]
+    keep: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum ClusterCommand {
+    /// Validate FILE as every member would and store it as the next version.
+    Push {
+        /// The cluster's configuration (TOML: `[[listeners]]` and shared defaults).
+        file: PathBuf,
+        /// A comment for the audit trail.
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// Print a version (default: the newest).
+    Show {
+        /// The version.
+        version: Option<u64>,
+    },
+    /// Every version: number, when (database clock), who, comment.
+    History,
+    /// The lines that differ between two versions.
+    Diff {
+        /// The older version.
+        from: u64,
+        /// The newer version.
+        to: u64,
+    },
+    /// Store an old version again as the newest.
+    Rollback {
+        /// The version to return to.
+        version: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -52,8 +115,37 @@ enum Dialect {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_tracing();
+    let mut cli = Cli::parse();
+    let command = cli.command.take().unwrap_or(Command::Run);
+    if matches!(command, Command::Demo(_)) && cli.config.is_some() {
+        eprintln!("ftp-listener: `demo` writes its members' configuration itself; drop --config");
+        return ExitCode::from(2);
+    }
+    // The configuration is read before the subscriber is installed, so that `log.format`
+    // applies to every line; loading it logs nothing. (`cluster` reads its file itself and
+    // logs in text.)
+    let registry = Registry::builtin();
+    let configs = match command {
+        Command::PrintDdl { .. } | Command::Demo(_) | Command::Cluster { .. } => Vec::new(),
+        _ => match Config::load_all(cli.config.as_deref(), &registry)
+            .map_err(anyhow::Error::from)
+            .and_then(|configs| log_format(&configs).map(|_| configs))
+        {
+            Ok(configs) => configs,
+            Err(e) => {
+                eprintln!("ftp-listener: {e:#}");
+                return ExitCode::from(1);
+            }
+        },
+    };
+    // The demo prints a timeline on stdout; its own log shows only warnings unless asked
+    // (and none of libunftp's: it warns of every probe for a missing file).
+    let fallback = if matches!(command, Command::Demo(_)) {
+        "warn,libunftp=error"
+    } else {
+        "info"
+    };
+    logging::init(log_format(&configs).unwrap_or_default(), fallback);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -65,7 +157,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(dispatch(cli)) {
+    match runtime.block_on(dispatch(cli.config, command, configs, registry)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let refused = e
@@ -77,79 +169,47 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing() {
-    let rust_log = std::env::var("RUST_LOG").ok();
-    let (filter, warnings) = log_filter(rust_log.as_deref());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-    for warning in warnings {
-        tracing::warn!("{warning}");
-    }
-}
-
-/// The log filter: `RUST_LOG` as written (default `info`), except that suppaftp's TRACE
-/// output, which includes `PASS <password>`, stays off unless `RUST_LOG` names suppaftp
-/// itself (then with a warning): a global `trace` gives suppaftp `debug`. Returns the
-/// warnings to log once the subscriber is installed.
-fn log_filter(rust_log: Option<&str>) -> (EnvFilter, Vec<String>) {
-    let mut warnings = Vec::new();
-    let written = rust_log.map(str::trim).filter(|s| !s.is_empty());
-    let text = match written {
-        Some(text) => match EnvFilter::try_new(text) {
-            Ok(_) => text.to_string(),
-            Err(e) => {
-                warnings.push(format!(
-                    "RUST_LOG `{text}` is not a valid filter ({e}); using `info`"
-                ));
-                "info".to_string()
-            }
-        },
-        None => "info".to_string(),
+/// The process's one log format: `log` is shared by every listener (set it at the top level
+/// of the file, not in a `[[listeners]]` entry).
+fn log_format(configs: &[Config]) -> anyhow::Result<LogFormat> {
+    let Some(first) = configs.first() else {
+        return Ok(LogFormat::default());
     };
-    let mut names_suppaftp = false;
-    let mut global_trace = false;
-    for directive in text.split(',').map(str::trim).filter(|d| !d.is_empty()) {
-        let target = directive.split(['[', '=']).next().unwrap_or_default();
-        let level = directive
-            .rsplit_once('=')
-            .map(|(_, level)| level.parse::<LevelFilter>());
-        if target.starts_with("suppaftp") {
-            names_suppaftp = true;
-            // A bare target enables every level.
-            if matches!(level, None | Some(Ok(LevelFilter::TRACE))) {
-                warnings.push(
-                    "RUST_LOG enables suppaftp's TRACE output, which logs FTP passwords \
-                     (`PASS ...`) in clear: use it only on a test server"
-                        .to_string(),
-                );
-            }
-        } else if !directive.contains('=') && !directive.contains('[') {
-            global_trace |= matches!(directive.parse::<LevelFilter>(), Ok(LevelFilter::TRACE));
-        }
-    }
-    let mut filter = EnvFilter::new(&text);
-    if global_trace && !names_suppaftp {
-        filter = filter.add_directive(
-            "suppaftp=debug"
-                .parse()
-                .expect("a target and a level form a directive"),
+    if let Some(other) = configs.iter().find(|c| c.log.format != first.log.format) {
+        bail!(
+            "`log.format` is one per process: listener `{}` has {:?}, listener `{}` has {:?}; \
+             set it at the top level of the file, not in [[listeners]]",
+            first.name,
+            first.log.format,
+            other.name,
+            other.log.format
         );
     }
-    (filter, warnings)
+    Ok(first.log.format)
 }
 
-async fn dispatch(cli: Cli) -> anyhow::Result<()> {
-    let command = cli.command.unwrap_or(Command::Run);
-    if let Command::PrintDdl { dialect } = command {
-        print!("{}", ddl(dialect)?);
-        return Ok(());
-    }
-    let registry = Registry::builtin();
-    let configs = Config::load_all(cli.config.as_deref(), &registry)?;
+async fn dispatch(
+    file: Option<PathBuf>,
+    command: Command,
+    configs: Vec<Config>,
+    registry: Registry,
+) -> anyhow::Result<()> {
+    let command = match command {
+        Command::PrintDdl { dialect } => {
+            print!("{}", ddl(dialect)?);
+            return Ok(());
+        }
+        Command::Demo(args) => return run_demo(args).await,
+        Command::Cluster { command } => {
+            return cluster(file.as_deref(), command, &registry).await;
+        }
+        other => other,
+    };
     match command {
+        Command::Run if configs.len() == 1 && configs[0].cluster.is_some() => {
+            Service::run_cluster(file.as_deref(), registry, shutdown_signal()).await?;
+            Ok(())
+        }
         Command::Run => {
             Service::from_configs(configs, registry)
                 .run(shutdown_signal())
@@ -172,14 +232,37 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             println!("schema is up to date");
             Ok(())
         }
-        Command::Status => {
+        Command::Ledger { command } => {
+            let configs = if configs.len() == 1 && configs[0].cluster.is_some() {
+                cluster_listeners(file.as_deref(), &configs[0], &registry).await?
+            } else {
+                configs
+            };
+            inspect::ledger(configs, command, &registry).await
+        }
+        Command::Status { json } => {
+            let configs = if configs.len() == 1 && configs[0].cluster.is_some() {
+                cluster_listeners(file.as_deref(), &configs[0], &registry).await?
+            } else {
+                configs
+            };
+            if json {
+                return inspect::status_json(configs, &registry).await;
+            }
             let many = configs.len() > 1;
             for (i, config) in configs.into_iter().enumerate() {
                 if many {
                     if i > 0 {
                         println!();
                     }
-                    println!("listener {}", config.name);
+                    let placement = match &config.placement {
+                        listener::Placement::Leader => "leader (one member of the group)".into(),
+                        listener::Placement::Every => {
+                            "every member (each with a ledger of its own)".into()
+                        }
+                        listener::Placement::Member(id) => format!("only member {id}"),
+                    };
+                    println!("listener {}  placement {placement}", config.name);
                 }
                 status(config, &registry).await?;
             }
@@ -204,8 +287,141 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::PrintDdl { .. } => unreachable!("handled above"),
+        Command::PrintDdl { .. } | Command::Cluster { .. } | Command::Demo(_) => {
+            unreachable!("handled above")
+        }
     }
+}
+
+/// The listeners of the newest cluster configuration, for `status`.
+async fn cluster_listeners(
+    file: Option<&std::path::Path>,
+    local: &Config,
+    registry: &Registry,
+) -> anyhow::Result<Vec<Config>> {
+    let name = local
+        .cluster
+        .as_ref()
+        .map_or("default", |c| c.name.as_str());
+    let store = connect_store(local, registry, false).await?;
+    let Some(configs) = store.config_store() else {
+        bail!(
+            "the {} store does not keep cluster configurations",
+            store.name()
+        );
+    };
+    let newest = listener::cluster_get(&**configs, name, None).await?;
+    println!(
+        "cluster {name}  version {}  pushed by {} at {}",
+        newest.version,
+        newest.pushed_by,
+        utc(newest.pushed_at_ms)
+    );
+    println!();
+    Ok(Config::load_cluster(file, &newest.body, registry)?)
+}
+
+async fn cluster(
+    file: Option<&std::path::Path>,
+    command: ClusterCommand,
+    registry: &Registry,
+) -> anyhow::Result<()> {
+    let local = Config::load_with(file, registry)?;
+    let name = local
+        .cluster
+        .as_ref()
+        .map_or_else(|| "default".to_string(), |c| c.name.clone());
+    let store = connect_store(&local, registry, local.migrate_on_start()).await?;
+    let Some(configs) = store.config_store() else {
+        bail!(
+            "the {} store does not keep cluster configurations",
+            store.name()
+        );
+    };
+    let configs = &**configs;
+    match command {
+        ClusterCommand::Push { file: doc, comment } => {
+            let text = std::fs::read_to_string(&doc)
+                .with_context(|| format!("cannot read {}", doc.display()))?;
+            let version = listener::cluster_push(configs, &name, file, &text, &comment, registry)
+                .await
+                .with_context(|| format!("{} refused, nothing stored", doc.display()))?;
+            println!("cluster `{name}`: stored version {version}");
+        }
+        ClusterCommand::Show { version } => {
+            let v = listener::cluster_get(configs, &name, version).await?;
+            print!("{}", v.body);
+        }
+        ClusterCommand::History => {
+            let all = configs.config_history(&name).await?;
+            println!(
+                "{:>7}  {:<24} {:<32} COMMENT",
+                "VERSION", "PUSHED AT (UTC)", "BY"
+            );
+            for v in &all {
+                println!(
+                    "{:>7}  {:<24} {:<32} {}",
+                    v.version,
+                    utc(v.pushed_at_ms),
+                    v.pushed_by,
+                    v.comment
+                );
+            }
+            if all.is_empty() {
+                println!("(nothing pushed yet)");
+            }
+        }
+        ClusterCommand::Diff { from, to } => {
+            let a = listener::cluster_get(configs, &name, Some(from)).await?;
+            let b = listener::cluster_get(configs, &name, Some(to)).await?;
+            print!("{}", listener::cluster_diff(&a.body, &b.body));
+        }
+        ClusterCommand::Rollback { version } => {
+            let new = listener::cluster_rollback(configs, &name, file, version, registry).await?;
+            println!("cluster `{name}`: version {new} is version {version} again");
+        }
+    }
+    Ok(())
+}
+
+/// Milliseconds since the epoch as `YYYY-MM-DD HH:MM:SS.mmm`.
+fn utc(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{:03}",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60,
+        ms.rem_euclid(1000)
+    )
+}
+
+#[cfg(feature = "demo")]
+async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
+    demo::run(demo::Options {
+        files: args.files,
+        keep: args.keep,
+    })
+    .await
+}
+
+#[cfg(not(feature = "demo"))]
+async fn run_demo(_: DemoArgs) -> anyhow::Result<()> {
+    bail!(
+        "this build lacks the `demo` cargo feature: \
+         cargo run -p ftp-listener --features demo -- demo"
+    )
 }
 
 fn ddl(dialect: Dialect) -> anyhow::Result<String> {
@@ -282,30 +498,4 @@ async fn status(config: Config, registry: &Registry) -> anyhow::Result<()> {
 
 fn ms(d: Duration) -> String {
     format!("{} ms", d.as_millis())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn filter(rust_log: Option<&str>) -> (String, usize) {
-        let (f, warnings) = log_filter(rust_log);
-        (f.to_string(), warnings.len())
-    }
-
-    #[test]
-    fn rust_log_is_obeyed_and_suppaftp_trace_needs_naming() {
-        assert_eq!(filter(None), ("info".to_string(), 0));
-        assert_eq!(filter(Some("warn")), ("warn".to_string(), 0));
-        assert_eq!(filter(Some("debug")).0, "debug");
-        let (trace, warned) = filter(Some("trace"));
-        assert!(trace.contains("suppaftp=debug"), "{trace}");
-        assert_eq!(warned, 0);
-        let (asked, warned) = filter(Some("info,suppaftp=trace"));
-        assert!(asked.contains("suppaftp=trace"), "{asked}");
-        assert_eq!(warned, 1, "explicit suppaftp TRACE is warned about");
-        assert_eq!(filter(Some("info,suppaftp")).1, 1);
-        let (bad, warned) = filter(Some("=??=="));
-        assert_eq!((bad.as_str(), warned), ("info", 1));
-    }
 }

@@ -253,8 +253,12 @@ async fn a_lost_lease_kills_the_grandchildren() {
     let election = ElectionConfig::new("m1", "g", timing).unwrap();
     let driver = ElectionDriver::new(election, Arc::new(store.clone()), metrics.clone());
     let mut status = driver.subscribe();
+    // The folders inside the test's own directory (the defaults are relative to the working
+    // directory, which tests share).
     let config = Config {
         poll_interval: Duration::from_millis(20),
+        done_dir: Some(inbox.join(".done").display().to_string()),
+        error_dir: Some(inbox.join(".error").display().to_string()),
         ..Config::default()
     };
     let settings = poll_settings(&config, inbox.display().to_string()).unwrap();

@@ -119,8 +119,152 @@ source.path = "not-a-dir/inbox"
     assert!(table.contains("group invoices  term 1"), "{table}");
     assert!(table.contains("group orders  term 1"), "{table}");
 
+    // What happened to a.csv: one command, read-only, safe beside the running leader.
+    let mut show = Proc::spawn(
+        site.dir.path(),
+        &["--config", "multi.toml", "ledger", "show", "a.csv"],
+    );
+    assert!(
+        show.wait_exit(LIMIT).expect("exits").success(),
+        "{}",
+        show.output()
+    );
+    let shown = show.output();
+    let row = shown
+        .lines()
+        .find(|l| l.starts_with("invoices ") && l.ends_with("a.csv"))
+        .unwrap_or_else(|| panic!("{shown}"));
+    assert!(row.contains(" done "), "{row}");
+    let mut list = Proc::spawn(
+        site.dir.path(),
+        &[
+            "--config",
+            "multi.toml",
+            "ledger",
+            "list",
+            "--listener",
+            "orders",
+            "--json",
+        ],
+    );
+    assert!(
+        list.wait_exit(LIMIT).expect("exits").success(),
+        "{}",
+        list.output()
+    );
+    let rows: Vec<String> = list
+        .output()
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert!(
+        rows[0].contains("\"listener\":\"orders\"") && rows[0].contains("\"state\":\"done\""),
+        "{rows:?}"
+    );
+    let mut bad = Proc::spawn(
+        site.dir.path(),
+        &[
+            "--config",
+            "multi.toml",
+            "ledger",
+            "list",
+            "--state",
+            "finished",
+        ],
+    );
+    assert!(!bad.wait_exit(LIMIT).expect("exits").success());
+    assert!(
+        bad.output().contains("--state `finished`"),
+        "{}",
+        bad.output()
+    );
+    let mut json = Proc::spawn(
+        site.dir.path(),
+        &["--config", "multi.toml", "status", "--json"],
+    );
+    assert!(
+        json.wait_exit(LIMIT).expect("exits").success(),
+        "{}",
+        json.output()
+    );
+    let text = json.output();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        line.contains("\"name\":\"invoices\"") && line.contains("\"role\":\"leader\""),
+        "{line}"
+    );
+
     proc.signal("TERM");
     let mut proc = proc;
     let exit = proc.wait_exit(LIMIT).expect("a clean stop");
     assert!(exit.success(), "{}", proc.output());
+}
+
+#[test]
+fn a_file_in_error_is_sent_through_again_with_one_command() {
+    let site = Site::new();
+    std::fs::write(site.path("fail-flag"), b"").unwrap();
+    let config = site.config(
+        "a",
+        "solo",
+        r#"
+[retry]
+max_attempts = 1
+[handler]
+kind = "command"
+command = ["sh", "-c", "test ! -e fail-flag"]
+"#,
+    );
+    let proc = site.spawn(&config);
+    site.drop_file("x.csv", b"1,2");
+    let parked = wait_for(LIMIT, || {
+        site.path("inbox/.error/x.csv").exists().then_some(())
+    });
+    assert!(parked.is_some(), "{}", proc.output());
+    let mut show = Proc::spawn(
+        site.dir.path(),
+        &["--config", "a.toml", "ledger", "show", "x.csv"],
+    );
+    assert!(show.wait_exit(LIMIT).expect("exits").success());
+    assert!(show.output().contains(" error "), "{}", show.output());
+
+    // The partner's problem is fixed; one command sends the file through again.
+    std::fs::remove_file(site.path("fail-flag")).unwrap();
+    let mut retry = Proc::spawn(
+        site.dir.path(),
+        &["--config", "a.toml", "ledger", "retry", "x.csv"],
+    );
+    let ok = retry.wait_exit(LIMIT).expect("exits").success();
+    let said = retry.output();
+    assert!(ok, "{said}\n{}", proc.output());
+    assert!(said.contains("asked the leader to retry"), "{said}");
+    assert!(said.contains("moved") && said.contains("back to"), "{said}");
+    let done = wait_for(LIMIT, || {
+        site.path("inbox/.done/x.csv").exists().then_some(())
+    });
+    assert!(done.is_some(), "{said}\n{}", proc.output());
+    assert!(!site.path("inbox/.error/x.csv").exists());
+    let mut show = Proc::spawn(
+        site.dir.path(),
+        &["--config", "a.toml", "ledger", "show", "x.csv"],
+    );
+    assert!(show.wait_exit(LIMIT).expect("exits").success());
+    assert!(show.output().contains(" done "), "{}", show.output());
+
+    // Nothing matches: a clear refusal.
+    let mut none = Proc::spawn(
+        site.dir.path(),
+        &["--config", "a.toml", "ledger", "forget", "nope.csv"],
+    );
+    assert!(!none.wait_exit(LIMIT).expect("exits").success());
+    assert!(
+        none.output().contains("no ledger row matches"),
+        "{}",
+        none.output()
+    );
 }

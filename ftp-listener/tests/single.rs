@@ -266,7 +266,28 @@ fn endpoints_and_the_status_command() {
             "{line} missing:\n{metrics}"
         );
     }
-    assert!(metrics.contains("ftpl_heartbeats_ok_total "), "{metrics}");
+    assert!(metrics.contains("ftpl_heartbeats_ok_total{"), "{metrics}");
+    // How far behind: nothing left, one done row, a listing just now.
+    let metrics = wait_for(LIMIT, || {
+        let (_, text) = http_get(&addr, "/metrics");
+        text.contains("ftpl_ledger_rows{listener=\"e2e\",state=\"done\"} 1")
+            .then_some(text)
+    })
+    .expect("the done row is counted");
+    assert!(
+        metrics.contains("ftpl_backlog_files{listener=\"e2e\"} 0\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ftpl_handlers_in_flight{listener=\"e2e\"} 0\n"),
+        "{metrics}"
+    );
+    let listed_at: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("ftpl_last_listing_timestamp_seconds{listener=\"e2e\"} "))
+        .and_then(|v| v.parse().ok())
+        .expect("the last listing's time");
+    assert!(listed_at > 1.7e9, "{listed_at}");
 
     let mut status = Proc::spawn(site.dir.path(), &["--config", "a.toml", "status"]);
     assert!(

@@ -39,6 +39,9 @@ pub enum RunError {
         /// The cause.
         error: crate::backends::BackendError,
     },
+    /// The local configuration (or a cluster document) does not load.
+    #[error(transparent)]
+    Load(#[from] crate::config::ConfigError),
     /// The builder lacks a part.
     #[error("listener `{listener}`: {what}")]
     Incomplete {

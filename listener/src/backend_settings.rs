@@ -27,7 +27,7 @@ use crate::config::{Backend, Config, SourceKind};
 #[serde(transparent)]
 pub struct RawSettings(BTreeMap<String, Value>);
 
-fn is_secret_key(key: &str) -> bool {
+pub(crate) fn is_secret_key(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
     // `password_env` and `password_file` name where the secret is, not the secret.
     if key.ends_with("_env") || key.ends_with("_file") {

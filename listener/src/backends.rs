@@ -3,6 +3,9 @@
 //! backend is, and the two calls that turn a configuration into a store and a source through
 //! a registry.
 
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use coord_core::{SharedSource, SharedStore, StoreError};
 
@@ -176,7 +179,9 @@ impl StoreBackend for Sqlite {
             let _ = tokio::fs::create_dir_all(parent).await;
         }
         let store = coord_sqlite::SqliteStore::connect(settings).await?;
-        Ok(SharedStore::new("sqlite", store))
+        Ok(SharedStore::new("sqlite", store.clone())
+            .with_config_store(Arc::new(store.clone()))
+            .with_request_store(Arc::new(store)))
     }
 
     fn migrates_by_default(&self) -> bool {
@@ -218,7 +223,9 @@ impl StoreBackend for Postgres {
         } else {
             coord_postgres::PgStore::connect(pg).await?
         };
-        Ok(SharedStore::new("postgres", store))
+        Ok(SharedStore::new("postgres", store.clone())
+            .with_config_store(Arc::new(store.clone()))
+            .with_request_store(Arc::new(store)))
     }
 }
 
@@ -250,13 +257,19 @@ impl StoreBackend for Mysql {
         let mut my: coord_mysql::MySqlSettings = settings.extract().map_err(settings_to_store)?;
         my.migrate_on_connect = false;
         match coord_mysql::MySqlStore::connect(my.clone()).await {
-            Ok(store) => return Ok(SharedStore::new("mysql", store)),
+            Ok(store) => {
+                return Ok(SharedStore::new("mysql", store.clone())
+                    .with_config_store(Arc::new(store.clone()))
+                    .with_request_store(Arc::new(store)));
+            }
             Err(StoreError::Schema(_)) if migrate => {}
             Err(e) => return Err(e),
         }
         my.migrate_on_connect = true;
         let store = coord_mysql::MySqlStore::connect(my).await?;
-        Ok(SharedStore::new("mysql", store))
+        Ok(SharedStore::new("mysql", store.clone())
+            .with_config_store(Arc::new(store.clone()))
+            .with_request_store(Arc::new(store)))
     }
 }
 

@@ -44,6 +44,8 @@ const PREFIX: &str = "FTPL_";
 
 /// The top-level configuration keys (what an `FTPL_` variable may start with).
 const TOP_LEVEL_KEYS: &[&str] = &[
+    "cluster",
+    "placement",
     "name",
     "listeners",
     "member_id",
@@ -62,6 +64,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "handler",
     "http",
     "shutdown_grace",
+    "log",
 ];
 
 pub(crate) fn redact_url(url: &str) -> String {
@@ -494,6 +497,13 @@ pub struct Config {
     /// `[[listeners]]` entry, where the group defaults to it.
     #[serde(default)]
     pub name: String,
+    /// Where the listener runs: `leader` (default), `every`, `member:<id>`.
+    #[serde(default)]
+    pub placement: Placement,
+    /// Take the listeners from the cluster's configuration in the coordination database
+    /// (a member's local file then holds only what is local).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterConfig>,
     /// This member's ID, unique in the group (default: the host name).
     #[serde(default)]
     pub member_id: String,
@@ -543,6 +553,9 @@ pub struct Config {
     /// Health and metrics endpoints.
     #[serde(default)]
     pub http: HttpConfig,
+    /// Log line format (`log.format = "text"` by default, or `"json"`).
+    #[serde(default)]
+    pub log: crate::log_config::LogConfig,
     /// The typed settings of the selected built-in backends, extracted at load.
     #[serde(skip)]
     pub backends: BackendSettings,
@@ -595,6 +608,93 @@ impl Default for Config {
             .expect("the defaults deserialize");
         config.resolve();
         config
+    }
+}
+
+/// An `every` listener's ledger is its own: a SQLite file in the state directory, whatever
+/// the shared store.
+fn placed(figment: Figment, name: &str, state_dir: &Path) -> Figment {
+    use figment::providers::Serialized;
+    if figment.extract_inner::<Placement>("placement").ok() != Some(Placement::Every) {
+        return figment;
+    }
+    let path = state_dir.join(format!("every-{name}.db"));
+    figment
+        .merge(Serialized::default("coordination.backend", "sqlite"))
+        .merge(Serialized::default("coordination.sqlite.path", path))
+        .merge(Serialized::default("coordination.migrate_on_start", true))
+}
+
+/// `[cluster]`: this member takes its listeners from the cluster's configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// The configuration's name in the database (default `default`).
+    #[serde(default = "default_group")]
+    pub name: String,
+    /// Where the last applied version is kept, and the ledgers of `every` listeners
+    /// (default `./state`).
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// How often the newest version's number is read (default 2s).
+    #[serde(default = "two_seconds", with = "human")]
+    pub poll_interval: Duration,
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("./state")
+}
+
+fn two_seconds() -> Duration {
+    Duration::from_secs(2)
+}
+
+/// Where a listener runs.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Placement {
+    /// One member of the group dispatches (the default).
+    #[default]
+    Leader,
+    /// Every member runs its own instance, with a ledger of its own (a SQLite file in the
+    /// state directory): for a directory local to each host. Needs no database.
+    Every,
+    /// Only this member runs it.
+    Member(String),
+}
+
+impl Placement {
+    /// Whether the listener runs on `member`.
+    pub fn runs_on(&self, member: &str) -> bool {
+        match self {
+            Placement::Member(id) => id == member,
+            _ => true,
+        }
+    }
+}
+
+impl Serialize for Placement {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Placement::Leader => s.serialize_str("leader"),
+            Placement::Every => s.serialize_str("every"),
+            Placement::Member(id) => s.serialize_str(&format!("member:{id}")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Placement {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        match text.as_str() {
+            "leader" => Ok(Placement::Leader),
+            "every" => Ok(Placement::Every),
+            other => match other.strip_prefix("member:") {
+                Some(id) if !id.is_empty() => Ok(Placement::Member(id.to_string())),
+                _ => Err(serde::de::Error::custom(format!(
+                    "`{other}`: write \"leader\", \"every\" or \"member:<id>\""
+                ))),
+            },
+        }
     }
 }
 
@@ -792,7 +892,7 @@ impl Config {
     /// variables over both. Every error of every listener is named with it.
     pub fn load_all(file: Option<&Path>, registry: &Registry) -> Result<Vec<Config>, ConfigError> {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            Self::load_all_unguarded(file, registry)
+            Self::load_all_unguarded(file, None, registry)
         }))
         .unwrap_or_else(|_| {
             Err(ConfigError::Parse(
@@ -804,8 +904,41 @@ impl Config {
         })
     }
 
+    /// The listeners of the cluster's configuration `document` (a TOML text, as `cluster
+    /// push` stores it) for the member whose local file is `file`: the local file gives what
+    /// is local (member ID, database, state directory, HTTP bind), the document the
+    /// listeners. `{member}` and `{host}` in the document are this member's ID and host name.
+    /// A document that sets a local key or holds an inline secret is refused, naming the key.
+    pub fn load_cluster(
+        file: Option<&Path>,
+        document: &str,
+        registry: &Registry,
+    ) -> Result<Vec<Config>, ConfigError> {
+        let local = Self::load_with(file, registry)?;
+        crate::cluster::check_document(document).map_err(ConfigError::Parse)?;
+        let host = gethostname::gethostname().to_string_lossy().into_owned();
+        let text = document
+            .replace("{member}", &local.member_id)
+            .replace("{host}", &host);
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Self::load_all_unguarded(file, Some(&text), registry)
+        }))
+        .unwrap_or_else(|_| {
+            Err(ConfigError::Parse(
+                "the configuration parser failed on a value of the cluster's document".to_string(),
+            ))
+        })
+        .map_err(|e| match e {
+            ConfigError::Parse(message) => {
+                ConfigError::Parse(format!("cluster configuration: {message}"))
+            }
+            other => other,
+        })
+    }
+
     fn load_all_unguarded(
         file: Option<&Path>,
+        document: Option<&str>,
         registry: &Registry,
     ) -> Result<Vec<Config>, ConfigError> {
         if let Some(unknown) = unknown_variables() {
@@ -821,12 +954,20 @@ impl Config {
         if let Some(file) = file {
             base = base.merge(Toml::file_exact(file));
         }
+        if let Some(document) = document {
+            base = base.merge(Toml::string(document));
+        }
+        let state_dir: PathBuf = base
+            .extract_inner::<ClusterConfig>("cluster")
+            .map(|c| c.state_dir)
+            .unwrap_or_else(|_| default_state_dir());
         let origin = match file {
             Some(f) => format!("in {} (or its FTPL_ variables)", f.display()),
             None => "from FTPL_ variables and defaults".to_string(),
         };
         if !base.contains("listeners") {
-            return Ok(vec![Self::load_one(base.merge(env), &origin, registry)?]);
+            let figment = placed(base.merge(env), "default", &state_dir);
+            return Ok(vec![Self::load_one(figment, &origin, registry)?]);
         }
         let entries: Vec<figment::value::Dict> = base
             .extract_inner("listeners")
@@ -869,6 +1010,7 @@ impl Config {
                 .merge(env.clone())
                 // Each listener is its own coordination group unless told otherwise.
                 .join(figment::providers::Serialized::default("group", &name));
+            let figment = placed(figment, &name, &state_dir);
             let origin = format!("{origin}, listener `{name}`");
             let config = Self::load_one(figment, &origin, registry).map_err(|e| match e {
                 ConfigError::Parse(message) => {

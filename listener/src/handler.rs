@@ -149,6 +149,13 @@ impl FileHandler for Handler {
                     delivery.version.mtime_ms
                 ));
                 let local = download_incoming(file, &staging).await?;
+                // A member stopped (SIGSTOP, a frozen VM) during the download resumes here
+                // with its lease gone, possibly after the next leader redelivered the file:
+                // the command must not start then (found by `ftp-listener demo`).
+                if !file.context.still_leading() {
+                    let _ = tokio::fs::remove_dir_all(&staging).await;
+                    return Err("no longer leading: the command was not started".into());
+                }
                 let result = run_command(command, *timeout, &local, delivery).await;
                 let _ = tokio::fs::remove_dir_all(&staging).await;
                 result.map_err(HandlerError)

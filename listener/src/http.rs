@@ -26,17 +26,60 @@ pub struct ListenerEndpoint {
     pub renew_deadline: Duration,
     /// Why the listener is not running (its store or source could not be set up), if so.
     pub problem: watch::Receiver<Option<String>>,
+    /// The listener's store and group once it runs (the status page observes the group).
+    pub group: Arc<std::sync::OnceLock<(coord_core::SharedStore, coord_core::GroupId)>>,
+    /// The group's liveness timeout (a member whose heartbeat is older is shown stale).
+    pub liveness_timeout: Duration,
+    /// This member's ID.
+    pub member: String,
 }
 
-/// What the endpoints read: every listener of the process.
+/// What the endpoints read: every listener of the process (the set changes when a new
+/// cluster configuration is applied), and the cluster configuration's state.
 #[derive(Debug, Clone, Default)]
 pub struct Endpoints {
-    /// The listeners, in configuration order.
-    pub listeners: Vec<ListenerEndpoint>,
+    listeners: Arc<std::sync::RwLock<Vec<ListenerEndpoint>>>,
+    /// The cluster configuration's state on this member.
+    pub cluster: Arc<ClusterGauges>,
+}
+
+/// The cluster configuration on this member, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct ClusterGauges {
+    /// Whether this member takes its listeners from the cluster configuration.
+    pub enabled: std::sync::atomic::AtomicBool,
+    /// The version applied (0: none).
+    pub applied: std::sync::atomic::AtomicU64,
+    /// The newest version seen in the database.
+    pub newest: std::sync::atomic::AtomicU64,
+    /// 1 while the newest version could not be applied here.
+    pub failed: std::sync::atomic::AtomicU64,
 }
 
 impl Endpoints {
+    /// Adds (or replaces, by name) a listener.
+    pub fn add(&self, listener: ListenerEndpoint) {
+        let mut all = self.listeners.write().unwrap_or_else(|e| e.into_inner());
+        all.retain(|l| l.name != listener.name);
+        all.push(listener);
+    }
+
+    /// Removes the listener `name`.
+    pub fn remove(&self, name: &str) {
+        let mut all = self.listeners.write().unwrap_or_else(|e| e.into_inner());
+        all.retain(|l| l.name != name);
+    }
+
+    /// The listeners now.
+    pub fn listeners(&self) -> Vec<ListenerEndpoint> {
+        self.listeners
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     fn answer(&self, path: &str) -> (u16, &'static str, String) {
+        let listeners = self.listeners();
         match path {
             "/healthz" => (200, "text/plain", "ok\n".to_string()),
             "/readyz" => {
@@ -44,7 +87,7 @@ impl Endpoints {
                 let now = Instant::now();
                 let mut ready = true;
                 let mut body = String::new();
-                for l in &self.listeners {
+                for l in &listeners {
                     let status = l.status.borrow();
                     if status.is_ready(now, l.renew_deadline) {
                         body.push_str(&format!("{}: ready ({:?})\n", l.name, status.role));
@@ -61,19 +104,214 @@ impl Endpoints {
                 (if ready { 200 } else { 503 }, "text/plain", body)
             }
             "/metrics" => {
-                let entries: Vec<(&str, &Metrics)> = self
-                    .listeners
+                let entries: Vec<(&str, &Metrics)> = listeners
                     .iter()
                     .map(|l| (l.name.as_str(), &*l.metrics))
                     .collect();
-                (
-                    200,
-                    "text/plain; version=0.0.4",
-                    Metrics::render_all(&entries),
-                )
+                let mut text = Metrics::render_all(&entries);
+                self.cluster.render(&mut text);
+                (200, "text/plain; version=0.0.4", text)
             }
             _ => (404, "text/plain", "not found\n".to_string()),
         }
+    }
+}
+
+impl ClusterGauges {
+    fn render(&self, out: &mut String) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if !self.enabled.load(Relaxed) {
+            return;
+        }
+        for (name, help, value) in [
+            (
+                "ftpl_cluster_config_version",
+                "The cluster configuration version applied on this member.",
+                self.applied.load(Relaxed),
+            ),
+            (
+                "ftpl_cluster_config_newest_version",
+                "The newest cluster configuration version in the database.",
+                self.newest.load(Relaxed),
+            ),
+            (
+                "ftpl_cluster_config_apply_failed",
+                "1 while the newest cluster configuration cannot be applied on this member.",
+                self.failed.load(Relaxed),
+            ),
+        ] {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
+            ));
+        }
+    }
+}
+
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c if c.is_control() => out.push('\u{fffd}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn ago(unix_ms: u64) -> String {
+    if unix_ms == 0 {
+        return "never".to_string();
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    format!("{:.1} s ago", now.saturating_sub(unix_ms) as f64 / 1000.0)
+}
+
+impl Endpoints {
+    /// The status page: every listener's group (members, heartbeat ages, roles, the leader
+    /// and its term, read from the store), this member's counters, the last listing and the
+    /// last files with their outcome. Plain HTML that refreshes itself every 2 s: no script,
+    /// no external asset.
+    async fn page(&self) -> String {
+        use std::fmt::Write as _;
+        use std::sync::atomic::Ordering::Relaxed;
+        let listeners = self.listeners();
+        let member = listeners
+            .first()
+            .map(|l| l.member.clone())
+            .unwrap_or_default();
+        let mut html = String::from(
+            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+             <meta http-equiv=\"refresh\" content=\"2\"><title>ftp-listener</title>\
+             <style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}\
+             td,th{border:1px solid #ccc;padding:.2em .6em;text-align:left}\
+             .leader{color:#070;font-weight:bold}.stale{color:#a00}</style></head><body>\n",
+        );
+        let _ = writeln!(
+            html,
+            "<h1>ftp-listener</h1>\n<p>member <b id=\"member\">{}</b>, {} listener(s); this page refreshes every 2 s</p>",
+            escape(&member),
+            listeners.len()
+        );
+        if self.cluster.enabled.load(Relaxed) {
+            let _ = writeln!(
+                html,
+                "<p>cluster configuration: version {} applied, newest {}{}</p>",
+                self.cluster.applied.load(Relaxed),
+                self.cluster.newest.load(Relaxed),
+                if self.cluster.failed.load(Relaxed) == 1 {
+                    " (<span class=\"stale\">the newest cannot be applied here</span>)"
+                } else {
+                    ""
+                }
+            );
+        }
+        for l in &listeners {
+            let name = escape(&l.name);
+            let _ = writeln!(
+                html,
+                "<section id=\"listener-{name}\">\n<h2>listener {name}</h2>"
+            );
+            if let Some(problem) = l.problem.borrow().clone() {
+                let _ = writeln!(
+                    html,
+                    "<p class=\"stale\">not running: {}</p>",
+                    escape(&problem)
+                );
+            }
+            let view = match l.group.get() {
+                Some((store, group)) => {
+                    use coord_core::CoordinationStore;
+                    tokio::time::timeout(Duration::from_secs(1), store.observe(group))
+                        .await
+                        .ok()
+                        .and_then(Result::ok)
+                }
+                None => None,
+            };
+            match &view {
+                Some(view) => {
+                    match &view.holder {
+                        Some(h) => {
+                            let _ = writeln!(
+                                html,
+                                "<p>leader <b class=\"leader\" id=\"leader-{name}\">{}</b>, term <b id=\"term-{name}\">{}</b>, lease age {} ms</p>",
+                                escape(h.member.as_str()),
+                                view.term.0,
+                                h.lease_age.as_millis()
+                            );
+                        }
+                        None => {
+                            let _ = writeln!(
+                                html,
+                                "<p>leader <b id=\"leader-{name}\">none</b>, term <b id=\"term-{name}\">{}</b></p>",
+                                view.term.0
+                            );
+                        }
+                    }
+                    html.push_str("<table><tr><th>member</th><th>incarnation</th><th>heartbeat age</th><th>role</th></tr>\n");
+                    for m in &view.members {
+                        let leads = view.holder.as_ref().is_some_and(|h| {
+                            h.member == m.member && h.incarnation == m.incarnation
+                        });
+                        let role = if leads {
+                            "<span class=\"leader\">leader</span>"
+                        } else if m.heartbeat_age > l.liveness_timeout {
+                            "<span class=\"stale\">stale</span>"
+                        } else {
+                            "standby"
+                        };
+                        let _ = writeln!(
+                            html,
+                            "<tr><td>{}</td><td>{}</td><td>{} ms</td><td>{role}</td></tr>",
+                            escape(m.member.as_str()),
+                            m.incarnation,
+                            m.heartbeat_age.as_millis()
+                        );
+                    }
+                    html.push_str("</table>\n");
+                }
+                None => html.push_str(
+                    "<p class=\"stale\">the group cannot be read from the database now</p>\n",
+                ),
+            }
+            let m = &l.metrics;
+            let status = l.status.borrow().clone();
+            let _ = writeln!(
+                html,
+                "<p>this member: {:?}; files dispatched {}, done {}, failed attempts {}, in error {}, redeliveries {}; last listing {}</p>",
+                status.role,
+                m.files_dispatched.get(),
+                m.files_done.get(),
+                m.files_failed.get(),
+                m.files_error.get(),
+                m.redeliveries.get(),
+                ago(m.last_listing_unix_ms.load(Relaxed))
+            );
+            let recent = m.recent_files();
+            if !recent.is_empty() {
+                html.push_str("<table><tr><th>when</th><th>file</th><th>outcome</th></tr>\n");
+                for r in recent {
+                    let _ = writeln!(
+                        html,
+                        "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                        ago(r.at_unix_ms),
+                        escape(&r.path),
+                        escape(&r.outcome)
+                    );
+                }
+                html.push_str("</table>\n");
+            }
+            html.push_str("</section>\n");
+        }
+        html.push_str("</body></html>\n");
+        html
     }
 }
 
@@ -114,6 +352,9 @@ async fn serve_one(mut stream: TcpStream, endpoints: &Endpoints) -> std::io::Res
     let head = String::from_utf8_lossy(&buf);
     let mut parts = head.split_whitespace();
     let (code, kind, body) = match (parts.next(), parts.next()) {
+        (Some("GET"), Some(path)) if path.split('?').next() == Some("/") => {
+            (200, "text/html; charset=utf-8", endpoints.page().await)
+        }
         (Some("GET"), Some(path)) => endpoints.answer(path.split('?').next().unwrap_or(path)),
         _ => (405, "text/plain", "only GET\n".to_string()),
     };

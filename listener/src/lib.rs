@@ -88,12 +88,14 @@ mod app;
 mod backend_settings;
 mod backends;
 mod clock;
+mod cluster;
 mod config;
 mod driver;
 mod duration;
 mod handler;
 mod http;
 mod local;
+mod log_config;
 mod metrics;
 mod poller;
 mod registry;
@@ -109,15 +111,21 @@ pub use app::{RunError, poll_settings, run, run_with_handler};
 pub use async_trait::async_trait;
 pub use backend_settings::{BackendSettings, RawSettings, RawTable};
 pub use backends::{BackendError, connect_store, open_source};
+pub use cluster::{
+    ClusterError, LastKnownGood, diff as cluster_diff, get as cluster_get, push as cluster_push,
+    rollback as cluster_rollback,
+};
 pub use config::{
-    Backend, Config, ConfigError, CoordinationConfig, HandlerConfig, HttpConfig, Loaded,
-    PostProcessing, RetryConfig, SourceConfig, SourceKind, SqliteConfig, StabilityConfig,
+    Backend, ClusterConfig, Config, ConfigError, CoordinationConfig, HandlerConfig, HttpConfig,
+    Loaded, Placement, PostProcessing, RetryConfig, SourceConfig, SourceKind, SqliteConfig,
+    StabilityConfig,
 };
 pub use coord_core::{SharedSource, SharedStore};
 pub use driver::{ElectionDriver, ElectionStatus, Gate, StopHandle};
 pub use handler::{Delivery, Handler};
-pub use http::{Endpoints, ListenerEndpoint, bind as bind_endpoints};
+pub use http::{ClusterGauges, Endpoints, ListenerEndpoint, bind as bind_endpoints};
 pub use local::{LocalFs, LocalReader, LocalWriter};
+pub use log_config::{LogConfig, LogFormat};
 pub use metrics::{Counter, Metrics, Timer};
 pub use poller::{PollSettings, Poller};
 pub use registry::{Registry, Settings, SettingsError, SourceBackend, StoreBackend};

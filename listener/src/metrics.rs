@@ -89,9 +89,82 @@ pub struct Metrics {
     pub leadership_stops: Counter,
     /// Ledger writes the store refused because another member holds a newer term.
     pub fenced_writes: Counter,
+    /// When the last listing succeeded (milliseconds since the Unix epoch, 0: never).
+    pub last_listing_unix_ms: AtomicU64,
+    /// Files of the last listing not done yet (while leading).
+    pub backlog_files: AtomicU64,
+    /// How long ago the oldest of them was first listed, in milliseconds.
+    pub backlog_oldest_ms: AtomicU64,
+    /// Handlers running now.
+    pub handlers_in_flight: AtomicU64,
+    /// The leader's ledger mirror by state: new, claimed, handled, done, failed, error.
+    pub ledger_rows: [AtomicU64; 6],
+    /// The last outcomes, newest last (for the status page).
+    pub recent: std::sync::Mutex<std::collections::VecDeque<RecentFile>>,
+}
+
+/// One outcome, for the status page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecentFile {
+    /// The path as listed.
+    pub path: String,
+    /// `done`, `failed: <error>` or `error: <error>`.
+    pub outcome: String,
+    /// When (milliseconds since the Unix epoch).
+    pub at_unix_ms: u64,
+}
+
+/// How many outcomes the status page shows.
+const RECENT: usize = 20;
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl Metrics {
+    /// Notes an outcome for the status page (the last 20 are kept).
+    pub fn note(&self, path: &str, outcome: impl Into<String>) {
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        if recent.len() == RECENT {
+            recent.pop_front();
+        }
+        recent.push_back(RecentFile {
+            path: path.to_string(),
+            outcome: outcome.into(),
+            at_unix_ms: unix_ms(),
+        });
+    }
+
+    /// Publishes how far behind the leader is (`None`: not leading, all zero).
+    pub fn set_backlog(&self, backlog: Option<&coord_core::Backlog>) {
+        let (files, oldest) = backlog.map_or((0, 0), |b| {
+            (
+                u64::try_from(b.files).unwrap_or(u64::MAX),
+                u64::try_from(b.oldest_age.as_millis()).unwrap_or(u64::MAX),
+            )
+        });
+        self.backlog_files.store(files, Ordering::Relaxed);
+        self.backlog_oldest_ms.store(oldest, Ordering::Relaxed);
+        for (i, slot) in self.ledger_rows.iter().enumerate() {
+            let n = backlog.map_or(0, |b| b.rows[i].1);
+            slot.store(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
+        }
+    }
+
+    /// Notes a successful listing.
+    pub fn listed_now(&self) {
+        self.last_listing_unix_ms
+            .store(unix_ms(), Ordering::Relaxed);
+    }
+
+    /// The last outcomes, newest first.
+    pub fn recent_files(&self) -> Vec<RecentFile> {
+        let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        recent.iter().rev().cloned().collect()
+    }
+
     /// Sets the role gauge.
     pub fn set_role(&self, role: Role) {
         let v = match role {
@@ -252,6 +325,65 @@ fn render_families(entries: &[(Option<&str>, &Metrics)]) -> String {
         "Work stopped before a write because this member no longer leads.",
         &|m: &Metrics| &m.leadership_stops,
     );
+    gauge(
+        &mut out,
+        "ftpl_backlog_files",
+        "Files of the last listing not done yet (0 on a standby).",
+        &|m: &Metrics| m.backlog_files.load(Ordering::Relaxed),
+    );
+    let _ = writeln!(
+        out,
+        "# HELP ftpl_backlog_oldest_seconds How long ago the oldest file not done yet was first listed.\n# TYPE ftpl_backlog_oldest_seconds gauge"
+    );
+    for (l, m) in entries {
+        let _ = writeln!(
+            out,
+            "ftpl_backlog_oldest_seconds{} {}",
+            label(*l),
+            m.backlog_oldest_ms.load(Ordering::Relaxed) as f64 / 1000.0
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP ftpl_last_listing_timestamp_seconds When the last listing succeeded (Unix time; 0: never).\n# TYPE ftpl_last_listing_timestamp_seconds gauge"
+    );
+    for (l, m) in entries {
+        let _ = writeln!(
+            out,
+            "ftpl_last_listing_timestamp_seconds{} {}",
+            label(*l),
+            m.last_listing_unix_ms.load(Ordering::Relaxed) as f64 / 1000.0
+        );
+    }
+    gauge(
+        &mut out,
+        "ftpl_handlers_in_flight",
+        "Handlers running now.",
+        &|m: &Metrics| m.handlers_in_flight.load(Ordering::Relaxed),
+    );
+    let _ = writeln!(
+        out,
+        "# HELP ftpl_ledger_rows The leader's ledger rows by state (0 on a standby).\n# TYPE ftpl_ledger_rows gauge"
+    );
+    for (l, m) in entries {
+        for (i, state) in ["new", "claimed", "handled", "done", "failed", "error"]
+            .iter()
+            .enumerate()
+        {
+            let labels = match l {
+                Some(name) => format!(
+                    "{{listener=\"{}\",state=\"{state}\"}}",
+                    name.replace('"', "")
+                ),
+                None => format!("{{state=\"{state}\"}}"),
+            };
+            let _ = writeln!(
+                out,
+                "ftpl_ledger_rows{labels} {}",
+                m.ledger_rows[i].load(Ordering::Relaxed)
+            );
+        }
+    }
     counter(
         &mut out,
         "ftpl_fenced_writes_total",

@@ -12,9 +12,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use coord_core::{
-    CoordinationStore, EntryKind, Fence, FileOp, FileOpResult, FsError, HandlerId, LedgerPolicy,
-    LedgerRecord, ListOptions, ListedFile, OpId, Outcome, PostProcessing, RemoteFs, RenameMode,
-    StoreError, WorkAction, WorkConfig, WorkEvent, Worker, join_remote,
+    CoordinationStore, EntryKind, Fence, FileOp, FileOpResult, FileVersion, FsError, GroupId,
+    HandlerId, LedgerPolicy, LedgerRecord, ListOptions, ListedFile, OpId, Outcome, PostProcessing,
+    Redrive, RemoteFs, RenameMode, RequestStore, StoreError, WorkAction, WorkConfig, WorkEvent,
+    Worker, join_remote,
 };
 use tokio::sync::watch;
 use tokio::task::{AbortHandle, JoinSet};
@@ -56,7 +57,11 @@ enum Done {
     Loaded(OpId, Result<Vec<LedgerRecord>, StoreError>),
     Claimed(OpId, Result<Vec<coord_core::ClaimOutcome>, StoreError>),
     Recorded(OpId, Result<(), StoreError>),
-    Listed(OpId, Result<Vec<ListedFile>, String>),
+    Listed(
+        OpId,
+        Result<Vec<ListedFile>, String>,
+        Vec<(FileVersion, Redrive)>,
+    ),
     File(OpId, FileOpResult),
     Handler(HandlerId, Outcome),
 }
@@ -72,6 +77,17 @@ pub struct Poller<S, F> {
     handler: Arc<dyn FileHandler>,
     metrics: Arc<Metrics>,
     drain: watch::Receiver<bool>,
+    requests: Option<Requests>,
+}
+
+/// Where the operators' requests for this group wait.
+#[derive(Clone)]
+struct Requests(Arc<dyn RequestStore>, GroupId);
+
+impl std::fmt::Debug for Requests {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Requests").field(&self.1).finish()
+    }
 }
 
 /// A running handler: its task and its cancellation signal.
@@ -108,7 +124,15 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
             metrics,
             // A sender that never sends: no draining unless `with_drain` is used.
             drain: watch::channel(false).1,
+            requests: None,
         }
+    }
+
+    /// Takes the operators' requests for `group` (`ftp-listener ledger retry|forget`) from
+    /// `requests` with every listing.
+    pub fn with_requests(mut self, requests: Arc<dyn RequestStore>, group: GroupId) -> Self {
+        self.requests = Some(Requests(requests, group));
+        self
     }
 
     /// Stops the loop gracefully when `drain` turns true: the handlers in flight finish and
@@ -244,10 +268,27 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
             Done::Loaded(op, r) => worker.handle_loaded(now, op, r),
             Done::Claimed(op, r) => worker.handle_claimed(now, op, r),
             Done::Recorded(op, r) => worker.handle_recorded(now, op, r),
-            Done::Listed(op, r) => worker.handle_listed(now, op, r),
+            Done::Listed(op, r, requests) => {
+                // Operators' requests first: a version redriven here is new work in this
+                // very listing.
+                for (version, action) in requests {
+                    let taken = worker.redrive(now, &version);
+                    tracing::info!(
+                        path = %coord_core::escape_for_log(version.path.as_bytes()),
+                        action = action.as_str(),
+                        applied = taken,
+                        "operator request"
+                    );
+                }
+                worker.handle_listed(now, op, r);
+                self.metrics.set_backlog(worker.backlog(now).as_ref());
+            }
             Done::File(op, r) => worker.handle_file_op(now, op, r),
             Done::Handler(id, outcome) => {
                 handlers.remove(&id);
+                self.metrics
+                    .handlers_in_flight
+                    .store(handlers.len() as u64, std::sync::atomic::Ordering::Relaxed);
                 worker.handle_outcome(now, id, outcome);
             }
         }
@@ -277,7 +318,7 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
                     return;
                 };
                 let store = self.store.clone();
-                tasks.spawn(async move {
+                spawn_in_span(tasks, async move {
                     let load = store.load_ledger(&fence.group);
                     Done::Loaded(op, bounded("load ledger", &fence, timeout, load).await)
                 });
@@ -288,7 +329,7 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
                 versions,
             } => {
                 let store = self.store.clone();
-                tasks.spawn(async move {
+                spawn_in_span(tasks, async move {
                     Done::Claimed(
                         op,
                         bounded("claim", &fence, timeout, store.claim(&fence, &versions)).await,
@@ -297,7 +338,7 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
             }
             WorkAction::Record { op, fence, updates } => {
                 let store = self.store.clone();
-                tasks.spawn(async move {
+                spawn_in_span(tasks, async move {
                     Done::Recorded(
                         op,
                         bounded("record", &fence, timeout, store.record(&fence, &updates)).await,
@@ -308,11 +349,27 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
                 let fs = self.fs.clone();
                 let settings = self.settings.clone();
                 let metrics = self.metrics.clone();
-                tasks.spawn(async move { Done::Listed(op, list(&*fs, &settings, &metrics).await) });
+                let requests = self.requests.clone();
+                spawn_in_span(tasks, async move {
+                    // The operators' requests waiting for this group, taken with the listing
+                    // (a failure to read them is retried at the next listing).
+                    let taken = match &requests {
+                        Some(Requests(store, group)) => {
+                            store.take(group, 100).await.unwrap_or_else(|e| {
+                                tracing::warn!(error = %e, "operator requests: read failed");
+                                Vec::new()
+                            })
+                        }
+                        None => Vec::new(),
+                    };
+                    Done::Listed(op, list(&*fs, &settings, &metrics).await, taken)
+                });
             }
             WorkAction::File { op, file_op } => {
                 let fs = self.fs.clone();
-                tasks.spawn(async move { Done::File(op, file_op_io(&*fs, &file_op).await) });
+                spawn_in_span(tasks, async move {
+                    Done::File(op, file_op_io(&*fs, &file_op).await)
+                });
             }
             WorkAction::Dispatch {
                 handler: id,
@@ -342,7 +399,7 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
                 let version = dispatch.version;
                 let fs = self.fs.clone();
                 let handler = self.handler.clone();
-                let task = tasks.spawn(async move {
+                let task = spawn_in_span(tasks, async move {
                     let source = SourceOf(&*fs);
                     let file = IncomingFile::new(version, relative, context, &source);
                     let outcome = match handler.on_file(&file).await {
@@ -352,6 +409,9 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
                     Done::Handler(id, outcome)
                 });
                 handlers.insert(id, Running { task, cancel });
+                self.metrics
+                    .handlers_in_flight
+                    .store(handlers.len() as u64, std::sync::atomic::Ordering::Relaxed);
             }
         }
     }
@@ -361,6 +421,7 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
             WorkEvent::Loaded { records } => tracing::info!(records, "ledger loaded"),
             WorkEvent::Done(version) => {
                 self.metrics.files_done.inc();
+                self.metrics.note(&version.path, "done");
                 tracing::debug!(path = %version.path, "done");
             }
             WorkEvent::Failed {
@@ -369,6 +430,10 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
                 error,
             } => {
                 self.metrics.files_failed.inc();
+                self.metrics.note(
+                    &version.path,
+                    format!("failed (attempt {attempt}): {error}"),
+                );
                 tracing::warn!(path = %version.path, attempt, %error, "handler failed; will retry");
             }
             WorkEvent::GaveUp {
@@ -377,6 +442,7 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
                 error,
             } => {
                 self.metrics.files_error.inc();
+                self.metrics.note(&version.path, format!("error: {error}"));
                 if error.starts_with("retry budget spent") {
                     // Given up at claim time: the earlier attempts never finished.
                     tracing::warn!(path = %version.path, attempts, %error, "moving to the error folder");
@@ -418,6 +484,7 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
             // Handed to the handler by the loop, which logs them.
             WorkEvent::Changes { .. } => {}
             WorkEvent::TermEnded { cancelled } => {
+                self.metrics.set_backlog(None);
                 if cancelled > 0 {
                     tracing::warn!(cancelled, "term ended: running handlers cancelled");
                 }
@@ -517,6 +584,7 @@ async fn list<F: RemoteFs>(
         .listing_duration
         .observe(clock::now().saturating_duration_since(started));
     let listing = listing.map_err(|e| e.to_string())?;
+    metrics.listed_now();
     metrics.skipped_names.add(listing.skipped);
     let marker = settings.policy.stability.done_marker_suffix.as_deref();
     let excluded = [
@@ -556,4 +624,13 @@ async fn drain_changed(drain: &mut watch::Receiver<bool>) {
     if drain.changed().await.is_err() {
         std::future::pending::<()>().await;
     }
+}
+
+/// Spawns `work` in the current span (the listener's), so that what it logs names the
+/// listener.
+fn spawn_in_span(
+    tasks: &mut JoinSet<Done>,
+    work: impl Future<Output = Done> + Send + 'static,
+) -> tokio::task::AbortHandle {
+    tasks.spawn(tracing::Instrument::in_current_span(work))
 }

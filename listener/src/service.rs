@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coord_core::{CoordinationStore, RemoteFs, SharedSource, SharedStore};
+use std::sync::atomic::Ordering::Relaxed;
+
 use tokio::sync::watch;
 use tracing::Instrument;
 
@@ -385,85 +387,347 @@ impl Service {
                 what: "handler_for names no listener of this service",
             });
         }
-        let mut slots = Vec::with_capacity(self.units.len());
-        let mut endpoints = Endpoints::default();
-        for unit in &self.units {
-            let config = unit.config();
-            let election = config.election()?;
-            let slot = Slot::new(&config.name);
-            endpoints.listeners.push(ListenerEndpoint {
-                name: config.name.clone(),
-                status: slot.status.subscribe(),
-                metrics: slot.metrics.clone(),
-                renew_deadline: election.timing.renew_deadline,
-                problem: slot.problem.subscribe(),
-            });
-            slots.push(slot);
-        }
-        let (bound, serve) =
-            http::bind(self.http, endpoints)
-                .await
-                .map_err(|cause| RunError::Bind {
-                    addr: self.http,
-                    cause,
-                })?;
-        let names = self.names().join(", ");
         let member = self
             .units
             .first()
             .map(|u| u.config().member_id.clone())
             .unwrap_or_default();
-        tracing::info!(member = %member, http = %bound, listeners = %names, "ftp-listener started");
-        let http_task = tokio::spawn(serve);
-
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let pool = Arc::new(StorePool::default());
-        let mut tasks = tokio::task::JoinSet::new();
-        for (unit, slot) in self.units.into_iter().zip(slots) {
-            let name = unit.config().name.clone();
-            let span = tracing::info_span!("listener", listener = %name);
-            let stop = stop_rx.clone();
-            let registry = self.registry.clone();
-            let pool = pool.clone();
-            let handler = self
-                .handlers
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, h)| h.clone());
-            tasks.spawn(
-                async move {
-                    let result = run_unit(unit, slot, &registry, &pool, handler, stop).await;
-                    if let Err(e) = &result {
-                        tracing::error!(error = %e, "listener stopped");
-                    }
-                    result
-                }
-                .instrument(span),
-            );
+        let names = self.names().join(", ");
+        let mut engine =
+            Engine::bind(self.http, self.registry, self.handlers, &member, &names).await?;
+        for unit in self.units {
+            engine.start(unit)?;
         }
         tokio::pin!(shutdown);
-        let mut stopping = false;
-        let mut first_error = None;
-        loop {
-            tokio::select! {
-                joined = tasks.join_next() => match joined {
-                    None => break,
-                    Some(Ok(Ok(()))) => {}
-                    Some(Ok(Err(e))) => { first_error.get_or_insert(e); }
-                    Some(Err(e)) => { first_error.get_or_insert(RunError::Task(e.to_string())); }
-                },
-                () = &mut shutdown, if !stopping => {
-                    stopping = true;
-                    stop_tx.send_replace(true);
+        let result = engine.run_until(&mut shutdown).await;
+        engine.stop_all().await;
+        result
+    }
+
+    /// Runs the listeners of the cluster's configuration for the member whose local file is
+    /// `file` (see [`Config::load_cluster`]): the newest version at start, then every new
+    /// version as it is pushed (read every `cluster.poll_interval`), applied without a
+    /// restart: new listeners start, removed ones drain and stop, changed ones restart,
+    /// unchanged ones go on untouched. A version this member cannot apply leaves it on the
+    /// previous one (logged, `ftpl_cluster_config_apply_failed`). The last applied version
+    /// is kept in `cluster.state_dir`, and used at start while the database is unreachable.
+    pub async fn run_cluster(
+        file: Option<&std::path::Path>,
+        registry: Registry,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), RunError> {
+        let local = Config::load_with(file, &registry)?;
+        let cluster = local.cluster.clone().ok_or(RunError::Incomplete {
+            listener: local.name.clone(),
+            what: "no [cluster] table in the local configuration",
+        })?;
+        let mut engine = Engine::bind(
+            local.http.bind,
+            registry.clone(),
+            Vec::new(),
+            &local.member_id,
+            &format!("cluster `{}`", cluster.name),
+        )
+        .await?;
+        engine.endpoints.cluster.enabled.store(true, Relaxed);
+        let saved = crate::cluster::LastKnownGood::new(&cluster);
+        let mut applied: Option<u64> = None;
+        match saved.read() {
+            Ok(Some((version, body))) => match Config::load_cluster(file, &body, &registry) {
+                Ok(configs) => {
+                    tracing::info!(
+                        version,
+                        "starting from the last known good cluster configuration"
+                    );
+                    engine.apply(configs, &local.member_id).await;
+                    applied = Some(version);
+                    engine.endpoints.cluster.applied.store(version, Relaxed);
                 }
+                Err(e) => {
+                    tracing::error!(error = %e, "the last known good cluster configuration does not load; waiting for the database")
+                }
+            },
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "the last known good cluster configuration cannot be read; waiting for the database")
             }
         }
-        http_task.abort();
-        match first_error {
-            Some(e) if !stopping => Err(e),
-            _ => Ok(()),
+        tokio::pin!(shutdown);
+        let mut store: Option<SharedStore> = None;
+        let mut backoff = Duration::from_millis(500);
+        let result = loop {
+            // The store that keeps the configuration: the local file's database.
+            if store.is_none() {
+                match engine.pool.get(&local, &registry).await {
+                    Ok(s) if s.config_store().is_some() => store = Some(s),
+                    Ok(s) => {
+                        break Err(RunError::Backend {
+                            listener: local.name.clone(),
+                            error: BackendError::Store(coord_core::config_unsupported(s.name())),
+                        });
+                    }
+                    Err(e) if e.is_transient() => {
+                        tracing::warn!(error = %e, retry_in = ?backoff, "cluster configuration: database unavailable");
+                    }
+                    Err(e) => {
+                        break Err(RunError::Backend {
+                            listener: local.name.clone(),
+                            error: e,
+                        });
+                    }
+                }
+            }
+            if let Some(s) = &store {
+                let configs = s.config_store().expect("checked");
+                match configs.latest_config_version(&cluster.name).await {
+                    Ok(Some(newest)) if Some(newest) != applied => {
+                        engine.endpoints.cluster.newest.store(newest, Relaxed);
+                        match configs.config_version(&cluster.name, newest).await {
+                            Ok(Some(version)) => {
+                                match Config::load_cluster(file, &version.body, &registry) {
+                                    Ok(loaded) => {
+                                        engine.apply(loaded, &local.member_id).await;
+                                        applied = Some(newest);
+                                        engine.endpoints.cluster.applied.store(newest, Relaxed);
+                                        engine.endpoints.cluster.failed.store(0, Relaxed);
+                                        tracing::info!(version = newest, by = %version.pushed_by, "cluster configuration applied");
+                                        if let Err(e) = saved.write(newest, &version.body) {
+                                            tracing::error!(error = %e, "cannot keep the last known good cluster configuration");
+                                        }
+                                    }
+                                    Err(e) => {
+                                        if engine.endpoints.cluster.failed.swap(1, Relaxed) == 0 {
+                                            tracing::error!(version = newest, error = %e, "cluster configuration cannot be applied on this member; keeping the previous one");
+                                        }
+                                    }
+                                }
+                            }
+                            Ok(None) => {}
+                            Err(e) => {
+                                tracing::warn!(error = %e, "cluster configuration: read failed")
+                            }
+                        }
+                        backoff = Duration::from_millis(500);
+                    }
+                    Ok(Some(newest)) => {
+                        engine.endpoints.cluster.newest.store(newest, Relaxed);
+                        backoff = Duration::from_millis(500);
+                    }
+                    Ok(None) => {
+                        if applied.is_none() {
+                            tracing::warn!(cluster = %cluster.name, "no cluster configuration pushed yet (ftp-listener cluster push FILE)");
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cluster configuration: read failed"),
+                }
+            }
+            let wait = if store.is_some() {
+                cluster.poll_interval
+            } else {
+                backoff
+            };
+            if store.is_none() {
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = &mut shutdown => break Ok(()),
+            }
+        };
+        engine.stop_all().await;
+        result
+    }
+}
+
+/// The listeners running in one process: started, stopped and replaced by name, each with
+/// its own stop signal; the endpoints follow the set.
+struct Engine {
+    endpoints: Endpoints,
+    pool: Arc<StorePool>,
+    registry: Registry,
+    handlers: Vec<(String, Arc<dyn FileHandler>)>,
+    running: Vec<Running>,
+    http_task: tokio::task::JoinHandle<()>,
+}
+
+struct Running {
+    name: String,
+    fingerprint: String,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<(), RunError>>,
+}
+
+impl Engine {
+    async fn bind(
+        http: SocketAddr,
+        registry: Registry,
+        handlers: Vec<(String, Arc<dyn FileHandler>)>,
+        member: &str,
+        names: &str,
+    ) -> Result<Engine, RunError> {
+        let endpoints = Endpoints::default();
+        let (bound, serve) = http::bind(http, endpoints.clone())
+            .await
+            .map_err(|cause| RunError::Bind { addr: http, cause })?;
+        tracing::info!(member = %member, http = %bound, listeners = %names, "ftp-listener started");
+        Ok(Engine {
+            endpoints,
+            pool: Arc::new(StorePool::default()),
+            registry,
+            handlers,
+            running: Vec::new(),
+            http_task: tokio::spawn(serve),
+        })
+    }
+
+    fn start(&mut self, unit: Unit) -> Result<(), RunError> {
+        let config = unit.config();
+        let name = config.name.clone();
+        let fingerprint = fingerprint(config);
+        let election = config.election()?;
+        let slot = Slot::new(&name);
+        self.endpoints.add(ListenerEndpoint {
+            name: name.clone(),
+            status: slot.status.subscribe(),
+            metrics: slot.metrics.clone(),
+            renew_deadline: election.timing.renew_deadline,
+            problem: slot.problem.subscribe(),
+            group: slot.group.clone(),
+            liveness_timeout: election.timing.liveness_timeout,
+            member: election.member.as_str().to_string(),
+        });
+        let (stop, stop_rx) = watch::channel(false);
+        let span = tracing::info_span!("listener", listener = %name);
+        let registry = self.registry.clone();
+        let pool = self.pool.clone();
+        let handler = self
+            .handlers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, h)| h.clone());
+        let task = tokio::spawn(
+            async move {
+                let result = run_unit(unit, slot, &registry, &pool, handler, stop_rx).await;
+                if let Err(e) = &result {
+                    tracing::error!(error = %e, "listener stopped");
+                }
+                result
+            }
+            .instrument(span),
+        );
+        self.running.push(Running {
+            name,
+            fingerprint,
+            stop,
+            task,
+        });
+        Ok(())
+    }
+
+    async fn stop(&mut self, name: &str) {
+        if let Some(i) = self.running.iter().position(|r| r.name == name) {
+            let running = self.running.remove(i);
+            running.stop.send_replace(true);
+            let _ = running.task.await;
+            self.endpoints.remove(name);
         }
     }
+
+    async fn stop_all(&mut self) {
+        for running in &self.running {
+            running.stop.send_replace(true);
+        }
+        for running in self.running.drain(..) {
+            let _ = running.task.await;
+        }
+        self.http_task.abort();
+    }
+
+    /// Until `shutdown`, or until every listener has stopped on its own (then the first
+    /// error).
+    async fn run_until(
+        &mut self,
+        shutdown: &mut (impl Future<Output = ()> + Unpin),
+    ) -> Result<(), RunError> {
+        let mut first_error = None;
+        loop {
+            if self.running.iter().all(|r| r.task.is_finished()) {
+                for running in self.running.drain(..) {
+                    match running.task.await {
+                        Ok(Err(e)) => {
+                            first_error.get_or_insert(e);
+                        }
+                        Err(e) => {
+                            first_error.get_or_insert(RunError::Task(e.to_string()));
+                        }
+                        Ok(Ok(())) => {}
+                    }
+                }
+                return first_error.map_or(Ok(()), Err);
+            }
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(200)) => {}
+                () = &mut *shutdown => return Ok(()),
+            }
+        }
+    }
+
+    /// Makes the running set what `configs` says for `member`: unchanged listeners are left
+    /// alone, changed ones are checked first (their source opens) and then restarted,
+    /// removed ones drained and stopped, new ones started.
+    async fn apply(&mut self, configs: Vec<Config>, member: &str) {
+        let wanted: Vec<Config> = configs
+            .into_iter()
+            .filter(|c| c.placement.runs_on(member))
+            .collect();
+        let gone: Vec<String> = self
+            .running
+            .iter()
+            .filter(|r| !wanted.iter().any(|c| c.name == r.name))
+            .map(|r| r.name.clone())
+            .collect();
+        for name in gone {
+            tracing::info!(listener = %name, "cluster configuration: listener removed");
+            self.stop(&name).await;
+        }
+        for config in wanted {
+            let print = fingerprint(&config);
+            let current = self.running.iter().find(|r| r.name == config.name);
+            match current {
+                Some(r) if r.fingerprint == print && !r.task.is_finished() => continue,
+                Some(_) => {
+                    // Never half-applied: the new definition's source must open here
+                    // before the old one is stopped.
+                    if let Err(e) = open_source(&config, &self.registry).await {
+                        tracing::error!(listener = %config.name, error = %e, "cluster configuration: changed listener cannot start here; it keeps its previous definition");
+                        self.endpoints.cluster.failed.store(1, Relaxed);
+                        continue;
+                    }
+                    tracing::info!(listener = %config.name, "cluster configuration: listener changed, restarting it");
+                    self.stop(&config.name).await;
+                }
+                None => {
+                    tracing::info!(listener = %config.name, "cluster configuration: listener added")
+                }
+            }
+            let name = config.name.clone();
+            if let Err(e) = self.start(Unit::Configured(Box::new(config))) {
+                tracing::error!(listener = %name, error = %e, "cluster configuration: listener cannot start");
+            }
+        }
+    }
+}
+
+/// What identifies a listener's definition: its settings as printed (secrets are
+/// references in a cluster configuration) and its backends' tables.
+fn fingerprint(config: &Config) -> String {
+    let source = config.source.kind.name();
+    format!(
+        "{}\n{}\n{}",
+        config.to_redacted_toml(),
+        config.store_identity(),
+        config.settings(&format!("source.{source}")).identity()
+    )
 }
 
 /// What the endpoints see of one listener, written by its task.
@@ -471,6 +735,7 @@ struct Slot {
     status: watch::Sender<ElectionStatus>,
     problem: watch::Sender<Option<String>>,
     metrics: Arc<Metrics>,
+    group: Arc<std::sync::OnceLock<(SharedStore, coord_core::GroupId)>>,
 }
 
 impl Slot {
@@ -479,6 +744,7 @@ impl Slot {
             status: watch::channel(ElectionStatus::initial()).0,
             problem: watch::channel(None).0,
             metrics: Arc::new(Metrics::default()),
+            group: Arc::new(std::sync::OnceLock::new()),
         }
     }
 }
@@ -593,6 +859,7 @@ async fn run_listener(
     let election = config.election()?;
     let settings = poll_settings(&config, dir)?;
     let metrics = slot.metrics.clone();
+    let _ = slot.group.set((store.clone(), election.group.clone()));
     let store = Arc::new(store);
     let driver = ElectionDriver::new(election.clone(), store.clone(), metrics.clone());
     let gate = driver.gate();
@@ -629,7 +896,11 @@ async fn run_listener(
         pattern,
         marker,
     ));
-    let poller = Poller::new(store, fs, gate, status, settings, handler, metrics);
+    let requests = store.request_store().cloned();
+    let mut poller = Poller::new(store, fs, gate, status, settings, handler, metrics);
+    if let Some(requests) = requests {
+        poller = poller.with_requests(requests, election.group.clone());
+    }
     let (drain_tx, drain_rx) = watch::channel(false);
     let mut poll_task = tokio::spawn(poller.with_drain(drain_rx).run().in_current_span());
     let mut election_task = tokio::spawn(driver.run().in_current_span());

@@ -40,7 +40,8 @@ use crate::store::{ClaimOutcome, StoreError};
 mod types;
 
 pub use types::{
-    FileOp, FileOpResult, HandlerId, OpId, PostProcessing, WorkAction, WorkConfig, WorkEvent,
+    Backlog, FileOp, FileOpResult, HandlerId, OpId, PostProcessing, WorkAction, WorkConfig,
+    WorkEvent,
 };
 
 /// What a recorded write unlocks once the store acknowledged it.
@@ -175,6 +176,59 @@ impl Worker {
                 queued_files: BTreeSet::new(),
             });
         }
+    }
+
+    /// How far behind this leader is: the files of the last listing that are not done yet
+    /// (new, claimed, handled, failed; not those in error), and how long ago the oldest of
+    /// them was first listed. `None` without a term or before the ledger is loaded.
+    pub fn backlog(&self, now: Instant) -> Option<Backlog> {
+        let term = self.term.as_ref()?;
+        let ledger = term.ledger.as_ref()?;
+        let mut files = 0;
+        let mut oldest: Option<Instant> = None;
+        for version in term.listed.values() {
+            if matches!(
+                ledger.state(version),
+                Some(LedgerState::Done | LedgerState::Error)
+            ) {
+                continue;
+            }
+            files += 1;
+            if let Some(seen) = ledger.first_seen(version) {
+                oldest = Some(oldest.map_or(seen, |o| o.min(seen)));
+            }
+        }
+        Some(Backlog {
+            files,
+            oldest_age: oldest.map_or(std::time::Duration::ZERO, |o| {
+                now.saturating_duration_since(o)
+            }),
+            rows: ledger.counts(),
+        })
+    }
+
+    /// An operator's request (`ftp-listener ledger retry|forget`, taken from the store by the
+    /// driver): the version's row is forgotten, fenced like every write, and its mirror entry
+    /// starts afresh, so that the version is new work when it is listed again. Refused (false)
+    /// while the version is in flight, before the ledger is loaded, or without a term.
+    pub fn redrive(&mut self, now: Instant, version: &FileVersion) -> bool {
+        let Some(term) = self.term.as_mut() else {
+            return false;
+        };
+        let Some(ledger) = term.ledger.as_mut() else {
+            return false;
+        };
+        if ledger.is_in_flight(version) || term.queued_files.contains(version) {
+            return false;
+        }
+        ledger.reopen(now, version);
+        term.done_gen.remove(version);
+        term.reported_done.remove(version);
+        term.writes.push_back(Write {
+            update: LedgerUpdate::Forget(version.clone()),
+            then: Then::Nothing,
+        });
+        true
     }
 
     /// Graceful stop: no new listing, claim or dispatch; running handlers finish, and their

@@ -511,3 +511,51 @@ fn each_listing_reports_what_was_added_and_what_others_deleted() {
         deleted: vec![b]
     }));
 }
+
+#[test]
+fn an_operators_redrive_forgets_the_row_fenced_and_the_version_is_new_work() {
+    let a = v("/in/a", 1);
+    let (mut w, t0) = leading(config(), vec![record(a.clone(), LedgerState::Error, 5)]);
+    assert!(w.redrive(t0, &a));
+    let (op, updates) = expect_record(&mut w, t0);
+    assert_eq!(updates, vec![LedgerUpdate::Forget(a.clone())]);
+    w.handle_recorded(t0, op, Ok(()));
+    // Listed again (the operator moved it back): claimed as new work, attempt counting anew.
+    let op = expect_list(&mut w, t0);
+    w.handle_listed(t0, op, Ok(listed(std::slice::from_ref(&a))));
+    let (_, versions) = expect_claim(&mut w, t0);
+    assert_eq!(versions, vec![a.clone()]);
+    // Without a term there is nothing to redrive.
+    let mut idle = Worker::new(config());
+    assert!(!idle.redrive(t0, &a));
+}
+
+#[test]
+fn the_backlog_counts_listed_files_not_done_and_the_oldest_age() {
+    let (a, b) = (v("/in/a", 1), v("/in/b", 2));
+    // Leave mode: a done file stays listed and stays done (in move mode it would be new work).
+    let mut c = config();
+    c.post_processing = PostProcessing::Leave;
+    let (mut w, t0) = leading(c, vec![record(a.clone(), LedgerState::Done, 1)]);
+    assert_eq!(
+        w.backlog(t0).map(|b| b.files),
+        Some(0),
+        "nothing listed yet"
+    );
+    let op = expect_list(&mut w, t0);
+    w.handle_listed(t0, op, Ok(listed(&[a.clone(), b.clone()])));
+    let later = t0 + Duration::from_secs(7);
+    let backlog = w.backlog(later).unwrap();
+    assert_eq!(backlog.files, 1, "a is done, b waits");
+    assert_eq!(backlog.oldest_age, Duration::from_secs(7));
+    let done = backlog
+        .rows
+        .iter()
+        .find(|(s, _)| *s == Some(LedgerState::Done))
+        .unwrap();
+    assert_eq!(done.1, 1);
+    assert!(
+        Worker::new(config()).backlog(t0).is_none(),
+        "no term, no backlog"
+    );
+}

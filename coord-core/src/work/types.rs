@@ -222,3 +222,14 @@ pub enum WorkEvent {
         cancelled: usize,
     },
 }
+
+/// How far behind a leader is ([`crate::Worker::backlog`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backlog {
+    /// Files of the last listing not done yet (not counting those in error).
+    pub files: usize,
+    /// How long ago the oldest of them was first listed.
+    pub oldest_age: std::time::Duration,
+    /// The ledger mirror's rows by state (`None`: listed, not claimed yet).
+    pub rows: [(Option<crate::ledger::LedgerState>, usize); 6],
+}

@@ -265,8 +265,15 @@ impl Member {
     pub fn metrics(&self) -> Option<Scrape> {
         let text = http_get(self.http, "/metrics")?;
         let value = |name: &str| -> Option<u64> {
-            text.lines()
-                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            // `name value` or `name{listener="..."} value`.
+            text.lines().find_map(|l| {
+                let rest = l.strip_prefix(name)?;
+                let rest = match rest.strip_prefix('{') {
+                    Some(labels) => labels.split_once('}')?.1,
+                    None => rest,
+                };
+                rest.strip_prefix(' ')?.parse().ok()
+            })
         };
         Some(Scrape {
             role: value("ftpl_role")?,
