@@ -96,7 +96,13 @@ async fn seed_database_is_upgraded_in_place_and_works() {
         panic!("expected a schema error, got {err:?}")
     };
     assert!(message.contains("ftp-listener migrate"), "{message}");
-    assert!(message.contains("this build needs 5"), "{message}");
+    assert!(
+        message.contains(&format!(
+            "this build needs {}",
+            migrations::MYSQL_SCHEMA_VERSION
+        )),
+        "{message}"
+    );
 
     let mut s = settings_for(&db);
     s.migrate_on_connect = true;
@@ -201,7 +207,10 @@ async fn older_schema_is_refused_with_both_versions() {
         panic!("expected a schema error, got {err:?}")
     };
     assert!(
-        message.contains("schema version 3 is older than 5"),
+        message.contains(&format!(
+            "schema version 3 is older than {}",
+            migrations::MYSQL_SCHEMA_VERSION
+        )),
         "{message}"
     );
     assert!(message.contains("ftp-listener migrate"), "{message}");
