@@ -65,7 +65,9 @@ mod ids;
 mod ledger;
 mod names;
 mod requests;
+mod settings;
 mod store;
+mod stored;
 mod work;
 
 pub use cluster::{ConfigStore, ConfigVersion, unsupported as config_unsupported};
@@ -85,9 +87,14 @@ pub use ledger::{
 };
 pub use names::{NameError, check_name, escape_for_log, join_remote, local_target};
 pub use requests::{Redrive, RequestStore};
+pub use settings::{PasswordSource, Secret, TlsMode};
 pub use store::{
     ClaimOutcome, CoordinationStore, GroupView, HeartbeatRequest, HolderView, MemberStatus,
     Observation, OwnRow, StoreError, TakeoverOutcome, TakeoverRequest,
+};
+pub use stored::{
+    LEDGER_CHUNK_VERSIONS, LEDGER_MAX_PATH_BYTES, LEDGER_PAGE_ROWS, SkippedRows, StoredLedgerRow,
+    UndecodableRow, claim_answer,
 };
 pub use work::{
     Backlog, FileOp, FileOpResult, HandlerId, OpId, PostProcessing, WorkAction, WorkConfig,

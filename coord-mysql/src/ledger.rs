@@ -34,7 +34,8 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use coord_core::{
-    ClaimOutcome, Fence, FileVersion, GroupId, LedgerRecord, LedgerState, LedgerUpdate, Term,
+    ClaimOutcome, Fence, FileVersion, GroupId, LedgerRecord, LedgerState, LedgerUpdate,
+    SkippedRows, StoreError, StoredLedgerRow,
 };
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row};
@@ -42,21 +43,22 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Failure, bad_row};
 use crate::sql::{self, NOW, text};
+use crate::store::MySqlStore;
 
 /// Most versions in one claim or record batch.
-pub(crate) const CHUNK_VERSIONS: usize = 500;
+pub(crate) const CHUNK_VERSIONS: usize = coord_core::LEDGER_CHUNK_VERSIONS;
 
 /// Most path bytes in one claim or record batch (each path travels hex-encoded, twice in a
 /// claim): keeps a batch of long paths a few MiB, under any sane `max_allowed_packet`.
 pub(crate) const CHUNK_BYTES: usize = 1 << 20;
 
 /// Rows per page of [`load_page`].
-pub(crate) const LOAD_PAGE_ROWS: usize = 5000;
+pub(crate) const LOAD_PAGE_ROWS: usize = coord_core::LEDGER_PAGE_ROWS;
 
 /// Enough for a chunk's `@coord_prior` (MySQL's default `group_concat_max_len` is 1024).
 const PRIOR_MAX_LEN: usize = 16 << 20;
 /// Longest path the `path` column keeps, in bytes.
-pub(crate) const MAX_PATH_BYTES: usize = 4096;
+pub(crate) const MAX_PATH_BYTES: usize = coord_core::LEDGER_MAX_PATH_BYTES;
 
 /// Longest `last_error` kept, in bytes: a handler's error can be arbitrarily long, and
 /// recording a failure must not fail because of it (TEXT holds 65,535 bytes).
@@ -143,14 +145,50 @@ fn chunks<T>(items: Vec<T>, bytes: impl Fn(&T) -> usize) -> Vec<Vec<T>> {
     out
 }
 
+/// Every row of the group, in pages of [`LOAD_PAGE_ROWS`] by keyset on the primary key, each
+/// page one statement under its own statement timeout, so a ledger of any size loads. The
+/// pages are separate reads (only the fenced leader writes the group's rows, and it loads
+/// before it writes); every row present throughout the load is returned exactly once, or
+/// skipped and counted when it cannot be decoded (see [`coord_core::StoredLedgerRow`]).
+pub(crate) async fn load(
+    store: &MySqlStore,
+    group: &GroupId,
+) -> Result<Vec<LedgerRecord>, StoreError> {
+    let mut records = Vec::new();
+    let mut skipped = SkippedRows::default();
+    let mut after: Option<Key> = None;
+    loop {
+        let page = store
+            .run(
+                "load ledger",
+                group.as_str(),
+                None,
+                async |conn: &mut Conn| load_page(conn, group, after.as_ref()).await,
+            )
+            .await?;
+        let full = page.len() >= LOAD_PAGE_ROWS;
+        for (key, row) in page {
+            skipped.decode_into(&mut records, (&key.0, key.1, key.2), row);
+            after = Some(key);
+        }
+        if !full {
+            break;
+        }
+    }
+    if let Some(message) = skipped.message(group.as_str()) {
+        tracing::warn!(group = group.as_str(), skipped = skipped.count, "{message}");
+    }
+    Ok(records)
+}
+
 /// One page of the group's ledger rows in primary-key order, after `after` (the key of the
-/// previous page's last row; `None` for the first page). A page shorter than
-/// [`LOAD_PAGE_ROWS`] is the last. Returns the records and the key of the last one.
-pub(crate) async fn load_page(
+/// previous page's last row; `None` for the first page): each row's key, and its columns or
+/// why they cannot be read. A page shorter than [`LOAD_PAGE_ROWS`] is the last.
+async fn load_page(
     conn: &mut Conn,
     group: &GroupId,
     after: Option<&Key>,
-) -> Result<(Vec<LedgerRecord>, Option<Key>), Failure> {
+) -> Result<Vec<(Key, Result<StoredLedgerRow, String>)>, Failure> {
     // The OR form (not a row comparison) is what the range optimizer of both servers turns
     // into one index range on the primary key.
     let after = match after {
@@ -171,40 +209,45 @@ pub(crate) async fn load_page(
     );
     crate::store::round_trip("load ledger");
     let rows: Vec<Row> = conn.query(query).await?;
-    let mut last = None;
-    let mut records = Vec::with_capacity(rows.len());
-    for mut row in rows {
-        let hash: String = take(&mut row, 7)?;
-        let size: Option<i64> = row.get(1);
-        let mtime: Option<i64> = row.get(2);
-        let record = record_from_row(row)?;
-        last = Some((hash, size.unwrap_or(0), mtime.unwrap_or(0)));
-        records.push(record);
-    }
-    Ok((records, last))
+    rows.into_iter()
+        .map(|row| {
+            // The key first: it moves the page on even when the rest cannot be read.
+            // Read by copy (`take` would empty the columns the decoder reads next).
+            let key = (peek(&row, 7), peek(&row, 1), peek(&row, 2));
+            let (Ok(hash), Ok(size), Ok(mtime)) = key else {
+                return Err(Failure::Input(format!(
+                    "processed_file: a row's primary key cannot be read: {key:?}"
+                )));
+            };
+            Ok(((hash, size, mtime), stored_row(row)))
+        })
+        .collect()
 }
 
-fn record_from_row(mut row: Row) -> Result<LedgerRecord, Failure> {
-    let path: String = take(&mut row, 0)?;
-    let size: i64 = take(&mut row, 1)?;
-    let mtime_ms: i64 = take(&mut row, 2)?;
-    let state: String = take(&mut row, 3)?;
-    let term: i64 = take(&mut row, 4)?;
-    let attempts: i64 = take(&mut row, 5)?;
-    let last_error: Option<String> = take(&mut row, 6)?;
-    let state = LedgerState::parse(&state)
-        .ok_or_else(|| bad_row(format!("processed_file has unknown state `{state}`")))?;
-    Ok(LedgerRecord {
-        version: FileVersion {
-            path,
-            size: u64::try_from(size).unwrap_or(0),
-            mtime_ms,
-        },
-        state,
-        term: Term(u64::try_from(term).unwrap_or(0)),
-        attempts: u32::try_from(attempts).unwrap_or(0),
-        last_error,
+/// The columns of a `load_page` row, read without trusting their contents.
+fn stored_row(mut row: Row) -> Result<StoredLedgerRow, String> {
+    let reason = |f: Failure| match f {
+        Failure::BadRow(cause) => cause,
+        other => format!("{other:?}"),
+    };
+    Ok(StoredLedgerRow {
+        path: take(&mut row, 0).map_err(reason)?,
+        size: take(&mut row, 1).map_err(reason)?,
+        mtime_ms: take(&mut row, 2).map_err(reason)?,
+        state: take(&mut row, 3).map_err(reason)?,
+        term: take(&mut row, 4).map_err(reason)?,
+        attempts: take(&mut row, 5).map_err(reason)?,
+        last_error: take(&mut row, 6).map_err(reason)?,
     })
+}
+
+/// Column `index` of a row as `T`, copied, or why not.
+fn peek<T: mysql_async::prelude::FromValue>(row: &Row, index: usize) -> Result<T, String> {
+    match row.get_opt::<T, usize>(index) {
+        Some(Ok(v)) => Ok(v),
+        Some(Err(e)) => Err(format!("column {index}: {e}")),
+        None => Err(format!("column {index} is missing")),
+    }
 }
 
 /// Takes column `index` of a row as `T`, or a schema failure naming the column.
@@ -366,33 +409,11 @@ pub(crate) async fn claim_chunk(
     }
     Ok(chunk
         .iter()
-        .map(|v| (v.key.clone(), answer(before.get(&v.key))))
+        .map(|v| {
+            let prior = before.get(&v.key).map(|(state, n)| (state.as_str(), *n));
+            (v.key.clone(), coord_core::claim_answer(prior))
+        })
         .collect())
-}
-
-/// The answer for a version whose row was `prior` before the claim (the server applied the
-/// same rule to the row).
-fn answer(prior: Option<&(String, i64)>) -> ClaimOutcome {
-    let Some((state, attempts)) = prior else {
-        return ClaimOutcome::Claimed {
-            attempt: 1,
-            redelivery: false,
-        };
-    };
-    let attempt = u32::try_from(*attempts).unwrap_or(0).saturating_add(1);
-    match LedgerState::parse(state) {
-        Some(LedgerState::Claimed) => ClaimOutcome::Claimed {
-            attempt,
-            redelivery: true,
-        },
-        Some(LedgerState::Failed) => ClaimOutcome::Claimed {
-            attempt,
-            redelivery: false,
-        },
-        // Settled (handled, done, error), or a state this build does not know (the batch
-        // leaves such rows alone too): never dispatch it.
-        _ => ClaimOutcome::Settled,
-    }
 }
 
 /// The net effect of a record on one version, as if its updates were applied in order.

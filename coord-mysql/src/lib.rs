@@ -21,11 +21,13 @@
 //! (the defaults: READ COMMITTED writes are refused under STATEMENT).
 
 mod cluster;
+mod coordination;
 mod error;
 mod ledger;
 mod settings;
 mod sql;
 mod store;
 
-pub use settings::{MySqlSettings, TlsMode};
+pub use coord_core::{Secret, TlsMode};
+pub use settings::MySqlSettings;
 pub use store::MySqlStore;

@@ -5,31 +5,19 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use coord_core::StoreError;
+use coord_core::{PasswordSource, Secret, StoreError, TlsMode};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use serde::Deserialize;
 use url::{Host, Url};
-
-/// Whether the connection to the server is encrypted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TlsMode {
-    /// Plain TCP (the default; for loopback or a trusted network).
-    #[default]
-    #[serde(alias = "disabled")]
-    Disable,
-    /// TLS (rustls) or no connection. The server certificate is verified against
-    /// `tls_ca_file` when one is given; without one the link is encrypted but the server is
-    /// not authenticated (MySQL's own `--ssl-mode=REQUIRED`).
-    #[serde(alias = "required")]
-    Require,
-}
 
 /// Where and how to reach MySQL or MariaDB.
 ///
 /// Deserialised from either a `url` (`mysql://user:password@host:3306/database?tls=require`),
 /// or separate fields, or both (the fields then override the URL's parts, so the password
-/// can come from its own environment variable).
+/// can come from its own environment variable). The keys are the ones every database store
+/// uses (`tls`, `tls_ca_file`, `statement_timeout`, `connect_timeout`, `pool_size`, and at
+/// most one of `password`, `password_env`, `password_file`); `ca_file` is accepted for
+/// `tls_ca_file`.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "RawSettings")]
 pub struct MySqlSettings {
@@ -39,13 +27,19 @@ pub struct MySqlSettings {
     pub port: u16,
     /// User name (default `root`).
     pub user: String,
-    /// Password; `None` for none. Never logged nor shown by `Debug`.
-    pub password: Option<String>,
+    /// Password; `None` for none. Never logged nor shown by `Debug`. At most one of
+    /// `password`, `password_env`, `password_file`.
+    pub password: Option<Secret>,
+    /// Name of an environment variable that holds the password, read at connect.
+    pub password_env: Option<String>,
+    /// File whose content (trailing newline removed) is the password, read at connect.
+    pub password_file: Option<PathBuf>,
     /// Database (schema) that holds the coordination tables. Required.
     pub database: String,
     /// Encryption (default [`TlsMode::Disable`]).
     pub tls: TlsMode,
-    /// PEM file of CA certificates that verify the server (with [`TlsMode::Require`]).
+    /// PEM file of CA certificates the server's certificate must chain to (required by
+    /// [`TlsMode::VerifyFull`]; with [`TlsMode::Require`] it makes the link verified too).
     pub tls_ca_file: Option<PathBuf>,
     /// Longest a single store operation may take, round trip included (default 2 s).
     pub statement_timeout: Duration,
@@ -64,7 +58,9 @@ impl fmt::Debug for MySqlSettings {
             .field("host", &self.host)
             .field("port", &self.port)
             .field("user", &self.user)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("password", &self.password)
+            .field("password_env", &self.password_env)
+            .field("password_file", &self.password_file)
             .field("database", &self.database)
             .field("tls", &self.tls)
             .field("tls_ca_file", &self.tls_ca_file)
@@ -83,6 +79,8 @@ impl Default for MySqlSettings {
             port: 3306,
             user: "root".to_string(),
             password: None,
+            password_env: None,
+            password_file: None,
             database: String::new(),
             tls: TlsMode::Disable,
             tls_ca_file: None,
@@ -105,7 +103,7 @@ fn settings_error(cause: impl Into<String>) -> StoreError {
 impl MySqlSettings {
     /// Parses `mysql://[user[:password]@]host[:port]/database[?key=value&...]` (`mariadb://`
     /// is accepted too). User and password are percent-decoded. Keys: `tls` (or `ssl-mode`:
-    /// `disable`/`require`), `tls_ca_file`, `statement_timeout` and `connect_timeout`
+    /// `disable`/`require`/`verify-full`), `tls_ca_file` (or `ssl-ca`), `statement_timeout` and `connect_timeout`
     /// (`"2s"`, `"500ms"`), `pool_size`, `migrate_on_connect`. The error never quotes the
     /// password.
     pub fn from_url(url: &str) -> Result<Self, StoreError> {
@@ -134,7 +132,7 @@ impl MySqlSettings {
         }
         settings.password = parsed
             .password()
-            .map(|p| percent_decode(p, "password"))
+            .map(|p| percent_decode(p, "password").map(Secret::new))
             .transpose()?;
         match parsed.host() {
             Some(Host::Domain(host)) if !host.is_empty() => {
@@ -166,7 +164,7 @@ impl MySqlSettings {
             "tls" | "ssl-mode" | "sslmode" | "ssl_mode" => {
                 self.tls = parse_tls(value)?;
             }
-            "tls_ca_file" => self.tls_ca_file = Some(PathBuf::from(value)),
+            "tls_ca_file" | "ssl-ca" | "ssl_ca" => self.tls_ca_file = Some(PathBuf::from(value)),
             "statement_timeout" => self.statement_timeout = parse_duration(key, value)?,
             "connect_timeout" => self.connect_timeout = parse_duration(key, value)?,
             "pool_size" => {
@@ -206,7 +204,35 @@ impl MySqlSettings {
         if self.connect_timeout.is_zero() {
             return Err(settings_error("connect_timeout must be greater than zero"));
         }
+        self.tls
+            .check(self.tls_ca_file.as_deref())
+            .map_err(settings_error)?;
+        self.password_source()?;
         Ok(())
+    }
+
+    fn password_source(&self) -> Result<Option<PasswordSource>, StoreError> {
+        PasswordSource::from_keys(
+            self.password.as_ref(),
+            self.password_env.as_deref(),
+            self.password_file.as_deref(),
+        )
+        .map_err(settings_error)
+    }
+
+    /// The password from whichever of the three keys is set (reading the variable or the
+    /// file now), `None` when none is.
+    pub(crate) fn resolve_password(&self) -> Result<Option<Secret>, StoreError> {
+        self.password_source()?
+            .map(|source| {
+                source
+                    .resolve(
+                        |var| std::env::var(var).ok(),
+                        |path| std::fs::read_to_string(path),
+                    )
+                    .map_err(settings_error)
+            })
+            .transpose()
     }
 
     /// `mysql://host:port/database`, for messages (no user, no password).
@@ -214,12 +240,13 @@ impl MySqlSettings {
         format!("mysql://{}:{}/{}", self.host, self.port, self.database)
     }
 
-    /// The URL the migrations crate connects with (password percent-encoded). Never log it.
-    pub(crate) fn migration_url(&self) -> String {
+    /// The URL the migrations crate connects with (`password` resolved, percent-encoded).
+    /// Never log it.
+    pub(crate) fn migration_url(&self, password: Option<&Secret>) -> String {
         let mut url = format!("mysql://{}", percent_encode(&self.user));
-        if let Some(password) = &self.password {
+        if let Some(password) = password {
             url.push(':');
-            url.push_str(&percent_encode(password));
+            url.push_str(&percent_encode(password.expose()));
         }
         let host = if self.host.contains(':') {
             format!("[{}]", self.host)
@@ -231,22 +258,27 @@ impl MySqlSettings {
             self.port,
             percent_encode(&self.database)
         ));
-        url.push_str(match self.tls {
-            TlsMode::Disable => "?ssl-mode=disabled",
-            TlsMode::Require => "?ssl-mode=required",
-        });
+        // A CA file that is given is used, with `require` too (as the store's own pool).
+        match (self.tls, &self.tls_ca_file) {
+            (TlsMode::Disable, _) => url.push_str("?ssl-mode=disabled"),
+            (_, Some(ca)) => {
+                url.push_str("?ssl-mode=verify_identity&ssl-ca=");
+                url.push_str(&percent_encode(&ca.to_string_lossy()));
+            }
+            _ => url.push_str("?ssl-mode=required"),
+        }
         url
     }
 }
 
 fn parse_tls(value: &str) -> Result<TlsMode, StoreError> {
-    match value.to_ascii_lowercase().as_str() {
-        "disable" | "disabled" => Ok(TlsMode::Disable),
-        "require" | "required" => Ok(TlsMode::Require),
-        other => Err(settings_error(format!(
-            "tls `{other}` is not one of disable, require"
-        ))),
-    }
+    TlsMode::parse(value).ok_or_else(|| {
+        settings_error(format!(
+            "tls `{}` is not one of {}",
+            value.to_ascii_lowercase(),
+            TlsMode::WORDS
+        ))
+    })
 }
 
 fn parse_duration(field: &str, value: &str) -> Result<Duration, StoreError> {
@@ -305,9 +337,12 @@ struct RawSettings {
     host: Option<String>,
     port: Option<u16>,
     user: Option<String>,
-    password: Option<String>,
+    password: Option<Secret>,
+    password_env: Option<String>,
+    password_file: Option<PathBuf>,
     database: Option<String>,
     tls: Option<TlsMode>,
+    #[serde(alias = "ca_file")]
     tls_ca_file: Option<PathBuf>,
     #[serde(default, with = "humantime_serde")]
     statement_timeout: Option<Duration>,
@@ -335,8 +370,11 @@ impl TryFrom<RawSettings> for MySqlSettings {
             if let Some(v) = raw.user.clone() {
                 s.user = v;
             }
-            if raw.password.is_some() {
+            // A password key written in the table replaces the URL's password.
+            if raw.password.is_some() || raw.password_env.is_some() || raw.password_file.is_some() {
                 s.password = raw.password.clone();
+                s.password_env = raw.password_env.clone();
+                s.password_file = raw.password_file.clone();
             }
             if let Some(v) = raw.database.clone() {
                 s.database = v;
@@ -379,12 +417,12 @@ mod tests {
         assert_eq!(s.host, "db.local");
         assert_eq!(s.port, 3307);
         assert_eq!(s.user, "app");
-        assert_eq!(s.password.as_deref(), Some("p@ss:word"));
+        assert_eq!(s.password.as_ref().map(Secret::expose), Some("p@ss:word"));
         assert_eq!(s.database, "coord");
         assert_eq!(s.tls, TlsMode::Require);
         assert_eq!(s.statement_timeout, Duration::from_millis(500));
         assert_eq!(s.pool_size, 2);
-        let back = MySqlSettings::from_url(&s.migration_url()).unwrap();
+        let back = MySqlSettings::from_url(&s.migration_url(s.password.as_ref())).unwrap();
         assert_eq!(back.password, s.password);
         assert_eq!(back.host, "db.local");
         let s = MySqlSettings::from_url(
@@ -404,7 +442,7 @@ mod tests {
         assert_eq!(s.port, 3306);
         assert_eq!(s.user, "root");
         assert!(s.password.is_none());
-        assert!(s.migration_url().contains("@[::1]:3306/test"));
+        assert!(s.migration_url(None).contains("@[::1]:3306/test"));
     }
 
     #[test]
@@ -414,6 +452,7 @@ mod tests {
         assert!(msg("mysql://h").contains("database must not be empty"));
         assert!(msg("mysql://h:99999/db").contains("port `99999`"));
         assert!(msg("mysql://h/db?tls=maybe").contains("tls `maybe`"));
+        assert!(msg("mysql://h/db?tls=verify-full").contains("needs tls_ca_file"));
         assert!(msg("mysql://h/db?statement_timeout=soon").contains("statement_timeout"));
         assert!(msg("mysql://h/db?colour=red").contains("unknown url parameter `colour`"));
         assert!(msg("mysql://h/db?connect_timeout=2%20fortnights").contains("`2 fortnights`"));
@@ -434,7 +473,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.user, "app");
-        assert_eq!(s.password.as_deref(), Some("from-env"));
+        assert_eq!(s.password.as_ref().map(Secret::expose), Some("from-env"));
         assert_eq!(s.tls, TlsMode::Require);
         assert_eq!(s.statement_timeout, Duration::from_millis(750));
         assert_eq!(s.pool_size, 8);
@@ -473,6 +512,54 @@ mod tests {
         assert!(err("database = \"d\"\ntls = \"maybe\"").contains("maybe"));
         let secret = err("database = \"d\"\npassword = \"hunter2\"\npool_size = 0");
         assert!(!secret.contains("hunter2"), "{secret}");
+    }
+
+    #[test]
+    fn the_shared_vocabulary_and_the_old_spelling() {
+        let s: MySqlSettings = toml::from_str(
+            "database = \"d\"\ntls = \"required\"\nca_file = \"/ca.pem\"\npassword_file = \"/run/pw\"",
+        )
+        .unwrap();
+        assert_eq!(s.tls, TlsMode::Require);
+        assert_eq!(
+            s.tls_ca_file.as_deref(),
+            Some(std::path::Path::new("/ca.pem"))
+        );
+        assert_eq!(
+            s.password_file.as_deref(),
+            Some(std::path::Path::new("/run/pw"))
+        );
+        // With a CA file the migrator verifies too.
+        assert!(
+            s.migration_url(None)
+                .contains("ssl-mode=verify_identity&ssl-ca=%2Fca.pem")
+        );
+        let s: MySqlSettings =
+            toml::from_str("database = \"d\"\ntls = \"verify-full\"\ntls_ca_file = \"/ca.pem\"")
+                .unwrap();
+        assert_eq!(s.tls, TlsMode::VerifyFull);
+        let err = toml::from_str::<MySqlSettings>("database = \"d\"\ntls = \"verify-full\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("needs tls_ca_file"), "{err}");
+        let err = toml::from_str::<MySqlSettings>(
+            "database = \"d\"\npassword = \"p\"\npassword_env = \"X\"",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("at most one of password, password_env"),
+            "{err}"
+        );
+        assert!(!err.contains("\"p\""), "{err}");
+        let mut s = MySqlSettings::from_url("mysql://u:inline@h/d").unwrap();
+        s.password = None;
+        s.password_env = Some("COORD_MYSQL_TEST_SURELY_UNSET".into());
+        let err = s.resolve_password().unwrap_err().to_string();
+        assert!(
+            err.contains("`COORD_MYSQL_TEST_SURELY_UNSET` is not set"),
+            "{err}"
+        );
     }
 
     #[test]

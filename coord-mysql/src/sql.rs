@@ -56,7 +56,9 @@ pub(crate) fn term(value: Term) -> i64 {
 /// The heartbeat: one batch, one round trip, one transaction (DESIGN §4, tick).
 ///
 /// 1. Upsert the member's row. An existing row of another incarnation is replaced only when
-///    its heartbeat is older than the liveness timeout. `ON DUPLICATE KEY UPDATE` assigns
+///    its heartbeat is older than the liveness timeout; a seed-era row (no incarnation) is
+///    never live: it was written by a process that predates incarnations, with a timestamp
+///    this build cannot judge. `ON DUPLICATE KEY UPDATE` assigns
 ///    left to right and later expressions see earlier assignments, so `incarnation` is
 ///    decided first and `last_heartbeat` follows it: the row moves only if it now carries
 ///    this incarnation.
@@ -85,7 +87,7 @@ pub(crate) fn heartbeat(
          INSERT INTO health_check (task_id, group_id, last_heartbeat, incarnation) \
          VALUES ({m}, {g}, {NOW}, {i}) \
          ON DUPLICATE KEY UPDATE \
-         incarnation = IF(incarnation <=> {i} OR last_heartbeat < {NOW} - INTERVAL {t} MICROSECOND, {i}, incarnation), \
+         incarnation = IF(incarnation <=> {i} OR incarnation IS NULL OR last_heartbeat < {NOW} - INTERVAL {t} MICROSECOND, {i}, incarnation), \
          last_heartbeat = IF(incarnation <=> {i}, {NOW}, last_heartbeat);\
          UPDATE token_holder SET renewed_at = {NOW} \
          WHERE group_id = {g} AND task_id = {m} AND incarnation = {i} AND renewed_at IS NOT NULL \

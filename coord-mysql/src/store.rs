@@ -1,24 +1,20 @@
-//! [`MySqlStore`]: the pool, the schema check, and the `CoordinationStore` operations.
+//! [`MySqlStore`]: the pool, connecting, the schema check, the migrator, and the one way every
+//! operation runs (statement timeout, failed connections closed). The operations themselves
+//! are in `coordination.rs` (election) and `ledger.rs` (ledger).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use coord_core::{
-    ClaimOutcome, CoordinationStore, Fence, FileVersion, GroupId, GroupView, HeartbeatRequest,
-    HolderView, Incarnation, LedgerRecord, LedgerUpdate, MemberId, MemberStatus, Observation,
-    OwnRow, StoreError, TakeoverOutcome, TakeoverRequest, Term,
-};
+use coord_core::{Fence, StoreError};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, Row, SslOpts};
 use tokio::time::{Instant, timeout_at};
 
-use crate::error::{Failure, bad_row, store_error};
-use crate::ledger::{self, take};
-use crate::settings::{MySqlSettings, TlsMode};
+use crate::error::{Failure, store_error};
+use crate::settings::MySqlSettings;
 use crate::sql;
+use coord_core::{Secret, TlsMode};
 
-/// MySQL's duplicate-key error: another candidate inserted the group's first holder row.
-const DUPLICATE_KEY: u16 = 1062;
 /// The group field of errors that concern no group (connect, schema, migrate); they are
 /// turned into [`StoreError::Connect`] (see [`StoreError::at_connect`]) before they leave.
 const NO_GROUP: &str = "-";
@@ -40,6 +36,9 @@ pub struct MySqlStore {
 struct Inner {
     pool: Pool,
     settings: MySqlSettings,
+    /// The password read at connect (from `password`, `password_env` or `password_file`),
+    /// for the migrator's connection.
+    password: Option<Secret>,
 }
 
 impl std::fmt::Debug for MySqlStore {
@@ -70,10 +69,11 @@ impl MySqlStore {
     }
 
     async fn open(settings: MySqlSettings) -> Result<Self, StoreError> {
+        let password = settings.resolve_password()?;
         if settings.migrate_on_connect {
-            migrate_with(&settings).await?;
+            migrate_with(&settings, password.as_ref()).await?;
         }
-        let base = base_opts(&settings)?;
+        let base = base_opts(&settings, password.as_ref())?;
         let deadline = Instant::now() + settings.connect_timeout;
         let mut probe = match timeout_at(deadline, Conn::new(base.clone())).await {
             Ok(Ok(conn)) => conn,
@@ -102,14 +102,18 @@ impl MySqlStore {
         let pool = Pool::new(pool_opts(&settings, base, flavour));
         tracing::info!(target_db = %settings.target(), ?flavour, "mysql coordination store connected");
         Ok(MySqlStore {
-            inner: Arc::new(Inner { pool, settings }),
+            inner: Arc::new(Inner {
+                pool,
+                settings,
+                password,
+            }),
         })
     }
 
     /// Applies the pending migrations (the `migrations` crate: checksummed, serialised by a
     /// server lock, so concurrent calls are safe), then checks the schema version again.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        migrate_with(&self.inner.settings).await?;
+        migrate_with(&self.inner.settings, self.inner.password.as_ref()).await?;
         self.run("schema check", NO_GROUP, None, async |conn: &mut Conn| {
             check_schema(conn).await
         })
@@ -178,18 +182,20 @@ enum Flavour {
     MySql,
 }
 
-fn base_opts(settings: &MySqlSettings) -> Result<Opts, StoreError> {
+fn base_opts(settings: &MySqlSettings, password: Option<&Secret>) -> Result<Opts, StoreError> {
     let mut builder = OptsBuilder::default()
         .ip_or_hostname(settings.host.clone())
         .tcp_port(settings.port)
         .user(Some(settings.user.clone()))
-        .pass(settings.password.clone())
+        .pass(password.map(|p| p.expose().to_owned()))
         .db_name(Some(settings.database.clone()))
         .prefer_socket(false);
-    if settings.tls == TlsMode::Require {
+    if settings.tls != TlsMode::Disable {
         // mysql_async builds its rustls config with the process-wide provider; install ring
         // unless the process already chose one.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        // A CA file that is given is used with `require` too; `verify-full` has one
+        // (validated).
         let ssl = match &settings.tls_ca_file {
             Some(ca) => SslOpts::default().with_root_certs(vec![ca.clone().into()]),
             None => SslOpts::default()
@@ -318,8 +324,11 @@ async fn check_schema(conn: &mut Conn) -> Result<(), Failure> {
     Ok(())
 }
 
-async fn migrate_with(settings: &MySqlSettings) -> Result<(), StoreError> {
-    migrations::migrate_mysql(&settings.migration_url())
+async fn migrate_with(
+    settings: &MySqlSettings,
+    password: Option<&Secret>,
+) -> Result<(), StoreError> {
+    migrations::migrate_mysql(&settings.migration_url(password))
         .await
         .map_err(|e| match e {
             // Could not reach or log in to the server: nothing about the schema is known.
@@ -350,283 +359,6 @@ pub(crate) async fn batch(
     }
     result.drop_result().await?;
     Ok(sets)
-}
-
-/// The rows of the last statement of a batch that returned columns.
-async fn batch_rows(conn: &mut Conn, query: String) -> Result<Vec<Row>, Failure> {
-    let sets = batch(conn, query).await?;
-    Ok(sets
-        .into_iter()
-        .rev()
-        .find(|(has_columns, _)| *has_columns)
-        .map(|(_, rows)| rows)
-        .unwrap_or_default())
-}
-
-async fn heartbeat(conn: &mut Conn, request: &HeartbeatRequest) -> Result<Observation, Failure> {
-    round_trip("heartbeat");
-    let query = sql::heartbeat(
-        &request.group,
-        &request.member,
-        request.incarnation,
-        request.liveness_timeout,
-    );
-    let mut rows = batch_rows(conn, query).await?;
-    let mut row = rows.pop().ok_or_else(|| bad_row("heartbeat read no row"))?;
-    let own: Option<i64> = take(&mut row, 0)?;
-    let term: Option<i64> = take(&mut row, 1)?;
-    let holder: Option<String> = take(&mut row, 2)?;
-    let holder_incarnation: Option<i64> = take(&mut row, 3)?;
-    let released: Option<i64> = take(&mut row, 4)?;
-    let age_us: Option<i64> = take(&mut row, 5)?;
-    let renewal: Option<i64> = take(&mut row, 6)?;
-    let own_incarnation = sql::incarnation_from(own);
-    let own_row = if own == Some(sql::incarnation(request.incarnation)) {
-        OwnRow::Written
-    } else {
-        OwnRow::HeldByOther(own_incarnation)
-    };
-    let holder = match (holder, released) {
-        (Some(member), Some(0)) => Some(HolderView {
-            member: MemberId::new(member)
-                .map_err(|e| bad_row(format!("token_holder.task_id: {e}")))?,
-            incarnation: sql::incarnation_from(holder_incarnation),
-            lease_age: Duration::from_micros(u64::try_from(age_us.unwrap_or(0)).unwrap_or(0)),
-            renewal: renewal.unwrap_or(0),
-        }),
-        _ => None,
-    };
-    Ok(Observation {
-        own_row,
-        term: Term(term.and_then(|t| u64::try_from(t).ok()).unwrap_or(0)),
-        holder,
-    })
-}
-
-async fn take_over(conn: &mut Conn, request: &TakeoverRequest) -> Result<TakeoverOutcome, Failure> {
-    round_trip("takeover");
-    let query = if request.observed_term == Term(0) {
-        sql::takeover_first(&request.group, &request.member, request.incarnation)
-    } else {
-        sql::takeover(
-            &request.group,
-            &request.member,
-            request.incarnation,
-            request.observed_term,
-            request.liveness_timeout,
-        )
-    };
-    match conn.query_iter(query).await {
-        Ok(result) => {
-            let won = result.affected_rows() == 1;
-            drop(result);
-            Ok(if won {
-                TakeoverOutcome::Won(request.observed_term.next())
-            } else {
-                TakeoverOutcome::Lost
-            })
-        }
-        Err(mysql_async::Error::Server(s)) if s.code == DUPLICATE_KEY => Ok(TakeoverOutcome::Lost),
-        Err(e) => Err(e.into()),
-    }
-}
-
-fn micros_age(us: Option<i64>) -> Duration {
-    Duration::from_micros(u64::try_from(us.unwrap_or(0)).unwrap_or(0))
-}
-
-async fn observe(conn: &mut Conn, group: &GroupId) -> Result<GroupView, Failure> {
-    round_trip("observe");
-    let rows: Vec<Row> = conn.query(sql::observe(group)).await?;
-    let mut view = GroupView {
-        term: Term(0),
-        holder: None,
-        members: Vec::with_capacity(rows.len()),
-    };
-    for (i, mut row) in rows.into_iter().enumerate() {
-        let term: Option<i64> = take(&mut row, 0)?;
-        let holder: Option<String> = take(&mut row, 1)?;
-        let holder_incarnation: Option<i64> = take(&mut row, 2)?;
-        let released: Option<i64> = take(&mut row, 3)?;
-        let lease_age_us: Option<i64> = take(&mut row, 4)?;
-        let member: Option<String> = take(&mut row, 5)?;
-        let incarnation: Option<i64> = take(&mut row, 6)?;
-        let heartbeat_age_us: Option<i64> = take(&mut row, 7)?;
-        let renewal: Option<i64> = take(&mut row, 8)?;
-        if i == 0 {
-            view.term = Term(term.and_then(|t| u64::try_from(t).ok()).unwrap_or(0));
-            if let (Some(holder), Some(0)) = (holder, released) {
-                view.holder = Some(HolderView {
-                    member: MemberId::new(holder)
-                        .map_err(|e| bad_row(format!("token_holder.task_id: {e}")))?,
-                    incarnation: sql::incarnation_from(holder_incarnation),
-                    lease_age: micros_age(lease_age_us),
-                    renewal: renewal.unwrap_or(0),
-                });
-            }
-        }
-        if let Some(member) = member {
-            view.members.push(MemberStatus {
-                member: MemberId::new(member)
-                    .map_err(|e| bad_row(format!("health_check.task_id: {e}")))?,
-                incarnation: sql::incarnation_from(incarnation),
-                heartbeat_age: micros_age(heartbeat_age_us),
-            });
-        }
-    }
-    Ok(view)
-}
-
-async fn members(conn: &mut Conn, group: &GroupId) -> Result<Vec<MemberStatus>, Failure> {
-    round_trip("members");
-    let rows: Vec<Row> = conn.query(sql::members(group)).await?;
-    rows.into_iter()
-        .map(|mut row| {
-            let member: String = take(&mut row, 0)?;
-            let incarnation: Option<i64> = take(&mut row, 1)?;
-            let age_us: Option<i64> = take(&mut row, 2)?;
-            Ok(MemberStatus {
-                member: MemberId::new(member)
-                    .map_err(|e| bad_row(format!("health_check.task_id: {e}")))?,
-                incarnation: sql::incarnation_from(incarnation),
-                heartbeat_age: Duration::from_micros(
-                    u64::try_from(age_us.unwrap_or(0)).unwrap_or(0),
-                ),
-            })
-        })
-        .collect()
-}
-
-async fn execute(conn: &mut Conn, operation: &'static str, query: String) -> Result<(), Failure> {
-    round_trip(operation);
-    batch(conn, query).await?;
-    Ok(())
-}
-
-impl CoordinationStore for MySqlStore {
-    async fn heartbeat(&self, request: &HeartbeatRequest) -> Result<Observation, StoreError> {
-        self.run(
-            "heartbeat",
-            request.group.as_str(),
-            None,
-            async |conn: &mut Conn| heartbeat(conn, request).await,
-        )
-        .await
-    }
-
-    async fn take_over(&self, request: &TakeoverRequest) -> Result<TakeoverOutcome, StoreError> {
-        self.run(
-            "takeover",
-            request.group.as_str(),
-            None,
-            async |conn: &mut Conn| take_over(conn, request).await,
-        )
-        .await
-    }
-
-    async fn release(&self, fence: &Fence) -> Result<(), StoreError> {
-        self.run(
-            "release",
-            fence.group.as_str(),
-            None,
-            async |conn: &mut Conn| execute(conn, "release", sql::release(fence)).await,
-        )
-        .await
-    }
-
-    async fn leave(
-        &self,
-        group: &GroupId,
-        member: &MemberId,
-        incarnation: Incarnation,
-    ) -> Result<(), StoreError> {
-        self.run("leave", group.as_str(), None, async |conn: &mut Conn| {
-            execute(conn, "leave", sql::leave(group, member, incarnation)).await
-        })
-        .await
-    }
-
-    /// Read in pages of `LOAD_PAGE_ROWS` rows by keyset on the primary key, each page one
-    /// statement under its own statement timeout, so a ledger of any size loads. The pages
-    /// are separate reads (only the fenced leader writes the group's rows, and it loads
-    /// before it writes); every row present throughout the load is returned exactly once.
-    async fn load_ledger(&self, group: &GroupId) -> Result<Vec<LedgerRecord>, StoreError> {
-        let mut records = Vec::new();
-        let mut after = None;
-        loop {
-            let (page, last) = self
-                .run(
-                    "load ledger",
-                    group.as_str(),
-                    None,
-                    async |conn: &mut Conn| ledger::load_page(conn, group, after.as_ref()).await,
-                )
-                .await?;
-            let full = page.len() >= ledger::LOAD_PAGE_ROWS;
-            records.extend(page);
-            if !full {
-                return Ok(records);
-            }
-            after = last;
-        }
-    }
-
-    /// Cut into chunks of at most `CHUNK_VERSIONS` versions (and a bounded amount of SQL),
-    /// each one batch in one round trip, fenced on its own and under its own statement
-    /// timeout; a version listed twice is claimed once and both positions get its answer.
-    /// Within a chunk all or nothing; across chunks, a later chunk's failure (fenced,
-    /// timeout, ...) is returned as the error of the whole call while the earlier chunks stay
-    /// applied (their versions are claimed; the caller redelivers them after a failover).
-    async fn claim(
-        &self,
-        fence: &Fence,
-        versions: &[FileVersion],
-    ) -> Result<Vec<ClaimOutcome>, StoreError> {
-        let group = fence.group.as_str();
-        let plan = ledger::plan_claim(versions)
-            .map_err(|f| store_error("claim", group, self.inner.settings.statement_timeout, f))?;
-        let mut answers = std::collections::HashMap::with_capacity(versions.len());
-        for chunk in &plan.chunks {
-            let answered = self
-                .run("claim", group, Some(fence), async |conn: &mut Conn| {
-                    ledger::claim_chunk(conn, fence, chunk).await
-                })
-                .await?;
-            answers.extend(answered);
-        }
-        Ok(plan.answers(&answers))
-    }
-
-    /// Cut into chunks like [`MySqlStore::claim`], after reducing the updates of each version
-    /// to their net effect (the last one wins; a set after a forget writes a fresh row).
-    /// Within a chunk all or nothing; a later chunk's failure is returned while the earlier
-    /// chunks stay applied.
-    async fn record(&self, fence: &Fence, updates: &[LedgerUpdate]) -> Result<(), StoreError> {
-        let group = fence.group.as_str();
-        let chunks = ledger::plan_record(updates)
-            .map_err(|f| store_error("record", group, self.inner.settings.statement_timeout, f))?;
-        for chunk in &chunks {
-            self.run("record", group, Some(fence), async |conn: &mut Conn| {
-                ledger::record_chunk(conn, fence, chunk).await
-            })
-            .await?;
-        }
-        Ok(())
-    }
-
-    async fn observe(&self, group: &GroupId) -> Result<GroupView, StoreError> {
-        self.run("observe", group.as_str(), None, async |conn: &mut Conn| {
-            observe(conn, group).await
-        })
-        .await
-    }
-
-    async fn members(&self, group: &GroupId) -> Result<Vec<MemberStatus>, StoreError> {
-        self.run("members", group.as_str(), None, async |conn: &mut Conn| {
-            members(conn, group).await
-        })
-        .await
-    }
 }
 
 #[cfg(test)]

@@ -231,17 +231,18 @@ async fn ledger_is_fenced_and_keeps_long_unicode_paths() {
 async fn wrong_password_is_one_clear_error() {
     let user = unique("coord_pw");
     let mut admin = admin("test").await;
+    let db = common::db();
     admin
         .query_drop(format!(
             "CREATE USER '{user}'@'%' IDENTIFIED BY 'right-secret'; \
              CREATE USER '{user}'@'localhost' IDENTIFIED BY 'right-secret'; \
-             GRANT ALL ON test.* TO '{user}'@'%'; GRANT ALL ON test.* TO '{user}'@'localhost'"
+             GRANT ALL ON `{db}`.* TO '{user}'@'%'; GRANT ALL ON `{db}`.* TO '{user}'@'localhost'"
         ))
         .await
         .unwrap();
     let mut s = settings();
     s.user = user.clone();
-    s.password = Some("wrong-secret".to_string());
+    s.password = Some("wrong-secret".into());
     let started = std::time::Instant::now();
     let err = MySqlStore::connect(s.clone()).await.unwrap_err();
     let message = err.to_string();
@@ -260,7 +261,7 @@ async fn wrong_password_is_one_clear_error() {
     assert!(!message.contains("wrong-secret"), "{message}");
     assert!(started.elapsed() < Duration::from_secs(3), "no retry loop");
     // The right password works.
-    s.password = Some("right-secret".to_string());
+    s.password = Some("right-secret".into());
     let store = MySqlStore::connect(s).await.unwrap();
     assert!(store.members(&group()).await.unwrap().is_empty());
     admin
@@ -376,6 +377,12 @@ async fn tls_require_encrypts_and_verifies_the_server_with_a_ca_file() {
     s.tls_ca_file = Some(tls_dir().join("ca.pem"));
     let verified = MySqlStore::connect(s.clone()).await.unwrap();
     assert_eq!(verified.members(&group).await.unwrap().len(), 1);
+    // verify-full (the word shared with PostgreSQL) is the same check, and migrates too.
+    let mut full = s.clone();
+    full.tls = TlsMode::VerifyFull;
+    full.migrate_on_connect = true;
+    let verified = MySqlStore::connect(full).await.unwrap();
+    assert_eq!(verified.members(&group).await.unwrap().len(), 1);
     // A CA that did not sign the server's certificate is refused.
     s.tls_ca_file = Some(tls_dir().join("server.pem"));
     let err = MySqlStore::connect(s).await.unwrap_err();
@@ -394,7 +401,7 @@ async fn tls_require_encrypts_and_verifies_the_server_with_a_ca_file() {
 #[test]
 fn debug_of_settings_hides_the_password() {
     let mut s = settings();
-    s.password = Some("hunter2-very-secret".to_string());
+    s.password = Some("hunter2-very-secret".into());
     let shown = format!("{s:?}");
     assert!(!shown.contains("hunter2"), "{shown}");
     assert!(shown.contains("<redacted>"));
@@ -589,7 +596,7 @@ async fn blocked_statement_times_out_and_the_next_call_works() {
         .await
         .unwrap();
     // Another session holds the group's token_holder row: the holder's renewal must wait.
-    let mut blocker = admin("test").await;
+    let mut blocker = admin(&common::db()).await;
     blocker.query_drop("START TRANSACTION").await.unwrap();
     let locked: Vec<i64> = blocker
         .exec(

@@ -25,11 +25,14 @@
 //! ```
 
 mod cluster;
-mod coord;
+mod coordination;
 mod error;
+mod ledger;
 mod settings;
+mod sql;
 mod store;
 mod tls;
 
-pub use settings::{PgSettings, TlsMode};
+pub use coord_core::{Secret, TlsMode};
+pub use settings::PgSettings;
 pub use store::PgStore;

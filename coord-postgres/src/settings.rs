@@ -5,44 +5,10 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use coord_core::StoreError;
+use coord_core::{PasswordSource, Secret, StoreError, TlsMode};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use serde::Deserialize;
 use url::{Host, Position, Url};
-
-/// How the connection is encrypted (libpq's `sslmode` words).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-#[non_exhaustive]
-pub enum TlsMode {
-    /// Plain TCP.
-    #[default]
-    Disable,
-    /// TLS, without checking the server's certificate (protects against passive sniffing only,
-    /// as libpq's `sslmode=require`).
-    Require,
-    /// TLS; the certificate must chain to `ca_file` and name the host.
-    VerifyFull,
-}
-
-impl TlsMode {
-    fn parse(value: &str) -> Option<TlsMode> {
-        Some(match value {
-            "disable" => TlsMode::Disable,
-            "require" => TlsMode::Require,
-            "verify-full" => TlsMode::VerifyFull,
-            _ => return None,
-        })
-    }
-
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            TlsMode::Disable => "disable",
-            TlsMode::Require => "require",
-            TlsMode::VerifyFull => "verify-full",
-        }
-    }
-}
 
 /// Settings of the PostgreSQL coordination store.
 ///
@@ -52,7 +18,9 @@ impl TlsMode {
 /// its own variable; the URL is folded into the fields then (`url` is `None`). Built in code
 /// with `url` set, [`PgStore::open`](crate::PgStore::open) applies the URL over the fields.
 /// Durations are written as `"2s"`, `"500ms"`, `"1m"`. `Debug` shows the password as
-/// `<redacted>`.
+/// `<redacted>`. The keys are the ones every database store uses (`tls`, `tls_ca_file`,
+/// `statement_timeout`, `connect_timeout`, `pool_size`, and at most one of `password`,
+/// `password_env`, `password_file`); `ca_file` is accepted for `tls_ca_file`.
 #[derive(Clone, Deserialize)]
 #[serde(try_from = "RawPgSettings")]
 pub struct PgSettings {
@@ -65,16 +33,22 @@ pub struct PgSettings {
     pub port: u16,
     /// Role to log in as. Default `postgres`.
     pub user: String,
-    /// Password, if the server asks for one.
-    pub password: Option<String>,
+    /// Password, if the server asks for one (at most one of `password`, `password_env`,
+    /// `password_file`).
+    pub password: Option<Secret>,
+    /// Name of an environment variable that holds the password, read at connect.
+    pub password_env: Option<String>,
+    /// File whose content (trailing newline removed) is the password, read at connect.
+    pub password_file: Option<PathBuf>,
     /// Database. Default `postgres`.
     pub database: String,
     /// Schema holding the tables (`search_path`); default: the role's default search path.
     pub schema: Option<String>,
     /// Encryption. Default `disable`.
     pub tls: TlsMode,
-    /// PEM file of the certificate authorities trusted for `verify-full`.
-    pub ca_file: Option<PathBuf>,
+    /// PEM file of the certificate authorities the server's certificate must chain to
+    /// (required by `verify-full`; with `require`, it makes the link verified too).
+    pub tls_ca_file: Option<PathBuf>,
     /// Server-side limit of every statement (the client gives up shortly after). Default 2 s.
     pub statement_timeout: Duration,
     /// Limit for opening a connection or waiting for a free one. Default 5 s.
@@ -91,10 +65,12 @@ impl Default for PgSettings {
             port: 5432,
             user: "postgres".to_owned(),
             password: None,
+            password_env: None,
+            password_file: None,
             database: "postgres".to_owned(),
             schema: None,
             tls: TlsMode::Disable,
-            ca_file: None,
+            tls_ca_file: None,
             statement_timeout: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(5),
             pool_size: 4,
@@ -109,11 +85,13 @@ impl fmt::Debug for PgSettings {
             .field("host", &self.host)
             .field("port", &self.port)
             .field("user", &self.user)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("password", &self.password)
+            .field("password_env", &self.password_env)
+            .field("password_file", &self.password_file)
             .field("database", &self.database)
             .field("schema", &self.schema)
             .field("tls", &self.tls)
-            .field("ca_file", &self.ca_file)
+            .field("tls_ca_file", &self.tls_ca_file)
             .field("statement_timeout", &self.statement_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("pool_size", &self.pool_size)
@@ -185,10 +163,35 @@ impl PgSettings {
         if let Some(schema) = &self.schema {
             check_schema_name(schema)?;
         }
-        if self.tls == TlsMode::VerifyFull && self.ca_file.is_none() {
-            return Err(settings_error("tls verify-full needs ca_file"));
-        }
+        self.tls
+            .check(self.tls_ca_file.as_deref())
+            .map_err(settings_error)?;
+        self.password_source()?;
         Ok(())
+    }
+
+    fn password_source(&self) -> Result<Option<PasswordSource>, StoreError> {
+        PasswordSource::from_keys(
+            self.password.as_ref(),
+            self.password_env.as_deref(),
+            self.password_file.as_deref(),
+        )
+        .map_err(settings_error)
+    }
+
+    /// The password from whichever of the three keys is set (reading the variable or the
+    /// file now), `None` when none is.
+    pub(crate) fn resolve_password(&self) -> Result<Option<Secret>, StoreError> {
+        self.password_source()?
+            .map(|source| {
+                source
+                    .resolve(
+                        |var| std::env::var(var).ok(),
+                        |path| std::fs::read_to_string(path),
+                    )
+                    .map_err(settings_error)
+            })
+            .transpose()
     }
 
     fn apply_url(&mut self, url: &str) -> Result<(), StoreError> {
@@ -206,7 +209,7 @@ impl PgSettings {
             self.user = decode(parsed.username(), "user")?;
         }
         if let Some(p) = parsed.password() {
-            self.password = Some(decode(p, "password")?);
+            self.password = Some(Secret::new(decode(p, "password")?));
         }
         match parsed.host() {
             Some(Host::Domain(host)) if !host.is_empty() => self.host = decode(host, "host")?,
@@ -237,14 +240,15 @@ impl PgSettings {
 
     fn apply_param(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
         match key {
-            "sslmode" => {
+            "sslmode" | "tls" => {
                 self.tls = TlsMode::parse(value).ok_or_else(|| {
                     settings_error(format!(
-                        "url sslmode `{value}` is not one of disable, require, verify-full"
+                        "url {key} `{value}` is not one of {}",
+                        TlsMode::WORDS
                     ))
                 })?
             }
-            "sslrootcert" => self.ca_file = Some(PathBuf::from(value)),
+            "sslrootcert" | "tls_ca_file" => self.tls_ca_file = Some(PathBuf::from(value)),
             "schema" => self.schema = Some(value.to_owned()),
             "statement_timeout" => self.statement_timeout = parse_duration(value, key)?,
             "connect_timeout" => self.connect_timeout = parse_duration(value, key)?,
@@ -271,11 +275,14 @@ struct RawPgSettings {
     host: Option<String>,
     port: Option<u16>,
     user: Option<String>,
-    password: Option<String>,
+    password: Option<Secret>,
+    password_env: Option<String>,
+    password_file: Option<PathBuf>,
     database: Option<String>,
     schema: Option<String>,
     tls: Option<TlsMode>,
-    ca_file: Option<PathBuf>,
+    #[serde(alias = "ca_file")]
+    tls_ca_file: Option<PathBuf>,
     #[serde(default, with = "humantime_serde")]
     statement_timeout: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
@@ -299,16 +306,19 @@ impl TryFrom<RawPgSettings> for PgSettings {
         set(&mut s.host, raw.host);
         set(&mut s.port, raw.port);
         set(&mut s.user, raw.user);
-        if raw.password.is_some() {
+        // A password key written in the table replaces the URL's password.
+        if raw.password.is_some() || raw.password_env.is_some() || raw.password_file.is_some() {
             s.password = raw.password;
+            s.password_env = raw.password_env;
+            s.password_file = raw.password_file;
         }
         set(&mut s.database, raw.database);
         if raw.schema.is_some() {
             s.schema = raw.schema;
         }
         set(&mut s.tls, raw.tls);
-        if raw.ca_file.is_some() {
-            s.ca_file = raw.ca_file;
+        if raw.tls_ca_file.is_some() {
+            s.tls_ca_file = raw.tls_ca_file;
         }
         set(&mut s.statement_timeout, raw.statement_timeout);
         set(&mut s.connect_timeout, raw.connect_timeout);
@@ -383,7 +393,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.user, "app");
-        assert_eq!(s.password.as_deref(), Some("s:cret"));
+        assert_eq!(s.password.as_ref().map(Secret::expose), Some("s:cret"));
         assert_eq!((s.host.as_str(), s.port), ("db.example", 6543));
         assert_eq!(s.database, "coord");
         assert_eq!(s.tls, TlsMode::Require);
@@ -396,7 +406,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!((s.host.as_str(), s.port), ("::1", 6000));
-        assert_eq!(s.password.as_deref(), Some("p@ss"));
+        assert_eq!(s.password.as_ref().map(Secret::expose), Some("p@ss"));
         assert_eq!(s.statement_timeout, Duration::from_millis(3333));
         assert_eq!(s.connect_timeout, Duration::from_secs(7 * 86_400));
         assert_eq!(encode("p@ss wörd-._~"), "p%40ss%20w%C3%B6rd-._~");
@@ -443,6 +453,56 @@ mod tests {
                 .to_string()
                 .contains("schema")
         );
+    }
+
+    #[test]
+    fn the_shared_vocabulary_and_the_old_spelling() {
+        let s: PgSettings = serde_json::from_str(
+            r#"{"tls": "require", "ca_file": "/etc/ca.pem", "password_env": "PGPASSWORD"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            s.tls_ca_file.as_deref(),
+            Some(std::path::Path::new("/etc/ca.pem"))
+        );
+        assert_eq!(s.password_env.as_deref(), Some("PGPASSWORD"));
+        s.validate().unwrap();
+        let s: PgSettings =
+            serde_json::from_str(r#"{"tls": "verify_identity", "tls_ca_file": "/ca.pem"}"#)
+                .unwrap();
+        assert_eq!(s.tls, TlsMode::VerifyFull);
+        // A password key in the table replaces the URL's password.
+        let s: PgSettings = serde_json::from_str(
+            r#"{"url": "postgres://u:inline@h/d", "password_file": "/run/pw"}"#,
+        )
+        .unwrap();
+        assert_eq!((s.password.as_ref(), s.validate()), (None, Ok(())));
+        let both = PgSettings {
+            password: Some("p".into()),
+            password_env: Some("X".into()),
+            ..PgSettings::default()
+        };
+        let err = both.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("at most one of password, password_env"),
+            "{err}"
+        );
+        let unset = PgSettings {
+            password_env: Some("COORD_PG_TEST_SURELY_UNSET".into()),
+            ..PgSettings::default()
+        };
+        let err = unset.resolve_password().unwrap_err().to_string();
+        assert!(
+            err.contains("`COORD_PG_TEST_SURELY_UNSET` is not set"),
+            "{err}"
+        );
+        let err = PgSettings {
+            tls: TlsMode::VerifyFull,
+            ..PgSettings::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(err.to_string().contains("needs tls_ca_file"), "{err}");
     }
 
     #[test]
@@ -494,7 +554,7 @@ mod tests {
             (r.user.as_str(), r.host.as_str(), r.port),
             ("x", "h2", 6000)
         );
-        assert_eq!(r.password.as_deref(), Some("right"));
+        assert_eq!(r.password.as_ref().map(Secret::expose), Some("right"));
         assert_eq!(r.tls, TlsMode::Require);
         let err = serde_json::from_str::<PgSettings>(r#"{"url": "mysql://x"}"#).unwrap_err();
         assert!(err.to_string().contains("postgres://"), "{err}");

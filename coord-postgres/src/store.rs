@@ -13,8 +13,9 @@ use tokio_postgres::{NoTls, Row};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::error::{self, Connection, RUN_MIGRATE};
-use crate::settings::{PgSettings, TlsMode, encode};
+use crate::settings::{PgSettings, encode};
 use crate::tls;
+use coord_core::TlsMode;
 
 /// How much longer than the server's `statement_timeout` the client waits for an answer
 /// before it gives the connection up (a server that is gone never sends the cancel).
@@ -31,6 +32,9 @@ pub struct PgStore {
 
 struct Inner {
     pool: Pool,
+    /// The password read at open (from `password`, `password_env` or `password_file`), for
+    /// the migrator's connection.
+    password: Option<coord_core::Secret>,
     settings: PgSettings,
     /// `postgres://host:port/database`, for messages (no credentials).
     target: String,
@@ -76,14 +80,15 @@ impl PgStore {
             .keepalives(true)
             .keepalives_idle(Duration::from_secs(10))
             .options(session_options(&settings));
-        if let Some(password) = &settings.password {
-            config.password(password);
+        let password = settings.resolve_password()?;
+        if let Some(password) = &password {
+            config.password(password.expose());
         }
         let manager_config = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         };
-        let tls =
-            tls::client_config(settings.tls, settings.ca_file.as_deref()).map_err(|e| match e {
+        let tls = tls::client_config(settings.tls, settings.tls_ca_file.as_deref()).map_err(
+            |e| match e {
                 StoreError::Connect {
                     cause, transient, ..
                 } => StoreError::Connect {
@@ -92,7 +97,8 @@ impl PgStore {
                     transient,
                 },
                 other => other,
-            })?;
+            },
+        )?;
         let manager = match tls {
             None => {
                 config.ssl_mode(tokio_postgres::config::SslMode::Disable);
@@ -118,6 +124,7 @@ impl PgStore {
         Ok(PgStore {
             inner: Arc::new(Inner {
                 pool,
+                password,
                 settings,
                 target,
                 round_trips: AtomicU64::new(0),
@@ -245,8 +252,8 @@ impl PgStore {
 
     fn migrator_url(&self) -> String {
         let s = &self.inner.settings;
-        let credentials = match &s.password {
-            Some(p) => format!("{}:{}", encode(&s.user), encode(p)),
+        let credentials = match &self.inner.password {
+            Some(p) => format!("{}:{}", encode(&s.user), encode(p.expose())),
             None => encode(&s.user),
         };
         let host = if s.host.contains(':') {
@@ -254,14 +261,19 @@ impl PgStore {
         } else {
             s.host.clone()
         };
+        // A CA file that is given is used, with `require` too (see `tls.rs`).
+        let mode = match (s.tls, &s.tls_ca_file) {
+            (TlsMode::Require, Some(_)) => TlsMode::VerifyFull,
+            (mode, _) => mode,
+        };
         let mut url = format!(
             "postgres://{credentials}@{host}:{}/{}?sslmode={}",
             s.port,
             encode(&s.database),
-            s.tls.as_str()
+            mode.as_str()
         );
-        if s.tls == TlsMode::VerifyFull
-            && let Some(ca) = &s.ca_file
+        if mode == TlsMode::VerifyFull
+            && let Some(ca) = &s.tls_ca_file
         {
             url.push_str(&format!("&sslrootcert={}", encode(&ca.to_string_lossy())));
         }

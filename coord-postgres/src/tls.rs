@@ -1,5 +1,6 @@
-//! rustls client configurations for `require` (encrypted, certificate not checked, as libpq)
-//! and `verify-full` (chain to the configured CA, name checked).
+//! rustls client configurations for `require` without a CA file (encrypted, certificate not
+//! checked, as libpq) and for `verify-full`, or `require` with `tls_ca_file` (chain to the
+//! configured CA, name checked: a CA file that is given is never ignored).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-use crate::settings::TlsMode;
+use coord_core::TlsMode;
 
 fn tls_error(cause: impl Into<String>) -> StoreError {
     StoreError::Connect {
@@ -24,15 +25,15 @@ fn tls_error(cause: impl Into<String>) -> StoreError {
 /// The client configuration for `mode`, or `None` for [`TlsMode::Disable`].
 pub(crate) fn client_config(
     mode: TlsMode,
-    ca_file: Option<&Path>,
+    tls_ca_file: Option<&Path>,
 ) -> Result<Option<ClientConfig>, StoreError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| tls_error(e.to_string()))?;
-    match mode {
-        TlsMode::Disable => Ok(None),
-        TlsMode::Require => Ok(Some(
+    match (mode, tls_ca_file) {
+        (TlsMode::Disable, _) => Ok(None),
+        (TlsMode::Require, None) => Ok(Some(
             builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(EncryptOnly {
@@ -40,21 +41,21 @@ pub(crate) fn client_config(
                 }))
                 .with_no_client_auth(),
         )),
-        TlsMode::VerifyFull => {
-            let path = ca_file.ok_or_else(|| tls_error("verify-full needs ca_file"))?;
+        (_, ca_file) => {
+            let path = ca_file.ok_or_else(|| tls_error("verify-full needs tls_ca_file"))?;
             let mut roots = RootCertStore::empty();
             let certs = CertificateDer::pem_file_iter(path)
-                .map_err(|e| tls_error(format!("ca_file {}: {e}", path.display())))?;
+                .map_err(|e| tls_error(format!("tls_ca_file {}: {e}", path.display())))?;
             for cert in certs {
                 let cert =
-                    cert.map_err(|e| tls_error(format!("ca_file {}: {e}", path.display())))?;
+                    cert.map_err(|e| tls_error(format!("tls_ca_file {}: {e}", path.display())))?;
                 roots
                     .add(cert)
-                    .map_err(|e| tls_error(format!("ca_file {}: {e}", path.display())))?;
+                    .map_err(|e| tls_error(format!("tls_ca_file {}: {e}", path.display())))?;
             }
             if roots.is_empty() {
                 return Err(tls_error(format!(
-                    "ca_file {}: no certificate found",
+                    "tls_ca_file {}: no certificate found",
                     path.display()
                 )));
             }

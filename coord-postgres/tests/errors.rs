@@ -293,7 +293,7 @@ async fn tls_require_and_verify_full() {
         let verified = PgSettings {
             host: host.into(),
             tls: TlsMode::VerifyFull,
-            ca_file: Some(ca("ca.pem")),
+            tls_ca_file: Some(ca("ca.pem")),
             ..settings(&schema)
         };
         if host == "localhost" {
@@ -314,7 +314,19 @@ async fn tls_require_and_verify_full() {
     // verify-full against a CA that did not sign the server's certificate: refused.
     let (err, _) = connect_err(PgSettings {
         tls: TlsMode::VerifyFull,
-        ca_file: Some(ca("server.pem")),
+        tls_ca_file: Some(ca("server.pem")),
+        ..settings(&schema)
+    })
+    .await;
+    assert!(
+        err.to_string().to_lowercase().contains("certificate"),
+        "{err}"
+    );
+
+    // require with a CA file: the CA is used (as on MySQL), so the wrong one is refused too.
+    let (err, _) = connect_err(PgSettings {
+        tls: TlsMode::Require,
+        tls_ca_file: Some(ca("server.pem")),
         ..settings(&schema)
     })
     .await;
@@ -332,7 +344,7 @@ async fn tls_require_and_verify_full() {
     assert!(err.to_string().contains("ca_file"), "{err}");
     let err = PgStore::open(PgSettings {
         tls: TlsMode::VerifyFull,
-        ca_file: Some("/nonexistent/ca.pem".into()),
+        tls_ca_file: Some("/nonexistent/ca.pem".into()),
         ..settings(&schema)
     })
     .unwrap_err();

@@ -19,23 +19,24 @@
 use std::collections::HashMap;
 
 use coord_core::{
-    ClaimOutcome, Fence, FileVersion, GroupId, LedgerRecord, LedgerState, LedgerUpdate, StoreError,
+    ClaimOutcome, Fence, FileVersion, GroupId, LedgerRecord, LedgerState, LedgerUpdate,
+    SkippedRows, StoreError, StoredLedgerRow,
 };
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
-use crate::coordination::{incarnation_to_sql, term_from_sql, term_to_sql};
+use crate::coordination::{incarnation_to_sql, term_to_sql};
 use crate::sql;
 use crate::store::{Leftover, SqliteStore};
 
 /// Most versions in one claim or record call.
-pub(crate) const CHUNK_VERSIONS: usize = 500;
+pub(crate) const CHUNK_VERSIONS: usize = coord_core::LEDGER_CHUNK_VERSIONS;
 
 /// Rows per page of a ledger load.
-pub(crate) const LOAD_PAGE_ROWS: usize = 5000;
+pub(crate) const LOAD_PAGE_ROWS: usize = coord_core::LEDGER_PAGE_ROWS;
 
 /// Longest path the ledger stores, in bytes (the shared schema's limit).
-const MAX_PATH_LEN: usize = 4096;
+const MAX_PATH_LEN: usize = coord_core::LEDGER_MAX_PATH_BYTES;
 
 /// A version as bound to SQL: the hash keys the row (MySQL cannot index a long path).
 struct Key<'a> {
@@ -77,18 +78,14 @@ fn key<'a>(
 
 /// Every row of the group, in pages of [`LOAD_PAGE_ROWS`] (each page one call under its
 /// own statement timeout), in primary-key order. The pages are separate reads: only the
-/// fenced leader writes the group's rows, and it loads before it writes.
+/// fenced leader writes the group's rows, and it loads before it writes. A row that cannot be
+/// decoded is skipped, counted and logged (see [`coord_core::StoredLedgerRow`]).
 pub(crate) async fn load(
     store: &SqliteStore,
     group: &GroupId,
 ) -> Result<Vec<LedgerRecord>, StoreError> {
-    let bad = |cause: String| StoreError::Rejected {
-        operation: "load ledger",
-        group: group.to_string(),
-        cause,
-    };
-    let decode = |e: sqlx::Error| bad(e.to_string());
     let mut records = Vec::new();
+    let mut skipped = SkippedRows::default();
     let mut after: (String, i64, i64) = (String::new(), i64::MIN, i64::MIN);
     loop {
         let rows = store
@@ -111,28 +108,42 @@ pub(crate) async fn load(
             .await?;
         let full = rows.len() >= LOAD_PAGE_ROWS;
         for row in &rows {
-            let state: String = row.try_get(3).map_err(decode)?;
-            let size: i64 = row.try_get(1).map_err(decode)?;
-            let mtime_ms: i64 = row.try_get(2).map_err(decode)?;
-            let attempts: i64 = row.try_get(5).map_err(decode)?;
-            records.push(LedgerRecord {
-                version: FileVersion {
-                    path: row.try_get(0).map_err(decode)?,
-                    size: u64::try_from(size).map_err(|_| bad(format!("negative size {size}")))?,
-                    mtime_ms,
-                },
-                state: LedgerState::parse(&state)
-                    .ok_or_else(|| bad(format!("unknown ledger state `{state}`")))?,
-                term: term_from_sql(row.try_get(4).map_err(decode)?),
-                attempts: u32::try_from(attempts).unwrap_or(0),
-                last_error: row.try_get(6).map_err(decode)?,
-            });
-            after = (row.try_get(7).map_err(decode)?, size, mtime_ms);
+            // The key first: it moves the page on even when the rest cannot be read.
+            let key = row_key(row).map_err(|e| StoreError::Rejected {
+                operation: "load ledger",
+                group: group.to_string(),
+                cause: format!("processed_file: a row's primary key cannot be read: {e}"),
+            })?;
+            skipped.decode_into(&mut records, (&key.0, key.1, key.2), stored_row(row));
+            after = key;
         }
         if !full {
-            return Ok(records);
+            break;
         }
     }
+    if let Some(message) = skipped.message(group.as_str()) {
+        tracing::warn!(group = group.as_str(), skipped = skipped.count, "{message}");
+    }
+    Ok(records)
+}
+
+fn row_key(row: &sqlx::sqlite::SqliteRow) -> Result<(String, i64, i64), sqlx::Error> {
+    Ok((row.try_get(7)?, row.try_get(1)?, row.try_get(2)?))
+}
+
+/// The columns of a `LOAD_LEDGER_PAGE` row (text columns read as their bytes), without
+/// trusting their contents.
+fn stored_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredLedgerRow, String> {
+    let column = |i: usize| move |e: sqlx::Error| format!("column {i}: {e}");
+    Ok(StoredLedgerRow {
+        path: row.try_get(0).map_err(column(0))?,
+        size: row.try_get(1).map_err(column(1))?,
+        mtime_ms: row.try_get(2).map_err(column(2))?,
+        state: row.try_get(3).map_err(column(3))?,
+        term: row.try_get(4).map_err(column(4))?,
+        attempts: row.try_get(5).map_err(column(5))?,
+        last_error: row.try_get(6).map_err(column(6))?,
+    })
 }
 
 /// The JSON element of a batch (see `sql.rs`).
@@ -147,30 +158,6 @@ fn element(k: &Key<'_>) -> serde_json::Map<String, serde_json::Value> {
 
 fn batch(elements: impl Iterator<Item = serde_json::Map<String, serde_json::Value>>) -> String {
     serde_json::Value::Array(elements.map(serde_json::Value::Object).collect()).to_string()
-}
-
-/// The answer for a version whose ledger row was `prior` before the claim.
-fn answer(prior: Option<(String, i64)>) -> ClaimOutcome {
-    let Some((state, attempts)) = prior else {
-        return ClaimOutcome::Claimed {
-            attempt: 1,
-            redelivery: false,
-        };
-    };
-    let attempt = u32::try_from(attempts).unwrap_or(0).saturating_add(1);
-    match LedgerState::parse(&state) {
-        Some(LedgerState::Claimed) => ClaimOutcome::Claimed {
-            attempt,
-            redelivery: true,
-        },
-        Some(LedgerState::Failed) => ClaimOutcome::Claimed {
-            attempt,
-            redelivery: false,
-        },
-        // Settled (handled, done, error), or a state this build does not know (the claim
-        // statement leaves such rows alone too): never dispatch it.
-        _ => ClaimOutcome::Settled,
-    }
 }
 
 /// The fence's values, bound to ?1..?4 of every ledger batch.
@@ -264,7 +251,9 @@ pub(crate) async fn claim(
                 *slot = Some((state, attempts));
             }
         }
-        answers.extend(found.into_iter().map(answer));
+        answers.extend(found.iter().map(|prior| {
+            coord_core::claim_answer(prior.as_ref().map(|(state, n)| (state.as_str(), *n)))
+        }));
     }
     Ok(slots.into_iter().map(|i| answers[i].clone()).collect())
 }

@@ -8,13 +8,15 @@ use serde::Deserialize;
 
 const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(1);
 const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(2);
-const DEFAULT_POOL_SIZE: u32 = 4;
+const DEFAULT_POOL_SIZE: usize = 4;
 
 /// Where the SQLite database is and how the store uses it. SQLite has no credentials, so
 /// nothing here is secret and `Debug` shows every field.
 ///
 /// In configuration (TOML, environment) durations are human strings (humantime's syntax):
-/// `"500ms"`, `"2s"`, `"1.5s"`, `"1m"`, `"3s 333ms"`.
+/// `"500ms"`, `"2s"`, `"1.5s"`, `"1m"`, `"3s 333ms"`. The keys it shares with the other
+/// database stores are spelled as theirs (`statement_timeout`, `pool_size`); it has no
+/// network, so no `tls`, `connect_timeout` or password keys.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SqliteSettings {
@@ -32,7 +34,7 @@ pub struct SqliteSettings {
     pub statement_timeout: Duration,
     /// Connections in this process's pool (writers serialise on the file lock anyway).
     #[serde(default = "default_pool_size")]
-    pub pool_size: u32,
+    pub pool_size: usize,
     /// Create the file and apply pending migrations when connecting (opt-in; otherwise a
     /// missing or old schema is refused with a message saying to run `ftp-listener migrate`).
     #[serde(default)]
@@ -47,7 +49,7 @@ fn default_statement_timeout() -> Duration {
     DEFAULT_STATEMENT_TIMEOUT
 }
 
-fn default_pool_size() -> u32 {
+fn default_pool_size() -> usize {
     DEFAULT_POOL_SIZE
 }
 

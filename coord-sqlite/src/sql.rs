@@ -15,8 +15,9 @@ macro_rules! now_ms {
 /// The tick (DESIGN §4), one call into the engine: ?1 group, ?2 member, ?3 incarnation,
 /// ?4 liveness timeout in ms.
 ///
-/// 1. Upsert the heartbeat unless the row carries another incarnation (or none, from the
-///    seed schema) and is not older than the liveness timeout.
+/// 1. Upsert the heartbeat unless the row carries another incarnation and is not older than
+///    the liveness timeout. A seed-era row (no incarnation) is never live: it was written by
+///    a process that predates incarnations, with a timestamp this build cannot judge.
 /// 2. Renew the lease if this member *and* incarnation hold an unreleased token and step 1
 ///    wrote (the row now carries this incarnation).
 /// 3. Read the own row's incarnation, the term, the holder and its lease age.
@@ -28,7 +29,7 @@ pub(crate) const HEARTBEAT: &str = concat!(
     ", ?3) ",
     "ON CONFLICT (task_id, group_id) DO UPDATE ",
     "SET last_heartbeat = excluded.last_heartbeat, incarnation = excluded.incarnation ",
-    "WHERE health_check.incarnation IS excluded.incarnation ",
+    "WHERE health_check.incarnation IS excluded.incarnation OR health_check.incarnation IS NULL ",
     "OR excluded.last_heartbeat - health_check.last_heartbeat > ?4;\n",
     "UPDATE token_holder SET renewed_at = ",
     now_ms!(),
@@ -67,11 +68,14 @@ pub(crate) const TAKE_OVER: &str = concat!(
 );
 
 /// Graceful stop, one call: ?1 group, ?2 member, ?3 incarnation, ?4 term. Clears the lease
-/// (the row and its term stay) if the fence holds; deletes the own heartbeat row.
+/// if the fence holds (the row keeps its holder, incarnation and term, as on the other
+/// stores: the last holder stays visible); deletes the own heartbeat row whether or not it
+/// did.
 pub(crate) const RELEASE: &str = concat!(
     "BEGIN IMMEDIATE;\n",
-    "UPDATE token_holder SET renewed_at = NULL, incarnation = NULL ",
-    "WHERE group_id = ?1 AND task_id = ?2 AND incarnation = ?3 AND term = ?4;\n",
+    "UPDATE token_holder SET renewed_at = NULL ",
+    "WHERE group_id = ?1 AND task_id = ?2 AND incarnation = ?3 AND term = ?4 ",
+    "AND renewed_at IS NOT NULL;\n",
     "DELETE FROM health_check WHERE group_id = ?1 AND task_id = ?2 AND incarnation = ?3;\n",
     "COMMIT;",
 );
@@ -115,8 +119,12 @@ macro_rules! fence {
 /// One page of the group's ledger in primary-key order, after the key (?2 path hash, ?3
 /// size, ?4 mtime) of the previous page's last row: ?1 group, ?5 page size. The first page
 /// starts after `('', i64::MIN, i64::MIN)`, below every key.
-pub(crate) const LOAD_LEDGER_PAGE: &str = "SELECT path, size, mtime_ms, state, term, attempts, \
-     last_error, path_hash FROM processed_file WHERE group_id = ?1 \
+///
+/// The text columns are read as their bytes (`CAST(... AS BLOB)`): SQLite stores whatever it
+/// is given, and a path that is not UTF-8 must reach the decoder, not fail the driver.
+pub(crate) const LOAD_LEDGER_PAGE: &str = "SELECT CAST(path AS BLOB), size, mtime_ms, \
+     CAST(state AS BLOB), term, attempts, CAST(last_error AS BLOB), path_hash \
+     FROM processed_file WHERE group_id = ?1 \
      AND (path_hash, size, mtime_ms) > (?2, ?3, ?4) \
      ORDER BY path_hash, size, mtime_ms LIMIT ?5";
 

@@ -139,7 +139,7 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(settings.effective_busy_timeout());
         let pool = SqlitePoolOptions::new()
-            .max_connections(settings.pool_size)
+            .max_connections(u32::try_from(settings.pool_size).unwrap_or(u32::MAX))
             .min_connections(0)
             .acquire_timeout(settings.statement_timeout)
             .test_before_acquire(false)

@@ -123,10 +123,7 @@ async fn an_older_schema_names_both_versions() {
         panic!("{err:?}")
     };
     assert!(text.contains("schema version 1"), "{text}");
-    let required = format!(
-        "version {} is required",
-        coord_sqlite::SQLITE_SCHEMA_VERSION
-    );
+    let required = format!("version {} is required", migrations::SQLITE_SCHEMA_VERSION);
     assert!(text.contains(&required), "{text}");
     assert!(text.contains("ftp-listener migrate"), "{text}");
 }

@@ -231,19 +231,34 @@ async fn a_bad_update_in_a_batch_applies_nothing() {
 }
 
 #[tokio::test]
-async fn an_unknown_state_in_the_database_is_a_clear_error() {
+#[tracing_test::traced_test]
+async fn an_unknown_state_in_the_database_is_skipped_counted_and_logged() {
     let db = TempDb::migrated().await;
     let store = db.store().await;
     let (g, a) = (group("corrupt"), member("a"));
     store.take_over(&take(&g, &a, 1, 0)).await.unwrap();
-    let v = version("/in/x", 1);
-    store.claim(&fence(&g, &a, 1, 1), &[v]).await.unwrap();
+    let f = fence(&g, &a, 1, 1);
+    store
+        .claim(&f, &[version("/in/x", 1), version("/in/y", 1)])
+        .await
+        .unwrap();
     let mut conn = db.raw().await;
-    exec(&mut conn, "UPDATE processed_file SET state = 'weird'").await;
-    let err = store.load_ledger(&g).await.unwrap_err();
-    assert!(
-        err.to_string().contains("unknown ledger state `weird`"),
-        "{err}"
+    exec(
+        &mut conn,
+        "UPDATE processed_file SET state = 'weird' WHERE path = '/in/x'",
+    )
+    .await;
+    let loaded = store.load_ledger(&g).await.unwrap();
+    let paths: Vec<&str> = loaded.iter().map(|r| r.version.path.as_str()).collect();
+    assert_eq!(paths, ["/in/y"]);
+    assert!(logs_contain(
+        "skipped 1 undecodable processed_file row (left in place"
+    ));
+    assert!(logs_contain("unknown state \"weird\""));
+    // The row is still there, and the claim statement settles its version.
+    assert_eq!(
+        store.claim(&f, &[version("/in/x", 1)]).await.unwrap(),
+        [ClaimOutcome::Settled]
     );
 }
 

@@ -90,7 +90,7 @@ fn the_seed_record_maps_onto_our_keys() {
                 pg.host.as_str(),
                 pg.port,
                 pg.user.as_str(),
-                pg.password.as_deref(),
+                pg.password.as_ref().map(coord_core::Secret::expose),
                 pg.database.as_str()
             ),
             (

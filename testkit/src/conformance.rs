@@ -5,6 +5,10 @@
 //! (each returned store stands for one process). Each case uses its own group name, unique per
 //! run, so runs against a shared database do not collide. Liveness is judged by the store's
 //! clock, so the cases that need a lease to age wait for real (a few hundred milliseconds).
+//!
+//! The SQL stores also run [`run_raw`], with a [`RawRows`] writer of their own that puts rows
+//! behind the store's back (as the seeds' processes, an operator or a newer build would):
+//! seed-era rows and ledger rows that cannot be decoded get the same answer from every store.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use coord_core::{
     ClaimOutcome, CoordinationStore, Fence, FileVersion, GroupId, GroupView, HeartbeatRequest,
     Incarnation, LedgerState, LedgerUpdate, MemberId, Observation, OwnRow, StoreError,
-    TakeoverOutcome, TakeoverRequest, Term,
+    StoredLedgerRow, TakeoverOutcome, TakeoverRequest, Term,
 };
 
 /// The liveness timeout the cases use.
@@ -31,6 +35,7 @@ where
     takeover_is_conditional_on_term_and_liveness(&connect).await;
     stale_holder_is_taken_over_and_fenced(&connect).await;
     release_hands_over_at_once(&connect).await;
+    release_of_a_token_not_held_changes_nothing_else(&connect).await;
     same_member_second_incarnation_is_held_off(&connect).await;
     takeover_race_has_one_winner_per_term(&connect).await;
     ledger_claims_records_and_loads(&connect).await;
@@ -289,6 +294,67 @@ where
         members.iter().all(|m| m.member != member("a")),
         "release: the stopped member's heartbeat row is gone: {members:?}"
     );
+}
+
+/// A release with a fence that does not hold (another member's, another incarnation's, an old
+/// term's, or one already released) is not an error and leaves the token where it is; it
+/// still deletes the releasing incarnation's own heartbeat row, and only that one.
+pub async fn release_of_a_token_not_held_changes_nothing_else<S, F, Fut>(connect: &F)
+where
+    S: CoordinationStore,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    let store = connect().await;
+    let group = unique_group("release-not-held");
+    heartbeat(&store, &hb(&group, "a", 1)).await;
+    heartbeat(&store, &hb(&group, "b", 2)).await;
+    assert_eq!(
+        store.take_over(&takeover(&group, "a", 1, Term(0))).await,
+        Ok(TakeoverOutcome::Won(Term(1)))
+    );
+    for (who, not_held) in [
+        ("a standby", fence(&group, "b", 2, Term(1))),
+        ("another incarnation", fence(&group, "a", 9, Term(1))),
+        ("a later term", fence(&group, "a", 1, Term(2))),
+        ("an earlier term", fence(&group, "a", 1, Term(0))),
+    ] {
+        store
+            .release(&not_held)
+            .await
+            .unwrap_or_else(|e| panic!("release-not-held: {who}: {e}"));
+        let obs = heartbeat(&store, &hb(&group, "a", 1)).await;
+        assert!(
+            obs.holder_is(&member("a"), Incarnation(1)) && obs.term == Term(1),
+            "release-not-held: {who} took the token away: {obs:?}"
+        );
+    }
+    let members = store.members(&group).await.unwrap();
+    let names: Vec<&str> = members.iter().map(|m| m.member.as_str()).collect();
+    assert_eq!(
+        names,
+        ["a"],
+        "release-not-held: b's row goes with its release, a's stays: {members:?}"
+    );
+    assert_eq!(members[0].incarnation, Incarnation(1));
+    // The holder's own release works, once; a second one changes nothing.
+    store
+        .release(&fence(&group, "a", 1, Term(1)))
+        .await
+        .unwrap();
+    store
+        .release(&fence(&group, "a", 1, Term(1)))
+        .await
+        .unwrap();
+    let view = observe(&store, &group).await;
+    assert_eq!(
+        (view.term, view.holder, view.members.len()),
+        (Term(1), None, 0),
+        "release-not-held: after the holder's release"
+    );
+    // Its heartbeat does not revive the lease.
+    let obs = heartbeat(&store, &hb(&group, "a", 1)).await;
+    assert_eq!((obs.term, obs.holder), (Term(1), None));
 }
 
 /// A second live process with the same member ID is held off; once the first is silent past
@@ -740,4 +806,174 @@ where
     let released = observe(&store, &group).await;
     assert_eq!((released.term, released.holder), (Term(2), None));
     assert_eq!(released.members.len(), 2, "observe: {:?}", released.members);
+}
+
+/// Writes rows behind a store's back, as the seeds' processes, an operator or a newer build
+/// would. Each SQL store's tests implement it with a connection of their own.
+pub trait RawRows {
+    /// A `token_holder` row as the seeds write it: `group_id`, `task_id`, `term`, nothing
+    /// else (no incarnation, no lease).
+    fn seed_holder(&self, group: &GroupId, task_id: &str, term: i64) -> impl Future<Output = ()>;
+
+    /// A `health_check` row as the seeds write it: no incarnation, `last_heartbeat` now by
+    /// the database's clock.
+    fn seed_heartbeat(&self, group: &GroupId, task_id: &str) -> impl Future<Output = ()>;
+
+    /// A `processed_file` row with these values as they are (`path_hash` the lowercase hex
+    /// SHA-256 of the path's bytes, `updated_at` now). Returns false, writing nothing, when
+    /// the database cannot hold such a row at all (PostgreSQL and MySQL text never holds a
+    /// path that is not UTF-8).
+    fn ledger_row(&self, group: &GroupId, row: &StoredLedgerRow) -> impl Future<Output = bool>;
+}
+
+/// Runs the cases that need rows written behind the store's back; panics naming the case.
+pub async fn run_raw<S, F, Fut, R>(connect: F, raw: &R)
+where
+    S: CoordinationStore,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+    R: RawRows,
+{
+    seed_era_rows_are_released_and_never_live(&connect, raw).await;
+    undecodable_ledger_rows_are_skipped(&connect, raw).await;
+}
+
+/// Rows written by the seeds' processes (a database taken over in place): their holder
+/// counts as released (a member takes over at once, the term carries on), and a heartbeat row
+/// without incarnation is never live, not even with a fresh timestamp: the seeds wrote it with
+/// a clock and time zone this build cannot judge, and with no incarnation it cannot be told
+/// from a process of ours that died. Such rows are listed by `members` and `observe` with
+/// `Incarnation(0)`.
+pub async fn seed_era_rows_are_released_and_never_live<S, F, Fut, R>(connect: &F, raw: &R)
+where
+    S: CoordinationStore,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+    R: RawRows,
+{
+    let store = connect().await;
+    let group = unique_group("seed");
+    raw.seed_holder(&group, "old-node", 1).await;
+    raw.seed_heartbeat(&group, "old-node").await;
+    raw.seed_heartbeat(&group, "a").await;
+    let view = observe(&store, &group).await;
+    assert_eq!(
+        (view.term, view.holder.clone()),
+        (Term(1), None),
+        "seed: {view:?}"
+    );
+    let seeds: Vec<(&str, Incarnation)> = view
+        .members
+        .iter()
+        .map(|m| (m.member.as_str(), m.incarnation))
+        .collect();
+    assert_eq!(
+        seeds,
+        [("a", Incarnation(0)), ("old-node", Incarnation(0))],
+        "seed: members"
+    );
+    let obs = heartbeat(&store, &hb(&group, "a", 7)).await;
+    assert_eq!(
+        obs.own_row,
+        OwnRow::Written,
+        "seed: a fresh heartbeat row without incarnation is not a live process"
+    );
+    assert_eq!((obs.term, obs.holder), (Term(1), None), "seed: holder");
+    assert_eq!(
+        store.take_over(&takeover(&group, "a", 7, Term(1))).await,
+        Ok(TakeoverOutcome::Won(Term(2))),
+        "seed: the seeds' holder counts as released"
+    );
+    let obs = heartbeat(&store, &hb(&group, "a", 7)).await;
+    assert!(obs.holder_is(&member("a"), Incarnation(7)), "seed: {obs:?}");
+    let members = store.members(&group).await.unwrap();
+    let rows: Vec<(&str, Incarnation)> = members
+        .iter()
+        .map(|m| (m.member.as_str(), m.incarnation))
+        .collect();
+    assert_eq!(
+        rows,
+        [("a", Incarnation(7)), ("old-node", Incarnation(0))],
+        "seed: members after the first tick"
+    );
+}
+
+/// Ledger rows that cannot be decoded (a state word this build does not know, a negative
+/// size, term or attempt count, a path that is not UTF-8) are skipped by `load_ledger`, which
+/// still returns every good row, never an error and never a panic; they stay in the table,
+/// and a claim of the version a skipped row stands for is `Settled`, so it is not dispatched.
+pub async fn undecodable_ledger_rows_are_skipped<S, F, Fut, R>(connect: &F, raw: &R)
+where
+    S: CoordinationStore,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+    R: RawRows,
+{
+    let store = connect().await;
+    let group = unique_group("undecodable");
+    store
+        .take_over(&takeover(&group, "a", 1, Term(0)))
+        .await
+        .unwrap();
+    let f = fence(&group, "a", 1, Term(1));
+    let good = version("/in/good.csv", 3);
+    store
+        .record(
+            &f,
+            &[LedgerUpdate::Set {
+                version: good.clone(),
+                state: LedgerState::Done,
+                error: None,
+            }],
+        )
+        .await
+        .unwrap();
+    let row = |path: &[u8], size: i64, state: &str, term: i64, attempts: i64| StoredLedgerRow {
+        path: path.to_vec(),
+        size,
+        mtime_ms: good.mtime_ms,
+        state: state.as_bytes().to_vec(),
+        term,
+        attempts,
+        last_error: None,
+    };
+    let future_state = row(b"/in/future.csv", 4, "archived", 1, 1);
+    let mut written = Vec::new();
+    for (what, bad) in [
+        ("unknown state", future_state.clone()),
+        ("negative size", row(b"/in/minus.csv", -1, "done", 1, 1)),
+        ("negative term", row(b"/in/term.csv", 1, "done", -3, 1)),
+        (
+            "negative attempts",
+            row(b"/in/attempts.csv", 1, "failed", 1, -2),
+        ),
+        ("non-UTF-8 path", row(b"/in/\xff\xfe.csv", 1, "done", 1, 1)),
+    ] {
+        if raw.ledger_row(&group, &bad).await {
+            written.push(what);
+        }
+    }
+    assert!(
+        written.len() >= 3,
+        "undecodable: the database took only {written:?}"
+    );
+    let loaded = store
+        .load_ledger(&group)
+        .await
+        .unwrap_or_else(|e| panic!("undecodable: load failed on {written:?}: {e}"));
+    let paths: Vec<&str> = loaded.iter().map(|r| r.version.path.as_str()).collect();
+    assert_eq!(paths, ["/in/good.csv"], "undecodable: skipped {written:?}");
+    // The skipped rows stay, and the claim statement still settles the version a row
+    // in an unknown state stands for.
+    let future = FileVersion {
+        path: "/in/future.csv".into(),
+        size: 4,
+        mtime_ms: good.mtime_ms,
+    };
+    assert_eq!(
+        store.claim(&f, &[future, good]).await.unwrap(),
+        [ClaimOutcome::Settled, ClaimOutcome::Settled],
+        "undecodable: a row this build cannot read is never dispatched"
+    );
+    assert_eq!(store.load_ledger(&group).await.unwrap().len(), 1);
 }

@@ -16,12 +16,18 @@ pub fn settings_for(database: &str) -> MySqlSettings {
     MySqlSettings::from_url(&format!("mysql://root@{HOST}:{PORT}/{database}")).unwrap()
 }
 
-/// Settings for the shared database `test`.
-pub fn settings() -> MySqlSettings {
-    settings_for("test")
+/// The shared database the tests migrate and use: `test`, or `COORD_MYSQL_TEST_DB` (a
+/// database of one's own, when another branch has migrated `test` past this one).
+pub fn db() -> String {
+    std::env::var("COORD_MYSQL_TEST_DB").unwrap_or_else(|_| "test".to_owned())
 }
 
-/// A store on `test`, migrated (migrations are idempotent and locked, so every test may do
+/// Settings for the shared database ([`db`]).
+pub fn settings() -> MySqlSettings {
+    settings_for(&db())
+}
+
+/// A store on the shared database ([`db`]), migrated (migrations are idempotent and locked, so every test may do
 /// this concurrently).
 pub async fn store() -> MySqlStore {
     let mut s = settings();
