@@ -57,6 +57,9 @@ struct Shared {
     frozen: watch::Sender<bool>,
     /// Freeze as soon as the target next sends bytes (they are held, not delivered).
     freeze_on_reply: AtomicBool,
+    /// Bytes delivered to the target, and to the client, since the start.
+    bytes_to_target: AtomicU64,
+    bytes_to_client: AtomicU64,
     /// One-way delay towards the target, in nanoseconds.
     delay_to_target: AtomicU64,
     /// One-way delay towards the client, in nanoseconds.
@@ -70,6 +73,8 @@ impl Shared {
             accepted: AtomicU64::new(0),
             frozen: watch::Sender::new(false),
             freeze_on_reply: AtomicBool::new(false),
+            bytes_to_target: AtomicU64::new(0),
+            bytes_to_client: AtomicU64::new(0),
             delay_to_target: AtomicU64::new(0),
             delay_to_client: AtomicU64::new(0),
         }
@@ -154,6 +159,17 @@ impl TcpProxy {
             self.shared.delay(Direction::ToTarget),
             self.shared.delay(Direction::ToClient),
         )
+    }
+
+    /// Bytes delivered to the target since the start, over every connection (a test can
+    /// count what a client sends for one operation: read it before and after).
+    pub fn bytes_to_target(&self) -> u64 {
+        self.shared.bytes_to_target.load(Ordering::Relaxed)
+    }
+
+    /// Bytes delivered to the clients since the start, over every connection.
+    pub fn bytes_to_client(&self) -> u64 {
+        self.shared.bytes_to_client.load(Ordering::Relaxed)
     }
 
     /// True while the proxy accepts and forwards.
@@ -299,7 +315,7 @@ where
     let budget = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     tokio::join!(
         read_half(from, tx, budget, shared, direction),
-        write_half(rx, to, shared)
+        write_half(rx, to, shared, direction)
     );
 }
 
@@ -347,7 +363,12 @@ async fn write_half<W: AsyncWrite + Unpin>(
     mut rx: mpsc::UnboundedReceiver<Due>,
     mut to: W,
     shared: &Shared,
+    direction: Direction,
 ) {
+    let delivered = match direction {
+        Direction::ToTarget => &shared.bytes_to_target,
+        Direction::ToClient => &shared.bytes_to_client,
+    };
     let mut frozen = shared.frozen.subscribe();
     while let Some(due) = rx.recv().await {
         tokio::time::sleep_until(due.at).await;
@@ -358,6 +379,7 @@ async fn write_half<W: AsyncWrite + Unpin>(
         if to.write_all(&due.bytes).await.is_err() {
             return;
         }
+        delivered.fetch_add(due.bytes.len() as u64, Ordering::Relaxed);
     }
     // The read side ended (EOF or error) and everything before it was delivered.
     let _ = to.shutdown().await;
@@ -401,6 +423,7 @@ mod tests {
         let mut open = TcpStream::connect(proxy.addr()).await.unwrap();
         assert_eq!(round_trip(&mut open, b"hello").await.unwrap(), b"hello");
         assert_eq!(proxy.accepted(), 1);
+        assert_eq!((proxy.bytes_to_target(), proxy.bytes_to_client()), (5, 5));
         assert!(proxy.is_up());
 
         proxy.cut().await;
