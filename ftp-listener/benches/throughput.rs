@@ -1,0 +1,688 @@
+//! Throughput against a baseline measured in the same run (issue 11): one `ftp-listener`
+//! member on PostgreSQL drains a folder of small files, and downloads one large file to disk,
+//! from vsftpd (LIST), proftpd (MLSD) and OpenSSH's sftp, on loopback and with the database
+//! and the file server behind `testkit::TcpProxy` 10 ms away each way. The baseline is curl
+//! fetching the same files: for the small files `PARALLEL` curl processes, each over one
+//! reused connection (URL globbing), the listener running `max_in_flight = PARALLEL` over as
+//! many sessions; for the large file one curl to disk.
+//!
+//! ```text
+//! cargo bench -p ftp-listener --features postgres,ftp,sftp --bench throughput
+//! ```
+//!
+//! Needs the servers of `scripts/test.sh` (PostgreSQL 127.0.0.1:5432 db `test`, vsftpd 2121,
+//! proftpd 2122, sshd 2222) and curl. Environment (defaults in brackets):
+//! `BENCH_FILES` [2000] small files of `BENCH_FILE_KIB` [4] KiB; `BENCH_LARGE_MIB` [1024]
+//! (0 skips the large file); `BENCH_PARALLEL` [4]; `BENCH_DELAY_MS` [10] (0 skips the
+//! delayed runs); `BENCH_RUNS` [3]; `BENCH_SOURCES` [vsftpd,proftpd,sftp];
+//! `BENCH_LINKS` [loopback,delayed].
+//!
+//! Ours is timed from the first dispatch to the last file done (handler `download` to local
+//! disk, then the move to `.done` on the server and both ledger records): the listing and
+//! the stability wait are not in it. Peak RSS is the member's `VmHWM` (and curl's), sampled
+//! from /proc while it runs. FTP data connections go through proxies too: the client talks
+//! to 127.0.0.2, and every passive port of the server is proxied from 127.0.0.2 (EPSV names
+//! only the port).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use testkit::TcpProxy;
+
+const BIN: &str = env!("CARGO_BIN_EXE_ftp-listener");
+const POSTGRES: &str = "127.0.0.1:5432";
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn test_root() -> PathBuf {
+    PathBuf::from(std::env::var("TEST_ROOT").unwrap_or_else(|_| "/tmp/ha-listener-test".into()))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Server {
+    Vsftpd,
+    Proftpd,
+    Sftp,
+}
+
+impl Server {
+    fn name(self) -> &'static str {
+        match self {
+            Server::Vsftpd => "vsftpd",
+            Server::Proftpd => "proftpd",
+            Server::Sftp => "sftp",
+        }
+    }
+    fn port(self) -> u16 {
+        match self {
+            Server::Vsftpd => 2121,
+            Server::Proftpd => 2122,
+            Server::Sftp => 2222,
+        }
+    }
+    /// The passive port range of `scripts/setup/30-ftp.sh`.
+    fn passive(self) -> std::ops::RangeInclusive<u16> {
+        match self {
+            Server::Vsftpd => 30000..=30099,
+            Server::Proftpd => 30100..=30199,
+            Server::Sftp => 1..=0,
+        }
+    }
+    /// Where the served files are on disk, and the owner of new ones.
+    fn disk_root(self) -> (PathBuf, &'static str) {
+        match self {
+            Server::Vsftpd => (test_root().join("ftp/vsftpd"), "hatest"),
+            Server::Proftpd => (test_root().join("ftp/proftpd"), "hatest"),
+            Server::Sftp => (test_root().join("sftp/home"), "sftptest"),
+        }
+    }
+    /// The path of `rel` (under the disk root) as the protocol names it.
+    fn remote_path(self, rel: &str) -> String {
+        match self {
+            // The chrooted FTP user sees the served root as `/`.
+            Server::Vsftpd | Server::Proftpd => format!("/{rel}"),
+            Server::Sftp => self.disk_root().0.join(rel).display().to_string(),
+        }
+    }
+}
+
+/// How the member and curl reach the database and the server.
+struct Link {
+    name: String,
+    /// Host and port of the file server.
+    server: (String, u16),
+    /// `host:port` of PostgreSQL.
+    database: String,
+    _proxies: Vec<TcpProxy>,
+}
+
+async fn link(server: Server, delay: Option<Duration>) -> Link {
+    let Some(delay) = delay else {
+        return Link {
+            name: "loopback".into(),
+            server: ("127.0.0.1".into(), server.port()),
+            database: POSTGRES.into(),
+            _proxies: Vec::new(),
+        };
+    };
+    let mut proxies = Vec::new();
+    let start = |listen: SocketAddr, target: SocketAddr| async move {
+        let p = TcpProxy::start_on(listen, target)
+            .await
+            .unwrap_or_else(|e| panic!("proxy on {listen}: {e}"));
+        p.set_delay(delay, delay);
+        p
+    };
+    let db = start("127.0.0.1:0".parse().unwrap(), POSTGRES.parse().unwrap()).await;
+    let database = db.addr().to_string();
+    proxies.push(db);
+    let server_addr = match server {
+        Server::Sftp => {
+            let p = start(
+                "127.0.0.1:0".parse().unwrap(),
+                SocketAddr::from(([127, 0, 0, 1], server.port())),
+            )
+            .await;
+            let addr = ("127.0.0.1".to_string(), p.addr().port());
+            proxies.push(p);
+            addr
+        }
+        Server::Vsftpd | Server::Proftpd => {
+            for port in std::iter::once(server.port()).chain(server.passive()) {
+                proxies.push(
+                    start(
+                        SocketAddr::from(([127, 0, 0, 2], port)),
+                        SocketAddr::from(([127, 0, 0, 1], port)),
+                    )
+                    .await,
+                );
+            }
+            ("127.0.0.2".to_string(), server.port())
+        }
+    };
+    Link {
+        name: format!("{} ms each way", delay.as_millis()),
+        server: server_addr,
+        database,
+        _proxies: proxies,
+    }
+}
+
+/// Peak RSS (`VmHWM`, KiB) of a process, sampled until it is stopped.
+struct RssWatch {
+    peak: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RssWatch {
+    fn new(pid: u32) -> RssWatch {
+        let peak = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (p, s) = (peak.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                let Some(kib) = vm_hwm(pid) else { break };
+                p.fetch_max(kib, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        RssWatch {
+            peak,
+            stop,
+            thread: Some(thread),
+        }
+    }
+    /// Peak RSS in MiB.
+    fn finish(mut self) -> f64 {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.peak.load(Ordering::Relaxed) as f64 / 1024.0
+    }
+}
+
+fn vm_hwm(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A fresh folder `<rel>/inbox` under the server's root, owned by the server's user.
+fn fresh_folder(server: Server, tag: &str) -> (String, PathBuf) {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    // `t-` folders under the FTP roots are swept by scripts/setup/30-ftp.sh.
+    let rel = format!("t-bench-{tag}-{}-{nanos}", std::process::id());
+    let (root, _) = server.disk_root();
+    let dir = root.join(&rel);
+    std::fs::create_dir_all(dir.join("inbox")).unwrap();
+    (rel, dir)
+}
+
+fn chown_tree(dir: &Path, user: &str) {
+    let ok = Command::new("chown")
+        .args(["-R", &format!("{user}:{user}")])
+        .arg(dir)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "chown {}", dir.display());
+}
+
+fn write_small_files(inbox: &Path, files: usize, size: usize) {
+    let data: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+    for i in 0..files {
+        std::fs::write(inbox.join(format!("f{i:05}.bin")), &data).unwrap();
+    }
+}
+
+fn write_large_file(path: &Path, bytes: u64) {
+    let mut file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path).unwrap());
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut block = vec![0u8; 1 << 20];
+    let mut written = 0;
+    while written < bytes {
+        for word in block.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            word.copy_from_slice(&x.to_le_bytes()[..word.len()]);
+        }
+        let n = (bytes - written).min(block.len() as u64) as usize;
+        file.write_all(&block[..n]).unwrap();
+        written += n as u64;
+    }
+    file.flush().unwrap();
+}
+
+fn ftp_password() -> String {
+    std::fs::read_to_string(test_root().join("ftp/password"))
+        .expect("no FTP test server: run scripts/test.sh (or scripts/setup/30-ftp.sh)")
+        .trim()
+        .to_string()
+}
+
+/// A known_hosts that pins the test server's keys for `host:port` (the proxy's port).
+fn known_hosts_for(port: u16, dir: &Path) -> PathBuf {
+    let pinned = std::fs::read_to_string(test_root().join("sftp/known_hosts"))
+        .expect("no sftp test server: run scripts/setup/40-sftp.sh")
+        .replace("[127.0.0.1]:2222", &format!("[127.0.0.1]:{port}"));
+    let path = dir.join("known_hosts");
+    std::fs::write(&path, pinned).unwrap();
+    path
+}
+
+/// The curl URL (and its auth arguments) of `remote` (a path on the server).
+fn curl_base(server: Server, link: &Link) -> (String, Vec<String>) {
+    let (host, port) = &link.server;
+    match server {
+        Server::Vsftpd | Server::Proftpd => (
+            format!("ftp://{host}:{port}"),
+            vec!["--user".into(), format!("hatest:{}", ftp_password())],
+        ),
+        Server::Sftp => {
+            let key = test_root().join("sftp/client/id_ed25519");
+            (
+                format!("sftp://{host}:{port}"),
+                vec![
+                    "--insecure".into(),
+                    "--user".into(),
+                    "sftptest:".into(),
+                    "--key".into(),
+                    key.display().to_string(),
+                    "--pubkey".into(),
+                    key.with_extension("pub").display().to_string(),
+                ],
+            )
+        }
+    }
+}
+
+/// `parallel` curl processes fetch files `f00000..` of `remote_inbox` into `out`, each a
+/// contiguous range over one connection. Returns the wall time and curl's peak RSS.
+fn curl_small(
+    server: Server,
+    link: &Link,
+    remote_inbox: &str,
+    files: usize,
+    parallel: usize,
+    out: &Path,
+) -> (Duration, f64) {
+    let (base, auth) = curl_base(server, link);
+    let per = files.div_ceil(parallel);
+    let started = Instant::now();
+    let mut children: Vec<(Child, RssWatch)> = Vec::new();
+    for p in 0..parallel {
+        let (from, to) = (p * per, ((p + 1) * per).min(files));
+        if from >= to {
+            break;
+        }
+        let child = Command::new("curl")
+            .args(["--silent", "--show-error", "--fail"])
+            .args(&auth)
+            .arg(format!(
+                "{base}{remote_inbox}/f[{from:05}-{:05}].bin",
+                to - 1
+            ))
+            .arg("--output")
+            .arg(out.join("#1.bin"))
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let watch = RssWatch::new(child.id());
+        children.push((child, watch));
+    }
+    let mut rss: f64 = 0.0;
+    for (mut child, watch) in children {
+        let status = child.wait().unwrap();
+        rss = rss.max(watch.finish());
+        assert!(status.success(), "curl failed");
+    }
+    let elapsed = started.elapsed();
+    let got = std::fs::read_dir(out).unwrap().count();
+    assert_eq!(got, files, "curl fetched {got} of {files} files");
+    (elapsed, rss)
+}
+
+fn curl_large(server: Server, link: &Link, remote: &str, out: &Path, bytes: u64) -> (Duration, f64) {
+    let (base, auth) = curl_base(server, link);
+    let started = Instant::now();
+    let mut child = Command::new("curl")
+        .args(["--silent", "--show-error", "--fail"])
+        .args(&auth)
+        .arg(format!("{base}{remote}"))
+        .arg("--output")
+        .arg(out)
+        .spawn()
+        .unwrap();
+    let watch = RssWatch::new(child.id());
+    let status = child.wait().unwrap();
+    let rss = watch.finish();
+    let elapsed = started.elapsed();
+    assert!(status.success(), "curl failed");
+    assert_eq!(std::fs::metadata(out).unwrap().len(), bytes);
+    (elapsed, rss)
+}
+
+fn scrape(addr: SocketAddr, name: &str) -> Option<f64> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET /metrics HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body).ok()?;
+    body.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+fn wait_until(limit: Duration, every: Duration, mut f: impl FnMut() -> bool) -> Option<Instant> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return Some(Instant::now());
+        }
+        std::thread::sleep(every);
+    }
+    None
+}
+
+fn http_addr(log: &Path) -> Option<SocketAddr> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let at = text.find("http=")?;
+    text[at + 5..].split_whitespace().next()?.parse().ok()
+}
+
+/// The `[source]` tables of the member's config.
+fn source_toml(server: Server, link: &Link, remote_inbox: &str, parallel: usize, work: &Path) -> String {
+    let (host, port) = &link.server;
+    match server {
+        Server::Vsftpd | Server::Proftpd => format!(
+            r#"[source]
+kind = "ftp"
+path = "{remote_inbox}"
+[source.ftp]
+host = "{host}"
+port = {port}
+user = "hatest"
+password_file = "{password}"
+max_sessions = {parallel}
+"#,
+            password = test_root().join("ftp/password").display(),
+        ),
+        Server::Sftp => format!(
+            r#"[source]
+kind = "sftp"
+path = "{remote_inbox}"
+[source.sftp]
+host = "{host}"
+port = {port}
+user = "sftptest"
+known_hosts = "{known_hosts}"
+max_sessions = {parallel}
+[source.sftp.auth]
+method = "key"
+key_file = "{key}"
+"#,
+            known_hosts = known_hosts_for(*port, work).display(),
+            key = test_root().join("sftp/client/id_ed25519").display(),
+        ),
+    }
+}
+
+/// One member drains `remote_inbox` (`files` files) into `out`: the time from its first
+/// dispatch to the last file done, and its peak RSS.
+fn ours(
+    server: Server,
+    link: &Link,
+    remote_inbox: &str,
+    files: usize,
+    parallel: usize,
+    out: &Path,
+) -> (Duration, f64) {
+    let work = tempfile::tempdir().unwrap();
+    let group = format!(
+        "throughput-{}-{}",
+        std::process::id(),
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let config = format!(
+        r#"member_id = "bench"
+group = "{group}"
+poll_interval = "1s"
+max_in_flight = {parallel}
+[stability]
+unchanged_across_listings = false
+[coordination]
+backend = "postgres"
+migrate_on_start = true
+[coordination.postgres]
+url = "postgres://postgres@{database}/test"
+[handler]
+kind = "download"
+dir = "{out}"
+[http]
+bind = "127.0.0.1:0"
+{source}"#,
+        database = link.database,
+        out = out.display(),
+        source = source_toml(server, link, remote_inbox, parallel, work.path()),
+    );
+    std::fs::write(work.path().join("bench.toml"), config).unwrap();
+    let log = work.path().join("log");
+    let mut child: Child = Command::new(BIN)
+        .args(["--config", "bench.toml", "run"])
+        .current_dir(work.path())
+        .env("RUST_LOG", "warn,listener::app=info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+        .spawn()
+        .unwrap();
+    let rss = RssWatch::new(child.id());
+    let limit = Duration::from_secs(3600);
+    let mut addr = None;
+    let fail = |what: &str| -> ! {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        panic!("{what}; the member's log:\n{text}");
+    };
+    if wait_until(limit, Duration::from_millis(20), || {
+        addr = http_addr(&log);
+        addr.is_some()
+    })
+    .is_none()
+    {
+        fail("the member did not start");
+    }
+    let addr = addr.unwrap();
+    let every = Duration::from_millis(2);
+    let Some(first) = wait_until(limit, every, || {
+        scrape(addr, "ftpl_files_dispatched_total").is_some_and(|n| n >= 1.0)
+    }) else {
+        fail("no dispatch")
+    };
+    let Some(done) = wait_until(limit, every, || {
+        scrape(addr, "ftpl_files_done_total").is_some_and(|n| n >= files as f64)
+    }) else {
+        fail("not drained")
+    };
+    let rss = rss.finish();
+    let _ = child.kill();
+    let _ = child.wait();
+    (done - first, rss)
+}
+
+#[derive(Clone, Copy)]
+struct Sample {
+    ours: Duration,
+    base: Duration,
+    ours_rss: f64,
+    base_rss: f64,
+}
+
+struct Row {
+    scenario: String,
+    source: &'static str,
+    link: String,
+    /// Units per sample (files or MB), for the rates.
+    units: f64,
+    unit: &'static str,
+    samples: Vec<Sample>,
+}
+
+fn min_med_max(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    (v[0], v[v.len() / 2], v[v.len() - 1])
+}
+
+impl Row {
+    fn line(&self) -> String {
+        let rate = |d: Duration| self.units / d.as_secs_f64().max(1e-9);
+        let (o0, o1, o2) = min_med_max(self.samples.iter().map(|s| rate(s.ours)).collect());
+        let (b0, b1, b2) = min_med_max(self.samples.iter().map(|s| rate(s.base)).collect());
+        let (r0, r1, r2) = min_med_max(
+            self.samples
+                .iter()
+                .map(|s| rate(s.ours) / rate(s.base))
+                .collect(),
+        );
+        let rss = self.samples.iter().map(|s| s.ours_rss).fold(0.0, f64::max);
+        let base_rss = self.samples.iter().map(|s| s.base_rss).fold(0.0, f64::max);
+        format!(
+            "| {} | {} | {} | {o0:.0} / {o1:.0} / {o2:.0} {u} | {b0:.0} / {b1:.0} / {b2:.0} {u} | {r0:.2} / {r1:.2} / {r2:.2} | {rss:.0} MiB | {base_rss:.0} MiB |",
+            self.scenario,
+            self.source,
+            self.link,
+            u = self.unit,
+        )
+    }
+}
+
+fn small_files(server: Server, link: &Link, files: usize, kib: usize, parallel: usize) -> Sample {
+    let (rel, dir) = fresh_folder(server, "small");
+    write_small_files(&dir.join("inbox"), files, kib * 1024);
+    chown_tree(&dir, server.disk_root().1);
+    let remote_inbox = server.remote_path(&format!("{rel}/inbox"));
+    let local = tempfile::tempdir().unwrap();
+    let curl_out = local.path().join("curl");
+    std::fs::create_dir_all(&curl_out).unwrap();
+    let (base, base_rss) = curl_small(server, link, &remote_inbox, files, parallel, &curl_out);
+    let ours_out = local.path().join("ours");
+    let (ours, ours_rss) = ours(server, link, &remote_inbox, files, parallel, &ours_out);
+    let moved = std::fs::read_dir(dir.join("inbox/.done")).map_or(0, |d| d.count());
+    assert_eq!(moved, files, "files moved to .done");
+    let _ = std::fs::remove_dir_all(&dir);
+    Sample {
+        ours,
+        base,
+        ours_rss,
+        base_rss,
+    }
+}
+
+fn large_file(server: Server, link: &Link, bytes: u64) -> Sample {
+    let (rel, dir) = fresh_folder(server, "large");
+    write_large_file(&dir.join("inbox/large.bin"), bytes);
+    chown_tree(&dir, server.disk_root().1);
+    let remote_inbox = server.remote_path(&format!("{rel}/inbox"));
+    let local = tempfile::tempdir().unwrap();
+    let (base, base_rss) = curl_large(
+        server,
+        link,
+        &format!("{remote_inbox}/large.bin"),
+        &local.path().join("curl.bin"),
+        bytes,
+    );
+    let _ = std::fs::remove_file(local.path().join("curl.bin"));
+    let ours_out = local.path().join("ours");
+    let (ours, ours_rss) = ours(server, link, &remote_inbox, 1, 1, &ours_out);
+    let got = std::fs::metadata(ours_out.join("large.bin")).map_or(0, |m| m.len());
+    assert_eq!(got, bytes, "our copy");
+    assert_eq!(
+        std::fs::metadata(dir.join("inbox/.done/large.bin"))
+            .map(|m| m.size())
+            .ok(),
+        Some(bytes)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Sample {
+        ours,
+        base,
+        ours_rss,
+        base_rss,
+    }
+}
+
+fn main() {
+    let files: usize = env_or("BENCH_FILES", 2000);
+    let kib: usize = env_or("BENCH_FILE_KIB", 4);
+    let large_mib: u64 = env_or("BENCH_LARGE_MIB", 1024);
+    let parallel: usize = env_or("BENCH_PARALLEL", 4);
+    let delay_ms: u64 = env_or("BENCH_DELAY_MS", 10);
+    let runs: usize = env_or::<usize>("BENCH_RUNS", 3).max(1);
+    let sources: String = env_or("BENCH_SOURCES", "vsftpd,proftpd,sftp".to_string());
+    let links: String = env_or("BENCH_LINKS", "loopback,delayed".to_string());
+    let servers: Vec<Server> = [Server::Vsftpd, Server::Proftpd, Server::Sftp]
+        .into_iter()
+        .filter(|s| sources.split(',').any(|n| n.trim() == s.name()))
+        .collect();
+    let mut delays = Vec::new();
+    if links.contains("loopback") {
+        delays.push(None);
+    }
+    if links.contains("delayed") && delay_ms > 0 {
+        delays.push(Some(Duration::from_millis(delay_ms)));
+    }
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut rows = Vec::new();
+    for &server in &servers {
+        for &delay in &delays {
+            let link = runtime.block_on(link(server, delay));
+            let mut row = Row {
+                scenario: format!("{files} × {kib} KiB, {parallel} parallel"),
+                source: server.name(),
+                link: link.name.clone(),
+                units: files as f64,
+                unit: "files/s",
+                samples: Vec::new(),
+            };
+            for run in 0..runs {
+                eprintln!("{} / {} / small files, run {}", server.name(), link.name, run + 1);
+                row.samples.push(small_files(server, &link, files, kib, parallel));
+            }
+            eprintln!("{}", row.line());
+            rows.push(row);
+            if large_mib > 0 {
+                let bytes = large_mib << 20;
+                let mut row = Row {
+                    scenario: format!("{large_mib} MiB file to disk"),
+                    source: server.name(),
+                    link: link.name.clone(),
+                    units: bytes as f64 / 1e6,
+                    unit: "MB/s",
+                    samples: Vec::new(),
+                };
+                for run in 0..runs {
+                    eprintln!("{} / {} / large file, run {}", server.name(), link.name, run + 1);
+                    row.samples.push(large_file(server, &link, bytes));
+                }
+                eprintln!("{}", row.line());
+                rows.push(row);
+            }
+        }
+    }
+    println!();
+    println!(
+        "| scenario | source | link | ours (min / median / max) | curl, same run | ratio | peak RSS ours | peak RSS curl |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for row in &rows {
+        println!("{}", row.line());
+    }
+}
