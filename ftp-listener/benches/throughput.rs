@@ -1,10 +1,11 @@
 //! Throughput against a baseline measured in the same run (issue 11): one `ftp-listener`
 //! member on PostgreSQL drains a folder of small files, and downloads one large file to disk,
 //! from vsftpd (LIST), proftpd (MLSD) and OpenSSH's sftp, on loopback and with the database
-//! and the file server behind `testkit::TcpProxy` 10 ms away each way. The baseline is curl
-//! fetching the same files: for the small files `PARALLEL` curl processes, each over one
-//! reused connection (URL globbing), the listener running `max_in_flight = PARALLEL` over as
-//! many sessions; for the large file one curl to disk.
+//! and the file server behind `testkit::TcpProxy` 10 ms away each way. The baseline fetches
+//! the same files at the same parallelism: for SFTP curl (`PARALLEL` processes, each over one
+//! reused connection by URL globbing; one curl to disk for the large file), for FTP a plain
+//! client in this binary (`PARALLEL` sessions; see `PlainFtp` for why not curl); the listener
+//! runs `max_in_flight = PARALLEL` over as many sessions.
 //!
 //! ```text
 //! cargo bench -p ftp-listener --features postgres,ftp,sftp --bench throughput
@@ -18,11 +19,12 @@
 //! `BENCH_LINKS` [loopback,delayed].
 //!
 //! Ours is timed from the first dispatch to the last file done (handler `download` to local
-//! disk, then the move to `.done` on the server and both ledger records): the listing and
-//! the stability wait are not in it. Peak RSS is the member's `VmHWM` (and curl's), sampled
-//! from /proc while it runs. FTP data connections go through proxies too: the client talks
-//! to 127.0.0.2, and every passive port of the server is proxied from 127.0.0.2 (EPSV names
-//! only the port).
+//! disk, then the move to `.done` on the server and both ledger records): the listing, the
+//! stability wait and the logins are not in it, so the plain FTP client is timed from its
+//! logins too (curl's times include its start and login). Peak RSS is the member's `VmHWM`
+//! (and curl's), sampled from /proc while it runs. FTP data connections go through proxies
+//! too: the client talks to 127.0.0.2, and every passive port of the server is proxied from
+//! 127.0.0.2 (EPSV names only the port).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -206,8 +208,9 @@ fn fresh_folder(server: Server, tag: &str) -> (String, PathBuf) {
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
-    // `t-` folders under the FTP roots are swept by scripts/setup/30-ftp.sh.
-    let rel = format!("t-bench-{tag}-{}-{nanos}", std::process::id());
+    // Not `t-`: scripts/setup/30-ftp.sh sweeps those (another test run's setup would delete
+    // the files mid-run). Removed at the end of each run.
+    let rel = format!("bench-{tag}-{}-{nanos}", std::process::id());
     let (root, _) = server.disk_root();
     let dir = root.join(&rel);
     std::fs::create_dir_all(dir.join("inbox")).unwrap();
@@ -337,6 +340,128 @@ fn curl_small(
     let got = std::fs::read_dir(out).unwrap().count();
     assert_eq!(got, files, "curl fetched {got} of {files} files");
     (elapsed, rss)
+}
+
+/// A plain FTP client (blocking, no library): the FTP baseline. curl 7.88 (Debian 12) waits
+/// one second before most data connections it opens on a reused control connection (seen with
+/// `--trace-time` between the `229` reply and `Trying`, on vsftpd and proftpd alike), which
+/// would make any baseline look slow. Per file: `EPSV`, connect, `RETR`, the data to EOF into
+/// a local file, `226`: what curl sends, less its `SIZE`.
+struct PlainFtp {
+    host: String,
+    control: std::io::BufReader<TcpStream>,
+}
+
+impl PlainFtp {
+    fn login(host: &str, port: u16, user: &str, password: &str) -> PlainFtp {
+        let stream = TcpStream::connect((host, port)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        let mut c = PlainFtp {
+            host: host.to_string(),
+            control: std::io::BufReader::new(stream),
+        };
+        c.expect(220);
+        c.command(&format!("USER {user}"), 331);
+        c.command(&format!("PASS {password}"), 230);
+        c.command("TYPE I", 200);
+        c
+    }
+
+    /// Reads one reply (multi-line ones too); returns its code and last line.
+    fn reply(&mut self) -> (u32, String) {
+        use std::io::BufRead;
+        let mut line = String::new();
+        self.control.read_line(&mut line).unwrap();
+        let code: u32 = line.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
+        if line.as_bytes().get(3) == Some(&b'-') {
+            let end = format!("{code} ");
+            loop {
+                line.clear();
+                self.control.read_line(&mut line).unwrap();
+                if line.starts_with(&end) || line.is_empty() {
+                    break;
+                }
+            }
+        }
+        (code, line)
+    }
+
+    fn expect(&mut self, code: u32) -> String {
+        let (got, line) = self.reply();
+        assert_eq!(got, code, "FTP reply: {line}");
+        line
+    }
+
+    fn command(&mut self, command: &str, code: u32) -> String {
+        self.control
+            .get_mut()
+            .write_all(format!("{command}\r\n").as_bytes())
+            .unwrap();
+        self.expect(code)
+    }
+
+    /// Downloads `remote` into `local`; returns the bytes.
+    fn retr(&mut self, remote: &str, local: &Path) -> u64 {
+        let line = self.command("EPSV", 229);
+        let port: u16 = line
+            .split('|')
+            .nth(3)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("EPSV reply: {line}"));
+        let mut data = TcpStream::connect((self.host.as_str(), port)).unwrap();
+        self.command(&format!("RETR {remote}"), 150);
+        let mut out = std::fs::File::create(local).unwrap();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut n = 0u64;
+        loop {
+            let got = data.read(&mut buf).unwrap();
+            if got == 0 {
+                break;
+            }
+            out.write_all(&buf[..got]).unwrap();
+            n += got as u64;
+        }
+        drop(data);
+        self.expect(226);
+        n
+    }
+}
+
+/// `parallel` plain FTP sessions fetch files `f00000..` of `remote_inbox` into `out`, each a
+/// contiguous range. Returns the wall time from the moment all are logged in (RSS: this
+/// process, not measured).
+fn plain_ftp_small(
+    link: &Link,
+    remote_inbox: &str,
+    files: usize,
+    parallel: usize,
+    out: &Path,
+) -> Duration {
+    let per = files.div_ceil(parallel);
+    let password = ftp_password();
+    // Timed once every session is logged in, as ours is timed from its first dispatch.
+    let logged_in = std::sync::Barrier::new(parallel + 1);
+    let started = std::thread::scope(|scope| {
+        for p in 0..parallel {
+            let (from, to) = (p * per, ((p + 1) * per).min(files));
+            let (host, port) = (&link.server.0, link.server.1);
+            let (password, logged_in) = (&password, &logged_in);
+            scope.spawn(move || {
+                let mut c = PlainFtp::login(host, port, "hatest", password);
+                logged_in.wait();
+                for i in from..to {
+                    let name = format!("f{i:05}.bin");
+                    c.retr(&format!("{remote_inbox}/{name}"), &out.join(&name));
+                }
+            });
+        }
+        logged_in.wait();
+        Instant::now()
+    });
+    let elapsed = started.elapsed();
+    let got = std::fs::read_dir(out).unwrap().count();
+    assert_eq!(got, files, "the plain client fetched {got} of {files} files");
+    elapsed
 }
 
 fn curl_large(server: Server, link: &Link, remote: &str, out: &Path, bytes: u64) -> (Duration, f64) {
@@ -548,9 +673,14 @@ impl Row {
                 .collect(),
         );
         let rss = self.samples.iter().map(|s| s.ours_rss).fold(0.0, f64::max);
-        let base_rss = self.samples.iter().map(|s| s.base_rss).fold(0.0, f64::max);
+        let base_rss = self.samples.iter().map(|s| s.base_rss).fold(f64::NAN, f64::max);
+        let base_rss = if base_rss.is_nan() {
+            "– (in-process client)".to_string()
+        } else {
+            format!("{base_rss:.0} MiB")
+        };
         format!(
-            "| {} | {} | {} | {o0:.0} / {o1:.0} / {o2:.0} {u} | {b0:.0} / {b1:.0} / {b2:.0} {u} | {r0:.2} / {r1:.2} / {r2:.2} | {rss:.0} MiB | {base_rss:.0} MiB |",
+            "| {} | {} | {} | {o0:.0} / {o1:.0} / {o2:.0} {u} | {b0:.0} / {b1:.0} / {b2:.0} {u} | {r0:.2} / {r1:.2} / {r2:.2} | {rss:.0} MiB | {base_rss} |",
             self.scenario,
             self.source,
             self.link,
@@ -567,7 +697,13 @@ fn small_files(server: Server, link: &Link, files: usize, kib: usize, parallel: 
     let local = tempfile::tempdir().unwrap();
     let curl_out = local.path().join("curl");
     std::fs::create_dir_all(&curl_out).unwrap();
-    let (base, base_rss) = curl_small(server, link, &remote_inbox, files, parallel, &curl_out);
+    let (base, base_rss) = match server {
+        Server::Sftp => curl_small(server, link, &remote_inbox, files, parallel, &curl_out),
+        Server::Vsftpd | Server::Proftpd => (
+            plain_ftp_small(link, &remote_inbox, files, parallel, &curl_out),
+            f64::NAN,
+        ),
+    };
     let ours_out = local.path().join("ours");
     let (ours, ours_rss) = ours(server, link, &remote_inbox, files, parallel, &ours_out);
     let moved = std::fs::read_dir(dir.join("inbox/.done")).map_or(0, |d| d.count());
@@ -587,13 +723,18 @@ fn large_file(server: Server, link: &Link, bytes: u64) -> Sample {
     chown_tree(&dir, server.disk_root().1);
     let remote_inbox = server.remote_path(&format!("{rel}/inbox"));
     let local = tempfile::tempdir().unwrap();
-    let (base, base_rss) = curl_large(
-        server,
-        link,
-        &format!("{remote_inbox}/large.bin"),
-        &local.path().join("curl.bin"),
-        bytes,
-    );
+    let remote = format!("{remote_inbox}/large.bin");
+    let copy = local.path().join("curl.bin");
+    let (base, base_rss) = match server {
+        Server::Sftp => curl_large(server, link, &remote, &copy, bytes),
+        Server::Vsftpd | Server::Proftpd => {
+            let (host, port) = (&link.server.0, link.server.1);
+            let mut c = PlainFtp::login(host, port, "hatest", &ftp_password());
+            let started = Instant::now();
+            assert_eq!(c.retr(&remote, &copy), bytes);
+            (started.elapsed(), f64::NAN)
+        }
+    };
     let _ = std::fs::remove_file(local.path().join("curl.bin"));
     let ours_out = local.path().join("ours");
     let (ours, ours_rss) = ours(server, link, &remote_inbox, 1, 1, &ours_out);
@@ -679,7 +820,7 @@ fn main() {
     }
     println!();
     println!(
-        "| scenario | source | link | ours (min / median / max) | curl, same run | ratio | peak RSS ours | peak RSS curl |"
+        "| scenario | source | link | ours (min / median / max) | baseline, same run | ratio | peak RSS ours | peak RSS baseline |"
     );
     println!("|---|---|---|---|---|---|---|---|");
     for row in &rows {
