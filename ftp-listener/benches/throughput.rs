@@ -16,7 +16,8 @@
 //! `BENCH_FILES` [2000] small files of `BENCH_FILE_KIB` [4] KiB; `BENCH_LARGE_MIB` [1024]
 //! (0 skips the large file); `BENCH_PARALLEL` [4]; `BENCH_DELAY_MS` [10] (0 skips the
 //! delayed runs); `BENCH_RUNS` [3]; `BENCH_SOURCES` [vsftpd,proftpd,sftp];
-//! `BENCH_LINKS` [loopback,delayed].
+//! `BENCH_LINKS` [loopback,delayed]; `BENCH_SESSIONS` [`BENCH_PARALLEL`]: the member's
+//! `max_sessions` (downloads and moves share them).
 //!
 //! Ours is timed from the first dispatch to the last file done (handler `download` to local
 //! disk, then the move to `.done` on the server and both ledger records): the listing, the
@@ -250,7 +251,8 @@ fn write_large_file(path: &Path, bytes: u64) {
         file.write_all(&block[..n]).unwrap();
         written += n as u64;
     }
-    file.flush().unwrap();
+    // On disk before anything is timed: its write-back would slow whichever copy runs first.
+    file.into_inner().unwrap().sync_all().unwrap();
 }
 
 fn ftp_password() -> String {
@@ -402,7 +404,19 @@ impl PlainFtp {
 
     /// Downloads `remote` into `local`; returns the bytes.
     fn retr(&mut self, remote: &str, local: &Path) -> u64 {
-        let line = self.command("EPSV", 229);
+        // proftpd answers 425 while every passive port of its range is in TIME_WAIT (100
+        // ports, thousands of transfers a minute): ask again, as a real client would.
+        let mut line = String::new();
+        for _ in 0..200 {
+            self.control.get_mut().write_all(b"EPSV\r\n").unwrap();
+            let (code, reply) = self.reply();
+            line = reply;
+            match code {
+                229 => break,
+                425 => std::thread::sleep(Duration::from_millis(10)),
+                _ => panic!("EPSV: {line}"),
+            }
+        }
         let port: u16 = line
             .split('|')
             .nth(3)
@@ -460,11 +474,20 @@ fn plain_ftp_small(
     });
     let elapsed = started.elapsed();
     let got = std::fs::read_dir(out).unwrap().count();
-    assert_eq!(got, files, "the plain client fetched {got} of {files} files");
+    assert_eq!(
+        got, files,
+        "the plain client fetched {got} of {files} files"
+    );
     elapsed
 }
 
-fn curl_large(server: Server, link: &Link, remote: &str, out: &Path, bytes: u64) -> (Duration, f64) {
+fn curl_large(
+    server: Server,
+    link: &Link,
+    remote: &str,
+    out: &Path,
+    bytes: u64,
+) -> (Duration, f64) {
     let (base, auth) = curl_base(server, link);
     let started = Instant::now();
     let mut child = Command::new("curl")
@@ -518,8 +541,15 @@ fn http_addr(log: &Path) -> Option<SocketAddr> {
 }
 
 /// The `[source]` tables of the member's config.
-fn source_toml(server: Server, link: &Link, remote_inbox: &str, parallel: usize, work: &Path) -> String {
+fn source_toml(
+    server: Server,
+    link: &Link,
+    remote_inbox: &str,
+    parallel: usize,
+    work: &Path,
+) -> String {
     let (host, port) = &link.server;
+    let sessions: usize = env_or("BENCH_SESSIONS", parallel);
     match server {
         Server::Vsftpd | Server::Proftpd => format!(
             r#"[source]
@@ -530,7 +560,7 @@ host = "{host}"
 port = {port}
 user = "hatest"
 password_file = "{password}"
-max_sessions = {parallel}
+max_sessions = {sessions}
 "#,
             password = test_root().join("ftp/password").display(),
         ),
@@ -543,7 +573,7 @@ host = "{host}"
 port = {port}
 user = "sftptest"
 known_hosts = "{known_hosts}"
-max_sessions = {parallel}
+max_sessions = {sessions}
 [source.sftp.auth]
 method = "key"
 key_file = "{key}"
@@ -673,7 +703,11 @@ impl Row {
                 .collect(),
         );
         let rss = self.samples.iter().map(|s| s.ours_rss).fold(0.0, f64::max);
-        let base_rss = self.samples.iter().map(|s| s.base_rss).fold(f64::NAN, f64::max);
+        let base_rss = self
+            .samples
+            .iter()
+            .map(|s| s.base_rss)
+            .fold(f64::NAN, f64::max);
         let base_rss = if base_rss.is_nan() {
             "– (in-process client)".to_string()
         } else {
@@ -794,8 +828,14 @@ fn main() {
                 samples: Vec::new(),
             };
             for run in 0..runs {
-                eprintln!("{} / {} / small files, run {}", server.name(), link.name, run + 1);
-                row.samples.push(small_files(server, &link, files, kib, parallel));
+                eprintln!(
+                    "{} / {} / small files, run {}",
+                    server.name(),
+                    link.name,
+                    run + 1
+                );
+                row.samples
+                    .push(small_files(server, &link, files, kib, parallel));
             }
             eprintln!("{}", row.line());
             rows.push(row);
@@ -810,7 +850,12 @@ fn main() {
                     samples: Vec::new(),
                 };
                 for run in 0..runs {
-                    eprintln!("{} / {} / large file, run {}", server.name(), link.name, run + 1);
+                    eprintln!(
+                        "{} / {} / large file, run {}",
+                        server.name(),
+                        link.name,
+                        run + 1
+                    );
                     row.samples.push(large_file(server, &link, bytes));
                 }
                 eprintln!("{}", row.line());

@@ -168,7 +168,10 @@ async fn moves_send_no_probe_per_file_and_known_folders_are_not_checked_again() 
     );
     // The only refusals are the SIZE of each free target: one per file, never a CWD.
     assert_eq!(refused.len(), 50, "{refused:?}");
-    assert!(refused.iter().all(|c| c.starts_with("SIZE ")), "{refused:?}");
+    assert!(
+        refused.iter().all(|c| c.starts_with("SIZE ")),
+        "{refused:?}"
+    );
     assert_eq!(tree.lock().unwrap().files.len(), 50);
     assert!(tree.lock().unwrap().files.contains("/in/.done/2026/f49"));
 }
