@@ -75,11 +75,11 @@ impl Server {
         }
     }
     /// The passive port range of `scripts/setup/30-ftp.sh`.
-    fn passive(self) -> std::ops::RangeInclusive<u16> {
+    fn passive(self) -> Vec<u16> {
         match self {
-            Server::Vsftpd => 30000..=30099,
-            Server::Proftpd => 30100..=30199,
-            Server::Sftp => 1..=0,
+            Server::Vsftpd => (30000..=30099).collect(),
+            Server::Proftpd => (30100..=30199).collect(),
+            Server::Sftp => Vec::new(),
         }
     }
     /// Where the served files are on disk, and the owner of new ones.
