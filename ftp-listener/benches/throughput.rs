@@ -13,11 +13,12 @@
 //!
 //! Needs the servers of `scripts/test.sh` (PostgreSQL 127.0.0.1:5432 db `test`, vsftpd 2121,
 //! proftpd 2122, sshd 2222) and curl. Environment (defaults in brackets):
-//! `BENCH_FILES` [2000] small files of `BENCH_FILE_KIB` [4] KiB; `BENCH_LARGE_MIB` [1024]
+//! `BENCH_FILES` [2000] small files (0 skips them) of `BENCH_FILE_KIB` [4] KiB; `BENCH_LARGE_MIB` [1024]
 //! (0 skips the large file); `BENCH_PARALLEL` [4]; `BENCH_DELAY_MS` [10] (0 skips the
 //! delayed runs); `BENCH_RUNS` [3]; `BENCH_SOURCES` [vsftpd,proftpd,sftp];
 //! `BENCH_LINKS` [loopback,delayed]; `BENCH_SESSIONS` [`BENCH_PARALLEL`]: the member's
-//! `max_sessions` (downloads and moves share them).
+//! `max_sessions` (downloads and moves share them); `BENCH_SFTP_CHUNK_KIB` [the default]: the
+//! SFTP reader's `chunk_size`; `BENCH_PG_DB` [test]: the PostgreSQL database.
 //!
 //! Ours is timed from the first dispatch to the last file done (handler `download` to local
 //! disk, then the move to `.done` on the server and both ledger records): the listing, the
@@ -574,10 +575,15 @@ port = {port}
 user = "sftptest"
 known_hosts = "{known_hosts}"
 max_sessions = {sessions}
+{chunk}
 [source.sftp.auth]
 method = "key"
 key_file = "{key}"
 "#,
+            chunk = std::env::var("BENCH_SFTP_CHUNK_KIB")
+                .ok()
+                .and_then(|k| k.parse::<usize>().ok())
+                .map_or(String::new(), |k| format!("chunk_size = {}", k * 1024)),
             known_hosts = known_hosts_for(*port, work).display(),
             key = test_root().join("sftp/client/id_ed25519").display(),
         ),
@@ -614,7 +620,7 @@ unchanged_across_listings = false
 backend = "postgres"
 migrate_on_start = true
 [coordination.postgres]
-url = "postgres://postgres@{database}/test"
+url = "postgres://postgres@{database}/{db}"
 [handler]
 kind = "download"
 dir = "{out}"
@@ -622,6 +628,7 @@ dir = "{out}"
 bind = "127.0.0.1:0"
 {source}"#,
         database = link.database,
+        db = env_or("BENCH_PG_DB", "test".to_string()),
         out = out.display(),
         source = source_toml(server, link, remote_inbox, parallel, work.path()),
     );
@@ -642,25 +649,28 @@ bind = "127.0.0.1:0"
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         panic!("{what}; the member's log:\n{text}");
     };
-    if wait_until(limit, Duration::from_millis(20), || {
+    wait_until(limit, Duration::from_millis(20), || {
         addr = http_addr(&log);
-        addr.is_some()
-    })
-    .is_none()
-    {
-        fail("the member did not start");
-    }
-    let addr = addr.unwrap();
-    let every = Duration::from_millis(2);
-    let Some(first) = wait_until(limit, every, || {
-        scrape(addr, "ftpl_files_dispatched_total").is_some_and(|n| n >= 1.0)
-    }) else {
-        fail("no dispatch")
+        addr.is_some() || !matches!(child.try_wait(), Ok(None))
+    });
+    let Some(addr) = addr else {
+        fail("the member did not start")
     };
-    let Some(done) = wait_until(limit, every, || {
-        scrape(addr, "ftpl_files_done_total").is_some_and(|n| n >= files as f64)
-    }) else {
-        fail("not drained")
+    let every = Duration::from_millis(2);
+    let mut exited = false;
+    let mut alive = |child: &mut Child| {
+        exited = exited || !matches!(child.try_wait(), Ok(None));
+        !exited
+    };
+    let first = wait_until(limit, every, || {
+        !alive(&mut child) || scrape(addr, "ftpl_files_dispatched_total").is_some_and(|n| n >= 1.0)
+    });
+    let done = wait_until(limit, every, || {
+        !alive(&mut child)
+            || scrape(addr, "ftpl_files_done_total").is_some_and(|n| n >= files as f64)
+    });
+    let (Some(first), Some(done), false) = (first, done, exited) else {
+        fail("the member exited or did not drain")
     };
     let rss = rss.finish();
     let _ = child.kill();
@@ -819,26 +829,28 @@ fn main() {
     for &server in &servers {
         for &delay in &delays {
             let link = runtime.block_on(link(server, delay));
-            let mut row = Row {
-                scenario: format!("{files} × {kib} KiB, {parallel} parallel"),
-                source: server.name(),
-                link: link.name.clone(),
-                units: files as f64,
-                unit: "files/s",
-                samples: Vec::new(),
-            };
-            for run in 0..runs {
-                eprintln!(
-                    "{} / {} / small files, run {}",
-                    server.name(),
-                    link.name,
-                    run + 1
-                );
-                row.samples
-                    .push(small_files(server, &link, files, kib, parallel));
+            if files > 0 {
+                let mut row = Row {
+                    scenario: format!("{files} × {kib} KiB, {parallel} parallel"),
+                    source: server.name(),
+                    link: link.name.clone(),
+                    units: files as f64,
+                    unit: "files/s",
+                    samples: Vec::new(),
+                };
+                for run in 0..runs {
+                    eprintln!(
+                        "{} / {} / small files, run {}",
+                        server.name(),
+                        link.name,
+                        run + 1
+                    );
+                    row.samples
+                        .push(small_files(server, &link, files, kib, parallel));
+                }
+                eprintln!("{}", row.line());
+                rows.push(row);
             }
-            eprintln!("{}", row.line());
-            rows.push(row);
             if large_mib > 0 {
                 let bytes = large_mib << 20;
                 let mut row = Row {
