@@ -27,10 +27,18 @@ use crate::transfer::{FtpReader, FtpWriter};
 /// server with neither reports `mtime: None` for POSIX LIST lines (identity is then path and
 /// size; said at WARN once per session); DOS lines keep their own date and time. Directories,
 /// symlinks and other entries of POSIX LIST lines have no mtime.
+///
+/// Moves cost no probe a server could penalise (issue 11): a directory made or entered once by
+/// [`RemoteFs::create_dir_all`] is remembered (by this value and its clones) and not checked
+/// again, until a rename fails (it may have been removed behind our back); a no-overwrite
+/// rename asks `SIZE` of the target alone (a `550` there is the expected answer, never a
+/// `CWD` into a file name), and probes further only when `RNTO` is refused.
 #[derive(Debug, Clone)]
 pub struct FtpFs {
     pool: Arc<Pool>,
     mtimes: Arc<MtimeCache>,
+    /// Absolute paths of directories known to exist (see above).
+    known_dirs: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 /// Runs `fut` under `after`, reporting an expiry as [`FsError::Timeout`].
@@ -74,7 +82,12 @@ impl FtpFs {
                 server,
             })),
             mtimes: Arc::new(MtimeCache::default()),
+            known_dirs: Arc::default(),
         })
+    }
+
+    fn known_dirs(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.known_dirs.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The settings in use.
@@ -496,27 +509,39 @@ impl FtpFs {
         let session = &mut lease.session;
         let from_abs = session.abs(OP, from)?;
         let to_abs = session.abs(OP, to)?;
+        let exists = || FsError::AlreadyExists {
+            operation: OP,
+            path: to.to_string(),
+        };
         if mode == RenameMode::NoOverwrite {
             // FTP has no atomic no-overwrite rename: between this check and RNTO another
             // client can create `to`, which RNTO then replaces (on POSIX servers). The window
             // is one round trip; the listener's leader is the only writer in normal operation.
-            let found = session
-                .probe(&to_abs)
-                .await
-                .map_err(|e| map_ftp_error(OP, to, self.server(), e))?;
-            if found != Probe::Missing {
-                return Err(FsError::AlreadyExists {
-                    operation: OP,
-                    path: to.to_string(),
-                });
+            // `SIZE` alone (the session is in binary mode): a file there answers 213. A
+            // directory there answers 550 like nothing does, and RNTO onto it is refused
+            // (rename(2) does not replace a directory by a file), which the probe below tells.
+            match session.ftp.size(&to_abs).await {
+                Ok(_) => return Err(exists()),
+                Err(FtpError::UnexpectedResponse(_)) => {}
+                Err(e) => return Err(map_ftp_error(OP, to, self.server(), e)),
             }
         }
         match session.ftp.rename(&from_abs, &to_abs).await {
             Ok(()) => Ok(()),
-            // RNFR or RNTO refused: an ambiguous 550 is resolved by probing the source.
-            Err(e) => Err(self
-                .refusal(session, OP, from, &from_abs, e, Probe::File)
-                .await),
+            Err(e) => {
+                // The target's folder may be gone: check it again next time.
+                self.known_dirs().clear();
+                if matches!(e, FtpError::UnexpectedResponse(_))
+                    && mode == RenameMode::NoOverwrite
+                    && matches!(session.probe(&to_abs).await, Ok(Probe::Dir | Probe::File))
+                {
+                    return Err(exists());
+                }
+                // RNFR or RNTO refused: an ambiguous 550 is resolved by probing the source.
+                Err(self
+                    .refusal(session, OP, from, &from_abs, e, Probe::File)
+                    .await)
+            }
         }
     }
 
@@ -534,18 +559,41 @@ impl FtpFs {
             }
             prefix.push('/');
             prefix.push_str(segment);
-            match session.ftp.cwd(&prefix).await {
-                Ok(()) => continue,
+        }
+        if prefix.is_empty() {
+            return Ok(()); // the root
+        }
+        // The deepest folder known to exist, then only what is below it.
+        let segments: Vec<usize> = prefix
+            .match_indices('/')
+            .map(|(i, _)| i)
+            .skip(1)
+            .chain([prefix.len()])
+            .collect();
+        let first_unknown = {
+            let known = self.known_dirs();
+            segments
+                .iter()
+                .rposition(|&end| known.contains(&prefix[..end]))
+                .map_or(0, |i| i + 1)
+        };
+        for &end in &segments[first_unknown..] {
+            let dir = &prefix[..end];
+            match session.ftp.cwd(dir).await {
+                Ok(()) => {
+                    self.known_dirs().insert(dir.to_string());
+                    continue;
+                }
                 Err(FtpError::UnexpectedResponse(_)) => {}
                 Err(e) => return Err(map_ftp_error(OP, path, self.server(), e)),
             }
-            if let Err(e) = session.ftp.mkdir(&prefix).await {
+            if let Err(e) = session.ftp.mkdir(dir).await {
                 // Someone else may have created it in between: fine if it is there now.
-                if session.ftp.cwd(&prefix).await.is_ok() {
-                    continue;
+                if session.ftp.cwd(dir).await.is_err() {
+                    return Err(map_ftp_error(OP, dir, self.server(), e));
                 }
-                return Err(map_ftp_error(OP, &prefix, self.server(), e));
             }
+            self.known_dirs().insert(dir.to_string());
         }
         Ok(())
     }

@@ -1,5 +1,17 @@
 //! Streaming read and write. Each holds one pooled session for its lifetime and moves one
-//! chunk (`chunk_size`) per blocking call, so memory stays constant whatever the file size.
+//! chunk (at most `chunk_size`) per blocking call, so memory stays constant whatever the file
+//! size.
+//!
+//! Reads are pipelined by libssh2 itself: each `sftp_read` call keeps up to four times the
+//! buffer it is given requested ahead, in `FXP_READ`s of at most 30,000 bytes
+//! (`MAX_SFTP_READ_SIZE`, read-ahead capped at 8 MiB; libssh2 `src/sftp.c`, `sftp_read`). So
+//! the buffer handed to libssh2 decides both the requests in flight and their number for a
+//! small file: a fixed 256 KiB buffer sent 35 requests (1 MiB ahead) for a 4 KiB file, and
+//! filling that buffer through ever shorter slices let the read-ahead collapse at the end of
+//! every chunk. The reader therefore starts with a small window ([`INITIAL_WINDOW`]: two
+//! requests, one round trip for a small file, end of file included), doubles it while reads
+//! come back full, up to `chunk_size`, and never passes libssh2 less than half the window, so
+//! between two and four windows stay in flight on a large file.
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -10,6 +22,25 @@ use coord_core::{FileReader, FileWriter, FsError};
 
 use crate::error::Site;
 use crate::pool::{Lease, Pool, Retry};
+
+/// The first read window: libssh2 asks for 4 × 8 KiB ahead, two `FXP_READ`s (30,000 and
+/// 8,192 bytes), so a file under 30,000 bytes and its end come back in one round trip.
+const INITIAL_WINDOW: usize = 8 * 1024;
+
+/// The window after a read that came back at most half full (most likely the end of the
+/// file): libssh2 asks for nothing more while at least 4 × this much is still requested, so
+/// the end-of-file answer already on its way is read without new requests.
+const TAIL_WINDOW: usize = 2 * 1024;
+
+/// The next window after a refill of `got` bytes through `window` (see the module doc): a
+/// refill stops once half the window is filled, so more than half means the data is flowing.
+fn next_window(window: usize, got: usize, max: usize) -> usize {
+    if got > window / 2 {
+        window.saturating_mul(2).min(max).max(1)
+    } else {
+        TAIL_WINDOW.min(max).max(1)
+    }
+}
 
 /// An open remote file and the session it lives on.
 struct Open {
@@ -125,7 +156,9 @@ fn close_in_background(open: Open, target: Target, operation: &'static str) {
 pub struct SftpReader {
     open: Option<Open>,
     target: Target,
+    /// `chunk_size` bytes, of which the first `window` are handed to libssh2.
     buf: Vec<u8>,
+    window: usize,
     pos: usize,
     len: usize,
     eof: bool,
@@ -149,13 +182,16 @@ impl SftpReader {
             open: Some(open),
             target,
             buf: vec![0; chunk],
+            window: INITIAL_WINDOW.min(chunk),
             pos: 0,
             len: 0,
             eof: false,
         })
     }
 
-    /// Reads the next chunk into the internal buffer (until it is full or the file ends).
+    /// Reads the next chunk into the internal buffer: at least half the window (or up to the
+    /// end of the file), through slices of at least half the window so that libssh2 keeps its
+    /// read-ahead.
     async fn refill(&mut self) -> Result<(), FsError> {
         let Some(mut open) = self.open.take() else {
             return Err(self
@@ -164,14 +200,15 @@ impl SftpReader {
                 .other("reader already failed or finished"));
         };
         let mut buf = std::mem::take(&mut self.buf);
+        let window = self.window;
         let target = self.target.clone();
         let (open, buf, result) = tokio::task::spawn_blocking(move || {
             let mut filled = 0;
             let result = loop {
-                if filled == buf.len() {
+                if filled >= window.div_ceil(2).max(1) {
                     break Ok(filled);
                 }
-                match open.file.read(&mut buf[filled..]) {
+                match open.file.read(&mut buf[filled..window]) {
                     Ok(0) => break Ok(filled),
                     Ok(n) => filled += n,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -194,7 +231,9 @@ impl SftpReader {
         let n = result?;
         self.pos = 0;
         self.len = n;
-        self.eof = n < self.buf.len();
+        // A read of zero bytes is the end; a short one need not be (SFTP allows short reads).
+        self.eof = n == 0;
+        self.window = next_window(self.window, n, self.buf.len());
         Ok(())
     }
 }
@@ -335,5 +374,35 @@ impl Drop for SftpWriter {
                 "upload dropped before finish; the remote file is incomplete");
             close_in_background(open, self.target.clone(), "write");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_window_doubles_while_reads_come_back_full_and_shrinks_at_the_tail() {
+        let max = 256 * 1024;
+        let mut w = INITIAL_WINDOW;
+        let mut seen = vec![w];
+        while w < max {
+            w = next_window(w, w, max);
+            seen.push(w);
+        }
+        assert_eq!(
+            seen,
+            [8, 16, 32, 64, 128, 256].map(|k| k * 1024).to_vec(),
+            "doubling up to chunk_size"
+        );
+        assert_eq!(next_window(max, max, max), max, "never past chunk_size");
+        // Half full or less: most likely the end of the file.
+        assert_eq!(next_window(INITIAL_WINDOW, 4096, max), TAIL_WINDOW);
+        assert_eq!(next_window(max, 0, max), TAIL_WINDOW);
+        // Just over half: still flowing.
+        assert_eq!(next_window(INITIAL_WINDOW, 4097, max), 2 * INITIAL_WINDOW);
+        // A chunk_size below the windows bounds them.
+        assert_eq!(next_window(1, 1, 1), 1);
+        assert_eq!(next_window(1, 0, 1), 1);
     }
 }

@@ -151,7 +151,10 @@ pub struct SftpSettings {
     /// Longest delay between reconnect attempts (default 30s).
     #[serde(default = "default_reconnect_max", with = "humantime_serde")]
     pub reconnect_max: Duration,
-    /// Size of the buffer each reader and writer moves per blocking call (default 256 KiB).
+    /// Size of the buffer each reader and writer moves per blocking call (default 1 MiB). A
+    /// reader's window grows to it, and libssh2 keeps four times the window requested ahead:
+    /// 4 MiB in flight, about 110 MB/s at 20 ms round trip where 256 KiB gave 38 MB/s
+    /// (`throughput` bench), for up to about 5 MiB of memory per open reader.
     #[serde(default = "default_chunk_size")]
     pub chunk_size: usize,
 }
@@ -175,7 +178,7 @@ fn default_reconnect_max() -> Duration {
     Duration::from_secs(30)
 }
 fn default_chunk_size() -> usize {
-    256 * 1024
+    1024 * 1024
 }
 
 impl SftpSettings {

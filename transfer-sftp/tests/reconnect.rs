@@ -35,7 +35,8 @@ async fn server_restart_mid_session_then_reconnect() {
     // A read in progress when the server dies.
     let mut reader = fs.open_read(&format!("{dir}/big")).await.unwrap();
     let mut buf = vec![0u8; 64 * 1024];
-    assert_eq!(reader.read(&mut buf).await.unwrap(), buf.len());
+    // The reader's first window is small (see src/io.rs): any bytes mean it is under way.
+    assert!(reader.read(&mut buf).await.unwrap() > 0);
 
     sshd.kill();
 

@@ -16,7 +16,9 @@
 //!   and the results of calls still in flight are ignored when they arrive.
 //! - Drain [`Worker::poll_action`] until it returns `None`; start each action (store calls
 //!   and file operations may run concurrently with the handlers; the machine issues at most
-//!   one store call and one file-source call at a time).
+//!   one store call at a time, and on the file source either one listing or folder
+//!   preparation, or up to `max_file_ops` post-processing operations: a move's round trips
+//!   to the server would otherwise bound the files handled per second at any parallelism).
 //! - Drain [`Worker::poll_event`] for logs and metrics.
 //! - Wait until [`Worker::next_deadline`], a result, or a change of the lease; repeat.
 //!
@@ -84,7 +86,11 @@ struct TermWork {
     ledger: Option<Ledger>,
     store_call: Option<(OpId, StoreCall)>,
     store_idle_at: Instant,
+    /// The listing or folder preparation in flight.
     fs_call: Option<(OpId, FsCall)>,
+    /// Post-processing in flight (never while `fs_call` is: a listing sees either all of a
+    /// batch of moves or none).
+    file_calls: BTreeMap<OpId, FileOp>,
     dirs_ready: bool,
     next_list: Instant,
     /// Listings issued in this term (the number of the latest).
@@ -161,6 +167,7 @@ impl Worker {
                 store_call: None,
                 store_idle_at: now,
                 fs_call: None,
+                file_calls: BTreeMap::new(),
                 dirs_ready: false,
                 next_list: now,
                 list_gen: 0,
@@ -249,6 +256,7 @@ impl Worker {
                     || (t.running.is_empty()
                         && t.store_call.is_none()
                         && t.fs_call.is_none()
+                        && t.file_calls.is_empty()
                         && t.writes.is_empty()
                         && t.file_ops.is_empty())
             })
@@ -281,7 +289,10 @@ impl Worker {
         if term.store_call.is_none() && store_work {
             at(term.store_idle_at);
         }
-        if term.fs_call.is_none() && !self.draining && term.ledger.is_some() {
+        // A listing waits for the post-processing in flight or queued (its results wake the
+        // driver), so its time is no deadline meanwhile.
+        let post_processing = !term.file_calls.is_empty() || !term.file_ops.is_empty();
+        if term.fs_call.is_none() && !post_processing && !self.draining && term.ledger.is_some() {
             at(term.next_list);
         }
         next
@@ -369,9 +380,22 @@ impl Worker {
         if term.fs_call.is_some() || term.ledger.is_none() {
             return None;
         }
-        if let Some(file_op) = term.file_ops.pop_front() {
-            term.fs_call = Some((op, FsCall::File(file_op.clone())));
-            return Some(WorkAction::File { op, file_op });
+        // Post-processing first, as many at once as allowed, in queue order but skipping an
+        // operation whose target name one in flight could take (FTP's no-overwrite rename is
+        // a check then a rename: two at once to one name could both see it free).
+        if term.file_calls.len() < config.max_file_ops.max(1) {
+            let startable = term.file_ops.iter().position(|candidate| {
+                term.file_calls
+                    .values()
+                    .all(|running| !may_collide(candidate, running))
+            });
+            if let Some(file_op) = startable.and_then(|i| term.file_ops.remove(i)) {
+                term.file_calls.insert(op, file_op.clone());
+                return Some(WorkAction::File { op, file_op });
+            }
+        }
+        if !term.file_calls.is_empty() || !term.file_ops.is_empty() {
+            return None;
         }
         if draining {
             return None;
@@ -748,11 +772,15 @@ impl Worker {
         let Some(term) = self.term.as_mut().filter(|t| !t.dead) else {
             return;
         };
-        let file_op = match &term.fs_call {
-            Some((pending, FsCall::File(file_op))) if *pending == op => file_op.clone(),
+        let file_op = match (&term.fs_call, term.file_calls.remove(&op)) {
+            (_, Some(file_op)) => file_op,
+            (Some((pending, FsCall::File(file_op))), None) if *pending == op => {
+                let file_op = file_op.clone();
+                term.fs_call = None;
+                file_op
+            }
             _ => return,
         };
-        term.fs_call = None;
         // The file left the folder before the next listing is issued.
         let gen_ = term.list_gen + 1;
         let failed = |events: &mut VecDeque<WorkEvent>, error: String| {
@@ -883,6 +911,19 @@ fn post_op(
 }
 
 /// The deletion of `version`'s done marker, if markers are used and it was listed.
+/// Whether two post-processing operations could move a file to the same target name (the
+/// same base name into the same folder; the collision suffix is derived from the name).
+fn may_collide(a: &FileOp, b: &FileOp) -> bool {
+    let target = |op: &FileOp| match op {
+        FileOp::MoveToDone { version, dir } | FileOp::MoveToError { version, dir } => {
+            let name = version.path.rsplit('/').next().unwrap_or(&version.path);
+            Some((dir.clone(), name.to_string()))
+        }
+        FileOp::PrepareDirs(_) | FileOp::Delete(_) | FileOp::DeleteMarker(_) => None,
+    };
+    matches!((target(a), target(b)), (Some(x), Some(y)) if x == y)
+}
+
 fn marker_op(
     suffix: Option<&str>,
     listed: &HashMap<String, FileVersion>,

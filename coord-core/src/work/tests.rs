@@ -558,4 +558,102 @@ fn the_backlog_counts_listed_files_not_done_and_the_oldest_age() {
         Worker::new(config()).backlog(t0).is_none(),
         "no term, no backlog"
     );
+
+fn moves_run_side_by_side_but_never_with_a_listing_nor_two_to_one_name() {
+    let mut c = config();
+    c.max_in_flight = 6;
+    c.max_file_ops = 3;
+    let (mut w, t0) = leading(c, vec![]);
+    // `/in/x/a` and `/in/y/a` would both go to `/done/a`.
+    let files = [
+        v("/in/x/a", 1),
+        v("/in/y/a", 1),
+        v("/in/b", 1),
+        v("/in/c", 1),
+        v("/in/d", 1),
+        v("/in/e", 1),
+    ];
+    let op = expect_list(&mut w, t0);
+    w.handle_listed(t0, op, Ok(listed(&files)));
+    let (op, _) = expect_claim(&mut w, t0);
+    w.handle_claimed(t0, op, Ok(claimed(files.len(), 1)));
+    let d = dispatches(&mut w, t0);
+    assert_eq!(d.len(), files.len());
+    for (handler, _) in &d {
+        w.handle_outcome(t0, *handler, Outcome::Handled);
+    }
+    let (op, updates) = expect_record(&mut w, t0);
+    assert_eq!(updates.len(), files.len(), "outcomes written in one batch");
+    w.handle_recorded(t0, op, Ok(()));
+
+    // Well past the next listing's time: still no listing while moves run or wait.
+    let later = t0 + Duration::from_secs(5);
+    let mut moving = BTreeMap::new();
+    while let Some(action) = w.poll_action(later) {
+        match action {
+            WorkAction::File {
+                op,
+                file_op: FileOp::MoveToDone { version, .. },
+            } => {
+                moving.insert(op, version);
+            }
+            other => panic!("expected moves only, got {other:?}"),
+        }
+    }
+    let first: Vec<_> = moving.values().cloned().collect();
+    assert_eq!(first.len(), 3, "three at once: {first:?}");
+    assert!(w.next_deadline().is_none(), "no deadline while moves run");
+    let mut done = Vec::new();
+    let mut all_started = first.clone();
+    let mut together_a = 0;
+    let mut listed_after = false;
+    while !moving.is_empty() {
+        // Finish the oldest; its slot goes to the next that cannot collide.
+        let (op, version) = moving.pop_first().unwrap();
+        w.handle_file_op(later, op, FileOpResult::Done(None));
+        done.push(version);
+        while let Some(action) = w.poll_action(later) {
+            match action {
+                WorkAction::File {
+                    op,
+                    file_op: FileOp::MoveToDone { version, .. },
+                } => {
+                    if version.path.ends_with("/a")
+                        && moving.values().any(|m| m.path.ends_with("/a"))
+                    {
+                        together_a += 1;
+                    }
+                    all_started.push(version.clone());
+                    moving.insert(op, version);
+                }
+                WorkAction::Record { op, .. } => w.handle_recorded(later, op, Ok(())),
+                WorkAction::List { .. } => {
+                    assert!(moving.is_empty(), "a listing while moves run");
+                    listed_after = true;
+                    break;
+                }
+                other => panic!("expected moves and done records, got {other:?}"),
+            }
+            assert!(moving.len() <= 3);
+        }
+    }
+    assert_eq!(together_a, 0, "two moves to /done/a at once");
+    assert!(
+        first.iter().filter(|f| f.path.ends_with("/a")).count() <= 1,
+        "{first:?}"
+    );
+    let mut sorted = all_started.clone();
+    sorted.sort();
+    let mut expected = files.to_vec();
+    expected.sort();
+    assert_eq!(sorted, expected, "every file moved once");
+    // Every done record written, the listing comes next.
+    while !listed_after && let Some(action) = w.poll_action(later) {
+        match action {
+            WorkAction::Record { op, .. } => w.handle_recorded(later, op, Ok(())),
+            WorkAction::List { .. } => listed_after = true,
+            other => panic!("expected done records then a listing, got {other:?}"),
+        }
+    }
+    assert!(listed_after, "the listing once the moves are over");
 }

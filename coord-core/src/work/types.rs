@@ -39,6 +39,9 @@ pub struct WorkConfig {
     pub max_in_flight: usize,
     /// Ledger updates written in one store call, at most.
     pub record_batch: usize,
+    /// Post-processing operations (moves, deletes) in flight at once (at least 1). Never
+    /// with a listing, and never two moves that could take the same target name.
+    pub max_file_ops: usize,
     /// Wait after a store call failed transiently before the next one.
     pub store_retry: Duration,
 }
@@ -55,6 +58,7 @@ impl WorkConfig {
             poll_interval: Duration::from_secs(5),
             max_in_flight: 4,
             record_batch: 256,
+            max_file_ops: 4,
             store_retry: Duration::from_secs(1),
         }
     }
