@@ -558,7 +558,9 @@ fn the_backlog_counts_listed_files_not_done_and_the_oldest_age() {
         Worker::new(config()).backlog(t0).is_none(),
         "no term, no backlog"
     );
+}
 
+#[test]
 fn moves_run_side_by_side_but_never_with_a_listing_nor_two_to_one_name() {
     let mut c = config();
     c.max_in_flight = 6;
