@@ -83,6 +83,7 @@ pub fn poll_settings(
         error_dir,
         poll_interval: config.poll_interval,
         max_in_flight: config.max_in_flight,
+        max_file_ops: config.max_file_ops,
         // A ledger write may take longer than a heartbeat, never longer than the lease.
         store_timeout: election.timing.renew_deadline,
     })

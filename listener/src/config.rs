@@ -58,6 +58,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "retry",
     "post_processing",
     "max_in_flight",
+    "max_file_ops",
     "done_dir",
     "error_dir",
     "ledger_retention",
@@ -534,6 +535,9 @@ pub struct Config {
     /// Handlers running at once on the leader (default 4; 1 keeps the listing's order).
     #[serde(default = "four")]
     pub max_in_flight: usize,
+    /// Moves and deletes of handled files running at once on the leader (default 4).
+    #[serde(default = "four")]
+    pub max_file_ops: usize,
     /// Where handled files go (default `<source.path>/.done`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub done_dir: Option<String>,
@@ -1216,6 +1220,9 @@ impl Config {
         }
         if self.max_in_flight == 0 {
             return Err(E::new("max_in_flight", "must be at least 1"));
+        }
+        if self.max_file_ops == 0 {
+            return Err(E::new("max_file_ops", "must be at least 1"));
         }
         if self.poll_interval.is_zero() {
             return Err(E::new("poll_interval", "must be greater than zero"));

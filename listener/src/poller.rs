@@ -47,6 +47,8 @@ pub struct PollSettings {
     pub poll_interval: Duration,
     /// Handlers running at once.
     pub max_in_flight: usize,
+    /// Post-processing operations (moves, deletes) at once.
+    pub max_file_ops: usize,
     /// Timeout of one ledger call (the renew deadline).
     pub store_timeout: Duration,
 }
@@ -150,6 +152,7 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
         config.post_processing = s.post_processing;
         config.poll_interval = s.poll_interval;
         config.max_in_flight = s.max_in_flight;
+        config.max_file_ops = s.max_file_ops;
         config.store_retry = s.poll_interval.min(Duration::from_secs(1));
         config
     }
