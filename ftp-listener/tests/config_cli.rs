@@ -125,14 +125,18 @@ fn check_config_refuses_what_run_refuses() {
 /// Role `ha_listener_cfg` with `password` (the pg_hba rule asks it for one), owning `schema`.
 #[cfg(feature = "postgres")]
 fn pg_role(password: &str, schema: &str) {
+    // Serialised: two tests altering the shared role at once fail with "tuple concurrently
+    // updated".
     let sql = format!(
-        "DO $$ BEGIN
+        "BEGIN; SELECT pg_advisory_xact_lock(hashtext('ha_listener_cfg'));
+         DO $$ BEGIN
            IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'ha_listener_cfg') THEN
              CREATE ROLE ha_listener_cfg LOGIN;
            END IF;
          END $$;
          ALTER ROLE ha_listener_cfg PASSWORD '{password}';
-         CREATE SCHEMA IF NOT EXISTS {schema} AUTHORIZATION ha_listener_cfg;"
+         CREATE SCHEMA IF NOT EXISTS {schema} AUTHORIZATION ha_listener_cfg;
+         COMMIT;"
     );
     let out = Command::new("psql")
         .args([

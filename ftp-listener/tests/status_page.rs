@@ -79,6 +79,10 @@ fn the_status_page_shows_the_leader_and_follows_a_failover() {
     );
     assert!(page.contains(r#"id="term-e2e">1</b>"#), "{page}");
     assert!(
+        page.contains(r#"id="backlog-e2e">0</b>"#),
+        "the backlog: {page}"
+    );
+    assert!(
         page.contains("http-equiv=\"refresh\""),
         "it refreshes itself"
     );

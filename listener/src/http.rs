@@ -285,8 +285,10 @@ impl Endpoints {
             let status = l.status.borrow().clone();
             let _ = writeln!(
                 html,
-                "<p>this member: {:?}; files dispatched {}, done {}, failed attempts {}, in error {}, redeliveries {}; last listing {}</p>",
+                "<p>this member: {:?}; backlog <b id=\"backlog-{name}\">{}</b> file(s), the oldest listed {:.1} s ago; files dispatched {}, done {}, failed attempts {}, in error {}, redeliveries {}; last listing {}</p>",
                 status.role,
+                m.backlog_files.load(Relaxed),
+                m.backlog_oldest_ms.load(Relaxed) as f64 / 1000.0,
                 m.files_dispatched.get(),
                 m.files_done.get(),
                 m.files_failed.get(),
