@@ -155,17 +155,10 @@ pub(crate) async fn ledger(
         let mut rows = store.load_ledger(&group).await?;
         rows.sort_by(|a, b| a.version.cmp(&b.version));
         for r in rows {
-            if state.as_deref().is_some_and(|s| s != state_name(r.state)) {
+            if !matches(&r, path.as_deref(), state.as_deref())
+                || glob.as_ref().is_some_and(|g| !g.matches(&r.version.path))
+            {
                 continue;
-            }
-            if glob.as_ref().is_some_and(|g| !g.matches(&r.version.path)) {
-                continue;
-            }
-            if let Some(p) = &path {
-                let name = r.version.path.rsplit('/').next().unwrap_or_default();
-                if r.version.path != *p && name != p {
-                    continue;
-                }
             }
             found += 1;
             if json {

@@ -228,16 +228,15 @@ async fn dispatch(
         }
         Command::Migrate => {
             // Once per database, however many listeners share it.
-            let mut done: Vec<String> = Vec::new();
+            let mut done: Vec<&Config> = Vec::new();
             for config in &configs {
-                let target = format!("{:?}", config.coordination);
-                if done.contains(&target) {
+                if done.iter().any(|d| d.same_store(config)) {
                     continue;
                 }
                 connect_store(config, &registry, true)
                     .await
                     .with_context(|| format!("migrate (listener `{}`)", config.name))?;
-                done.push(target);
+                done.push(config);
             }
             println!("schema is up to date");
             Ok(())

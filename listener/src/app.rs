@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use coord_core::{CoordinationStore, ElectionError, ListOptions, RemoteFs};
+use coord_core::{
+    CoordinationStore, ElectionError, ListOptions, RemoteFs, SharedSource, SharedStore,
+};
 
 use crate::api::FileHandler;
 use crate::config::Config;
@@ -136,8 +138,8 @@ where
 {
     let listener = Listener::builder(&config.name)
         .config(config.clone())
-        .store(ArcStore(store))
-        .source(ArcFs(fs), dir)
+        .shared_store(SharedStore::from_arc("custom", store))
+        .shared_source(SharedSource::from_arc("custom", fs), dir)
         .local_paths(config.loaded.source_is_local)
         .handler_arc(handler)
         .build()?;
@@ -145,117 +147,4 @@ where
         .listener(listener)
         .run(shutdown)
         .await
-}
-
-/// A store already behind an `Arc` (the generic entry points' argument).
-struct ArcStore<S>(Arc<S>);
-
-impl<S: CoordinationStore> CoordinationStore for ArcStore<S> {
-    fn heartbeat(
-        &self,
-        request: &coord_core::HeartbeatRequest,
-    ) -> impl Future<Output = Result<coord_core::Observation, coord_core::StoreError>> + Send {
-        self.0.heartbeat(request)
-    }
-    fn take_over(
-        &self,
-        request: &coord_core::TakeoverRequest,
-    ) -> impl Future<Output = Result<coord_core::TakeoverOutcome, coord_core::StoreError>> + Send
-    {
-        self.0.take_over(request)
-    }
-    fn release(
-        &self,
-        fence: &coord_core::Fence,
-    ) -> impl Future<Output = Result<(), coord_core::StoreError>> + Send {
-        self.0.release(fence)
-    }
-    fn leave(
-        &self,
-        group: &coord_core::GroupId,
-        member: &coord_core::MemberId,
-        incarnation: coord_core::Incarnation,
-    ) -> impl Future<Output = Result<(), coord_core::StoreError>> + Send {
-        self.0.leave(group, member, incarnation)
-    }
-    fn load_ledger(
-        &self,
-        group: &coord_core::GroupId,
-    ) -> impl Future<Output = Result<Vec<coord_core::LedgerRecord>, coord_core::StoreError>> + Send
-    {
-        self.0.load_ledger(group)
-    }
-    fn claim(
-        &self,
-        fence: &coord_core::Fence,
-        versions: &[coord_core::FileVersion],
-    ) -> impl Future<Output = Result<Vec<coord_core::ClaimOutcome>, coord_core::StoreError>> + Send
-    {
-        self.0.claim(fence, versions)
-    }
-    fn record(
-        &self,
-        fence: &coord_core::Fence,
-        updates: &[coord_core::LedgerUpdate],
-    ) -> impl Future<Output = Result<(), coord_core::StoreError>> + Send {
-        self.0.record(fence, updates)
-    }
-    fn observe(
-        &self,
-        group: &coord_core::GroupId,
-    ) -> impl Future<Output = Result<coord_core::GroupView, coord_core::StoreError>> + Send {
-        self.0.observe(group)
-    }
-    fn members(
-        &self,
-        group: &coord_core::GroupId,
-    ) -> impl Future<Output = Result<Vec<coord_core::MemberStatus>, coord_core::StoreError>> + Send
-    {
-        self.0.members(group)
-    }
-}
-
-/// A source already behind an `Arc`.
-struct ArcFs<F>(Arc<F>);
-
-impl<F: RemoteFs> RemoteFs for ArcFs<F> {
-    type Reader = F::Reader;
-    type Writer = F::Writer;
-
-    fn list(
-        &self,
-        dir: &str,
-        options: &ListOptions,
-    ) -> impl Future<Output = Result<coord_core::Listing, coord_core::FsError>> + Send {
-        self.0.list(dir, options)
-    }
-    fn open_read(
-        &self,
-        path: &str,
-    ) -> impl Future<Output = Result<F::Reader, coord_core::FsError>> + Send {
-        self.0.open_read(path)
-    }
-    fn open_write(
-        &self,
-        path: &str,
-    ) -> impl Future<Output = Result<F::Writer, coord_core::FsError>> + Send {
-        self.0.open_write(path)
-    }
-    fn rename(
-        &self,
-        from: &str,
-        to: &str,
-        mode: coord_core::RenameMode,
-    ) -> impl Future<Output = Result<(), coord_core::FsError>> + Send {
-        self.0.rename(from, to, mode)
-    }
-    fn delete(&self, path: &str) -> impl Future<Output = Result<(), coord_core::FsError>> + Send {
-        self.0.delete(path)
-    }
-    fn create_dir_all(
-        &self,
-        path: &str,
-    ) -> impl Future<Output = Result<(), coord_core::FsError>> + Send {
-        self.0.create_dir_all(path)
-    }
 }

@@ -1029,9 +1029,7 @@ impl Config {
                 )));
             }
             if let Some(other) = configs.iter().find(|c| {
-                c.group == config.group
-                    && c.member_id == config.member_id
-                    && c.store_identity() == config.store_identity()
+                c.group == config.group && c.member_id == config.member_id && c.same_store(&config)
             }) {
                 return Err(ConfigError::Parse(format!(
                     "listeners `{}` and `{}` are both member `{}` of coordination group `{}` \
@@ -1118,6 +1116,12 @@ impl Config {
             figment = figment.merge(Serialized::default(&format!("source.{name}"), &table.0));
         }
         Settings::new(figment, key)
+    }
+
+    /// Whether `self` and `other` name the same coordination store with the same settings
+    /// (listeners that do share one store, one pool).
+    pub fn same_store(&self, other: &Config) -> bool {
+        self.store_identity() == other.store_identity()
     }
 
     /// Two listeners with equal identities share one store (one pool).

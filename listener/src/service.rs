@@ -548,6 +548,9 @@ struct Engine {
     handlers: Vec<(String, Arc<dyn FileHandler>)>,
     running: Vec<Running>,
     http_task: tokio::task::JoinHandle<()>,
+    /// Every listener task counts itself here when it ends, then notifies `ended`.
+    finished: Arc<std::sync::atomic::AtomicUsize>,
+    ended: Arc<tokio::sync::Notify>,
 }
 
 struct Running {
@@ -577,6 +580,8 @@ impl Engine {
             handlers,
             running: Vec::new(),
             http_task: tokio::spawn(serve),
+            finished: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            ended: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -605,12 +610,15 @@ impl Engine {
             .iter()
             .find(|(n, _)| *n == name)
             .map(|(_, h)| h.clone());
+        let (finished, ended) = (self.finished.clone(), self.ended.clone());
         let task = tokio::spawn(
             async move {
                 let result = run_unit(unit, slot, &registry, &pool, handler, stop_rx).await;
                 if let Err(e) = &result {
                     tracing::error!(error = %e, "listener stopped");
                 }
+                finished.fetch_add(1, Relaxed);
+                ended.notify_one();
                 result
             }
             .instrument(span),
@@ -644,14 +652,14 @@ impl Engine {
     }
 
     /// Until `shutdown`, or until every listener has stopped on its own (then the first
-    /// error).
+    /// error). For a fixed set of listeners (none stopped by `apply` meanwhile).
     async fn run_until(
         &mut self,
         shutdown: &mut (impl Future<Output = ()> + Unpin),
     ) -> Result<(), RunError> {
         let mut first_error = None;
         loop {
-            if self.running.iter().all(|r| r.task.is_finished()) {
+            if self.finished.load(Relaxed) >= self.running.len() {
                 for running in self.running.drain(..) {
                     match running.task.await {
                         Ok(Err(e)) => {
@@ -666,7 +674,7 @@ impl Engine {
                 return first_error.map_or(Ok(()), Err);
             }
             tokio::select! {
-                () = tokio::time::sleep(Duration::from_millis(200)) => {}
+                () = self.ended.notified() => {}
                 () = &mut *shutdown => return Ok(()),
             }
         }
