@@ -381,9 +381,11 @@ impl Elector {
     /// heartbeat intervals of this member's clock (a live holder would have renewed), so a
     /// member that starts while a dead holder's stale lease is in the store takes over two
     /// heartbeats after its first look. The bound that remains: a step smaller than the gap
-    /// between two observations can move the estimated renewal earlier by at most that gap
-    /// (one heartbeat interval), which the renew margin absorbs when `heartbeat_interval <=
-    /// liveness_timeout - renew_deadline` (the defaults: 1 s <= 1.67 s).
+    /// between two observations can move the estimated renewal earlier by at most that gap,
+    /// so the estimate is trusted only when the gap is within the renew margin
+    /// (`liveness_timeout - renew_deadline`; the defaults: 1.67 s, against a heartbeat
+    /// interval of 1 s); after a longer gap (this member could not look for a while) the
+    /// renewal counts from now.
     fn holder_dead(&mut self, sent_at: Instant, holder: Option<&HolderView>) -> bool {
         let Some(holder) = holder else {
             // Released or never taken: nobody to wait for.
@@ -400,9 +402,17 @@ impl Elector {
             Some(watch) if same => {
                 if watch.renewal != holder.renewal {
                     // It renewed after our last look and no later than this one. An estimate
-                    // before our last look contradicts that: the store's clock stepped (or
-                    // we could not look for a while); then count from now.
-                    let consistent = estimate.is_some_and(|e| e > watch.seen_at);
+                    // before our last look contradicts that: the store's clock stepped; then
+                    // count from now. So does a last look too long ago: a step can then move
+                    // the estimate earlier by up to that whole gap (a standby that was
+                    // partitioned for a while, then sees a fresh renewal through a stepped
+                    // clock), more than the renew margin absorbs.
+                    let timing = &self.config.timing;
+                    let margin = timing
+                        .liveness_timeout
+                        .saturating_sub(timing.renew_deadline);
+                    let consistent = estimate.is_some_and(|e| e > watch.seen_at)
+                        && sent_at.saturating_duration_since(watch.seen_at) <= margin;
                     watch.renewed = Some(if consistent {
                         estimate.expect("checked")
                     } else {
@@ -628,6 +638,29 @@ mod tests {
         let t12 = t7 + ms(5000);
         tick(&mut e, t12, Ok(observed(3, renewing("other", 5150, 8))));
         assert!(matches!(e.poll_action(t12), Some(Action::TakeOver(_))));
+    }
+
+    #[test]
+    fn a_renewal_seen_after_a_long_gap_counts_from_now_whatever_the_stepped_age() {
+        let t0 = Instant::now();
+        let mut e = elector(t0);
+        tick(&mut e, t0, Ok(observed(3, renewing("other", 100, 1))));
+        let t1 = t0 + ms(1000);
+        tick(&mut e, t1, Ok(observed(3, renewing("other", 100, 2))));
+        // Partitioned for 7 s. Back, we see a renewal 100 ms old, but the store's clock has
+        // stepped 5.3 s forward meanwhile: the age reads 5.4 s, and `now - age` falls after
+        // our last look, as a real renewal would. The gap is longer than the renew margin,
+        // so the estimate proves nothing: the holder renewed no later than now.
+        let t8 = t0 + ms(8000);
+        tick(&mut e, t8, Ok(observed(3, renewing("other", 5400, 9))));
+        assert_eq!(e.poll_action(t8), None, "the holder renewed 100 ms ago");
+        let t9 = t8 + ms(1000);
+        tick(&mut e, t9, Ok(observed(3, renewing("other", 5400, 10))));
+        assert_eq!(e.poll_action(t9), None);
+        // It stops renewing: taken over a liveness timeout after the last renewal we saw.
+        let t14 = t9 + ms(5000);
+        tick(&mut e, t14, Ok(observed(3, renewing("other", 10400, 10))));
+        assert!(matches!(e.poll_action(t14), Some(Action::TakeOver(_))));
     }
 
     #[test]
