@@ -49,6 +49,8 @@ pub struct PollSettings {
     pub max_in_flight: usize,
     /// Post-processing operations (moves, deletes) at once.
     pub max_file_ops: usize,
+    /// Files claimed ahead of a free handler slot.
+    pub claim_ahead: usize,
     /// Timeout of one ledger call (the renew deadline).
     pub store_timeout: Duration,
 }
@@ -153,6 +155,7 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
         config.poll_interval = s.poll_interval;
         config.max_in_flight = s.max_in_flight;
         config.max_file_ops = s.max_file_ops;
+        config.claim_ahead = s.claim_ahead;
         config.store_retry = s.poll_interval.min(Duration::from_secs(1));
         config
     }

@@ -44,6 +44,12 @@ pub struct WorkConfig {
     pub max_file_ops: usize,
     /// Wait after a store call failed transiently before the next one.
     pub store_retry: Duration,
+    /// Versions claimed ahead of a free handler slot, at most (0 claims only for free
+    /// slots). Claims then go in batches and a freed slot starts its next file without a
+    /// store round trip; the price: a term that ends (crash, lost lease, stop) leaves up to
+    /// this many versions claimed and never started, which the next term redelivers with
+    /// their attempt counted.
+    pub claim_ahead: usize,
 }
 
 impl WorkConfig {
@@ -60,6 +66,7 @@ impl WorkConfig {
             record_batch: 256,
             max_file_ops: 4,
             store_retry: Duration::from_secs(1),
+            claim_ahead: 4,
         }
     }
 }
