@@ -374,6 +374,11 @@ pub struct StabilityConfig {
     /// A marker `<name><suffix>` must exist (default none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub done_marker_suffix: Option<String>,
+    /// After a takeover, the second listing follows the first by this much when shorter
+    /// than `poll_interval` (default 1s): a file stable before the takeover is dispatched
+    /// within about a second of it.
+    #[serde(default = "one_second", with = "human")]
+    pub takeover_relist: Duration,
 }
 
 impl Default for StabilityConfig {
@@ -382,8 +387,13 @@ impl Default for StabilityConfig {
             unchanged_across_listings: true,
             min_age: Duration::ZERO,
             done_marker_suffix: None,
+            takeover_relist: one_second(),
         }
     }
+}
+
+fn one_second() -> Duration {
+    Duration::from_secs(1)
 }
 
 fn yes() -> bool {

@@ -51,6 +51,8 @@ pub struct PollSettings {
     pub max_file_ops: usize,
     /// Files claimed ahead of a free handler slot.
     pub claim_ahead: usize,
+    /// The second listing of a term, this soon after the first.
+    pub takeover_relist: Duration,
     /// Timeout of one ledger call (the renew deadline).
     pub store_timeout: Duration,
 }
@@ -156,6 +158,7 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
         config.max_in_flight = s.max_in_flight;
         config.max_file_ops = s.max_file_ops;
         config.claim_ahead = s.claim_ahead;
+        config.takeover_relist = s.takeover_relist;
         config.store_retry = s.poll_interval.min(Duration::from_secs(1));
         config
     }

@@ -501,7 +501,15 @@ impl Worker {
             return None;
         }
         term.list_gen += 1;
-        term.next_list = now + config.poll_interval;
+        // The second listing of a term comes early: a new leader sees every file for the
+        // first time, and a file that was already stable before the takeover is dispatched
+        // after two listings `takeover_relist` apart instead of a whole poll interval.
+        let interval = if term.list_gen == 1 {
+            config.poll_interval.min(config.takeover_relist)
+        } else {
+            config.poll_interval
+        };
+        term.next_list = now + interval;
         term.fs_call = Some((op, FsCall::List(term.list_gen)));
         Some(WorkAction::List { op })
     }

@@ -806,3 +806,24 @@ fn a_claimed_file_that_left_the_folder_is_not_started() {
         "{actions:?}"
     );
 }
+
+#[test]
+fn a_new_leader_lists_again_soon_so_a_stable_file_waits_no_whole_poll_interval() {
+    let mut c = config();
+    c.poll_interval = Duration::from_secs(5);
+    c.takeover_relist = Duration::from_secs(1);
+    c.policy.stability.unchanged_across_listings = true;
+    let (mut w, t0) = leading(c, vec![]);
+    let a = v("/in/a", 1);
+    let op = expect_list(&mut w, t0);
+    w.handle_listed(t0, op, Ok(listed(std::slice::from_ref(&a))));
+    assert_eq!(w.poll_action(t0), None, "seen once: not stable yet");
+    assert_eq!(w.next_deadline(), Some(t0 + Duration::from_secs(1)));
+    let t1 = t0 + Duration::from_secs(1);
+    let op = expect_list(&mut w, t1);
+    w.handle_listed(t1, op, Ok(listed(std::slice::from_ref(&a))));
+    let (_, versions) = expect_claim(&mut w, t1);
+    assert_eq!(versions, vec![a]);
+    // From then on, the poll interval.
+    assert_eq!(w.next_deadline(), Some(t1 + Duration::from_secs(5)));
+}

@@ -50,6 +50,11 @@ pub struct WorkConfig {
     /// this many versions claimed and never started, which the next term redelivers with
     /// their attempt counted.
     pub claim_ahead: usize,
+    /// Time between the first and the second listing of a term, when shorter than
+    /// `poll_interval`: a new leader sees every file for the first time, so a file that was
+    /// stable before the takeover waits for this, not a whole poll interval. The stability
+    /// rule "unchanged across two listings" then spans this much right after a takeover.
+    pub takeover_relist: Duration,
 }
 
 impl WorkConfig {
@@ -67,6 +72,7 @@ impl WorkConfig {
             max_file_ops: 4,
             store_retry: Duration::from_secs(1),
             claim_ahead: 4,
+            takeover_relist: Duration::from_secs(1),
         }
     }
 }
