@@ -392,10 +392,6 @@ impl Default for StabilityConfig {
     }
 }
 
-fn one_second() -> Duration {
-    Duration::from_secs(1)
-}
-
 fn yes() -> bool {
     true
 }
