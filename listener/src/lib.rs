@@ -122,6 +122,7 @@ pub use config::{
 };
 pub use coord_core::{SharedSource, SharedStore};
 pub use driver::{ElectionDriver, ElectionStatus, Gate, StopHandle};
+pub use duration::parse as parse_duration;
 pub use handler::{Delivery, Handler};
 pub use http::{ClusterGauges, Endpoints, ListenerEndpoint, bind as bind_endpoints};
 pub use local::{LocalFs, LocalReader, LocalWriter};

@@ -66,19 +66,26 @@ pub const FILE_SIZE_BUCKETS: [f64; 11] = [
     1_073_741_824.0,
 ];
 
-/// A histogram of durations, in seconds.
+/// A histogram of durations, in seconds, and the number of observations (for the loops'
+/// tests; the crate's histogram does not expose its count).
 #[derive(Debug, Clone)]
-pub struct Timer(Histogram);
+pub struct Timer(Histogram, Arc<AtomicU64>);
 
 impl Timer {
     /// A timer with these bucket bounds (seconds).
     pub fn new(buckets: &[f64]) -> Self {
-        Timer(Histogram::new(buckets.iter().copied()))
+        Timer(Histogram::new(buckets.iter().copied()), Arc::default())
     }
 
     /// Records one observation.
     pub fn observe(&self, d: Duration) {
         self.0.observe(d.as_secs_f64());
+        self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Number of observations.
+    pub fn count(&self) -> u64 {
+        self.1.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -262,26 +269,52 @@ fn families() -> [Family; 24] {
         metric,
     };
     [
-        f("ftpl_role", "Role of this member: 0 standby, 1 leader, 2 stopped.", None, |m| &m.role),
+        f(
+            "ftpl_role",
+            "Role of this member: 0 standby, 1 leader, 2 stopped.",
+            None,
+            |m| &m.role,
+        ),
         f("ftpl_term", "Latest election term seen.", None, |m| &m.term),
-        f("ftpl_heartbeats_ok", "Acknowledged heartbeats.", None, |m| &m.heartbeats_ok),
-        f("ftpl_heartbeats_failed", "Heartbeats that failed or timed out.", None, |m| {
-            &m.heartbeats_failed
-        }),
+        f(
+            "ftpl_heartbeats_ok",
+            "Acknowledged heartbeats.",
+            None,
+            |m| &m.heartbeats_ok,
+        ),
+        f(
+            "ftpl_heartbeats_failed",
+            "Heartbeats that failed or timed out.",
+            None,
+            |m| &m.heartbeats_failed,
+        ),
         f(
             "ftpl_heartbeat_latency",
             "Heartbeat round trip to the store.",
             Some(Unit::Seconds),
             |m| &m.heartbeat_latency.0,
         ),
-        f("ftpl_takeovers", "Terms won by this member.", None, |m| &m.takeovers),
-        f("ftpl_files_dispatched", "File versions handed to the handler.", None, |m| {
-            &m.files_dispatched
+        f("ftpl_takeovers", "Terms won by this member.", None, |m| {
+            &m.takeovers
         }),
-        f("ftpl_files_done", "File versions handled and post-processed.", None, |m| {
-            &m.files_done
-        }),
-        f("ftpl_files_failed", "Handler attempts that failed.", None, |m| &m.files_failed),
+        f(
+            "ftpl_files_dispatched",
+            "File versions handed to the handler.",
+            None,
+            |m| &m.files_dispatched,
+        ),
+        f(
+            "ftpl_files_done",
+            "File versions handled and post-processed.",
+            None,
+            |m| &m.files_done,
+        ),
+        f(
+            "ftpl_files_failed",
+            "Handler attempts that failed.",
+            None,
+            |m| &m.files_failed,
+        ),
         f(
             "ftpl_files_error",
             "File versions moved to the error folder after the retry budget.",
@@ -312,7 +345,9 @@ fn families() -> [Family; 24] {
             Some(Unit::Bytes),
             |m| &m.file_size,
         ),
-        f("ftpl_listings_failed", "Listings that failed.", None, |m| &m.listings_failed),
+        f("ftpl_listings_failed", "Listings that failed.", None, |m| {
+            &m.listings_failed
+        }),
         f(
             "ftpl_skipped_names",
             "Hostile or unparsable names skipped by listings.",
@@ -349,9 +384,12 @@ fn families() -> [Family; 24] {
             Some(Unit::Seconds),
             |m| &m.last_listing,
         ),
-        f("ftpl_handlers_in_flight", "Handlers running now.", None, |m| {
-            &m.handlers_in_flight
-        }),
+        f(
+            "ftpl_handlers_in_flight",
+            "Handlers running now.",
+            None,
+            |m| &m.handlers_in_flight,
+        ),
         f(
             "ftpl_fenced_writes",
             "Ledger writes refused by the store because another member holds a newer term.",
@@ -535,6 +573,9 @@ mod tests {
         let text = registry.encode(format);
         assert!(text.ends_with("# EOF\n"), "{text}");
         assert!(text.contains("# TYPE ftpl_files_done counter\n"), "{text}");
-        assert!(text.contains("\nftpl_files_done_total{listener=\"a\"} 1\n"), "{text}");
+        assert!(
+            text.contains("\nftpl_files_done_total{listener=\"a\"} 1\n"),
+            "{text}"
+        );
     }
 }
