@@ -31,6 +31,37 @@ pub struct LedgerEvent {
     pub detail: Option<String>,
 }
 
+impl LedgerEvent {
+    /// An event from its stored columns (the SQL integers; a negative term or attempt count,
+    /// which no build writes, reads as 0).
+    pub fn from_columns(
+        at_unix_ms: i64,
+        term: i64,
+        state: String,
+        attempts: i64,
+        detail: Option<String>,
+    ) -> Self {
+        LedgerEvent {
+            at_unix_ms,
+            term: Term(u64::try_from(term).unwrap_or(0)),
+            state,
+            attempts: u32::try_from(attempts).unwrap_or(0),
+            detail,
+        }
+    }
+}
+
+impl FileVersion {
+    /// A version from its stored columns (`None` for a negative size, which no build writes).
+    pub fn from_columns(path: String, size: i64, mtime_ms: i64) -> Option<Self> {
+        Some(FileVersion {
+            path,
+            size: u64::try_from(size).ok()?,
+            mtime_ms,
+        })
+    }
+}
+
 /// Where the history is kept: implemented by the SQL stores.
 #[async_trait]
 pub trait LedgerHistory: Send + Sync {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use coord_core::{FileVersion, GroupId, LedgerEvent, LedgerHistory, StoreError, Term, within_ms};
+use coord_core::{FileVersion, GroupId, LedgerEvent, LedgerHistory, StoreError, within_ms};
 use mysql_async::prelude::Queryable;
 
 use crate::ledger::path_hash;
@@ -34,12 +34,8 @@ impl LedgerHistory for MySqlStore {
                 .await?;
             Ok(rows
                 .into_iter()
-                .map(|(at, term, state, attempts, detail)| LedgerEvent {
-                    at_unix_ms: at,
-                    term: Term(u64::try_from(term).unwrap_or(0)),
-                    state,
-                    attempts: u32::try_from(attempts).unwrap_or(0),
-                    detail,
+                .map(|(at, term, state, attempts, detail)| {
+                    LedgerEvent::from_columns(at, term, state, attempts, detail)
                 })
                 .collect())
         })
@@ -58,15 +54,7 @@ impl LedgerHistory for MySqlStore {
             Ok(rows
                 .into_iter()
                 .filter_map(|(path, size, mtime_ms, at)| {
-                    let size = u64::try_from(size).ok()?;
-                    Some((
-                        FileVersion {
-                            path,
-                            size,
-                            mtime_ms,
-                        },
-                        at,
-                    ))
+                    Some((FileVersion::from_columns(path, size, mtime_ms)?, at))
                 })
                 .collect())
         })

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use coord_core::{FileVersion, GroupId, LedgerEvent, LedgerHistory, StoreError, Term, within_ms};
+use coord_core::{FileVersion, GroupId, LedgerEvent, LedgerHistory, StoreError, within_ms};
 
 use crate::ledger::path_hash;
 use crate::sql;
@@ -29,12 +29,15 @@ impl LedgerHistory for PgStore {
             .await?;
         Ok(rows
             .iter()
-            .map(|row| LedgerEvent {
-                at_unix_ms: row.get(0),
-                term: Term(u64::try_from(row.get::<_, i64>(1)).unwrap_or(0)),
-                state: row.get(2),
-                attempts: u32::try_from(row.get::<_, i32>(3)).unwrap_or(0),
-                detail: row.get(4),
+            .map(|row| {
+                let attempts: i32 = row.get(3);
+                LedgerEvent::from_columns(
+                    row.get(0),
+                    row.get(1),
+                    row.get(2),
+                    attempts.into(),
+                    row.get(4),
+                )
             })
             .collect())
     }
@@ -56,11 +59,7 @@ impl LedgerHistory for PgStore {
         Ok(rows
             .iter()
             .filter_map(|row| {
-                let version = FileVersion {
-                    path: row.get(0),
-                    size: u64::try_from(row.get::<_, i64>(1)).ok()?,
-                    mtime_ms: row.get(2),
-                };
+                let version = FileVersion::from_columns(row.get(0), row.get(1), row.get(2))?;
                 Some((version, row.get(3)))
             })
             .collect())

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use coord_core::{FileVersion, GroupId, LedgerEvent, LedgerHistory, StoreError, Term, within_ms};
+use coord_core::{FileVersion, GroupId, LedgerEvent, LedgerHistory, StoreError, within_ms};
 use sqlx::Row;
 
 use crate::ledger::path_hash;
@@ -38,13 +38,13 @@ impl LedgerHistory for SqliteStore {
         Ok(rows
             .iter()
             .filter_map(|row| {
-                Some(LedgerEvent {
-                    at_unix_ms: row.try_get(0).ok()?,
-                    term: Term(u64::try_from(row.try_get::<i64, _>(1).ok()?).unwrap_or(0)),
-                    state: row.try_get(2).ok()?,
-                    attempts: u32::try_from(row.try_get::<i64, _>(3).ok()?).unwrap_or(0),
-                    detail: row.try_get(4).ok()?,
-                })
+                Some(LedgerEvent::from_columns(
+                    row.try_get(0).ok()?,
+                    row.try_get(1).ok()?,
+                    row.try_get(2).ok()?,
+                    row.try_get(3).ok()?,
+                    row.try_get(4).ok()?,
+                ))
             })
             .collect())
     }
@@ -71,12 +71,9 @@ impl LedgerHistory for SqliteStore {
         Ok(rows
             .iter()
             .filter_map(|row| {
-                let path: Vec<u8> = row.try_get(0).ok()?;
-                let version = FileVersion {
-                    path: String::from_utf8(path).ok()?,
-                    size: u64::try_from(row.try_get::<i64, _>(1).ok()?).ok()?,
-                    mtime_ms: row.try_get(2).ok()?,
-                };
+                let path = String::from_utf8(row.try_get(0).ok()?).ok()?;
+                let version =
+                    FileVersion::from_columns(path, row.try_get(1).ok()?, row.try_get(2).ok()?)?;
                 Some((version, row.try_get(3).ok()?))
             })
             .collect())

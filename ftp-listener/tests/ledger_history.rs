@@ -5,19 +5,11 @@
 
 mod common;
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use common::{Proc, Site, wait_for};
+use common::{Proc, Site, mariadb_database, unique, wait_for};
 
 const LIMIT: Duration = Duration::from_secs(30);
-
-fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}_{}_{}", std::process::id(), nanos % 1_000_000_000)
-}
 
 fn cli(site: &Site, args: &[&str]) -> (bool, String) {
     let mut p = Proc::spawn(site.dir.path(), args);
@@ -175,13 +167,7 @@ fn postgres_history_of_a_file_that_failed_once() {
 #[cfg(feature = "mysql")]
 #[test]
 fn mariadb_history_of_a_file_that_failed_once() {
-    let db = unique("ftpl_hist");
-    let created = std::process::Command::new("mysql")
-        .args(["-h127.0.0.1", "-P3306", "-uroot", "-e"])
-        .arg(format!("CREATE DATABASE `{db}`"))
-        .status()
-        .expect("the mysql client (installed with MariaDB)");
-    assert!(created.success(), "CREATE DATABASE {db}");
+    let db = mariadb_database("ftpl_hist");
     fails_once_then_succeeds(&format!(
         "backend = \"mysql\"\n[coordination.mysql]\nurl = \"mysql://root@127.0.0.1:3306/{db}\"\n"
     ));

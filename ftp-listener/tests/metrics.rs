@@ -180,12 +180,7 @@ source.path = "orders"
         "{}",
         proc.output()
     );
-    let addr = proc
-        .output()
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("http="))
-        .expect("the bound address is logged")
-        .to_string();
+    let addr = proc.http_addr();
     const N: usize = 4;
     for i in 0..N {
         site.drop_file(&format!("f{i}.csv"), &vec![b'x'; 2000 * (i + 1)]);

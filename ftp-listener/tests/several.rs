@@ -53,12 +53,7 @@ source.path = "not-a-dir/inbox"
         "{}",
         proc.output()
     );
-    let addr = proc
-        .output()
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("http="))
-        .expect("the bound address is logged")
-        .to_string();
+    let addr = proc.http_addr();
     site.drop_file("a.csv", b"1");
     site.drop_file("skip.txt", b"1");
     std::fs::write(site.path("orders/o1"), b"1").unwrap();
