@@ -244,12 +244,16 @@ command = ["sh", "-c", "test ! -e fail-flag"]
     });
     assert!(done.is_some(), "{said}\n{}", proc.output());
     assert!(!site.path("inbox/.error/x.csv").exists());
-    let mut show = Proc::spawn(
-        site.dir.path(),
-        &["--config", "a.toml", "ledger", "show", "x.csv"],
-    );
-    assert!(show.wait_exit(LIMIT).expect("exits").success());
-    assert!(show.output().contains(" done "), "{}", show.output());
+    // The done record follows the move: wait for it.
+    let shown = wait_for(LIMIT, || {
+        let mut show = Proc::spawn(
+            site.dir.path(),
+            &["--config", "a.toml", "ledger", "show", "x.csv"],
+        );
+        let ok = show.wait_exit(LIMIT).expect("exits").success();
+        (ok && show.output().contains(" done ")).then_some(())
+    });
+    assert!(shown.is_some(), "{}", proc.output());
 
     // Nothing matches: a clear refusal.
     let mut none = Proc::spawn(
