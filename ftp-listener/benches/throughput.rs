@@ -521,7 +521,11 @@ fn scrape(addr: SocketAddr, name: &str) -> Option<f64> {
     let mut body = String::new();
     stream.read_to_string(&mut body).ok()?;
     body.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        // `name value` or `name{listener="..."} value`.
+        .find(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
 }
@@ -674,7 +678,7 @@ bind = "127.0.0.1:0"
     let Some(addr) = addr else {
         fail("the member did not start")
     };
-    let every = Duration::from_millis(2);
+    let every = Duration::from_millis(10);
     let mut exited = false;
     let mut alive = |child: &mut Child| {
         exited = exited || !matches!(child.try_wait(), Ok(None));
