@@ -439,6 +439,9 @@ fn ten_seconds() -> Duration {
 fn four() -> usize {
     4
 }
+fn eight() -> usize {
+    8
+}
 fn seven_days() -> Duration {
     Duration::from_secs(7 * 86_400)
 }
@@ -545,11 +548,11 @@ pub struct Config {
     /// Moves and deletes of handled files running at once on the leader (default 4).
     #[serde(default = "four")]
     pub max_file_ops: usize,
-    /// Files claimed ahead of a free handler slot on the leader (default 4; 0 claims only
+    /// Files claimed ahead of a free handler slot on the leader (default 8; 0 claims only
     /// for free slots): claims go in batches and a freed slot starts its next file at once.
     /// A term that ends leaves up to this many claimed and never started; the next leader
     /// redelivers them, their attempt counted.
-    #[serde(default = "four")]
+    #[serde(default = "eight")]
     pub claim_ahead: usize,
     /// Where handled files go (default `<source.path>/.done`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -124,6 +124,8 @@ struct TermWork {
     claimed: VecDeque<Dispatch>,
     running: BTreeMap<HandlerId, FileVersion>,
     writes: VecDeque<Write>,
+    /// Since when `writes` holds updates not yet in a store call (group commit).
+    writes_since: Option<Instant>,
     /// File operations to perform, and the versions they concern (never queued twice).
     file_ops: VecDeque<FileOp>,
     queued_files: BTreeSet<FileVersion>,
@@ -194,6 +196,7 @@ impl Worker {
                 claimed: VecDeque::new(),
                 running: BTreeMap::new(),
                 writes: VecDeque::new(),
+                writes_since: None,
                 file_ops: VecDeque::new(),
                 queued_files: BTreeSet::new(),
             });
@@ -303,14 +306,17 @@ impl Worker {
         let store_work = if term.ledger.is_none() {
             !self.draining && calls.load.is_none()
         } else {
-            (calls.record.is_none() && !term.writes.is_empty())
-                || (calls.claim.is_none()
-                    && !self.draining
-                    && !term.ready.is_empty()
-                    && Self::claim_room(&self.config, term) > 0)
+            calls.claim.is_none()
+                && !self.draining
+                && !term.ready.is_empty()
+                && Self::claim_room(&self.config, term) > 0
         };
         if store_work {
             at(term.store_idle_at);
+        }
+        if calls.record.is_none() && !term.writes.is_empty() {
+            let due = Self::record_due(&self.config, self.draining, term);
+            at(due.max(term.store_idle_at));
         }
         // A listing waits for the post-processing in flight or queued (its results wake the
         // driver), so its time is no deadline meanwhile.
@@ -333,6 +339,11 @@ impl Worker {
         let draining = self.draining;
         let config = &self.config;
         let term = self.term.as_mut().filter(|t| !t.dead)?;
+        if term.writes.is_empty() {
+            term.writes_since = None;
+        } else if term.writes_since.is_none() {
+            term.writes_since = Some(now);
+        }
         let action = Self::next_store_call(config, draining, term, now, op)
             .or_else(|| Self::next_fs_call(config, draining, term, now, op))?;
         self.next_op += 1;
@@ -382,6 +393,17 @@ impl Worker {
         }
     }
 
+    /// When the waiting updates are to be written (group commit): `record_delay` after the
+    /// oldest of them was queued, at once when a quarter of a batch waits or when draining.
+    fn record_due(config: &WorkConfig, draining: bool, term: &TermWork) -> Instant {
+        let since = term.writes_since.unwrap_or(term.store_idle_at);
+        if draining || term.writes.len() >= (config.record_batch / 4).max(1) {
+            since
+        } else {
+            since + config.record_delay
+        }
+    }
+
     /// Claimed versions not started are given up (end of the term's dispatching): their
     /// rows stay claimed, so the next term redelivers them.
     fn drop_claimed(term: &mut TermWork) {
@@ -411,9 +433,13 @@ impl Worker {
             return Some(WorkAction::LoadLedger { op });
         }
         // Writes: they unlock post-processing and nothing may build on an unwritten one.
-        if term.store_calls.record.is_none() && !term.writes.is_empty() {
+        if term.store_calls.record.is_none()
+            && !term.writes.is_empty()
+            && Self::record_due(config, draining, term) <= now
+        {
             let n = term.writes.len().min(config.record_batch);
             let batch: Vec<Write> = term.writes.drain(..n).collect();
+            term.writes_since = (!term.writes.is_empty()).then_some(now);
             let updates = batch.iter().map(|w| w.update.clone()).collect();
             term.store_calls.record = Some((op, batch));
             return Some(WorkAction::Record {

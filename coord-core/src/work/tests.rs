@@ -37,6 +37,8 @@ fn config() -> WorkConfig {
     // Claims for free slots only: the exact sequences below (claiming ahead has tests of
     // its own).
     config.claim_ahead = 0;
+    // Every update written at once (group commit has a test of its own).
+    config.record_delay = Duration::ZERO;
     config.policy.stability = Stability {
         unchanged_across_listings: false,
         ..Stability::default()
@@ -826,4 +828,50 @@ fn a_new_leader_lists_again_soon_so_a_stable_file_waits_no_whole_poll_interval()
     assert_eq!(versions, vec![a]);
     // From then on, the poll interval.
     assert_eq!(w.next_deadline(), Some(t1 + Duration::from_secs(5)));
+}
+
+#[test]
+fn outcomes_arriving_close_together_share_one_record() {
+    let mut c = config();
+    c.max_in_flight = 3;
+    c.record_delay = Duration::from_millis(10);
+    let (mut w, t0) = leading(c, vec![]);
+    let files: Vec<_> = (0..3).map(|i| v(&format!("/in/{i:02}"), 1)).collect();
+    let op = expect_list(&mut w, t0);
+    w.handle_listed(t0, op, Ok(listed(&files)));
+    let (op, _) = expect_claim(&mut w, t0);
+    w.handle_claimed(t0, op, Ok(claimed(3, 1)));
+    let d = dispatches(&mut w, t0);
+    w.handle_outcome(t0, d[0].0, Outcome::Handled);
+    assert_eq!(
+        w.poll_action(t0),
+        None,
+        "the first outcome waits for company"
+    );
+    assert_eq!(w.next_deadline(), Some(t0 + Duration::from_millis(10)));
+    let t1 = t0 + Duration::from_millis(4);
+    w.handle_outcome(t1, d[1].0, Outcome::Handled);
+    w.handle_outcome(t1, d[2].0, Outcome::Failed("no".into()));
+    assert_eq!(w.poll_action(t1), None);
+    // Due 10 ms after the first: one store call for the three.
+    let t2 = t0 + Duration::from_millis(10);
+    let (_, updates) = expect_record(&mut w, t2);
+    assert_eq!(updates.len(), 3);
+}
+
+#[test]
+fn a_draining_term_writes_at_once() {
+    let mut c = config();
+    c.record_delay = Duration::from_secs(1);
+    let (mut w, t0) = leading(c, vec![]);
+    let a = v("/in/a", 1);
+    let op = expect_list(&mut w, t0);
+    w.handle_listed(t0, op, Ok(listed(std::slice::from_ref(&a))));
+    let (op, _) = expect_claim(&mut w, t0);
+    w.handle_claimed(t0, op, Ok(claimed(1, 1)));
+    let d = dispatches(&mut w, t0);
+    w.drain();
+    w.handle_outcome(t0, d[0].0, Outcome::Handled);
+    let (_, updates) = expect_record(&mut w, t0);
+    assert_eq!(updates.len(), 1);
 }

@@ -39,6 +39,10 @@ pub struct WorkConfig {
     pub max_in_flight: usize,
     /// Ledger updates written in one store call, at most.
     pub record_batch: usize,
+    /// Group commit: a ledger update waits up to this long for others to share its store
+    /// call (fewer round trips per file when files come fast), unless `record_batch / 4`
+    /// updates are waiting already or the term is draining. Zero writes at once.
+    pub record_delay: Duration,
     /// Post-processing operations (moves, deletes) in flight at once (at least 1). Never
     /// with a listing, and never two moves that could take the same target name.
     pub max_file_ops: usize,
@@ -69,9 +73,10 @@ impl WorkConfig {
             poll_interval: Duration::from_secs(5),
             max_in_flight: 4,
             record_batch: 256,
+            record_delay: Duration::from_millis(10),
             max_file_ops: 4,
             store_retry: Duration::from_secs(1),
-            claim_ahead: 4,
+            claim_ahead: 8,
             takeover_relist: Duration::from_secs(1),
         }
     }
