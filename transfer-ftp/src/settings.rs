@@ -113,7 +113,8 @@ pub struct FtpSettings {
     #[serde(default = "default_op_timeout", with = "humantime_serde")]
     pub op_timeout: Duration,
     /// Most sessions (control connections) open at once; parallel reads each hold one until
-    /// they finish (default 2).
+    /// they finish, moves and deletes one each (default 4, the listener's default
+    /// `max_in_flight`).
     #[serde(default = "default_max_sessions")]
     pub max_sessions: usize,
     /// First delay before reconnecting after a failed connect; doubles up to
@@ -139,7 +140,7 @@ fn default_op_timeout() -> Duration {
     Duration::from_secs(30)
 }
 fn default_max_sessions() -> usize {
-    2
+    4
 }
 fn default_backoff_min() -> Duration {
     Duration::from_millis(200)

@@ -141,7 +141,8 @@ pub struct SftpSettings {
     #[serde(default = "default_operation_timeout", with = "humantime_serde")]
     pub operation_timeout: Duration,
     /// At most this many SSH sessions at once; one is reused across operations, more are
-    /// opened only for parallel reads or writes (default 2).
+    /// opened only for parallel reads or writes (default 4, the listener's default
+    /// `max_in_flight`).
     #[serde(default = "default_max_sessions")]
     pub max_sessions: usize,
     /// First delay before reconnecting after a failed connect (default 1s); doubles per
@@ -169,7 +170,7 @@ fn default_operation_timeout() -> Duration {
     Duration::from_secs(30)
 }
 fn default_max_sessions() -> usize {
-    2
+    4
 }
 fn default_reconnect_initial() -> Duration {
     Duration::from_secs(1)
@@ -320,7 +321,7 @@ mod tests {
         assert_eq!(s.operation_timeout, Duration::from_millis(3333));
         assert_eq!(s.reconnect_initial, Duration::from_secs(120));
         assert_eq!(s.reconnect_max, Duration::from_secs(7 * 86_400));
-        assert_eq!(s.max_sessions, 2);
+        assert_eq!(s.max_sessions, 4);
         // A number without a unit, as text or as an integer, is refused with the key.
         for bad in ["\"10\"", "\"ten s\"", "10"] {
             let err = toml::from_str::<SftpSettings>(&format!("{BASE}connect_timeout = {bad}"))

@@ -221,7 +221,7 @@ fn settings_from_toml_with_defaults() {
     "#;
     let s: SftpSettings = toml::from_str(text).unwrap();
     assert_eq!(s.port, 22);
-    assert_eq!(s.max_sessions, 2);
+    assert_eq!(s.max_sessions, 4);
     assert_eq!(s.host_key_policy, HostKeyPolicy::AcceptNew);
     assert_eq!(s.operation_timeout, std::time::Duration::from_secs(45));
     assert_eq!(s.connect_timeout, std::time::Duration::from_millis(500));
