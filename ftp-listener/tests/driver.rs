@@ -359,6 +359,7 @@ async fn a_version_left_in_error_by_a_previous_leader_is_moved_without_running_t
                 version,
                 state: coord_core::LedgerState::Error,
                 error: Some("exit 3".into()),
+                detail: None,
             }],
         )
         .await

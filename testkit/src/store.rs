@@ -170,6 +170,7 @@ impl StoreState {
                     term: fence.term,
                     attempts: 0,
                     last_error: None,
+                    detail: None,
                 });
             if record.state.is_settled() {
                 outcomes.push(ClaimOutcome::Settled);
@@ -199,6 +200,7 @@ impl StoreState {
                     version,
                     state,
                     error,
+                    detail,
                 } => {
                     let record =
                         group
@@ -210,6 +212,7 @@ impl StoreState {
                                 term: fence.term,
                                 attempts: 0,
                                 last_error: None,
+                                detail: None,
                             });
                     // Done is final: a late write of an earlier state (a statement that
                     // outlived its lease) never takes it back; only Forget removes it.
@@ -219,6 +222,9 @@ impl StoreState {
                     record.state = *state;
                     record.term = fence.term;
                     record.last_error = error.clone();
+                    if detail.is_some() {
+                        record.detail = detail.clone();
+                    }
                 }
                 LedgerUpdate::Forget(version) => {
                     group.ledger.remove(version);
