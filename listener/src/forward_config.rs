@@ -329,20 +329,20 @@ mod tests {
             let ftp = |extra: &str| {
                 format!(
                     "{LOCAL}[[handler.destinations]]\nkind = \"ftp\"\npath = \"/in\"\n\
-                     [handler.destinations.ftp]\nhost = \"h\"\nuser = \"u\"\n{extra}"
+                     ftp = {{ host = \"h\", user = \"u\", {extra} }}\n"
                 )
             };
-            jail.create_file("port.toml", &ftp("password_env = \"P\"\nport = \"x\"\n"))?;
+            jail.create_file("port.toml", &ftp("password_env = \"P\", port = \"x\""))?;
             let err = load("port.toml").unwrap_err();
             assert!(err.contains("`handler.destinations[0].ftp.port`"), "{err}");
             assert!(err.contains("port.toml"), "{err}");
-            jail.create_file("two.toml", &ftp("password = \"p\"\npassword_env = \"P\"\n"))?;
+            jail.create_file("two.toml", &ftp("password = \"p\", password_env = \"P\""))?;
             let err = load("two.toml").unwrap_err();
             assert!(
                 err.contains("handler.destinations[0].ftp") && err.contains("exactly one"),
                 "{err}"
             );
-            jail.create_file("tls.toml", &ftp("password = \"p\"\ntls = \"implict\"\n"))?;
+            jail.create_file("tls.toml", &ftp("password = \"p\", tls = \"implict\""))?;
             let err = load("tls.toml").unwrap_err();
             assert!(
                 err.contains("`handler.destinations[0].ftp.tls`") && err.contains("implicit"),
