@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-use common::{BIN, Proc, Site, wait_for};
+use common::{BIN, Proc, Site, names, wait_for};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -159,18 +159,6 @@ fn row_in_state(
             proc.output()
         )
     })
-}
-
-fn names(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
 }
 
 fn content(n: usize) -> Vec<u8> {
@@ -395,12 +383,7 @@ fn implicit_ftps_source_and_destination() {
             Some(&ftp_table(2125, "implicit"))
         )
     );
-    let config = site.config("a", "solo", &extra);
-    let body =
-        std::fs::read_to_string(&config)
-            .unwrap()
-            .replacen("[source]\npath = \"inbox\"\n", "", 1);
-    std::fs::write(&config, body).unwrap();
+    let config = site.config_remote_source("a", "solo", &extra);
     let proc = site.spawn(&config);
     assert!(
         proc.wait_line("became leader", LIMIT).is_some(),

@@ -51,12 +51,7 @@ password_file = "{password}"
         handler = site.probe_handler(""),
         password = root.join("password").display(),
     );
-    let config = site.config("a", "solo", &extra);
-    let body =
-        std::fs::read_to_string(&config)
-            .unwrap()
-            .replacen("[source]\npath = \"inbox\"\n", "", 1);
-    std::fs::write(&config, body).unwrap();
+    let config = site.config_remote_source("a", "solo", &extra);
 
     let proc = site.spawn(&config);
     assert!(

@@ -127,7 +127,10 @@ impl DestinationConfig {
         };
         let text = |key: &str| match table.values().get(key) {
             Some(Value::String(_, s)) => Some(s.clone()),
-            Some(Value::Num(_, n)) => n.to_i128().map(|n| n.to_string()),
+            Some(number @ Value::Num(..)) => number
+                .to_u128()
+                .map(|n| n.to_string())
+                .or_else(|| number.to_i128().map(|n| n.to_string())),
             _ => None,
         };
         let host = text("host").unwrap_or_default();
