@@ -90,7 +90,7 @@ impl Forward {
                 shown: d.describe(&d.path),
                 backend: registry.source(d.kind.name()).cloned(),
                 kind: d.kind.name().to_string(),
-                settings: d.settings(i, "the forward handler's configuration"),
+                settings: d.settings(i, "in the forward handler's configuration"),
                 fs: OnceCell::new(),
                 made: Mutex::default(),
             })

@@ -13,7 +13,7 @@ use crate::config::{ConfigError, ListenerEntry, SourceKind};
 use crate::registry::{Registry, Settings};
 
 /// Which destinations take a file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ForwardMode {
     /// The first destination, in order, that takes the file (the default); the next one only
@@ -22,6 +22,20 @@ pub enum ForwardMode {
     Failover,
     /// Every destination; the file is handled once all of them have it.
     Fanout,
+}
+
+// By hand, so the message names the key: inside `[handler]` (an internally tagged enum) serde
+// reports every error at `handler`.
+impl<'de> Deserialize<'de> for ForwardMode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match String::deserialize(d)?.as_str() {
+            "failover" => Ok(ForwardMode::Failover),
+            "fanout" => Ok(ForwardMode::Fanout),
+            other => Err(serde::de::Error::custom(format!(
+                "`handler.mode` is `{other}`: one of `failover`, `fanout`"
+            ))),
+        }
+    }
 }
 
 /// `[handler]` with `kind = "forward"`.
@@ -57,7 +71,6 @@ fn default_temp_suffix() -> String {
 
 /// One `[[handler.destinations]]` entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct DestinationConfig {
     /// The name the log and the ledger's detail use (default `destination-<n>`, from 1).
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -74,6 +87,10 @@ pub struct DestinationConfig {
     /// SFTP settings, as `source.sftp`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sftp: Option<RawSettings>,
+    /// Keys that are none of the above, refused at load naming the entry (serde would name
+    /// only `handler`); redacted in `Debug` like the settings.
+    #[serde(flatten, default, skip_serializing)]
+    pub(crate) unknown: RawSettings,
 }
 
 /// The destination kinds (the built-in sources).
@@ -114,7 +131,8 @@ impl DestinationConfig {
         }
         let figment = Figment::from(ListenerEntry {
             dict,
-            source: origin.to_string(),
+            // Errors say "(in <source>)".
+            source: origin.strip_prefix("in ").unwrap_or(origin).to_string(),
         });
         Settings::new(figment, key)
     }
@@ -150,7 +168,7 @@ impl ForwardConfig {
     /// `handler.destinations[<index>].<key>` and `origin`.
     pub(crate) fn check(&self, registry: &Registry, origin: &str) -> Result<(), ConfigError> {
         let refuse =
-            |key: &str, rule: String| ConfigError::Parse(format!("`{key}`: {rule} (in {origin})"));
+            |key: &str, rule: String| ConfigError::Parse(format!("`{key}`: {rule} ({origin})"));
         if self.destinations.is_empty() {
             return Err(refuse(
                 "handler.destinations",
@@ -181,6 +199,12 @@ impl ForwardConfig {
         let mut names: Vec<String> = Vec::new();
         for (i, d) in self.destinations.iter().enumerate() {
             let at = |key: &str| format!("handler.destinations[{i}].{key}");
+            if let Some(key) = d.unknown.values().keys().next() {
+                return Err(refuse(
+                    &at(key),
+                    "unknown key (expected one of `name`, `kind`, `path`, `ftp`, `sftp`)".into(),
+                ));
+            }
             let kind = d.kind.name();
             if !KINDS.contains(&kind) {
                 return Err(refuse(
@@ -311,7 +335,12 @@ mod tests {
                 (
                     "mode",
                     "mode = \"broadcast\"\n[[handler.destinations]]\npath = \"/x\"\n",
-                    "broadcast",
+                    "`handler.mode` is `broadcast`",
+                ),
+                (
+                    "unknown",
+                    "[[handler.destinations]]\npath = \"/x\"\ncolour = \"red\"\n",
+                    "`handler.destinations[0].colour`: unknown key",
                 ),
             ];
             for (name, body, expected) in cases {
