@@ -16,6 +16,7 @@ use async_trait::async_trait;
 
 use crate::cluster::ConfigStore;
 use crate::fs::{FileReader, FileWriter, FsError, ListOptions, Listing, RemoteFs, RenameMode};
+use crate::history::LedgerHistory;
 use crate::ids::{Fence, GroupId, Incarnation, MemberId};
 use crate::ledger::{FileVersion, LedgerRecord, LedgerUpdate};
 use crate::requests::RequestStore;
@@ -96,6 +97,7 @@ pub struct SharedStore {
     name: Arc<str>,
     config: Option<Arc<dyn ConfigStore>>,
     requests: Option<Arc<dyn RequestStore>>,
+    history: Option<Arc<dyn LedgerHistory>>,
 }
 
 impl SharedStore {
@@ -106,6 +108,7 @@ impl SharedStore {
             name: name.into(),
             config: None,
             requests: None,
+            history: None,
         }
     }
 
@@ -116,6 +119,7 @@ impl SharedStore {
             name: name.into(),
             config: None,
             requests: None,
+            history: None,
         }
     }
 
@@ -129,6 +133,17 @@ impl SharedStore {
     pub fn with_request_store(mut self, requests: Arc<dyn RequestStore>) -> Self {
         self.requests = Some(requests);
         self
+    }
+
+    /// The store and where it keeps the ledger's history (usually the same store).
+    pub fn with_history(mut self, history: Arc<dyn LedgerHistory>) -> Self {
+        self.history = Some(history);
+        self
+    }
+
+    /// The ledger's history, if this store keeps it.
+    pub fn history(&self) -> Option<&Arc<dyn LedgerHistory>> {
+        self.history.as_ref()
     }
 
     /// Where operators' requests to the leader wait, if this store keeps them.

@@ -147,6 +147,41 @@ pub struct Elector {
     holds_token: bool,
     watch: Option<HolderWatch>,
     events: VecDeque<Event>,
+    /// Spreads heartbeats: `None` keeps the exact cadence.
+    jitter: Option<Jitter>,
+}
+
+/// Heartbeat jitter (members started together never march in lockstep): the first interval
+/// is drawn from 10–100 % of `heartbeat_interval`, each later one from 90–110 %. Every
+/// interval stays within 110 % of `heartbeat_interval`, which the safety argument allows for
+/// (see [`Elector::holder_dead`]: a live holder still renews well within two intervals of a
+/// standby's clock, and the gap between two looks stays within the renew margin).
+#[derive(Debug, Clone)]
+struct Jitter {
+    /// SplitMix64 state, seeded by the incarnation (deterministic under simulation).
+    state: u64,
+    first: bool,
+}
+
+impl Jitter {
+    fn next_unit(&mut self) -> f64 {
+        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn interval(&mut self, base: Duration) -> Duration {
+        let unit = self.next_unit();
+        let factor = if std::mem::take(&mut self.first) {
+            0.1 + 0.9 * unit
+        } else {
+            0.9 + 0.2 * unit
+        };
+        base.mul_f64(factor)
+    }
 }
 
 /// What a standby has seen of the holder's renewals on its own monotonic clock.
@@ -165,7 +200,10 @@ struct HolderWatch {
 }
 
 impl Elector {
-    /// A standby that sends its first heartbeat at `now`.
+    /// A standby that sends its first heartbeat at `now`. Later heartbeats carry jitter:
+    /// the first interval is 10–100 % of `heartbeat_interval`, each later one 90–110 %,
+    /// drawn from a generator seeded by `incarnation`, so members started together spread
+    /// out at once and stay apart.
     pub fn new(config: ElectionConfig, incarnation: Incarnation, now: Instant) -> Elector {
         Elector {
             config,
@@ -180,7 +218,18 @@ impl Elector {
             holds_token: false,
             watch: None,
             events: VecDeque::new(),
+            jitter: Some(Jitter {
+                state: incarnation.0,
+                first: true,
+            }),
         }
+    }
+
+    /// Heartbeats exactly every `heartbeat_interval` (tests that count on the cadence); by
+    /// default the intervals carry jitter (see [`Elector::new`]).
+    pub fn without_jitter(mut self) -> Elector {
+        self.jitter = None;
+        self
     }
 
     /// The configuration.
@@ -285,9 +334,11 @@ impl Elector {
             self.in_flight = Some((Pending::Heartbeat, now));
             // Cadence from the planned time, not from when the driver got round to it, but
             // never a burst of catch-up heartbeats after a pause.
-            self.next_heartbeat += self.config.timing.heartbeat_interval;
+            let base = self.config.timing.heartbeat_interval;
+            let interval = self.jitter.as_mut().map_or(base, |j| j.interval(base));
+            self.next_heartbeat += interval;
             if self.next_heartbeat <= now {
-                self.next_heartbeat = now + self.config.timing.heartbeat_interval;
+                self.next_heartbeat = now + interval;
             }
             return Some(Action::Heartbeat(HeartbeatRequest {
                 group: self.config.group.clone(),
@@ -381,9 +432,11 @@ impl Elector {
     /// heartbeat intervals of this member's clock (a live holder would have renewed), so a
     /// member that starts while a dead holder's stale lease is in the store takes over two
     /// heartbeats after its first look. The bound that remains: a step smaller than the gap
-    /// between two observations can move the estimated renewal earlier by at most that gap
-    /// (one heartbeat interval), which the renew margin absorbs when `heartbeat_interval <=
-    /// liveness_timeout - renew_deadline` (the defaults: 1 s <= 1.67 s).
+    /// between two observations can move the estimated renewal earlier by at most that gap,
+    /// so the estimate is trusted only when the gap is within the renew margin
+    /// (`liveness_timeout - renew_deadline`; the defaults: 1.67 s, against a heartbeat
+    /// interval of 1 s); after a longer gap (this member could not look for a while) the
+    /// renewal counts from now.
     fn holder_dead(&mut self, sent_at: Instant, holder: Option<&HolderView>) -> bool {
         let Some(holder) = holder else {
             // Released or never taken: nobody to wait for.
@@ -400,9 +453,17 @@ impl Elector {
             Some(watch) if same => {
                 if watch.renewal != holder.renewal {
                     // It renewed after our last look and no later than this one. An estimate
-                    // before our last look contradicts that: the store's clock stepped (or
-                    // we could not look for a while); then count from now.
-                    let consistent = estimate.is_some_and(|e| e > watch.seen_at);
+                    // before our last look contradicts that: the store's clock stepped; then
+                    // count from now. So does a last look too long ago: a step can then move
+                    // the estimate earlier by up to that whole gap (a standby that was
+                    // partitioned for a while, then sees a fresh renewal through a stepped
+                    // clock), more than the renew margin absorbs.
+                    let timing = &self.config.timing;
+                    let margin = timing
+                        .liveness_timeout
+                        .saturating_sub(timing.renew_deadline);
+                    let consistent = estimate.is_some_and(|e| e > watch.seen_at)
+                        && sent_at.saturating_duration_since(watch.seen_at) <= margin;
                     watch.renewed = Some(if consistent {
                         estimate.expect("checked")
                     } else {
@@ -531,7 +592,7 @@ mod tests {
 
     fn elector(t0: Instant) -> Elector {
         let config = ElectionConfig::new("me", "g", Timing::default()).unwrap();
-        Elector::new(config, Incarnation(1), t0)
+        Elector::new(config, Incarnation(1), t0).without_jitter()
     }
 
     fn holder(member: &str, incarnation: u64, age: u64) -> Option<HolderView> {
@@ -628,6 +689,69 @@ mod tests {
         let t12 = t7 + ms(5000);
         tick(&mut e, t12, Ok(observed(3, renewing("other", 5150, 8))));
         assert!(matches!(e.poll_action(t12), Some(Action::TakeOver(_))));
+    }
+
+    #[test]
+    fn a_renewal_seen_after_a_long_gap_counts_from_now_whatever_the_stepped_age() {
+        let t0 = Instant::now();
+        let mut e = elector(t0);
+        tick(&mut e, t0, Ok(observed(3, renewing("other", 100, 1))));
+        let t1 = t0 + ms(1000);
+        tick(&mut e, t1, Ok(observed(3, renewing("other", 100, 2))));
+        // Partitioned for 7 s. Back, we see a renewal 100 ms old, but the store's clock has
+        // stepped 5.3 s forward meanwhile: the age reads 5.4 s, and `now - age` falls after
+        // our last look, as a real renewal would. The gap is longer than the renew margin,
+        // so the estimate proves nothing: the holder renewed no later than now.
+        let t8 = t0 + ms(8000);
+        tick(&mut e, t8, Ok(observed(3, renewing("other", 5400, 9))));
+        assert_eq!(e.poll_action(t8), None, "the holder renewed 100 ms ago");
+        let t9 = t8 + ms(1000);
+        tick(&mut e, t9, Ok(observed(3, renewing("other", 5400, 10))));
+        assert_eq!(e.poll_action(t9), None);
+        // It stops renewing: taken over a liveness timeout after the last renewal we saw.
+        let t14 = t9 + ms(5000);
+        tick(&mut e, t14, Ok(observed(3, renewing("other", 10400, 10))));
+        assert!(matches!(e.poll_action(t14), Some(Action::TakeOver(_))));
+    }
+
+    #[test]
+    fn heartbeats_of_members_started_together_spread_and_stay_within_the_bounds() {
+        let t0 = Instant::now();
+        let hb = Timing::default().heartbeat_interval;
+        let mut schedules = Vec::new();
+        for incarnation in 1..=50u64 {
+            let config = ElectionConfig::new("me", "g", Timing::default()).unwrap();
+            let mut e = Elector::new(config, Incarnation(incarnation * 7919), t0);
+            let mut now = t0;
+            let mut times = Vec::new();
+            for i in 0..20 {
+                assert!(matches!(e.poll_action(now), Some(Action::Heartbeat(_))));
+                e.handle_heartbeat(now, Err(unavailable()));
+                let next = e.next_deadline().expect("a next heartbeat");
+                let gap = next - now;
+                let (low, high) = if i == 0 { (0.1, 1.0) } else { (0.9, 1.1) };
+                assert!(
+                    gap >= hb.mul_f64(low) && gap <= hb.mul_f64(high),
+                    "interval {i} of {gap:?} outside {low}..{high} of {hb:?}"
+                );
+                times.push(next - t0);
+                now = next;
+            }
+            schedules.push(times);
+        }
+        // Started at the same instant, no two members send their second heartbeat within a
+        // millisecond of each other more than a few times, and the phases cover the interval.
+        let mut seconds: Vec<Duration> = schedules.iter().map(|s| s[0]).collect();
+        seconds.sort();
+        let close = seconds
+            .windows(2)
+            .filter(|w| w[1] - w[0] < Duration::from_millis(1))
+            .count();
+        assert!(close <= 3, "{close} pairs in lockstep: {seconds:?}");
+        assert!(
+            seconds[seconds.len() - 1] - seconds[0] > hb / 2,
+            "{seconds:?}"
+        );
     }
 
     #[test]

@@ -61,6 +61,7 @@ mod config;
 mod dynamic;
 mod elector;
 mod fs;
+mod history;
 mod ids;
 mod ledger;
 mod names;
@@ -80,6 +81,7 @@ pub use fs::{
     EntryKind, FileReader, FileWriter, FsError, ListOptions, Listing, RemoteEntry, RemoteFs,
     RenameMode,
 };
+pub use history::{LedgerEvent, LedgerHistory, within_ms};
 pub use ids::{Fence, GroupId, IdError, Incarnation, MAX_ID_LEN, MemberId, Term};
 pub use ledger::{
     AfterFailure, Dispatch, FileVersion, Ledger, LedgerPolicy, LedgerRecord, LedgerState,

@@ -383,8 +383,19 @@ pub(crate) async fn claim_chunk(
          attempts = IF({claimable}, attempts + 1, attempts), \
          updated_at = IF({claimable}, VALUES(updated_at), updated_at), \
          state = IF({claimable}, 'claimed', state);\
+         {events}\
          {FINISH}",
         begin = begin_fenced(fence),
+        // The versions claimed now are those in `claimed` under this term (a claimed row is
+        // always claimed again, so none was in that state before without being written).
+        events = sql::ledger_events(
+            &g,
+            &format!(
+                "({}) AND state = 'claimed' AND term = {}",
+                conditions.join(" OR "),
+                sql::term(fence.term)
+            ),
+        ),
         conditions = conditions.join(" OR "),
         rows = rows.join(" UNION ALL "),
         term = sql::term(fence.term),
@@ -499,7 +510,8 @@ pub(crate) async fn record_chunk(
     if !deletes.is_empty() {
         let _ = write!(
             query,
-            "DELETE FROM processed_file WHERE @coord_fence = 1 AND group_id = {g} AND ({});",
+            "DELETE FROM processed_file WHERE @coord_fence = 1 AND group_id = {g} AND ({0});\
+             DELETE FROM ledger_event WHERE @coord_fence = 1 AND group_id = {g} AND ({0});",
             deletes.join(" OR ")
         );
     }
@@ -539,6 +551,12 @@ pub(crate) async fn record_chunk(
             term = sql::term(fence.term),
             rows = rows.join(" UNION ALL "),
         );
+        let sets: Vec<String> = chunk
+            .iter()
+            .filter(|op| op.set.is_some())
+            .map(|op| op.v.key_condition())
+            .collect();
+        query.push_str(&sql::ledger_events(&g, &sets.join(" OR ")));
     }
     query.push_str(FINISH);
     run_batch(conn, "record", query).await?;

@@ -17,6 +17,18 @@ use coord_core::{Fence, GroupId, Incarnation, MemberId, Term};
 /// The database's clock, UTC, milliseconds.
 pub(crate) const NOW: &str = "UTC_TIMESTAMP(3)";
 
+/// The history of a ledger batch (in its transaction, after its writes): one `ledger_event`
+/// row per `processed_file` row of group literal `g` that matches `condition`, as it is now
+/// (a claim's event carries no error: the row keeps the previous attempt's until recorded).
+pub(crate) fn ledger_events(g: &str, condition: &str) -> String {
+    format!(
+        "INSERT INTO ledger_event \
+         (group_id, path_hash, size, mtime_ms, at, term, state, attempts, detail) \
+         SELECT group_id, path_hash, size, mtime_ms, {NOW}, term, state, attempts, \
+         IF(state = 'claimed', NULL, last_error) FROM processed_file WHERE @coord_fence = 1 AND group_id = {g} AND ({condition});"
+    )
+}
+
 /// A string literal that needs no escaping.
 pub(crate) fn text(value: &str) -> String {
     let mut out = String::with_capacity(value.len() * 2 + 12);

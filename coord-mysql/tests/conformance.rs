@@ -18,6 +18,15 @@ async fn conformance() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_conformance() {
+    drop(common::store().await);
+    testkit::history_conformance::run(|| async {
+        MySqlStore::connect(common::settings()).await.unwrap()
+    })
+    .await;
+}
+
 /// Rows written behind the store's back, on a root connection of their own.
 struct MySqlRaw;
 

@@ -28,7 +28,7 @@ const CHUNK_VERSIONS: usize = coord_core::LEDGER_CHUNK_VERSIONS;
 const LOAD_PAGE_ROWS: usize = coord_core::LEDGER_PAGE_ROWS;
 
 /// Lowercase hex SHA-256 of the path: the ledger's key column (shared schema).
-fn path_hash(path: &str) -> String {
+pub(crate) fn path_hash(path: &str) -> String {
     Sha256::digest(path.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))

@@ -27,6 +27,7 @@
 mod cluster;
 mod coordination;
 mod error;
+mod history;
 mod ledger;
 mod settings;
 mod sql;

@@ -114,6 +114,11 @@ pub(crate) const CLAIM: &str = fenced!(
             updated_at = EXCLUDED.updated_at
         WHERE p.state IN ('claimed', 'failed')
     RETURNING p.path_hash::text AS path_hash, p.size, p.mtime_ms, p.attempts
+), event AS (
+    INSERT INTO ledger_event (group_id, path_hash, size, mtime_ms, at, term, state, attempts)
+    SELECT $1, up.path_hash, up.size, up.mtime_ms, clock_timestamp() AT TIME ZONE 'UTC', $4,
+           'claimed', up.attempts
+    FROM up
 )
 SELECT EXISTS (SELECT 1 FROM fence), u.path_hash, u.size, u.mtime_ms, u.attempts, u.state
 FROM (SELECT 1) AS one LEFT JOIN (
@@ -134,6 +139,10 @@ pub(crate) const RECORD: &str = fenced!(
     WHERE EXISTS (SELECT 1 FROM fence) AND i.kind = 'forget' AND p.group_id = $1
       AND p.path_hash = i.path_hash AND p.size = i.size AND p.mtime_ms = i.mtime_ms
     RETURNING 1
+), forget_events AS (
+    DELETE FROM ledger_event e USING input i
+    WHERE EXISTS (SELECT 1 FROM fence) AND (i.kind = 'forget' OR i.fresh) AND e.group_id = $1
+      AND e.path_hash = i.path_hash AND e.size = i.size AND e.mtime_ms = i.mtime_ms
 ), up AS (
     INSERT INTO processed_file AS p
         (group_id, path_hash, path, size, mtime_ms, state, term, attempts, last_error, updated_at,
@@ -150,10 +159,30 @@ pub(crate) const RECORD: &str = fenced!(
         SET state = EXCLUDED.state, term = EXCLUDED.term, attempts = EXCLUDED.attempts,
             last_error = EXCLUDED.last_error, updated_at = EXCLUDED.updated_at,
             detail = EXCLUDED.detail
-    RETURNING 1
+    RETURNING p.path_hash, p.size, p.mtime_ms, p.state, p.term, p.attempts, p.last_error
+), event AS (
+    INSERT INTO ledger_event (group_id, path_hash, size, mtime_ms, at, term, state, attempts,
+                              detail)
+    SELECT $1, up.path_hash, up.size, up.mtime_ms, clock_timestamp() AT TIME ZONE 'UTC',
+           up.term, up.state, up.attempts, up.last_error
+    FROM up
 )
 SELECT EXISTS (SELECT 1 FROM fence)"
 );
+
+/// A version's history, oldest first: $1 group, $2 path hash, $3 size, $4 mtime.
+pub(crate) const LEDGER_HISTORY: &str = "
+SELECT (EXTRACT(EPOCH FROM at) * 1000)::bigint, term, state::text, attempts, detail
+FROM ledger_event
+WHERE group_id = $1 AND path_hash = $2::text::bpchar AND size = $3 AND mtime_ms = $4
+ORDER BY id";
+
+/// The group's rows written within $2 milliseconds, by the server's clock.
+pub(crate) const UPDATED_WITHIN: &str = "
+SELECT path, size, mtime_ms, (EXTRACT(EPOCH FROM updated_at) * 1000)::bigint
+FROM processed_file
+WHERE group_id = $1
+  AND updated_at >= (clock_timestamp() AT TIME ZONE 'UTC') - $2::bigint * interval '1 millisecond'";
 
 pub(crate) const MEMBERS: &str = "
 SELECT task_id::text, incarnation,

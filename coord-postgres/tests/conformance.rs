@@ -19,6 +19,15 @@ async fn conformance() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_conformance() {
+    shared_store().await;
+    testkit::history_conformance::run(|| async {
+        PgStore::connect(settings("coord_pg_shared")).await.unwrap()
+    })
+    .await;
+}
+
 /// Rows written behind the store's back, in a schema of their own whose `state` check is
 /// dropped, as a newer build's migration might (so an unknown state word can be stored).
 struct PgRaw {

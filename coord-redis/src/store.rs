@@ -1,4 +1,7 @@
 //! [`RedisStore`]: every method one script call (the ledger methods one per chunk).
+//!
+//! It keeps the ledger's current rows only, no history (it implements no
+//! `coord_core::LedgerHistory`, so `ftp-listener ledger show` reports none).
 
 use std::fmt;
 use std::time::Duration;

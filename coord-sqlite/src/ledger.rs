@@ -46,6 +46,14 @@ struct Key<'a> {
     mtime_ms: i64,
 }
 
+/// Lowercase hex SHA-256 of the path: the ledger's key column (shared schema).
+pub(crate) fn path_hash(path: &str) -> String {
+    Sha256::digest(path.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 fn key<'a>(
     operation: &'static str,
     group: &GroupId,
@@ -64,13 +72,9 @@ fn key<'a>(
     }
     let size = i64::try_from(version.size)
         .map_err(|_| rejected(format!("size {} does not fit the ledger", version.size)))?;
-    let hash = Sha256::digest(version.path.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
     Ok(Key {
         path: &version.path,
-        hash,
+        hash: path_hash(&version.path),
         size,
         mtime_ms: version.mtime_ms,
     })

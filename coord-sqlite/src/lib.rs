@@ -37,6 +37,7 @@
 mod cluster;
 mod coordination;
 mod error;
+mod history;
 mod ledger;
 mod settings;
 mod sql;

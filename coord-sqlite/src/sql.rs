@@ -129,6 +129,43 @@ pub(crate) const LOAD_LEDGER_PAGE: &str = "SELECT CAST(path AS BLOB), size, mtim
      AND (path_hash, size, mtime_ms) > (?2, ?3, ?4) \
      ORDER BY path_hash, size, mtime_ms LIMIT ?5";
 
+/// The history of a ledger batch (after its writes, in its transaction): one `ledger_event`
+/// row per version of the JSON array `$batch` whose `processed_file` row, as it is now,
+/// matches `$condition` (a claim's event carries no error: the row keeps the previous
+/// attempt's until recorded).
+macro_rules! ledger_events {
+    ($batch:literal, $condition:literal) => {
+        concat!(
+            "INSERT INTO ledger_event (group_id, path_hash, size, mtime_ms, at, term, state, ",
+            "attempts, detail) SELECT p.group_id, p.path_hash, p.size, p.mtime_ms, ",
+            now_ms!(),
+            ", p.term, p.state, p.attempts, ",
+            "CASE WHEN p.state = 'claimed' THEN NULL ELSE p.last_error END ",
+            "FROM json_each(",
+            $batch,
+            ") AS j CROSS JOIN processed_file AS p ON p.group_id = ?1 ",
+            "AND p.path_hash = j.value ->> 'h' AND p.size = j.value ->> 's' ",
+            "AND p.mtime_ms = j.value ->> 'm' WHERE ",
+            fence!(),
+            $condition,
+            " ORDER BY j.key"
+        )
+    };
+}
+
+/// A version's history, oldest first: ?1 group, ?2 path hash, ?3 size, ?4 mtime.
+pub(crate) const LEDGER_HISTORY: &str = "SELECT at, term, CAST(state AS TEXT), attempts, \
+     CAST(detail AS TEXT) FROM ledger_event \
+     WHERE group_id = ?1 AND path_hash = ?2 AND size = ?3 AND mtime_ms = ?4 ORDER BY id";
+
+/// The group's rows written within ?2 milliseconds, by the database's clock.
+pub(crate) const UPDATED_WITHIN: &str = concat!(
+    "SELECT CAST(path AS BLOB), size, mtime_ms, updated_at FROM processed_file ",
+    "WHERE group_id = ?1 AND updated_at >= ",
+    now_ms!(),
+    " - ?2"
+);
+
 // Ledger batches travel as JSON arrays bound to ?5 (and ?6), read with `json_each`, so a
 // chunk of any size is one call. Each element: `h` path hash, `p` path, `s` size, `m` mtime
 // (ms), and for records `st` state, `e` error and `d` detail (null keeps the row's).
@@ -160,6 +197,10 @@ pub(crate) const CLAIM: &str = concat!(
     "term = excluded.term, attempts = processed_file.attempts + 1, ",
     "updated_at = excluded.updated_at ",
     "WHERE processed_file.state IN ('claimed', 'failed');\n",
+    // The history: the versions claimed now are those in `claimed` under this term (a
+    // claimed row is always claimed again, so none was in that state unwritten).
+    ledger_events!("?5", " AND p.state = 'claimed' AND p.term = ?4"),
+    ";\n",
     "COMMIT;",
 );
 
@@ -170,6 +211,10 @@ pub(crate) const CLAIM: &str = concat!(
 pub(crate) const RECORD: &str = concat!(
     "BEGIN IMMEDIATE;\n",
     "DELETE FROM processed_file WHERE ",
+    fence!(),
+    " AND group_id = ?1 AND (path_hash, size, mtime_ms) IN ",
+    "(SELECT j.value ->> 'h', j.value ->> 's', j.value ->> 'm' FROM json_each(?5) AS j);\n",
+    "DELETE FROM ledger_event WHERE ",
     fence!(),
     " AND group_id = ?1 AND (path_hash, size, mtime_ms) IN ",
     "(SELECT j.value ->> 'h', j.value ->> 's', j.value ->> 'm' FROM json_each(?5) AS j);\n",
@@ -184,6 +229,8 @@ pub(crate) const RECORD: &str = concat!(
     "ON CONFLICT (group_id, path_hash, size, mtime_ms) DO UPDATE SET state = excluded.state, ",
     "term = excluded.term, last_error = excluded.last_error, updated_at = excluded.updated_at, ",
     "detail = COALESCE(excluded.detail, processed_file.detail);\n",
+    ledger_events!("?6", ""),
+    ";\n",
     "SELECT ",
     fence!(),
     ";\n",

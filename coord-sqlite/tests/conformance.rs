@@ -20,6 +20,16 @@ async fn conformance() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_conformance() {
+    let db = TempDb::migrated().await;
+    let settings = db.settings();
+    testkit::history_conformance::run(|| async {
+        SqliteStore::connect(settings.clone()).await.unwrap()
+    })
+    .await;
+}
+
 /// The database's clock in integer milliseconds, as the store writes it.
 const NOW_MS: &str = "CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER)";
 

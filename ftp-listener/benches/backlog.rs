@@ -121,7 +121,10 @@ bind = "127.0.0.1:0"
     let mut child: Child = Command::new(BIN)
         .args(["--config", "bench.toml", "run"])
         .current_dir(dir.path())
-        .env("RUST_LOG", "warn,listener::app=info,listener::poller=info")
+        .env(
+            "RUST_LOG",
+            "warn,listener::service=info,listener::poller=info",
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
         .spawn()

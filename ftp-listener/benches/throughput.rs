@@ -18,7 +18,9 @@
 //! delayed runs); `BENCH_RUNS` [3]; `BENCH_SOURCES` [vsftpd,proftpd,sftp];
 //! `BENCH_LINKS` [loopback,delayed]; `BENCH_SESSIONS` [`BENCH_PARALLEL`]: the member's
 //! `max_sessions` (downloads and moves share them); `BENCH_SFTP_CHUNK_KIB` [the default]: the
-//! SFTP reader's `chunk_size`; `BENCH_PG_DB` [test]: the PostgreSQL database.
+//! SFTP reader's `chunk_size`; `BENCH_PG_DB` [test]: the PostgreSQL database (created if
+//! missing). The database transactions per file are read from `pg_stat_database` (with
+//! `psql`): they count everything on that database, so give the bench one of its own.
 //!
 //! Ours is timed from the first dispatch to the last file done (handler `download` to local
 //! disk, then the move to `.done` on the server and both ledger records): the listing, the
@@ -519,7 +521,11 @@ fn scrape(addr: SocketAddr, name: &str) -> Option<f64> {
     let mut body = String::new();
     stream.read_to_string(&mut body).ok()?;
     body.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        // `name value` or `name{listener="..."} value`.
+        .find(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
 }
@@ -590,8 +596,23 @@ key_file = "{key}"
     }
 }
 
+/// Transactions committed or rolled back in the bench's database so far (every store call
+/// of ours is one statement in autocommit: one round trip), or `None` without `psql`.
+fn db_transactions() -> Option<u64> {
+    let db = env_or("BENCH_PG_DB", "test".to_string());
+    let out = Command::new("psql")
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", &db, "-Atc"])
+        .arg(format!(
+            "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = '{db}'"
+        ))
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
 /// One member drains `remote_inbox` (`files` files) into `out`: the time from its first
-/// dispatch to the last file done, and its peak RSS.
+/// dispatch to the last file done, its peak RSS, and the database transactions of the whole
+/// run (start, heartbeats and the ledger's statements).
 fn ours(
     server: Server,
     link: &Link,
@@ -599,7 +620,8 @@ fn ours(
     files: usize,
     parallel: usize,
     out: &Path,
-) -> (Duration, f64) {
+) -> (Duration, f64, Option<u64>) {
+    let before = db_transactions();
     let work = tempfile::tempdir().unwrap();
     let group = format!(
         "throughput-{}-{}",
@@ -637,7 +659,7 @@ bind = "127.0.0.1:0"
     let mut child: Child = Command::new(BIN)
         .args(["--config", "bench.toml", "run"])
         .current_dir(work.path())
-        .env("RUST_LOG", "warn,listener::app=info")
+        .env("RUST_LOG", "warn,listener::service=info")
         .stdout(Stdio::null())
         .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
         .spawn()
@@ -656,7 +678,7 @@ bind = "127.0.0.1:0"
     let Some(addr) = addr else {
         fail("the member did not start")
     };
-    let every = Duration::from_millis(2);
+    let every = Duration::from_millis(10);
     let mut exited = false;
     let mut alive = |child: &mut Child| {
         exited = exited || !matches!(child.try_wait(), Ok(None));
@@ -675,7 +697,12 @@ bind = "127.0.0.1:0"
     let rss = rss.finish();
     let _ = child.kill();
     let _ = child.wait();
-    (done - first, rss)
+    // A server process publishes its counts at the latest when its connection ends.
+    std::thread::sleep(Duration::from_millis(1500));
+    let transactions = before
+        .zip(db_transactions())
+        .map(|(b, a)| a.saturating_sub(b + 1));
+    (done - first, rss, transactions)
 }
 
 #[derive(Clone, Copy)]
@@ -684,6 +711,8 @@ struct Sample {
     base: Duration,
     ours_rss: f64,
     base_rss: f64,
+    /// Database transactions per file (NaN when not measured).
+    db_per_file: f64,
 }
 
 struct Row {
@@ -723,8 +752,19 @@ impl Row {
         } else {
             format!("{base_rss:.0} MiB")
         };
+        let db: Vec<f64> = self
+            .samples
+            .iter()
+            .map(|s| s.db_per_file)
+            .filter(|d| !d.is_nan())
+            .collect();
+        let db = if db.is_empty() {
+            "–".to_string()
+        } else {
+            format!("{:.2}", min_med_max(db).1)
+        };
         format!(
-            "| {} | {} | {} | {o0:.0} / {o1:.0} / {o2:.0} {u} | {b0:.0} / {b1:.0} / {b2:.0} {u} | {r0:.2} / {r1:.2} / {r2:.2} | {rss:.0} MiB | {base_rss} |",
+            "| {} | {} | {} | {o0:.0} / {o1:.0} / {o2:.0} {u} | {b0:.0} / {b1:.0} / {b2:.0} {u} | {r0:.2} / {r1:.2} / {r2:.2} | {rss:.0} MiB | {base_rss} | {db} |",
             self.scenario,
             self.source,
             self.link,
@@ -749,7 +789,8 @@ fn small_files(server: Server, link: &Link, files: usize, kib: usize, parallel: 
         ),
     };
     let ours_out = local.path().join("ours");
-    let (ours, ours_rss) = ours(server, link, &remote_inbox, files, parallel, &ours_out);
+    let (ours, ours_rss, transactions) =
+        ours(server, link, &remote_inbox, files, parallel, &ours_out);
     let moved = std::fs::read_dir(dir.join("inbox/.done")).map_or(0, |d| d.count());
     assert_eq!(moved, files, "files moved to .done");
     let _ = std::fs::remove_dir_all(&dir);
@@ -758,6 +799,7 @@ fn small_files(server: Server, link: &Link, files: usize, kib: usize, parallel: 
         base,
         ours_rss,
         base_rss,
+        db_per_file: transactions.map_or(f64::NAN, |t| t as f64 / files as f64),
     }
 }
 
@@ -781,7 +823,7 @@ fn large_file(server: Server, link: &Link, bytes: u64) -> Sample {
     };
     let _ = std::fs::remove_file(local.path().join("curl.bin"));
     let ours_out = local.path().join("ours");
-    let (ours, ours_rss) = ours(server, link, &remote_inbox, 1, 1, &ours_out);
+    let (ours, ours_rss, _) = ours(server, link, &remote_inbox, 1, 1, &ours_out);
     let got = std::fs::metadata(ours_out.join("large.bin")).map_or(0, |m| m.len());
     assert_eq!(got, bytes, "our copy");
     assert_eq!(
@@ -796,10 +838,18 @@ fn large_file(server: Server, link: &Link, bytes: u64) -> Sample {
         base,
         ours_rss,
         base_rss,
+        db_per_file: f64::NAN,
     }
 }
 
 fn main() {
+    // The bench's database, made when missing (an error says it exists).
+    let db = env_or("BENCH_PG_DB", "test".to_string());
+    let _ = Command::new("psql")
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qc"])
+        .arg(format!("CREATE DATABASE \"{db}\""))
+        .stderr(Stdio::null())
+        .status();
     let files: usize = env_or("BENCH_FILES", 2000);
     let kib: usize = env_or("BENCH_FILE_KIB", 4);
     let large_mib: u64 = env_or("BENCH_LARGE_MIB", 1024);
@@ -877,9 +927,9 @@ fn main() {
     }
     println!();
     println!(
-        "| scenario | source | link | ours (min / median / max) | baseline, same run | ratio | peak RSS ours | peak RSS baseline |"
+        "| scenario | source | link | ours (min / median / max) | baseline, same run | ratio | peak RSS ours | peak RSS baseline | db transactions per file (median; whole run) |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for row in &rows {
         println!("{}", row.line());
     }

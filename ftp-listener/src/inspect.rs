@@ -1,13 +1,16 @@
 //! `ftp-listener ledger list|show` and `status --json`: what an operator reads to answer
-//! "what happened to x.csv?". Read-only: one `load_ledger` or `observe` per listener, never a
-//! write, so it is safe while a leader runs.
+//! "what happened to x.csv?". Read-only: one `load_ledger` or `observe` per listener (plus,
+//! for `show`, one history read per version and, for `--since`, one read of the rows' times),
+//! never a write, so it is safe while a leader runs.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Subcommand;
 use coord_core::{
-    CoordinationStore, GroupId, LedgerRecord, LedgerState, Redrive, RemoteFs, RenameMode,
+    CoordinationStore, FileVersion, GroupId, LedgerEvent, LedgerHistory, LedgerRecord, LedgerState,
+    Redrive, RemoteFs, RenameMode,
 };
 use listener::{Config, Placement, Registry, connect_store, open_source};
 use serde_json::json;
@@ -25,6 +28,9 @@ pub(crate) enum LedgerCommand {
         /// Only paths matching this glob (`*/invoices/*.csv`).
         #[arg(long)]
         path: Option<String>,
+        /// Only rows written within this long (`30m`, `1h`, `7d`), by the database's clock.
+        #[arg(long)]
+        since: Option<String>,
         /// One JSON object a line.
         #[arg(long)]
         json: bool,
@@ -50,7 +56,8 @@ pub(crate) enum LedgerCommand {
         #[arg(long)]
         listener: Option<String>,
     },
-    /// Every version of one path: state, attempts, term, last error.
+    /// Every version of one path: state, attempts, term, last error, and its history (each
+    /// claim and recorded state: when, term, attempt, error).
     Show {
         /// The path as listed (or its file name).
         path: String,
@@ -113,16 +120,28 @@ pub(crate) async fn ledger(
         }
         _ => {}
     }
-    let (only, state, glob, path, json) = match &command {
+    let (only, state, glob, path, since, json) = match &command {
         LedgerCommand::List {
             listener,
             state,
             path,
+            since,
             json,
-        } => (listener.clone(), state.clone(), path.clone(), None, *json),
-        LedgerCommand::Show { path, json } => (None, None, None, Some(path.clone()), *json),
+        } => (
+            listener.clone(),
+            state.clone(),
+            path.clone(),
+            None,
+            since.clone(),
+            *json,
+        ),
+        LedgerCommand::Show { path, json } => (None, None, None, Some(path.clone()), None, *json),
         LedgerCommand::Retry { .. } | LedgerCommand::Forget { .. } => unreachable!("above"),
     };
+    let show = path.is_some();
+    let since = since
+        .map(|s| listener::parse_duration(&s).map_err(|e| anyhow::anyhow!("--since: {e}")))
+        .transpose()?;
     if let Some(s) = &state
         && !["claimed", "handled", "done", "failed", "error"].contains(&s.as_str())
     {
@@ -155,15 +174,51 @@ pub(crate) async fn ledger(
         let group = GroupId::new(config.group.clone())?;
         let mut rows = store.load_ledger(&group).await?;
         rows.sort_by(|a, b| a.version.cmp(&b.version));
+        let updated: Option<HashMap<FileVersion, i64>> = match since {
+            Some(within) => Some(
+                history_of(&store, &config.name)?
+                    .updated_within(&group, within)
+                    .await?
+                    .into_iter()
+                    .collect(),
+            ),
+            None => None,
+        };
         for r in rows {
             if !matches(&r, path.as_deref(), state.as_deref())
                 || glob.as_ref().is_some_and(|g| !g.matches(&r.version.path))
             {
                 continue;
             }
+            let updated_at = match &updated {
+                Some(updated) => match updated.get(&r.version) {
+                    Some(at) => Some(*at),
+                    None => continue,
+                },
+                None => None,
+            };
             found += 1;
+            let history = if show {
+                Some(match store.history() {
+                    Some(h) => Some(h.history(&group, &r.version).await?),
+                    None => None,
+                })
+            } else {
+                None
+            };
             if json {
-                println!("{}", row_json(&config.name, &r));
+                let mut row = row_json(&config.name, &r);
+                if let Some(at) = updated_at {
+                    row["updated_at"] = json!(rfc3339(at));
+                }
+                if let Some(history) = &history {
+                    row["history"] = json!(
+                        history
+                            .as_ref()
+                            .map(|events| { events.iter().map(event_json).collect::<Vec<_>>() })
+                    );
+                }
+                println!("{row}");
             } else {
                 println!(
                     "{:<16} {:<8} {:>8} {:>6} {:>12}  {}{}{}",
@@ -182,6 +237,9 @@ pub(crate) async fn ledger(
                         .map(|d| format!("  [{d}]"))
                         .unwrap_or_default()
                 );
+                if let Some(history) = &history {
+                    print_history(history.as_deref());
+                }
             }
         }
     }
@@ -195,6 +253,58 @@ pub(crate) async fn ledger(
         }
     }
     Ok(())
+}
+
+/// The store's history, or an error naming the listener when its store keeps none.
+fn history_of<'s>(
+    store: &'s listener::SharedStore,
+    listener: &str,
+) -> anyhow::Result<&'s std::sync::Arc<dyn LedgerHistory>> {
+    store.history().ok_or_else(|| {
+        anyhow::anyhow!(
+            "listener `{listener}`: its store ({}) keeps no ledger times or history",
+            store.name()
+        )
+    })
+}
+
+/// Milliseconds since the Unix epoch as RFC 3339 (UTC, milliseconds).
+fn rfc3339(unix_ms: i64) -> String {
+    let at = std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(unix_ms).unwrap_or(0));
+    humantime::format_rfc3339_millis(at).to_string()
+}
+
+fn event_json(e: &LedgerEvent) -> serde_json::Value {
+    json!({
+        "at": rfc3339(e.at_unix_ms),
+        "term": e.term.0,
+        "state": e.state,
+        "attempts": e.attempts,
+        "detail": e.detail,
+    })
+}
+
+/// The history under a version's line, oldest first.
+fn print_history(history: Option<&[LedgerEvent]>) {
+    match history {
+        None => println!("    (this store keeps no history)"),
+        Some([]) => println!("    (no history: written before history was kept)"),
+        Some(events) => {
+            for e in events {
+                println!(
+                    "    {}  term {:<4} {:<8} attempt {}{}",
+                    rfc3339(e.at_unix_ms),
+                    e.term.0,
+                    e.state,
+                    e.attempts,
+                    e.detail
+                        .as_deref()
+                        .map(|d| format!("  {d}"))
+                        .unwrap_or_default()
+                );
+            }
+        }
+    }
 }
 
 /// `status --json`: one object, the listeners with their groups as the database sees them.

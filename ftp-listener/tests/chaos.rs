@@ -410,6 +410,46 @@ fn database_cut_stops_the_leader_and_nobody_takes_over(db: Db) {
     assert_eq!(group.site.handled().len(), 2, "{:?}", group.site.handled());
 }
 
+/// Issue 11's goal "kill -9 to the first dispatch of an already stable file within 1.3 x
+/// the liveness timeout, with the default poll interval": at the product's default timing
+/// (poll 5 s, heartbeat 1 s, liveness 5 s), a file dropped just before the leader is killed
+/// (listed by it at most once) is dispatched by the successor after its takeover, its ledger
+/// load and two listings `stability.takeover_relist` (1 s) apart, not a whole poll interval.
+fn kill_9_to_first_dispatch_at_the_default_timing(db: Db) {
+    const DEFAULT_LIVENESS: Duration = Duration::from_secs(5);
+    const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
+    const RELIST: Duration = Duration::from_secs(1);
+    let group = Group::new(db, "default-timing", db.url.to_string(), "").at_default_timing();
+    let members = group.start_three("node-a", ["node-b", "node-c"]);
+    // The leader's first two listings (1 s apart) are over: from now on it lists every 5 s.
+    let before = group.handle_one("warm-up.txt");
+    assert!(before.contains("member=node-a "), "{before}");
+    group.site.drop_file("stable.txt", b"payload");
+    let killed = Instant::now();
+    members[0].proc.signal("KILL");
+    let line = group.wait_handled("stable.txt");
+    let took = killed.elapsed();
+    assert!(!line.contains("member=node-a "), "{line}");
+    println!(
+        "{}: kill -9 -> first dispatch of a stable file by the successor: {} ms ({:.2} x liveness)",
+        db.backend,
+        took.as_millis(),
+        took.as_secs_f64() / DEFAULT_LIVENESS.as_secs_f64()
+    );
+    // The takeover (liveness, seen at the next heartbeat), the ledger load, two listings.
+    let bound = DEFAULT_LIVENESS + 2 * DEFAULT_HEARTBEAT + RELIST + SLACK;
+    assert!(took <= bound, "{took:?} > {bound:?}");
+    assert_eq!(
+        group
+            .site
+            .handled()
+            .iter()
+            .filter(|l| l.starts_with("stable.txt "))
+            .count(),
+        1
+    );
+}
+
 macro_rules! chaos_tests {
     ($feature:literal, $module:ident, $db:expr) => {
         #[cfg(feature = $feature)]
@@ -434,6 +474,11 @@ macro_rules! chaos_tests {
             #[test]
             fn database_cut_stops_the_leader_and_nobody_takes_over() {
                 super::database_cut_stops_the_leader_and_nobody_takes_over($db);
+            }
+
+            #[test]
+            fn kill_9_to_first_dispatch_at_the_default_timing() {
+                super::kill_9_to_first_dispatch_at_the_default_timing($db);
             }
         }
     };

@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{Proc, wait_for};
+use common::{Proc, mariadb_database, unique, wait_for};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -37,14 +37,6 @@ poll_interval = "200ms"
 
 const SQLITE: &str = "[coordination.sqlite]\npath = \"shared.db\"\n";
 
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}_{}_{}", std::process::id(), nanos % 1_000_000_000)
-}
-
 /// PostgreSQL in a schema of the test's own (the migrations create it).
 fn postgres() -> String {
     format!(
@@ -55,13 +47,7 @@ fn postgres() -> String {
 
 /// MariaDB in a database of the test's own.
 fn mariadb() -> String {
-    let db = unique("ftpl_cluster");
-    let created = std::process::Command::new("mysql")
-        .args(["-h127.0.0.1", "-P3306", "-uroot", "-e"])
-        .arg(format!("CREATE DATABASE `{db}`"))
-        .status()
-        .expect("the mysql client (installed with MariaDB)");
-    assert!(created.success(), "CREATE DATABASE {db}");
+    let db = mariadb_database("ftpl_cluster");
     format!(
         "backend = \"mysql\"\n[coordination.mysql]\nurl = \"mysql://root@127.0.0.1:3306/{db}\"\n"
     )

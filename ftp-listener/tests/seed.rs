@@ -10,19 +10,11 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use common::{Proc, Site, wait_for};
+use common::{Proc, Site, unique, wait_for};
 
 const LIMIT: Duration = Duration::from_secs(30);
-
-fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}-{}-{nanos}", std::process::id())
-}
 
 fn example() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

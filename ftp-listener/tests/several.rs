@@ -53,12 +53,7 @@ source.path = "not-a-dir/inbox"
         "{}",
         proc.output()
     );
-    let addr = proc
-        .output()
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("http="))
-        .expect("the bound address is logged")
-        .to_string();
+    let addr = proc.http_addr();
     site.drop_file("a.csv", b"1");
     site.drop_file("skip.txt", b"1");
     std::fs::write(site.path("orders/o1"), b"1").unwrap();
@@ -249,12 +244,16 @@ command = ["sh", "-c", "test ! -e fail-flag"]
     });
     assert!(done.is_some(), "{said}\n{}", proc.output());
     assert!(!site.path("inbox/.error/x.csv").exists());
-    let mut show = Proc::spawn(
-        site.dir.path(),
-        &["--config", "a.toml", "ledger", "show", "x.csv"],
-    );
-    assert!(show.wait_exit(LIMIT).expect("exits").success());
-    assert!(show.output().contains(" done "), "{}", show.output());
+    // The done record follows the move: wait for it.
+    let shown = wait_for(LIMIT, || {
+        let mut show = Proc::spawn(
+            site.dir.path(),
+            &["--config", "a.toml", "ledger", "show", "x.csv"],
+        );
+        let ok = show.wait_exit(LIMIT).expect("exits").success();
+        (ok && show.output().contains(" done ")).then_some(())
+    });
+    assert!(shown.is_some(), "{}", proc.output());
 
     // Nothing matches: a clear refusal.
     let mut none = Proc::spawn(

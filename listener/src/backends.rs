@@ -179,14 +179,30 @@ impl StoreBackend for Sqlite {
             let _ = tokio::fs::create_dir_all(parent).await;
         }
         let store = coord_sqlite::SqliteStore::connect(settings).await?;
-        Ok(SharedStore::new("sqlite", store.clone())
-            .with_config_store(Arc::new(store.clone()))
-            .with_request_store(Arc::new(store)))
+        Ok(sql_store("sqlite", store))
     }
 
     fn migrates_by_default(&self) -> bool {
         true
     }
+}
+
+/// A SQL store shared: it also keeps the cluster's configuration, the operators' requests
+/// and the ledger's history.
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+fn sql_store<S>(name: &str, store: S) -> SharedStore
+where
+    S: coord_core::CoordinationStore
+        + coord_core::ConfigStore
+        + coord_core::RequestStore
+        + coord_core::LedgerHistory
+        + Clone
+        + 'static,
+{
+    SharedStore::new(name, store.clone())
+        .with_config_store(Arc::new(store.clone()))
+        .with_history(Arc::new(store.clone()))
+        .with_request_store(Arc::new(store))
 }
 
 #[cfg(feature = "sqlite")]
@@ -223,9 +239,7 @@ impl StoreBackend for Postgres {
         } else {
             coord_postgres::PgStore::connect(pg).await?
         };
-        Ok(SharedStore::new("postgres", store.clone())
-            .with_config_store(Arc::new(store.clone()))
-            .with_request_store(Arc::new(store)))
+        Ok(sql_store("postgres", store))
     }
 }
 
@@ -258,18 +272,14 @@ impl StoreBackend for Mysql {
         my.migrate_on_connect = false;
         match coord_mysql::MySqlStore::connect(my.clone()).await {
             Ok(store) => {
-                return Ok(SharedStore::new("mysql", store.clone())
-                    .with_config_store(Arc::new(store.clone()))
-                    .with_request_store(Arc::new(store)));
+                return Ok(sql_store("mysql", store));
             }
             Err(StoreError::Schema(_)) if migrate => {}
             Err(e) => return Err(e),
         }
         my.migrate_on_connect = true;
         let store = coord_mysql::MySqlStore::connect(my).await?;
-        Ok(SharedStore::new("mysql", store.clone())
-            .with_config_store(Arc::new(store.clone()))
-            .with_request_store(Arc::new(store)))
+        Ok(sql_store("mysql", store))
     }
 }
 

@@ -59,6 +59,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "post_processing",
     "max_in_flight",
     "max_file_ops",
+    "claim_ahead",
     "done_dir",
     "error_dir",
     "ledger_retention",
@@ -373,6 +374,11 @@ pub struct StabilityConfig {
     /// A marker `<name><suffix>` must exist (default none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub done_marker_suffix: Option<String>,
+    /// After a takeover, the second listing follows the first by this much when shorter
+    /// than `poll_interval` (default 1s): a file stable before the takeover is dispatched
+    /// within about a second of it.
+    #[serde(default = "one_second", with = "human")]
+    pub takeover_relist: Duration,
 }
 
 impl Default for StabilityConfig {
@@ -381,6 +387,7 @@ impl Default for StabilityConfig {
             unchanged_across_listings: true,
             min_age: Duration::ZERO,
             done_marker_suffix: None,
+            takeover_relist: one_second(),
         }
     }
 }
@@ -542,6 +549,12 @@ pub struct Config {
     /// Moves and deletes of handled files running at once on the leader (default 4).
     #[serde(default = "four")]
     pub max_file_ops: usize,
+    /// Files claimed ahead of a free handler slot on the leader (default 4; 0 claims only
+    /// for free slots): claims go in batches and a freed slot starts its next file at once.
+    /// A term that ends leaves up to this many claimed and never started; the next leader
+    /// redelivers them, their attempt counted.
+    #[serde(default = "four")]
+    pub claim_ahead: usize,
     /// Where handled files go (default `<source.path>/.done`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub done_dir: Option<String>,

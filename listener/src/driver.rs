@@ -3,7 +3,6 @@
 //! fence are published through a `watch` channel; the elector itself is shared behind a
 //! [`Gate`] so the poll loop can re-check `may_dispatch(now)` before every fenced write.
 
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -185,7 +184,7 @@ impl<S: CoordinationStore + 'static> ElectionDriver<S> {
                 status.term = elector.term();
             }
             self.metrics.set_role(status.role);
-            self.metrics.term.store(status.term.0, Ordering::Relaxed);
+            self.metrics.term.set(status.term.0);
             self.status.send_if_modified(|old| {
                 let changed = *old != status;
                 if changed {

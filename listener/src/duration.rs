@@ -11,8 +11,8 @@ use std::time::Duration;
 use serde::de::{self, Visitor};
 use serde::{Deserializer, Serializer};
 
-/// Parses `"1s"`, `"500ms"`, `"2m 30s"`, `"7d"`.
-pub(crate) fn parse(value: &str) -> Result<Duration, String> {
+/// Parses `"1s"`, `"500ms"`, `"2m 30s"`, `"7d"` (a bare number is refused, naming the fix).
+pub fn parse(value: &str) -> Result<Duration, String> {
     humantime::parse_duration(value.trim()).map_err(|e| {
         if value.trim().parse::<f64>().is_ok() {
             format!(

@@ -1,17 +1,23 @@
-//! `/healthz`, `/readyz` and `/metrics` on a tiny HTTP/1.1 server (GET only, one request per
-//! connection, bounded reads): an exporter crate would bring a whole HTTP stack for three
-//! fixed answers.
+//! The HTTP endpoints on hyper (HTTP/1.1, one request per connection, GET only):
+//! `/` the status page, `/healthz`, `/readyz` (one line per listener), `/metrics` (Prometheus
+//! text, or OpenMetrics when the scraper asks for it).
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::{Method, Request, Response, StatusCode};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::gauge::ConstGauge;
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::driver::ElectionStatus;
-use crate::metrics::Metrics;
+use crate::metrics::{Format, Metrics, MetricsRegistry};
 
 /// What the endpoints read of one listener.
 #[derive(Debug, Clone)]
@@ -35,12 +41,35 @@ pub struct ListenerEndpoint {
 }
 
 /// What the endpoints read: every listener of the process (the set changes when a new
-/// cluster configuration is applied), and the cluster configuration's state.
-#[derive(Debug, Clone, Default)]
+/// cluster configuration is applied), the cluster configuration's state, and the process's
+/// one metrics registry, which reads both at each scrape.
+#[derive(Debug, Clone)]
 pub struct Endpoints {
     listeners: Arc<std::sync::RwLock<Vec<ListenerEndpoint>>>,
     /// The cluster configuration's state on this member.
     pub cluster: Arc<ClusterGauges>,
+    metrics: Arc<MetricsRegistry>,
+}
+
+impl Default for Endpoints {
+    fn default() -> Self {
+        let listeners: Arc<std::sync::RwLock<Vec<ListenerEndpoint>>> = Arc::default();
+        let cluster = Arc::new(ClusterGauges::default());
+        let read = listeners.clone();
+        let mut metrics = MetricsRegistry::new(move || {
+            read.read()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .map(|l| (l.name.clone(), l.metrics.clone()))
+                .collect()
+        });
+        metrics.register_collector(Box::new(cluster.clone()));
+        Endpoints {
+            listeners,
+            cluster,
+            metrics: Arc::new(metrics),
+        }
+    }
 }
 
 /// The cluster configuration on this member, for `/metrics`.
@@ -78,6 +107,11 @@ impl Endpoints {
             .clone()
     }
 
+    /// The exposition of every listener's metrics and the cluster gauges.
+    pub fn metrics_text(&self, format: Format) -> String {
+        self.metrics.encode(format)
+    }
+
     fn answer(&self, path: &str) -> (u16, &'static str, String) {
         let listeners = self.listeners();
         match path {
@@ -103,25 +137,16 @@ impl Endpoints {
                 }
                 (if ready { 200 } else { 503 }, "text/plain", body)
             }
-            "/metrics" => {
-                let entries: Vec<(&str, &Metrics)> = listeners
-                    .iter()
-                    .map(|l| (l.name.as_str(), &*l.metrics))
-                    .collect();
-                let mut text = Metrics::render_all(&entries);
-                self.cluster.render(&mut text);
-                (200, "text/plain; version=0.0.4", text)
-            }
             _ => (404, "text/plain", "not found\n".to_string()),
         }
     }
 }
 
-impl ClusterGauges {
-    fn render(&self, out: &mut String) {
+impl Collector for ClusterGauges {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         use std::sync::atomic::Ordering::Relaxed;
         if !self.enabled.load(Relaxed) {
-            return;
+            return Ok(());
         }
         for (name, help, value) in [
             (
@@ -140,10 +165,10 @@ impl ClusterGauges {
                 self.failed.load(Relaxed),
             ),
         ] {
-            out.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
-            ));
+            let gauge = ConstGauge::new(value);
+            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
         }
+        Ok(())
     }
 }
 
@@ -171,6 +196,11 @@ fn ago(unix_ms: u64) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     format!("{:.1} s ago", now.saturating_sub(unix_ms) as f64 / 1000.0)
+}
+
+/// Seconds since the Unix epoch (a gauge) as milliseconds.
+fn unix_ms_of(seconds: f64) -> u64 {
+    (seconds * 1000.0) as u64
 }
 
 impl Endpoints {
@@ -287,14 +317,14 @@ impl Endpoints {
                 html,
                 "<p>this member: {:?}; backlog <b id=\"backlog-{name}\">{}</b> file(s), the oldest listed {:.1} s ago; files dispatched {}, done {}, failed attempts {}, in error {}, redeliveries {}; last listing {}</p>",
                 status.role,
-                m.backlog_files.load(Relaxed),
-                m.backlog_oldest_ms.load(Relaxed) as f64 / 1000.0,
+                m.backlog_files.get(),
+                m.backlog_oldest.get(),
                 m.files_dispatched.get(),
                 m.files_done.get(),
                 m.files_failed.get(),
                 m.files_error.get(),
                 m.redeliveries.get(),
-                ago(m.last_listing_unix_ms.load(Relaxed))
+                ago(unix_ms_of(m.last_listing.get()))
             );
             let recent = m.recent_files();
             if !recent.is_empty() {
@@ -328,48 +358,62 @@ pub async fn bind(
     let endpoints = Arc::new(endpoints);
     let serve = async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(_) => {
+                    // Out of descriptors, or a connection reset before accept: try again soon.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
             };
             let endpoints = endpoints.clone();
             tokio::spawn(async move {
-                let _ = tokio::time::timeout(Duration::from_secs(5), serve_one(stream, &endpoints))
-                    .await;
+                let service = hyper::service::service_fn(move |request| {
+                    let endpoints = endpoints.clone();
+                    async move { Ok::<_, Infallible>(endpoints.respond(&request).await) }
+                });
+                // One request per connection (as the probes and scrapers use it); a client
+                // that sends nothing, or reads slowly, is cut off after 5 s.
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .keep_alive(false)
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                let _ = tokio::time::timeout(Duration::from_secs(5), connection).await;
             });
         }
     };
     Ok((local, serve))
 }
 
-async fn serve_one(mut stream: TcpStream, endpoints: &Endpoints) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 8192 {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            break;
+impl Endpoints {
+    async fn respond<B>(&self, request: &Request<B>) -> Response<Full<Bytes>> {
+        let path = request.uri().path();
+        let (code, kind, body) = if request.method() != Method::GET {
+            (405, "text/plain", "only GET\n".to_string())
+        } else if path == "/" {
+            (200, "text/html; charset=utf-8", self.page().await)
+        } else if path == "/metrics" {
+            let accept = request
+                .headers()
+                .get(hyper::header::ACCEPT)
+                .and_then(|v| v.to_str().ok());
+            let format = Format::from_accept(accept);
+            (200, format.content_type(), self.metrics_text(format))
+        } else {
+            self.answer(path)
+        };
+        let mut response = Response::new(Full::new(Bytes::from(body)));
+        *response.status_mut() =
+            StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        response.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static(kind),
+        );
+        if code == 405 {
+            response.headers_mut().insert(
+                hyper::header::ALLOW,
+                hyper::header::HeaderValue::from_static("GET"),
+            );
         }
-        buf.extend_from_slice(&chunk[..n]);
+        response
     }
-    let head = String::from_utf8_lossy(&buf);
-    let mut parts = head.split_whitespace();
-    let (code, kind, body) = match (parts.next(), parts.next()) {
-        (Some("GET"), Some(path)) if path.split('?').next() == Some("/") => {
-            (200, "text/html; charset=utf-8", endpoints.page().await)
-        }
-        (Some("GET"), Some(path)) => endpoints.answer(path.split('?').next().unwrap_or(path)),
-        _ => (405, "text/plain", "only GET\n".to_string()),
-    };
-    let reason = match code {
-        200 => "OK",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        _ => "Service Unavailable",
-    };
-    let response = format!(
-        "HTTP/1.1 {code} {reason}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
 }

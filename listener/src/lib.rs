@@ -124,13 +124,17 @@ pub use config::{
 };
 pub use coord_core::{SharedSource, SharedStore};
 pub use driver::{ElectionDriver, ElectionStatus, Gate, StopHandle};
+pub use duration::parse as parse_duration;
 pub use forward::Forward;
 pub use forward_config::{DestinationConfig, ForwardConfig, ForwardMode};
 pub use handler::{Delivery, Handler};
 pub use http::{ClusterGauges, Endpoints, ListenerEndpoint, bind as bind_endpoints};
 pub use local::{LocalFs, LocalReader, LocalWriter};
 pub use log_config::{LogConfig, LogFormat, LogRotation};
-pub use metrics::{Counter, Metrics, Timer};
+pub use metrics::{
+    Counter, FILE_SIZE_BUCKETS, Format as MetricsFormat, Gauge, HANDLER_BUCKETS, HEARTBEAT_BUCKETS,
+    LEDGER_STATES, LISTING_BUCKETS, Metrics, MetricsRegistry, SecondsGauge, Timer,
+};
 pub use poller::{PollSettings, Poller};
 pub use registry::{Registry, Settings, SettingsError, SourceBackend, StoreBackend};
 pub use service::{Listener, ListenerBuilder, Service};

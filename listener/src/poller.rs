@@ -49,6 +49,10 @@ pub struct PollSettings {
     pub max_in_flight: usize,
     /// Post-processing operations (moves, deletes) at once.
     pub max_file_ops: usize,
+    /// Files claimed ahead of a free handler slot.
+    pub claim_ahead: usize,
+    /// The second listing of a term, this soon after the first.
+    pub takeover_relist: Duration,
     /// Timeout of one ledger call (the renew deadline).
     pub store_timeout: Duration,
 }
@@ -153,6 +157,8 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
         config.poll_interval = s.poll_interval;
         config.max_in_flight = s.max_in_flight;
         config.max_file_ops = s.max_file_ops;
+        config.claim_ahead = s.claim_ahead;
+        config.takeover_relist = s.takeover_relist;
         config.store_retry = s.poll_interval.min(Duration::from_secs(1));
         config
     }
@@ -289,9 +295,7 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
             Done::File(op, r) => worker.handle_file_op(now, op, r),
             Done::Handler(id, outcome) => {
                 handlers.remove(&id);
-                self.metrics
-                    .handlers_in_flight
-                    .store(handlers.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                self.metrics.handlers_in_flight.set(handlers.len() as u64);
                 worker.handle_outcome(now, id, outcome);
             }
         }
@@ -380,6 +384,7 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
                 fence,
             } => {
                 self.metrics.files_dispatched.inc();
+                self.metrics.file_size.observe(dispatch.version.size as f64);
                 if dispatch.redelivery {
                     self.metrics.redeliveries.inc();
                 }
@@ -402,9 +407,11 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
                 let version = dispatch.version;
                 let fs = self.fs.clone();
                 let handler = self.handler.clone();
+                let metrics = self.metrics.clone();
                 let task = spawn_in_span(tasks, async move {
                     let source = SourceOf(&*fs);
                     let file = IncomingFile::new(version, relative, context, &source);
+                    let started = clock::now();
                     let outcome = match handler.on_file(&file).await {
                         Ok(()) => match file.context.detail() {
                             Some(detail) => Outcome::HandledWith(detail),
@@ -412,12 +419,13 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
                         },
                         Err(error) => Outcome::Failed(error.0),
                     };
+                    metrics
+                        .handler_duration
+                        .observe(clock::now().saturating_duration_since(started));
                     Done::Handler(id, outcome)
                 });
                 handlers.insert(id, Running { task, cancel });
-                self.metrics
-                    .handlers_in_flight
-                    .store(handlers.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                self.metrics.handlers_in_flight.set(handlers.len() as u64);
             }
         }
     }
@@ -591,7 +599,7 @@ async fn list<F: RemoteFs>(
         .observe(clock::now().saturating_duration_since(started));
     let listing = listing.map_err(|e| e.to_string())?;
     metrics.listed_now();
-    metrics.skipped_names.add(listing.skipped);
+    metrics.skipped_names.inc_by(listing.skipped);
     let marker = settings.policy.stability.done_marker_suffix.as_deref();
     let excluded = [
         format!("{}/", settings.done_dir.trim_end_matches('/')),

@@ -45,6 +45,7 @@ mod cluster;
 pub mod conformance;
 mod fs;
 pub mod fs_conformance;
+pub mod history_conformance;
 mod proxy;
 mod rng;
 pub mod sim;

@@ -4,6 +4,10 @@
 //! [`StoreState`] is the synchronous heart, driven with explicit store times by the simulator;
 //! [`MemStore`] wraps it for async callers (the conformance suite, listener tests), reading the
 //! time from a [`Clock`].
+//!
+//! It keeps no ledger history (`ledger_event` in the SQL stores; it implements no
+//! `coord_core::LedgerHistory`): the simulator checks the ledger's rows, and the history is
+//! tested on the real databases.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

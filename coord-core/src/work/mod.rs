@@ -16,7 +16,8 @@
 //!   and the results of calls still in flight are ignored when they arrive.
 //! - Drain [`Worker::poll_action`] until it returns `None`; start each action (store calls
 //!   and file operations may run concurrently with the handlers; the machine issues at most
-//!   one store call at a time, and on the file source either one listing or folder
+//!   one claim and one record at once (after the load, alone), and on the file source
+//!   either one listing or folder
 //!   preparation, or up to `max_file_ops` post-processing operations: a move's round trips
 //!   to the server would otherwise bound the files handled per second at any parallelism).
 //! - Drain [`Worker::poll_event`] for logs and metrics.
@@ -35,7 +36,8 @@ use std::time::Instant;
 
 use crate::ids::Fence;
 use crate::ledger::{
-    AfterFailure, FileVersion, Ledger, LedgerRecord, LedgerState, LedgerUpdate, ListedFile, Outcome,
+    AfterFailure, Dispatch, FileVersion, Ledger, LedgerRecord, LedgerState, LedgerUpdate,
+    ListedFile, Outcome,
 };
 use crate::store::{ClaimOutcome, StoreError};
 
@@ -64,11 +66,21 @@ struct Write {
     then: Then,
 }
 
-#[derive(Debug)]
-enum StoreCall {
-    Load,
-    Claim(Vec<FileVersion>),
-    Record(Vec<Write>),
+/// The store calls of a term: the load first and alone; then at most one claim and one
+/// record at once (they concern different versions: a version with an unwritten update is
+/// not claimed, and nothing writes a version while its claim is in flight), so a claim never
+/// waits for a batch of outcomes to be written, nor outcomes for a claim.
+#[derive(Debug, Default)]
+struct StoreCalls {
+    load: Option<OpId>,
+    claim: Option<(OpId, Vec<FileVersion>)>,
+    record: Option<(OpId, Vec<Write>)>,
+}
+
+impl StoreCalls {
+    fn is_empty(&self) -> bool {
+        self.load.is_none() && self.claim.is_none() && self.record.is_none()
+    }
 }
 
 #[derive(Debug)]
@@ -84,7 +96,7 @@ struct TermWork {
     /// Fenced by the store: nothing more is done in this term.
     dead: bool,
     ledger: Option<Ledger>,
-    store_call: Option<(OpId, StoreCall)>,
+    store_calls: StoreCalls,
     store_idle_at: Instant,
     /// The listing or folder preparation in flight.
     fs_call: Option<(OpId, FsCall)>,
@@ -108,6 +120,8 @@ struct TermWork {
     reported_done: BTreeSet<FileVersion>,
     /// Stable versions to claim as handler slots free up, in listing order.
     ready: VecDeque<FileVersion>,
+    /// Claimed versions waiting for a free handler slot (`claim_ahead`).
+    claimed: VecDeque<Dispatch>,
     running: BTreeMap<HandlerId, FileVersion>,
     writes: VecDeque<Write>,
     /// File operations to perform, and the versions they concern (never queued twice).
@@ -164,7 +178,7 @@ impl Worker {
                 fence: fence.clone(),
                 dead: false,
                 ledger: None,
-                store_call: None,
+                store_calls: StoreCalls::default(),
                 store_idle_at: now,
                 fs_call: None,
                 file_calls: BTreeMap::new(),
@@ -177,6 +191,7 @@ impl Worker {
                 done_gen: HashMap::new(),
                 reported_done: BTreeSet::new(),
                 ready: VecDeque::new(),
+                claimed: VecDeque::new(),
                 running: BTreeMap::new(),
                 writes: VecDeque::new(),
                 file_ops: VecDeque::new(),
@@ -245,6 +260,7 @@ impl Worker {
         self.draining = true;
         if let Some(term) = &mut self.term {
             term.ready.clear();
+            Self::drop_claimed(term);
         }
     }
 
@@ -254,7 +270,7 @@ impl Worker {
             && self.term.as_ref().is_none_or(|t| {
                 t.dead
                     || (t.running.is_empty()
-                        && t.store_call.is_none()
+                        && t.store_calls.is_empty()
                         && t.fs_call.is_none()
                         && t.file_calls.is_empty()
                         && t.writes.is_empty()
@@ -283,10 +299,17 @@ impl Worker {
         let term = self.term.as_ref().filter(|t| !t.dead)?;
         let mut next: Option<Instant> = None;
         let mut at = |i: Instant| next = Some(next.map_or(i, |n| n.min(i)));
-        let free = term.running.len() < self.config.max_in_flight;
-        let store_work = !term.writes.is_empty()
-            || (!self.draining && (term.ledger.is_none() || (free && !term.ready.is_empty())));
-        if term.store_call.is_none() && store_work {
+        let calls = &term.store_calls;
+        let store_work = if term.ledger.is_none() {
+            !self.draining && calls.load.is_none()
+        } else {
+            (calls.record.is_none() && !term.writes.is_empty())
+                || (calls.claim.is_none()
+                    && !self.draining
+                    && !term.ready.is_empty()
+                    && Self::claim_room(&self.config, term) > 0)
+        };
+        if store_work {
             at(term.store_idle_at);
         }
         // A listing waits for the post-processing in flight or queued (its results wake the
@@ -303,6 +326,9 @@ impl Worker {
         if let Some(action) = self.actions.pop_front() {
             return Some(action);
         }
+        if let Some(action) = self.next_dispatch() {
+            return Some(action);
+        }
         let op = OpId(self.next_op + 1);
         let draining = self.draining;
         let config = &self.config;
@@ -313,6 +339,60 @@ impl Worker {
         Some(action)
     }
 
+    /// A claimed version for a free handler slot, if one waits and is still listed as this
+    /// very version (one that left is not started: the next claim after it is listed again
+    /// counts another attempt).
+    fn next_dispatch(&mut self) -> Option<WorkAction> {
+        let term = self.term.as_mut().filter(|t| !t.dead)?;
+        if self.draining {
+            Self::drop_claimed(term);
+            return None;
+        }
+        while term.running.len() < self.config.max_in_flight {
+            let dispatch = term.claimed.pop_front()?;
+            if term.listed.get(&dispatch.version.path) != Some(&dispatch.version) {
+                if let Some(ledger) = term.ledger.as_mut() {
+                    ledger.on_claim_failed(&dispatch.version);
+                }
+                continue;
+            }
+            self.next_handler += 1;
+            let handler = HandlerId(self.next_handler);
+            term.running.insert(handler, dispatch.version.clone());
+            return Some(WorkAction::Dispatch {
+                handler,
+                dispatch,
+                fence: term.fence.clone(),
+            });
+        }
+        None
+    }
+
+    /// How many versions a claim may take now: the handler slots and `claim_ahead` not yet
+    /// covered by running or claimed versions, once at least `claim_ahead` of them are free
+    /// (claims go in batches), or as soon as one slot would otherwise stay idle.
+    fn claim_room(config: &WorkConfig, term: &TermWork) -> usize {
+        let have = term.running.len() + term.claimed.len();
+        let capacity = config.max_in_flight + config.claim_ahead;
+        let room = capacity.saturating_sub(have);
+        if have < config.max_in_flight || room >= config.claim_ahead.max(1) {
+            room
+        } else {
+            0
+        }
+    }
+
+    /// Claimed versions not started are given up (end of the term's dispatching): their
+    /// rows stay claimed, so the next term redelivers them.
+    fn drop_claimed(term: &mut TermWork) {
+        let claimed = std::mem::take(&mut term.claimed);
+        if let Some(ledger) = term.ledger.as_mut() {
+            for dispatch in &claimed {
+                ledger.on_claim_failed(&dispatch.version);
+            }
+        }
+    }
+
     fn next_store_call(
         config: &WorkConfig,
         draining: bool,
@@ -320,41 +400,49 @@ impl Worker {
         now: Instant,
         op: OpId,
     ) -> Option<WorkAction> {
-        if term.store_call.is_some() || now < term.store_idle_at {
+        if now < term.store_idle_at || term.store_calls.load.is_some() {
             return None;
         }
-        let Some(ledger) = term.ledger.as_mut() else {
+        if term.ledger.is_none() {
             if draining {
                 return None;
             }
-            term.store_call = Some((op, StoreCall::Load));
+            term.store_calls.load = Some(op);
             return Some(WorkAction::LoadLedger { op });
-        };
-        // Writes first: they unlock post-processing and nothing may build on an unwritten one.
-        if !term.writes.is_empty() {
+        }
+        // Writes: they unlock post-processing and nothing may build on an unwritten one.
+        if term.store_calls.record.is_none() && !term.writes.is_empty() {
             let n = term.writes.len().min(config.record_batch);
             let batch: Vec<Write> = term.writes.drain(..n).collect();
             let updates = batch.iter().map(|w| w.update.clone()).collect();
-            term.store_call = Some((op, StoreCall::Record(batch)));
+            term.store_calls.record = Some((op, batch));
             return Some(WorkAction::Record {
                 op,
                 fence: term.fence.clone(),
                 updates,
             });
         }
-        if draining {
+        if draining || term.store_calls.claim.is_some() {
             return None;
         }
-        let free = config.max_in_flight.saturating_sub(term.running.len());
+        let room = Self::claim_room(config, term);
+        if room == 0 {
+            return None;
+        }
+        // Versions whose latest update is not written yet are not claimed (their claim would
+        // race the write); the next listing plans them again.
+        let unwritten = unwritten(term);
+        let ledger = term.ledger.as_mut()?;
         let mut versions = Vec::new();
-        while versions.len() < free {
+        while versions.len() < room {
             let Some(version) = term.ready.pop_front() else {
                 break;
             };
             // Still eligible: listed as this very version, not settled, not in flight.
             let listed = term.listed.get(&version.path) == Some(&version);
             let settled = ledger.state(&version).is_some_and(LedgerState::is_settled);
-            if listed && !settled && !ledger.is_in_flight(&version) {
+            if listed && !settled && !ledger.is_in_flight(&version) && !unwritten.contains(&version)
+            {
                 ledger.begin_claim(&version);
                 versions.push(version);
             }
@@ -362,7 +450,7 @@ impl Worker {
         if versions.is_empty() {
             return None;
         }
-        term.store_call = Some((op, StoreCall::Claim(versions.clone())));
+        term.store_calls.claim = Some((op, versions.clone()));
         Some(WorkAction::Claim {
             op,
             fence: term.fence.clone(),
@@ -413,7 +501,15 @@ impl Worker {
             return None;
         }
         term.list_gen += 1;
-        term.next_list = now + config.poll_interval;
+        // The second listing of a term comes early: a new leader sees every file for the
+        // first time, and a file that was already stable before the takeover is dispatched
+        // after two listings `takeover_relist` apart instead of a whole poll interval.
+        let interval = if term.list_gen == 1 {
+            config.poll_interval.min(config.takeover_relist)
+        } else {
+            config.poll_interval
+        };
+        term.next_list = now + interval;
         term.fs_call = Some((op, FsCall::List(term.list_gen)));
         Some(WorkAction::List { op })
     }
@@ -425,9 +521,10 @@ impl Worker {
         op: OpId,
         result: Result<Vec<LedgerRecord>, StoreError>,
     ) {
-        let Some(StoreCall::Load) = self.take_store_call(op) else {
-            return;
-        };
+        match self.live_term() {
+            Some(term) if term.store_calls.load == Some(op) => term.store_calls.load = None,
+            _ => return,
+        }
         match result {
             Ok(records) => {
                 self.events.push_back(WorkEvent::Loaded {
@@ -537,14 +634,10 @@ impl Worker {
         }
         // Versions whose latest state is not acknowledged yet: nothing may build on it (a file
         // is moved only after its handled record is durable).
-        let mut unwritten: BTreeSet<FileVersion> = term
-            .writes
-            .iter()
-            .map(|w| w.update.version().clone())
-            .collect();
-        if let Some((_, StoreCall::Record(batch))) = &term.store_call {
-            unwritten.extend(batch.iter().map(|w| w.update.version().clone()));
-        }
+        let unwritten = unwritten(term);
+        let Some(ledger) = term.ledger.as_mut() else {
+            return;
+        };
         // Handled versions: post-process them if listed as this very version, else their
         // source is gone and they are done.
         for version in ledger.pending_post_processing() {
@@ -602,8 +695,14 @@ impl Worker {
         op: OpId,
         result: Result<Vec<ClaimOutcome>, StoreError>,
     ) {
-        let Some(StoreCall::Claim(versions)) = self.take_store_call(op) else {
-            return;
+        let versions = match self.live_term() {
+            Some(term) if term.store_calls.claim.as_ref().is_some_and(|c| c.0 == op) => term
+                .store_calls
+                .claim
+                .take()
+                .map(|c| c.1)
+                .unwrap_or_default(),
+            _ => return,
         };
         let max_attempts = self.config.policy.retry.max_attempts;
         let outcomes = match result {
@@ -652,14 +751,7 @@ impl Worker {
                 });
                 continue;
             }
-            self.next_handler += 1;
-            let handler = HandlerId(self.next_handler);
-            term.running.insert(handler, version.clone());
-            self.actions.push_back(WorkAction::Dispatch {
-                handler,
-                dispatch,
-                fence: term.fence.clone(),
-            });
+            term.claimed.push_back(dispatch);
         }
     }
 
@@ -705,8 +797,14 @@ impl Worker {
 
     /// Reports the result of [`WorkAction::Record`].
     pub fn handle_recorded(&mut self, now: Instant, op: OpId, result: Result<(), StoreError>) {
-        let Some(StoreCall::Record(batch)) = self.take_store_call(op) else {
-            return;
+        let batch = match self.live_term() {
+            Some(term) if term.store_calls.record.as_ref().is_some_and(|c| c.0 == op) => term
+                .store_calls
+                .record
+                .take()
+                .map(|c| c.1)
+                .unwrap_or_default(),
+            _ => return,
         };
         if let Err(error) = result {
             if let Some(term) = &mut self.term {
@@ -838,14 +936,6 @@ impl Worker {
         self.term.as_mut().filter(|t| !t.dead)
     }
 
-    fn take_store_call(&mut self, op: OpId) -> Option<StoreCall> {
-        let term = self.live_term()?;
-        match &term.store_call {
-            Some((pending, _)) if *pending == op => term.store_call.take().map(|(_, c)| c),
-            _ => None,
-        }
-    }
-
     fn store_failed(&mut self, now: Instant, error: StoreError) {
         let retry = self.config.store_retry;
         if matches!(error, StoreError::Fenced { .. }) {
@@ -866,6 +956,7 @@ impl Worker {
         let Some(term) = &mut self.term else {
             return 0;
         };
+        Self::drop_claimed(term);
         let running = std::mem::take(&mut term.running);
         let n = running.len();
         // Nothing else of this term is to be started; cancels go first.
@@ -933,6 +1024,19 @@ fn marker_op(
     listed
         .contains_key(&path)
         .then_some(FileOp::DeleteMarker(path))
+}
+
+/// Versions whose latest update is queued or being written.
+fn unwritten(term: &TermWork) -> BTreeSet<FileVersion> {
+    let mut unwritten: BTreeSet<FileVersion> = term
+        .writes
+        .iter()
+        .map(|w| w.update.version().clone())
+        .collect();
+    if let Some((_, batch)) = &term.store_calls.record {
+        unwritten.extend(batch.iter().map(|w| w.update.version().clone()));
+    }
+    unwritten
 }
 
 fn done_write(ledger: &mut Ledger, version: &FileVersion, gen_: u64) -> Write {

@@ -34,6 +34,9 @@ fn listed(versions: &[FileVersion]) -> Vec<ListedFile> {
 fn config() -> WorkConfig {
     let mut config = WorkConfig::new("/done", "/error");
     config.poll_interval = Duration::from_secs(1);
+    // Claims for free slots only: the exact sequences below (claiming ahead has tests of
+    // its own).
+    config.claim_ahead = 0;
     config.policy.stability = Stability {
         unchanged_across_listings: false,
         ..Stability::default()
@@ -660,4 +663,169 @@ fn moves_run_side_by_side_but_never_with_a_listing_nor_two_to_one_name() {
         }
     }
     assert!(listed_after, "the listing once the moves are over");
+}
+
+#[test]
+fn a_claim_goes_out_while_outcomes_are_being_written() {
+    let mut c = config();
+    c.max_in_flight = 2;
+    let (mut w, t0) = leading(c, vec![]);
+    let files: Vec<_> = (0..4).map(|i| v(&format!("/in/{i:02}"), 1)).collect();
+    let op = expect_list(&mut w, t0);
+    w.handle_listed(t0, op, Ok(listed(&files)));
+    let (op, _) = expect_claim(&mut w, t0);
+    w.handle_claimed(t0, op, Ok(claimed(2, 1)));
+    let d = dispatches(&mut w, t0);
+    w.handle_outcome(t0, d[0].0, Outcome::Handled);
+    // The record of the outcome and the claim for the freed slot, both at once.
+    let (record_op, _) = expect_record(&mut w, t0);
+    let (claim_op, versions) = expect_claim(&mut w, t0);
+    assert_eq!(versions, vec![files[2].clone()]);
+    // The claim answers first: its file starts while the record is still in flight.
+    w.handle_claimed(t0, claim_op, Ok(claimed(1, 1)));
+    let d2 = dispatches(&mut w, t0);
+    assert_eq!(d2.len(), 1);
+    assert_eq!(d2[0].1.version, files[2]);
+    // A second outcome waits for the record in flight (one record at a time); its slot's
+    // claim does not.
+    w.handle_outcome(t0, d[1].0, Outcome::Handled);
+    let (_, versions) = expect_claim(&mut w, t0);
+    assert_eq!(versions, vec![files[3].clone()]);
+    assert_eq!(w.poll_action(t0), None);
+    w.handle_recorded(t0, record_op, Ok(()));
+    let mut next = Vec::new();
+    while let Some(action) = w.poll_action(t0) {
+        next.push(action);
+    }
+    assert!(
+        next.iter()
+            .any(|a| matches!(a, WorkAction::Record { updates, .. } if updates.len() == 1)),
+        "{next:?}"
+    );
+    assert!(
+        next.iter().any(|a| matches!(
+            a,
+            WorkAction::File { file_op: FileOp::MoveToDone { version, .. }, .. } if *version == files[0]
+        )),
+        "{next:?}"
+    );
+}
+
+#[test]
+fn claiming_ahead_starts_a_freed_slot_without_a_store_round_trip() {
+    let mut c = config();
+    c.max_in_flight = 2;
+    c.claim_ahead = 2;
+    let (mut w, t0) = leading(c, vec![]);
+    let files: Vec<_> = (0..9).map(|i| v(&format!("/in/{i:02}"), 1)).collect();
+    let op = expect_list(&mut w, t0);
+    w.handle_listed(t0, op, Ok(listed(&files)));
+    // Two slots and two ahead: one claim of four.
+    let (op, versions) = expect_claim(&mut w, t0);
+    assert_eq!(versions, files[..4].to_vec());
+    w.handle_claimed(t0, op, Ok(claimed(4, 1)));
+    let d = dispatches(&mut w, t0);
+    assert_eq!(d.len(), 2, "only as many handlers as slots");
+    // A slot frees: the next claimed file starts at once, before any store call.
+    w.handle_outcome(t0, d[0].0, Outcome::Handled);
+    let Some(WorkAction::Dispatch { dispatch, .. }) = w.poll_action(t0) else {
+        panic!("the claimed file first")
+    };
+    assert_eq!(dispatch.version, files[2]);
+    // Then the record; no claim yet: one slot of room is less than a batch of two.
+    let (record_op, _) = expect_record(&mut w, t0);
+    assert_eq!(w.poll_action(t0), None);
+    w.handle_outcome(t0, d[1].0, Outcome::Handled);
+    let Some(WorkAction::Dispatch { dispatch, .. }) = w.poll_action(t0) else {
+        panic!("the last claimed file")
+    };
+    assert_eq!(dispatch.version, files[3]);
+    // Two slots of room now: the next batch.
+    let (_, versions) = expect_claim(&mut w, t0);
+    assert_eq!(versions, files[4..6].to_vec());
+    w.handle_recorded(t0, record_op, Ok(()));
+}
+
+#[test]
+fn claimed_files_not_started_are_given_up_when_the_term_ends_and_redelivered_after() {
+    let mut c = config();
+    c.max_in_flight = 1;
+    c.claim_ahead = 2;
+    let (mut w, t0) = leading(c.clone(), vec![]);
+    let files: Vec<_> = (0..3).map(|i| v(&format!("/in/{i:02}"), 1)).collect();
+    let op = expect_list(&mut w, t0);
+    w.handle_listed(t0, op, Ok(listed(&files)));
+    let (op, versions) = expect_claim(&mut w, t0);
+    assert_eq!(versions.len(), 3);
+    w.handle_claimed(t0, op, Ok(claimed(3, 1)));
+    let d = dispatches(&mut w, t0);
+    assert_eq!(d.len(), 1);
+    // The lease ends: the running handler is cancelled, the two waiting are never started.
+    w.set_lease(t0, None);
+    assert!(matches!(w.poll_action(t0), Some(WorkAction::Cancel(_))));
+    assert_eq!(w.poll_action(t0), None);
+    // The next term finds all three claimed and redelivers them, attempts counted.
+    let records = files
+        .iter()
+        .map(|f| record(f.clone(), LedgerState::Claimed, 1))
+        .collect();
+    let (mut w, t1) = leading(c, records);
+    let op = expect_list(&mut w, t1);
+    w.handle_listed(t1, op, Ok(listed(&files)));
+    let (op, versions) = expect_claim(&mut w, t1);
+    assert_eq!(versions, files);
+    w.handle_claimed(t1, op, Ok(claimed(3, 2)));
+    let d = dispatches(&mut w, t1);
+    assert!(d.iter().all(|(_, d)| d.redelivery && d.attempt == 2));
+}
+
+#[test]
+fn a_claimed_file_that_left_the_folder_is_not_started() {
+    let mut c = config();
+    c.max_in_flight = 1;
+    c.claim_ahead = 1;
+    let (mut w, t0) = leading(c, vec![]);
+    let files = [v("/in/a", 1), v("/in/b", 1)];
+    let op = expect_list(&mut w, t0);
+    w.handle_listed(t0, op, Ok(listed(&files)));
+    let (op, _) = expect_claim(&mut w, t0);
+    w.handle_claimed(t0, op, Ok(claimed(2, 1)));
+    let d = dispatches(&mut w, t0);
+    assert_eq!(d.len(), 1);
+    // The next listing no longer shows b.
+    let t1 = t0 + Duration::from_secs(1);
+    let op = expect_list(&mut w, t1);
+    w.handle_listed(t1, op, Ok(listed(&files[..1])));
+    w.handle_outcome(t1, d[0].0, Outcome::Handled);
+    let mut actions = Vec::new();
+    while let Some(action) = w.poll_action(t1) {
+        actions.push(action);
+    }
+    assert!(
+        !actions
+            .iter()
+            .any(|a| matches!(a, WorkAction::Dispatch { .. })),
+        "{actions:?}"
+    );
+}
+
+#[test]
+fn a_new_leader_lists_again_soon_so_a_stable_file_waits_no_whole_poll_interval() {
+    let mut c = config();
+    c.poll_interval = Duration::from_secs(5);
+    c.takeover_relist = Duration::from_secs(1);
+    c.policy.stability.unchanged_across_listings = true;
+    let (mut w, t0) = leading(c, vec![]);
+    let a = v("/in/a", 1);
+    let op = expect_list(&mut w, t0);
+    w.handle_listed(t0, op, Ok(listed(std::slice::from_ref(&a))));
+    assert_eq!(w.poll_action(t0), None, "seen once: not stable yet");
+    assert_eq!(w.next_deadline(), Some(t0 + Duration::from_secs(1)));
+    let t1 = t0 + Duration::from_secs(1);
+    let op = expect_list(&mut w, t1);
+    w.handle_listed(t1, op, Ok(listed(std::slice::from_ref(&a))));
+    let (_, versions) = expect_claim(&mut w, t1);
+    assert_eq!(versions, vec![a]);
+    // From then on, the poll interval.
+    assert_eq!(w.next_deadline(), Some(t1 + Duration::from_secs(5)));
 }

@@ -44,6 +44,17 @@ pub struct WorkConfig {
     pub max_file_ops: usize,
     /// Wait after a store call failed transiently before the next one.
     pub store_retry: Duration,
+    /// Versions claimed ahead of a free handler slot, at most (0 claims only for free
+    /// slots). Claims then go in batches and a freed slot starts its next file without a
+    /// store round trip; the price: a term that ends (crash, lost lease, stop) leaves up to
+    /// this many versions claimed and never started, which the next term redelivers with
+    /// their attempt counted.
+    pub claim_ahead: usize,
+    /// Time between the first and the second listing of a term, when shorter than
+    /// `poll_interval`: a new leader sees every file for the first time, so a file that was
+    /// stable before the takeover waits for this, not a whole poll interval. The stability
+    /// rule "unchanged across two listings" then spans this much right after a takeover.
+    pub takeover_relist: Duration,
 }
 
 impl WorkConfig {
@@ -60,6 +71,8 @@ impl WorkConfig {
             record_batch: 256,
             max_file_ops: 4,
             store_retry: Duration::from_secs(1),
+            claim_ahead: 4,
+            takeover_relist: Duration::from_secs(1),
         }
     }
 }

@@ -75,6 +75,8 @@ pub struct Group {
     extra: String,
     /// The `[source]` table (and its sub-tables) of every member's config.
     source: String,
+    /// The product's default poll interval and election timing instead of the fast ones.
+    default_timing: bool,
 }
 
 /// The `[source]` table of a group whose members watch the working folder's `inbox/`.
@@ -114,6 +116,7 @@ impl Group {
             handler,
             extra: extra.to_string(),
             source: source.to_string(),
+            default_timing: false,
         };
         let direct = group.write_config("migrate", "migrator", db.url);
         let mut migrate = Proc::spawn(
@@ -125,19 +128,37 @@ impl Group {
         group
     }
 
+    /// Members started from now on run with the product's default poll interval and election
+    /// timing (poll 5 s, heartbeat 1 s, liveness 5 s) instead of the fast test timing.
+    pub fn at_default_timing(mut self) -> Group {
+        self.default_timing = true;
+        self
+    }
+
     /// Writes `<file>.toml` for `member`.
     pub fn write_config(&self, file: &str, member: &str, url: &str) -> PathBuf {
+        let (poll, timing) = if self.default_timing {
+            (String::new(), String::new())
+        } else {
+            (
+                "poll_interval = \"100ms\"".to_string(),
+                format!(
+                    "heartbeat_interval = \"{}ms\"\nliveness_timeout = \"{}ms\"\nrenew_deadline = \"{}ms\"",
+                    HEARTBEAT.as_millis(),
+                    LIVENESS.as_millis(),
+                    RENEW.as_millis()
+                ),
+            )
+        };
         let body = format!(
             r#"
 member_id = "{member}"
 group = "{group}"
-poll_interval = "100ms"
+{poll}
 {extra}
 [coordination]
 backend = "{backend}"
-heartbeat_interval = "{hb}ms"
-liveness_timeout = "{live}ms"
-renew_deadline = "{renew}ms"
+{timing}
 [coordination.{backend}]
 url = "{url}"
 {source}
@@ -147,9 +168,6 @@ bind = "127.0.0.1:0"
 "#,
             group = self.name,
             backend = self.db.backend,
-            hb = HEARTBEAT.as_millis(),
-            live = LIVENESS.as_millis(),
-            renew = RENEW.as_millis(),
             handler = self.handler,
             extra = self.extra,
             source = self.source,

@@ -175,6 +175,15 @@ impl Proc {
         Proc { child, lines }
     }
 
+    /// The HTTP address the process logged at start (`http=...`).
+    pub fn http_addr(&self) -> String {
+        self.output()
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("http="))
+            .expect("the bound address is logged")
+            .to_string()
+    }
+
     pub fn pid(&self) -> i32 {
         i32::try_from(self.child.id()).unwrap()
     }
@@ -263,6 +272,28 @@ pub fn wait_for<T>(limit: Duration, mut probe: impl FnMut() -> Option<T>) -> Opt
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// A name unique to this process and instant: `<prefix>_<pid>_<nanos>` (schemas, databases,
+/// groups of the tests that share a server).
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}_{}_{}", std::process::id(), nanos % 1_000_000_000)
+}
+
+/// A MariaDB database of the test's own (on the loopback server), by name.
+pub fn mariadb_database(prefix: &str) -> String {
+    let db = unique(prefix);
+    let created = Command::new("mysql")
+        .args(["-h127.0.0.1", "-P3306", "-uroot", "-e"])
+        .arg(format!("CREATE DATABASE `{db}`"))
+        .status()
+        .expect("the mysql client (installed with MariaDB)");
+    assert!(created.success(), "CREATE DATABASE {db}");
+    db
 }
 
 /// One GET on the endpoints: the status code and the body.
