@@ -105,12 +105,7 @@ fn start(
     // One file at a time: the session counts below are then exact.
     let body = std::fs::read_to_string(&config).unwrap();
     std::fs::write(&config, format!("max_in_flight = 1\n{body}")).unwrap();
-    let proc = site.spawn(&config);
-    assert!(
-        proc.wait_line("became leader", LIMIT).is_some(),
-        "{}",
-        proc.output()
-    );
+    let proc = site.spawn_leader(&config, LIMIT);
     (config, proc)
 }
 
@@ -384,12 +379,7 @@ fn implicit_ftps_source_and_destination() {
         )
     );
     let config = site.config_remote_source("a", "solo", &extra);
-    let proc = site.spawn(&config);
-    assert!(
-        proc.wait_line("became leader", LIMIT).is_some(),
-        "{}",
-        proc.output()
-    );
+    let proc = site.spawn_leader(&config, LIMIT);
     std::fs::write(src_local.join("secret.csv"), b"over implicit tls").unwrap();
     let row = row_in_state(&site, &config, "secret.csv", "done", &proc);
     assert!(

@@ -53,12 +53,7 @@ password_file = "{password}"
     );
     let config = site.config_remote_source("a", "solo", &extra);
 
-    let proc = site.spawn(&config);
-    assert!(
-        proc.wait_line("became leader", LIMIT).is_some(),
-        "{}",
-        proc.output()
-    );
+    let proc = site.spawn_leader(&config, LIMIT);
     std::fs::write(local.join("remote.csv"), b"over ftp").unwrap();
     let moved = wait_for(LIMIT, || {
         (local.join(".done/remote.csv").exists() && !local.join("remote.csv").exists())

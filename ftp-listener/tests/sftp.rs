@@ -56,12 +56,7 @@ password = "sftp-test-password"
     );
     let config = site.config_remote_source("a", "solo", &extra);
 
-    let proc = site.spawn(&config);
-    assert!(
-        proc.wait_line("became leader", LIMIT).is_some(),
-        "{}",
-        proc.output()
-    );
+    let proc = site.spawn_leader(&config, LIMIT);
     std::fs::write(remote.join("remote.csv"), b"over sftp").unwrap();
     let moved = wait_for(LIMIT, || {
         (remote.join(".done/remote.csv").exists() && !remote.join("remote.csv").exists())

@@ -288,15 +288,7 @@ impl Forward {
                     );
                     return Ok(detail);
                 }
-                Err(e) => {
-                    tracing::warn!(
-                        path = %file.version.path,
-                        destination = %d.name,
-                        error = %e,
-                        "destination failed; trying the next"
-                    );
-                    failed.push(format!("`{}` failed: {}", d.name, shorten(&e)));
-                }
+                Err(e) => failed.push(failure(d, file, &e)),
             }
         }
         Err(HandlerError(format!(
@@ -311,15 +303,7 @@ impl Forward {
         for d in &self.destinations {
             match self.deliver(d, file).await {
                 Ok(how) => delivered.push(describe(d, &file.relative, &how)),
-                Err(e) => {
-                    tracing::warn!(
-                        path = %file.version.path,
-                        destination = %d.name,
-                        error = %e,
-                        "destination failed"
-                    );
-                    failed.push(format!("`{}` failed: {}", d.name, shorten(&e)));
-                }
+                Err(e) => failed.push(failure(d, file, &e)),
             }
         }
         if failed.is_empty() {
@@ -340,6 +324,17 @@ impl Forward {
             failed.join("; ")
         )))
     }
+}
+
+/// Logs one destination's failure (once, here) and says it for the error or the detail.
+fn failure(d: &Destination, file: &IncomingFile<'_>, error: &str) -> String {
+    tracing::warn!(
+        path = %file.version.path,
+        destination = %d.name,
+        error = %error,
+        "destination failed"
+    );
+    format!("`{}` failed: {}", d.name, shorten(error))
 }
 
 /// `` `name` at ftp://host:21/in/a.csv `` (plus "(already there)").

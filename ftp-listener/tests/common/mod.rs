@@ -122,6 +122,17 @@ echo "$(basename "$FTPL_PATH") attempt=$FTPL_ATTEMPT redelivery=$FTPL_REDELIVERY
             &["--config", config.to_str().unwrap(), "run"],
         )
     }
+
+    /// [`Site::spawn`], then waits (up to `limit`) until it leads; panics with its log if not.
+    pub fn spawn_leader(&self, config: &Path, limit: Duration) -> Proc {
+        let proc = self.spawn(config);
+        assert!(
+            proc.wait_line("became leader", limit).is_some(),
+            "{}",
+            proc.output()
+        );
+        proc
+    }
 }
 
 /// The names in the folder `dir`, sorted (none when it does not exist).
