@@ -434,3 +434,51 @@ fn check_config_refuses_bad_destinations_naming_the_key() {
         assert!(stderr.contains(&format!("{name}.toml")), "{name}: {stderr}");
     }
 }
+
+#[test]
+fn a_destination_that_goes_down_fails_over_and_takes_files_again_once_back() {
+    let site = Site::new();
+    let (sftp_local, sftp_remote) = sftp_dir("proxy");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sshd: std::net::SocketAddr = "127.0.0.1:2222".parse().unwrap();
+    let proxy = rt.block_on(testkit::TcpProxy::start(sshd)).expect("proxy");
+    // The proxy's port is not in the shared known_hosts: learn the key on first use.
+    let known_hosts = site.path("known_hosts");
+    std::fs::write(&known_hosts, b"").unwrap();
+    let primary = sftp_table(proxy.addr().port()).replacen(
+        &format!(
+            "known_hosts = \"{}\"",
+            test_root().join("sftp/known_hosts").display()
+        ),
+        &format!(
+            "known_hosts = \"{}\", host_key_policy = \"accept_new\"",
+            known_hosts.display()
+        ),
+        1,
+    );
+    let backup = site.path("backup");
+    let destinations = [
+        destination("primary", "sftp", &sftp_remote, Some(&primary)),
+        destination("backup", "local", backup.to_str().unwrap(), None),
+    ];
+    let (config, proc) = start(&site, "", &destinations, "");
+    let landed = |name: &str| {
+        site.drop_file(name, name.as_bytes());
+        let row = row_in_state(&site, &config, name, "done", &proc);
+        row["detail"].as_str().unwrap().to_string()
+    };
+    assert!(landed("a.csv").starts_with("`primary` at sftp://"));
+    rt.block_on(proxy.cut());
+    let detail = landed("b.csv");
+    assert!(
+        detail.starts_with("`backup` at ") && detail.contains("after `primary` failed"),
+        "{detail}"
+    );
+    rt.block_on(proxy.restore()).unwrap();
+    let detail = landed("c.csv");
+    assert!(detail.starts_with("`primary` at sftp://"), "{detail}");
+    assert_eq!(names(&sftp_local), ["a.csv", "c.csv"]);
+    assert_eq!(names(&backup), ["b.csv"]);
+    assert_eq!(std::fs::read(sftp_local.join("c.csv")).unwrap(), b"c.csv");
+    let _ = std::fs::remove_dir_all(sftp_local);
+}
