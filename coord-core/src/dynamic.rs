@@ -294,6 +294,7 @@ pub trait DynFs: Send + Sync {
     async fn rename(&self, from: &str, to: &str, mode: RenameMode) -> Result<(), FsError>;
     async fn delete(&self, path: &str) -> Result<(), FsError>;
     async fn create_dir_all(&self, path: &str) -> Result<(), FsError>;
+    async fn size(&self, path: &str) -> Result<Option<u64>, FsError>;
 }
 
 #[async_trait]
@@ -321,6 +322,9 @@ where
     }
     async fn create_dir_all(&self, path: &str) -> Result<(), FsError> {
         RemoteFs::create_dir_all(self, path).await
+    }
+    async fn size(&self, path: &str) -> Result<Option<u64>, FsError> {
+        RemoteFs::size(self, path).await
     }
 }
 
@@ -387,5 +391,8 @@ impl RemoteFs for SharedSource {
     }
     async fn create_dir_all(&self, path: &str) -> Result<(), FsError> {
         self.inner.create_dir_all(path).await
+    }
+    async fn size(&self, path: &str) -> Result<Option<u64>, FsError> {
+        self.inner.size(path).await
     }
 }

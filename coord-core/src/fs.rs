@@ -226,4 +226,31 @@ pub trait RemoteFs: Send + Sync {
 
     /// Creates `path` and its missing parents (`mkdir -p`); existing directories are fine.
     fn create_dir_all(&self, path: &str) -> impl Future<Output = Result<(), FsError>> + Send;
+
+    /// The size of the regular file `path`, `None` when nothing is there (a directory is not
+    /// a file: [`FsError::Other`]). The default lists the parent directory; backends answer
+    /// with one call of their own (FTP `SIZE`, SFTP `stat`, `metadata`).
+    fn size(&self, path: &str) -> impl Future<Output = Result<Option<u64>, FsError>> + Send {
+        async move {
+            let (dir, name) = match path.trim_end_matches('/').rsplit_once('/') {
+                Some(("", name)) => ("/", name),
+                Some((dir, name)) => (dir, name),
+                None => (".", path),
+            };
+            let listing = match self.list(dir, &ListOptions::default()).await {
+                Ok(listing) => listing,
+                Err(FsError::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            match listing.entries.iter().find(|e| e.name == name) {
+                None => Ok(None),
+                Some(e) if e.kind == EntryKind::File => Ok(Some(e.size)),
+                Some(_) => Err(FsError::Other {
+                    operation: "size",
+                    path: path.to_string(),
+                    cause: "not a regular file".into(),
+                }),
+            }
+        }
+    }
 }

@@ -87,6 +87,10 @@ pub struct LedgerRecord {
     pub attempts: u32,
     /// The last error, for failed and error rows.
     pub last_error: Option<String>,
+    /// What the handler said about its success (the `forward` handler: which destination got
+    /// the file), kept through the done record.
+    #[serde(default)]
+    pub detail: Option<String>,
 }
 
 /// A write to the ledger, applied fenced by [`crate::CoordinationStore::record`].
@@ -100,6 +104,10 @@ pub enum LedgerUpdate {
         state: LedgerState,
         /// The error to keep, for failed and error states.
         error: Option<String>,
+        /// What the handler said about its success, written to the row's `detail`; `None`
+        /// keeps what the row has (a done record keeps the handled record's detail).
+        #[serde(default)]
+        detail: Option<String>,
     },
     /// Delete the row (pruning after the retention period).
     Forget(FileVersion),
@@ -209,6 +217,9 @@ pub struct Dispatch {
 pub enum Outcome {
     /// The handler succeeded.
     Handled,
+    /// The handler succeeded and said something about it (where the file went), kept in
+    /// the ledger row's `detail`.
+    HandledWith(String),
     /// The handler failed with this error.
     Failed(String),
 }
@@ -443,13 +454,18 @@ impl Ledger {
             });
         tracked.in_flight = false;
         match outcome {
-            Outcome::Handled => {
+            Outcome::Handled | Outcome::HandledWith(_) => {
                 tracked.state = Some(LedgerState::Handled);
+                let detail = match outcome {
+                    Outcome::HandledWith(detail) => Some(detail),
+                    _ => None,
+                };
                 (
                     LedgerUpdate::Set {
                         version: version.clone(),
                         state: LedgerState::Handled,
                         error: None,
+                        detail,
                     },
                     None,
                 )
@@ -462,6 +478,7 @@ impl Ledger {
                             version: version.clone(),
                             state: LedgerState::Error,
                             error: Some(error),
+                            detail: None,
                         },
                         Some(AfterFailure::GiveUp),
                     )
@@ -474,6 +491,7 @@ impl Ledger {
                             version: version.clone(),
                             state: LedgerState::Failed,
                             error: Some(error),
+                            detail: None,
                         },
                         Some(AfterFailure::RetryAt(at)),
                     )
@@ -491,6 +509,7 @@ impl Ledger {
             version: version.clone(),
             state: LedgerState::Done,
             error: None,
+            detail: None,
         }
     }
 
@@ -696,6 +715,7 @@ mod tests {
             term: Term(3),
             attempts: 1,
             last_error: None,
+            detail: None,
         };
         let records = vec![
             record("/in/claimed", LedgerState::Claimed),
@@ -760,6 +780,7 @@ mod tests {
             term: Term(1),
             attempts: 1,
             last_error: None,
+            detail: None,
         };
         let policy = LedgerPolicy {
             retention: ms(1000),

@@ -70,6 +70,8 @@ pub struct StoredLedgerRow {
     pub attempts: i64,
     /// `last_error`, as bytes (decoded lossily: it is a message for people).
     pub last_error: Option<Vec<u8>>,
+    /// `detail`, as bytes (decoded lossily, like `last_error`).
+    pub detail: Option<Vec<u8>>,
 }
 
 impl StoredLedgerRow {
@@ -100,6 +102,9 @@ impl StoredLedgerRow {
             last_error: self
                 .last_error
                 .map(|e| String::from_utf8_lossy(&e).into_owned()),
+            detail: self
+                .detail
+                .map(|d| String::from_utf8_lossy(&d).into_owned()),
         })
     }
 }
@@ -201,6 +206,7 @@ mod tests {
             term: 2,
             attempts: 1,
             last_error: Some(b"bad \xff byte".to_vec()),
+            detail: None,
         }
     }
 

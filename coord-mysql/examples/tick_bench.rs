@@ -116,6 +116,7 @@ async fn main() {
                 version,
                 state: LedgerState::Done,
                 error: None,
+                detail: None,
             })
             .collect();
         let t = Instant::now();

@@ -202,7 +202,7 @@ async fn load_page(
         }
     };
     let query = format!(
-        "SELECT path, size, mtime_ms, state, term, attempts, last_error, path_hash \
+        "SELECT path, size, mtime_ms, state, term, attempts, last_error, path_hash, detail \
          FROM processed_file WHERE group_id = {}{after} \
          ORDER BY path_hash, size, mtime_ms LIMIT {LOAD_PAGE_ROWS}",
         text(group.as_str())
@@ -238,6 +238,7 @@ fn stored_row(mut row: Row) -> Result<StoredLedgerRow, String> {
         term: take(&mut row, 4).map_err(reason)?,
         attempts: take(&mut row, 5).map_err(reason)?,
         last_error: take(&mut row, 6).map_err(reason)?,
+        detail: take(&mut row, 8).map_err(reason)?,
     })
 }
 
@@ -434,6 +435,9 @@ pub(crate) struct RecordOp {
     set: Option<(LedgerState, Option<String>)>,
     /// The batch deleted the row before its last set: the set writes it afresh (attempts 0).
     fresh: bool,
+    /// The latest detail since the version's last forget in the batch (`None` keeps the
+    /// row's).
+    detail: Option<String>,
 }
 
 /// Checks every update (one bad version refuses the whole record, before anything is
@@ -452,12 +456,19 @@ pub(crate) fn plan_record(updates: &[LedgerUpdate]) -> Result<Vec<Vec<RecordOp>>
             LedgerUpdate::Forget(_) => None,
         };
         let forget = set.is_none();
+        let detail = match update {
+            LedgerUpdate::Set { detail, .. } => detail.as_deref().map(bounded_error),
+            LedgerUpdate::Forget(_) => None,
+        };
         match index.get(&v.key) {
             Some(&at) => {
                 let (last, op, forgotten) = &mut ops[at];
                 *last = i;
                 op.fresh = *forgotten;
                 op.set = set;
+                if forget || detail.is_some() {
+                    op.detail = detail;
+                }
                 *forgotten |= forget;
             }
             None => {
@@ -468,6 +479,7 @@ pub(crate) fn plan_record(updates: &[LedgerUpdate]) -> Result<Vec<Vec<RecordOp>>
                         v,
                         set,
                         fresh: false,
+                        detail,
                     },
                     forget,
                 ));
@@ -509,15 +521,17 @@ pub(crate) async fn record_chunk(
         .enumerate()
         .map(|(i, (op, (state, error)))| {
             let (state, error) = (text(state.as_str()), sql::opt_text(error.as_deref()));
+            let detail = sql::opt_text(op.detail.as_deref());
             if i == 0 {
                 format!(
                     "SELECT {i} AS i, {} AS h, {} AS p, {} AS s, {} AS m, {state} AS st, \
-                     CAST({error} AS CHAR CHARACTER SET utf8mb4) AS e",
+                     CAST({error} AS CHAR CHARACTER SET utf8mb4) AS e, \
+                     CAST({detail} AS CHAR CHARACTER SET utf8mb4) AS d",
                     op.v.hash, op.v.path, op.v.key.1, op.v.key.2
                 )
             } else {
                 format!(
-                    "SELECT {i}, {}, {}, {}, {}, {state}, {error}",
+                    "SELECT {i}, {}, {}, {}, {}, {state}, {error}, {detail}",
                     op.v.hash, op.v.path, op.v.key.1, op.v.key.2
                 )
             }
@@ -527,11 +541,13 @@ pub(crate) async fn record_chunk(
         let _ = write!(
             query,
             "INSERT INTO processed_file \
-             (group_id, path_hash, path, size, mtime_ms, state, term, attempts, last_error, updated_at) \
-             SELECT {g}, v.h, v.p, v.s, v.m, v.st, {term}, 0, v.e, {NOW} \
+             (group_id, path_hash, path, size, mtime_ms, state, term, attempts, last_error, updated_at, \
+             detail) \
+             SELECT {g}, v.h, v.p, v.s, v.m, v.st, {term}, 0, v.e, {NOW}, v.d \
              FROM ({rows}) AS v WHERE @coord_fence = 1 ORDER BY v.i \
              ON DUPLICATE KEY UPDATE state = VALUES(state), term = VALUES(term), \
-             last_error = VALUES(last_error), updated_at = VALUES(updated_at);",
+             last_error = VALUES(last_error), updated_at = VALUES(updated_at), \
+             detail = COALESCE(VALUES(detail), detail);",
             term = sql::term(fence.term),
             rows = rows.join(" UNION ALL "),
         );
@@ -580,6 +596,7 @@ mod tests {
             version: v(path),
             state,
             error: None,
+            detail: None,
         }
     }
 

@@ -166,6 +166,7 @@ async fn a_leader_stopped_mid_record_does_not_block_the_takeover() {
         version: version(0),
         state: LedgerState::Done,
         error: None,
+        detail: None,
     };
     let record = tokio::spawn({
         let (leader, fence) = (leader.clone(), fence.clone());
@@ -233,11 +234,13 @@ async fn fifty_thousand_versions_are_claimed_in_one_call_and_loaded() {
             version: version(7),
             state: LedgerState::Done,
             error: None,
+            detail: None,
         },
         LedgerUpdate::Set {
             version: version(42),
             state: LedgerState::Failed,
             error: Some("boom".into()),
+            detail: None,
         },
         LedgerUpdate::Forget(version(N - 1)),
     ];

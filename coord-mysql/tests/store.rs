@@ -159,6 +159,7 @@ async fn ledger_is_fenced_and_keeps_long_unicode_paths() {
                 version: v.clone(),
                 state: LedgerState::Done,
                 error: None,
+                detail: None,
             }],
         )
         .await
@@ -182,6 +183,7 @@ async fn ledger_is_fenced_and_keeps_long_unicode_paths() {
                 version: other.clone(),
                 state: LedgerState::Failed,
                 error: Some("boom ".repeat(40_000)),
+                detail: None,
             }],
         )
         .await

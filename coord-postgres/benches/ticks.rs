@@ -145,6 +145,7 @@ async fn main() {
                     version,
                     state: LedgerState::Done,
                     error: None,
+                    detail: None,
                 })
                 .collect();
             let (leader, fence) = (&leader, &fence);

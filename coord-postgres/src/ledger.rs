@@ -140,6 +140,10 @@ fn stored_row(row: &Row) -> Result<StoredLedgerRow, String> {
             .try_get::<_, Option<String>>(6)
             .map_err(column(6))?
             .map(String::into_bytes),
+        detail: row
+            .try_get::<_, Option<String>>(8)
+            .map_err(column(8))?
+            .map(String::into_bytes),
     })
 }
 
@@ -235,6 +239,22 @@ pub(crate) async fn record(
         }
         keyed.push(key);
     }
+    // The detail a version's net effect writes: the latest one since its last forget (a done
+    // set after a handled one in the same batch keeps the handled one's).
+    let mut detail_of: HashMap<&Key, Option<&str>> = HashMap::new();
+    for (update, key) in updates.iter().zip(&keyed) {
+        match update {
+            LedgerUpdate::Set {
+                detail: Some(d), ..
+            } => {
+                detail_of.insert(key, Some(d.as_str()));
+            }
+            LedgerUpdate::Set { .. } => {}
+            LedgerUpdate::Forget(_) => {
+                detail_of.remove(key);
+            }
+        }
+    }
     let mut net: Vec<(&LedgerUpdate, &Key, bool)> = Vec::with_capacity(last.len());
     for (i, (update, key)) in updates.iter().zip(&keyed).enumerate() {
         if let Some(&(at, fresh)) = last.get(key)
@@ -252,6 +272,7 @@ pub(crate) async fn record(
         let mut states: Vec<Option<&str>> = Vec::new();
         let mut errors: Vec<Option<String>> = Vec::new();
         let mut fresh: Vec<bool> = Vec::new();
+        let mut details: Vec<Option<String>> = Vec::new();
         for (update, key, is_fresh) in chunk {
             let (kind, state, error) = match update {
                 LedgerUpdate::Set { state, error, .. } => (
@@ -261,6 +282,9 @@ pub(crate) async fn record(
                 ),
                 LedgerUpdate::Forget(_) => ("forget", None, None),
             };
+            details.push(storable_error(
+                detail_of.get(*key).and_then(|d| d.as_deref()),
+            ));
             kinds.push(kind);
             hashes.push(key.0.as_str());
             paths.push(update.version().path.as_str());
@@ -288,6 +312,7 @@ pub(crate) async fn record(
                     &states,
                     &errors,
                     &fresh,
+                    &details,
                 ],
             )
             .await?;

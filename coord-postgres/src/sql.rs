@@ -70,7 +70,7 @@ pub(crate) const LEAVE: &str =
 /// size, $4 mtime) of the previous page's last row; the first page starts after
 /// `('', i64::MIN, i64::MIN)`, below every key. Each page is its own statement.
 pub(crate) const LOAD_LEDGER_PAGE: &str = "
-SELECT path, size, mtime_ms, state::text, term, attempts, last_error, path_hash::text
+SELECT path, size, mtime_ms, state::text, term, attempts, last_error, path_hash::text, detail
 FROM processed_file
 WHERE group_id = $1 AND (path_hash, size, mtime_ms) > ($2::text::bpchar, $3::bigint, $4::bigint)
 ORDER BY path_hash, size, mtime_ms
@@ -130,10 +130,10 @@ FROM (SELECT 1) AS one LEFT JOIN (
 pub(crate) const RECORD: &str = fenced!(
     "input AS (
     SELECT t.kind, t.path_hash::bpchar AS path_hash, t.path, t.size, t.mtime_ms, t.state,
-           t.last_error, t.fresh
+           t.last_error, t.fresh, t.detail
     FROM unnest($5::text[], $6::text[], $7::text[], $8::bigint[], $9::bigint[],
-                $10::text[], $11::text[], $12::bool[])
-        AS t(kind, path_hash, path, size, mtime_ms, state, last_error, fresh)
+                $10::text[], $11::text[], $12::bool[], $13::text[])
+        AS t(kind, path_hash, path, size, mtime_ms, state, last_error, fresh, detail)
 ), del AS (
     DELETE FROM processed_file p USING input i
     WHERE EXISTS (SELECT 1 FROM fence) AND i.kind = 'forget' AND p.group_id = $1
@@ -145,17 +145,20 @@ pub(crate) const RECORD: &str = fenced!(
       AND e.path_hash = i.path_hash AND e.size = i.size AND e.mtime_ms = i.mtime_ms
 ), up AS (
     INSERT INTO processed_file AS p
-        (group_id, path_hash, path, size, mtime_ms, state, term, attempts, last_error, updated_at)
+        (group_id, path_hash, path, size, mtime_ms, state, term, attempts, last_error, updated_at,
+         detail)
     SELECT $1, i.path_hash, i.path, i.size, i.mtime_ms, i.state, $4,
            CASE WHEN i.fresh THEN 0 ELSE COALESCE(old.attempts, 0) END, i.last_error,
-           clock_timestamp() AT TIME ZONE 'UTC'
+           clock_timestamp() AT TIME ZONE 'UTC',
+           COALESCE(i.detail, CASE WHEN i.fresh THEN NULL ELSE old.detail END)
     FROM input i LEFT JOIN processed_file old
       ON old.group_id = $1 AND old.path_hash = i.path_hash AND old.size = i.size
      AND old.mtime_ms = i.mtime_ms
     WHERE i.kind = 'set' AND EXISTS (SELECT 1 FROM fence)
     ON CONFLICT (group_id, path_hash, size, mtime_ms) DO UPDATE
         SET state = EXCLUDED.state, term = EXCLUDED.term, attempts = EXCLUDED.attempts,
-            last_error = EXCLUDED.last_error, updated_at = EXCLUDED.updated_at
+            last_error = EXCLUDED.last_error, updated_at = EXCLUDED.updated_at,
+            detail = EXCLUDED.detail
     RETURNING p.path_hash, p.size, p.mtime_ms, p.state, p.term, p.attempts, p.last_error
 ), event AS (
     INSERT INTO ledger_event (group_id, path_hash, size, mtime_ms, at, term, state, attempts,

@@ -65,11 +65,13 @@ async fn fifty_thousand_versions_are_claimed_in_one_call_and_loaded() {
                     version: version(7),
                     state: LedgerState::Done,
                     error: None,
+                    detail: None,
                 },
                 LedgerUpdate::Set {
                     version: version(42),
                     state: LedgerState::Failed,
                     error: Some("boom".into()),
+                    detail: None,
                 },
                 LedgerUpdate::Forget(version(N - 1)),
             ],
@@ -138,6 +140,7 @@ async fn a_record_has_the_net_effect_of_its_updates_in_order() {
         version: v.clone(),
         state,
         error: None,
+        detail: None,
     };
     store
         .record(

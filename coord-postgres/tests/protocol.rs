@@ -235,16 +235,19 @@ async fn ledger_claims_records_and_fences() {
                     version: a.clone(),
                     state: LedgerState::Handled,
                     error: None,
+                    detail: None,
                 },
                 LedgerUpdate::Set {
                     version: b.clone(),
                     state: LedgerState::Failed,
                     error: Some("boom".into()),
+                    detail: None,
                 },
                 LedgerUpdate::Set {
                     version: c.clone(),
                     state: LedgerState::Done,
                     error: None,
+                    detail: None,
                 },
             ],
         )
@@ -549,6 +552,7 @@ async fn unstorable_versions_are_refused_up_front_and_errors_are_kept() {
                 version: version("/in/fine"),
                 state: LedgerState::Failed,
                 error: Some("bad\0byte".into()),
+                detail: None,
             }],
         )
         .await
@@ -589,6 +593,7 @@ async fn ten_thousand_versions_claim_and_record_within_the_default_timeout() {
             version: v.clone(),
             state: LedgerState::Done,
             error: None,
+            detail: None,
         })
         .collect();
     let start = std::time::Instant::now();

@@ -68,20 +68,39 @@ pub(crate) fn error_suffix(error: Option<&str>) -> String {
     error.map_or_else(String::new, |e| format!(":{e}"))
 }
 
-/// A ledger value `state:term:attempts[:error]` with its field as a record.
+/// What follows the attempts in a ledger value: the error of a failed or error row, the
+/// detail of a handled or done row (the two never meet: a success has no error).
+pub(crate) fn suffix_of<'a>(
+    state: LedgerState,
+    error: Option<&'a str>,
+    detail: Option<&'a str>,
+) -> Option<&'a str> {
+    match state {
+        LedgerState::Handled | LedgerState::Done => detail,
+        _ => error,
+    }
+}
+
+/// A ledger value `state:term:attempts[:error]` (`[:detail]` for handled and done rows)
+/// with its field as a record.
 pub(crate) fn parse_record(field: &str, value: &str) -> Option<LedgerRecord> {
     let version = parse_field(field)?;
     let mut parts = value.splitn(4, ':');
     let state = parse_letter(parts.next()?)?;
     let term = Term(parts.next()?.parse().ok()?);
     let attempts = parts.next()?.parse().ok()?;
-    let last_error = parts.next().map(str::to_owned);
+    let tail = parts.next().map(str::to_owned);
+    let (last_error, detail) = match state {
+        LedgerState::Handled | LedgerState::Done => (None, tail),
+        _ => (tail, None),
+    };
     Some(LedgerRecord {
         version,
         state,
         term,
         attempts,
         last_error,
+        detail,
     })
 }
 
@@ -113,6 +132,11 @@ mod tests {
         assert_eq!(r.last_error.as_deref(), Some("disk: full"));
         let r = parse_record(&field, "d:7:3").unwrap();
         assert_eq!(r.last_error, None);
+        let r = parse_record(&field, "d:7:3:to b: /in").unwrap();
+        assert_eq!(
+            (r.last_error, r.detail.as_deref()),
+            (None, Some("to b: /in"))
+        );
         let r = parse_record(&field, "f:7:3:").unwrap();
         assert_eq!(r.last_error.as_deref(), Some(""));
         assert!(parse_record(&field, "z:1:1").is_none());

@@ -18,7 +18,7 @@
 //! |---|---|---|
 //! | `P{G}:token` | hash | `term` (absent: 0), `member`, `incarnation` and `renewed_at` (µs of the server's clock) of the holder, absent when released or never taken; `renewal`, a counter bumped by the takeover and every renewal (never reset, so [`HolderView::renewal`](coord_core::HolderView) changes with every renewal, even two in one microsecond) |
 //! | `P{G}:members` | hash | member ID → `incarnation:heartbeat_at_us` |
-//! | `P{G}:ledger` | hash | `size:mtime_ms:path` → `state:term:attempts[:last_error]`, the state one letter (`c`laimed, `h`andled, `d`one, `f`ailed, `e`rror) |
+//! | `P{G}:ledger` | hash | `size:mtime_ms:path` → `state:term:attempts[:last_error]` (`[:detail]` for handled and done rows), the state one letter (`c`laimed, `h`andled, `d`one, `f`ailed, `e`rror) |
 //!
 //! Incarnations and terms are written in decimal. The braces make `{G}` a Redis Cluster hash
 //! tag (a script's keys are one group's, so they share a slot). Nothing expires: the term

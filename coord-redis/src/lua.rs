@@ -37,7 +37,8 @@ local function parse_row(row)
   local inc, at = string.match(row, '^(%d+):(%d+)$')
   return inc, tonumber(at)
 end
--- A ledger value `state:term:attempts[:error]`: state letter, attempts, error suffix.
+-- A ledger value `state:term:attempts[:error]` (`[:detail]` when handled or done): state
+-- letter, attempts, the suffix.
 local function parse_value(v)
   local s, a, rest = string.match(v, '^([chdfe]):%d+:(%d+)(.*)$')
   return s, a, rest
@@ -168,14 +169,18 @@ for i = 4, #ARGV, 3 do
     redis.call('HDEL', KEYS[2], field)
   else
     local v = redis.call('HGET', KEYS[2], field)
-    local attempts, keep = '0', true
+    local attempts, keep, suffix = '0', true, ARGV[i + 2]
     if v then
-      local s, a = parse_value(v)
+      local s, a, rest = parse_value(v)
       attempts = a
       if s == 'd' and kind ~= 'd' then keep = false end
+      -- A handled or done row keeps its detail when the new handled or done value has none.
+      if suffix == '' and (kind == 'h' or kind == 'd') and (s == 'h' or s == 'd') then
+        suffix = rest
+      end
     end
     if keep then
-      redis.call('HSET', KEYS[2], field, kind .. ':' .. ARGV[3] .. ':' .. attempts .. ARGV[i + 2])
+      redis.call('HSET', KEYS[2], field, kind .. ':' .. ARGV[3] .. ':' .. attempts .. suffix)
     end
   end
 end

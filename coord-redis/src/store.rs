@@ -405,10 +405,15 @@ impl CoordinationStore for RedisStore {
                         version,
                         state,
                         error,
+                        detail,
                     } => {
                         owned.push(keys::state_letter(*state).to_owned());
                         owned.push(keys::version_field(version));
-                        owned.push(keys::error_suffix(error.as_deref()));
+                        owned.push(keys::error_suffix(keys::suffix_of(
+                            *state,
+                            error.as_deref(),
+                            detail.as_deref(),
+                        )));
                     }
                     LedgerUpdate::Forget(version) => {
                         owned.push("x".to_owned());

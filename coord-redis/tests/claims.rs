@@ -60,6 +60,7 @@ async fn a_claim_of_50k_versions_works() {
             version: v.clone(),
             state: LedgerState::Done,
             error: None,
+            detail: None,
         })
         .collect();
     let started = Instant::now();

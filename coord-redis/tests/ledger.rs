@@ -37,6 +37,7 @@ fn set(version: &FileVersion, state: LedgerState, error: Option<&str>) -> Ledger
         version: version.clone(),
         state,
         error: error.map(str::to_owned),
+        detail: None,
     }
 }
 

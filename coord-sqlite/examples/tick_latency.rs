@@ -152,6 +152,7 @@ async fn ledger_batches(settings: &SqliteSettings) {
             version: v.clone(),
             state: coord_core::LedgerState::Done,
             error: None,
+            detail: None,
         })
         .collect();
     let started = Instant::now();

@@ -147,6 +147,7 @@ fn stored_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredLedgerRow, String> 
         term: row.try_get(4).map_err(column(4))?,
         attempts: row.try_get(5).map_err(column(5))?,
         last_error: row.try_get(6).map_err(column(6))?,
+        detail: row.try_get(8).map_err(column(8))?,
     })
 }
 
@@ -269,6 +270,9 @@ struct RecordOp<'a> {
     set: Option<(LedgerState, Option<&'a str>)>,
     /// The batch deleted the row before its last set: the set writes it afresh (attempts 0).
     fresh: bool,
+    /// The latest detail since the version's last forget in the batch (`None` keeps the
+    /// row's).
+    detail: Option<&'a str>,
 }
 
 /// The updates of each version reduced to their net effect (the last one wins; a set after
@@ -282,6 +286,10 @@ fn net_effect<'a>(updates: &'a [LedgerUpdate], keys: Vec<Key<'a>>) -> Vec<Record
             LedgerUpdate::Forget(_) => None,
         };
         let forget = set.is_none();
+        let detail = match update {
+            LedgerUpdate::Set { detail, .. } => detail.as_deref(),
+            LedgerUpdate::Forget(_) => None,
+        };
         let id = (k.hash.clone(), k.size, k.mtime_ms);
         match index.get(&id) {
             Some(&at) => {
@@ -289,6 +297,9 @@ fn net_effect<'a>(updates: &'a [LedgerUpdate], keys: Vec<Key<'a>>) -> Vec<Record
                 *last = i;
                 op.fresh = *forgotten;
                 op.set = set;
+                if forget || detail.is_some() {
+                    op.detail = detail;
+                }
                 *forgotten |= forget;
             }
             None => {
@@ -299,6 +310,7 @@ fn net_effect<'a>(updates: &'a [LedgerUpdate], keys: Vec<Key<'a>>) -> Vec<Record
                         key: k,
                         set,
                         fresh: false,
+                        detail,
                     },
                     forget,
                 ));
@@ -335,6 +347,7 @@ pub(crate) async fn record(
                 let mut e = element(&op.key);
                 e.insert("st".into(), state.as_str().into());
                 e.insert("e".into(), error.into());
+                e.insert("d".into(), op.detail.into());
                 e
             })
         }));

@@ -123,7 +123,8 @@ macro_rules! fence {
 /// The text columns are read as their bytes (`CAST(... AS BLOB)`): SQLite stores whatever it
 /// is given, and a path that is not UTF-8 must reach the decoder, not fail the driver.
 pub(crate) const LOAD_LEDGER_PAGE: &str = "SELECT CAST(path AS BLOB), size, mtime_ms, \
-     CAST(state AS BLOB), term, attempts, CAST(last_error AS BLOB), path_hash \
+     CAST(state AS BLOB), term, attempts, CAST(last_error AS BLOB), path_hash, \
+     CAST(detail AS BLOB) \
      FROM processed_file WHERE group_id = ?1 \
      AND (path_hash, size, mtime_ms) > (?2, ?3, ?4) \
      ORDER BY path_hash, size, mtime_ms LIMIT ?5";
@@ -167,7 +168,7 @@ pub(crate) const UPDATED_WITHIN: &str = concat!(
 
 // Ledger batches travel as JSON arrays bound to ?5 (and ?6), read with `json_each`, so a
 // chunk of any size is one call. Each element: `h` path hash, `p` path, `s` size, `m` mtime
-// (ms), and for records `st` state and `e` error.
+// (ms), and for records `st` state, `e` error and `d` detail (null keeps the row's).
 
 /// A claim chunk, one call into the engine (one batch, its own transaction): ?1..?4 the
 /// fence, ?5 the chunk. The only row, read before the write and sent before the commit, is
@@ -218,15 +219,16 @@ pub(crate) const RECORD: &str = concat!(
     " AND group_id = ?1 AND (path_hash, size, mtime_ms) IN ",
     "(SELECT j.value ->> 'h', j.value ->> 's', j.value ->> 'm' FROM json_each(?5) AS j);\n",
     "INSERT INTO processed_file (group_id, path_hash, path, size, mtime_ms, state, term, ",
-    "attempts, last_error, updated_at) ",
+    "attempts, last_error, detail, updated_at) ",
     "SELECT ?1, j.value ->> 'h', j.value ->> 'p', j.value ->> 's', j.value ->> 'm', ",
-    "j.value ->> 'st', ?4, 0, j.value ->> 'e', ",
+    "j.value ->> 'st', ?4, 0, j.value ->> 'e', j.value ->> 'd', ",
     now_ms!(),
     " FROM json_each(?6) AS j WHERE ",
     fence!(),
     " ORDER BY j.key ",
     "ON CONFLICT (group_id, path_hash, size, mtime_ms) DO UPDATE SET state = excluded.state, ",
-    "term = excluded.term, last_error = excluded.last_error, updated_at = excluded.updated_at;\n",
+    "term = excluded.term, last_error = excluded.last_error, updated_at = excluded.updated_at, ",
+    "detail = COALESCE(excluded.detail, processed_file.detail);\n",
     ledger_events!("?6", ""),
     ";\n",
     "SELECT ",

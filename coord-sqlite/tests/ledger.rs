@@ -21,6 +21,7 @@ fn set(v: &FileVersion, state: LedgerState, error: Option<&str>) -> LedgerUpdate
         version: v.clone(),
         state,
         error: error.map(str::to_owned),
+        detail: None,
     }
 }
 

@@ -63,6 +63,7 @@ async fn child_worker() {
                 version: v,
                 state: LedgerState::Done,
                 error: None,
+                detail: None,
             };
             store.record(&f, &[done]).await.unwrap();
             println!("WON {}", term.0);

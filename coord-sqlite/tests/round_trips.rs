@@ -58,6 +58,7 @@ async fn a_tick_is_one_call_for_leader_and_standby() {
             version: v.clone(),
             state: LedgerState::Done,
             error: None,
+            detail: None,
         })
         .collect();
     let record = calls(&leader, async {

@@ -91,6 +91,7 @@ async fn claim_and_record_hold_no_write_lock_while_waiting() {
             version: v.clone(),
             state: LedgerState::Done,
             error: None,
+            detail: None,
         })
         .collect();
     let (recorded, record_pauses) = drive_with_pauses(

@@ -87,6 +87,7 @@ fn row_json(listener: &str, r: &LedgerRecord) -> serde_json::Value {
         "attempts": r.attempts,
         "term": r.term.0,
         "last_error": r.last_error,
+        "detail": r.detail,
     })
 }
 
@@ -220,7 +221,7 @@ pub(crate) async fn ledger(
                 println!("{row}");
             } else {
                 println!(
-                    "{:<16} {:<8} {:>8} {:>6} {:>12}  {}{}",
+                    "{:<16} {:<8} {:>8} {:>6} {:>12}  {}{}{}",
                     config.name,
                     state_name(r.state),
                     r.attempts,
@@ -230,6 +231,10 @@ pub(crate) async fn ledger(
                     r.last_error
                         .as_deref()
                         .map(|e| format!("  ({e})"))
+                        .unwrap_or_default(),
+                    r.detail
+                        .as_deref()
+                        .map(|d| format!("  [{d}]"))
                         .unwrap_or_default()
                 );
                 if let Some(history) = &history {

@@ -298,6 +298,7 @@ fn paused_leader_is_fenced_after_it_resumes(db: Db) {
         version: slow.version.clone(),
         state: LedgerState::Failed,
         error: Some("stale writer".into()),
+        detail: None,
     };
     let result = rt.block_on(store.record(&stale, &[write]));
     assert!(

@@ -263,6 +263,7 @@ fn reference_keys() -> Vec<String> {
                 t if t.starts_with("MySQL") => Some("coordination.mysql."),
                 t if t.starts_with("FTP") => Some("source.ftp."),
                 t if t.starts_with("SFTP") => Some("source.sftp."),
+                "Forward handler" => Some("handler."),
                 _ => None,
             };
             continue;

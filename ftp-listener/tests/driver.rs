@@ -359,6 +359,7 @@ async fn a_version_left_in_error_by_a_previous_leader_is_moved_without_running_t
                 version,
                 state: coord_core::LedgerState::Error,
                 error: Some("exit 3".into()),
+                detail: None,
             }],
         )
         .await
@@ -550,6 +551,9 @@ impl listener::FileHandler for Recorder {
         }
         let text = file.read_text(1024).await?;
         assert!(file.context.still_leading());
+        // Kept on the version's ledger row.
+        file.context
+            .set_detail(format!("{} chars", text.chars().count()));
         self.texts.lock().unwrap().push((
             file.relative.clone(),
             text,
@@ -666,6 +670,24 @@ async fn a_handler_written_in_rust_gets_text_context_and_change_events() {
     // Our own moves to the done and error folders are not "deleted by someone else".
     assert_eq!(deleted, vec!["/in/c.txt"]);
     assert!(changes.iter().all(|c| c.fence.is_some()));
+    // The detail a handler set reached the ledger and outlived the done record.
+    let group = coord_core::GroupId::new("g").unwrap();
+    let rows = coord_core::CoordinationStore::load_ledger(store.as_ref(), &group)
+        .await
+        .unwrap();
+    let detail = |name: &str| {
+        rows.iter()
+            .find(|r| r.version.path.ends_with(name))
+            .map(|r| (r.state, r.detail.clone()))
+    };
+    assert_eq!(
+        detail("/a.txt"),
+        Some((coord_core::LedgerState::Done, Some("5 chars".into())))
+    );
+    assert_eq!(
+        detail("/big.txt"),
+        Some((coord_core::LedgerState::Error, None))
+    );
     poll_task.abort();
     election_task.abort();
 }

@@ -51,19 +51,9 @@ password_file = "{password}"
         handler = site.probe_handler(""),
         password = root.join("password").display(),
     );
-    let config = site.config("a", "solo", &extra);
-    let body =
-        std::fs::read_to_string(&config)
-            .unwrap()
-            .replacen("[source]\npath = \"inbox\"\n", "", 1);
-    std::fs::write(&config, body).unwrap();
+    let config = site.config_remote_source("a", "solo", &extra);
 
-    let proc = site.spawn(&config);
-    assert!(
-        proc.wait_line("became leader", LIMIT).is_some(),
-        "{}",
-        proc.output()
-    );
+    let proc = site.spawn_leader(&config, LIMIT);
     std::fs::write(local.join("remote.csv"), b"over ftp").unwrap();
     let moved = wait_for(LIMIT, || {
         (local.join(".done/remote.csv").exists() && !local.join("remote.csv").exists())

@@ -54,20 +54,9 @@ password = "sftp-test-password"
         remote = remote.display(),
         known_hosts = root.join("known_hosts").display(),
     );
-    // The site's own [source] table points at the local inbox: drop it.
-    let config = site.config("a", "solo", &extra);
-    let body =
-        std::fs::read_to_string(&config)
-            .unwrap()
-            .replacen("[source]\npath = \"inbox\"\n", "", 1);
-    std::fs::write(&config, body).unwrap();
+    let config = site.config_remote_source("a", "solo", &extra);
 
-    let proc = site.spawn(&config);
-    assert!(
-        proc.wait_line("became leader", LIMIT).is_some(),
-        "{}",
-        proc.output()
-    );
+    let proc = site.spawn_leader(&config, LIMIT);
     std::fs::write(remote.join("remote.csv"), b"over sftp").unwrap();
     let moved = wait_for(LIMIT, || {
         (remote.join(".done/remote.csv").exists() && !remote.join("remote.csv").exists())

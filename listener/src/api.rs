@@ -147,6 +147,7 @@ pub struct HandlerContext {
     /// Fires when this member loses leadership while the handler runs.
     pub cancellation: Cancellation,
     leading: Arc<dyn Fn(&Fence) -> bool + Send + Sync>,
+    detail: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl fmt::Debug for HandlerContext {
@@ -156,6 +157,7 @@ impl fmt::Debug for HandlerContext {
             .field("attempt", &self.attempt)
             .field("redelivery", &self.redelivery)
             .field("cancelled", &self.cancellation.is_cancelled())
+            .field("detail", &self.detail())
             .finish()
     }
 }
@@ -175,7 +177,24 @@ impl HandlerContext {
             redelivery,
             cancellation,
             leading,
+            detail: Arc::default(),
         }
+    }
+
+    /// Says something about this attempt's success that the ledger keeps on the version's
+    /// row (`detail`, shown by `ftp-listener ledger list|show`): for example where the file
+    /// went. Recorded only if the handler then returns `Ok`; the last call wins. Keep it
+    /// short, one line, and free of secrets.
+    pub fn set_detail(&self, detail: impl Into<String>) {
+        *self.detail.lock().unwrap_or_else(|e| e.into_inner()) = Some(detail.into());
+    }
+
+    /// What [`HandlerContext::set_detail`] was given last, if anything.
+    pub fn detail(&self) -> Option<String> {
+        self.detail
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// True while this member still leads under the handler's fence (ask before a side

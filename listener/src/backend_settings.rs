@@ -101,6 +101,12 @@ impl RawSettings {
     }
 }
 
+impl PartialEq for RawSettings {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
 impl Serialize for RawSettings {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         self.redacted().serialize(s)

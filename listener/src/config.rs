@@ -452,7 +452,7 @@ fn one_hour() -> Duration {
 pub use coord_core::PostProcessing;
 
 /// `[handler]`: what is done with each file.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum HandlerConfig {
     /// Log the file and succeed (default).
@@ -475,6 +475,10 @@ pub enum HandlerConfig {
         #[serde(default = "one_hour", with = "human")]
         timeout: Duration,
     },
+    /// Upload the file to an ordered list of destinations (FTP/FTPS, SFTP, local folders)
+    /// under a temporary name, check its size, rename it into place: the first that takes it
+    /// (`failover`) or every one (`fanout`).
+    Forward(crate::forward_config::ForwardConfig),
 }
 
 /// `[http]`.
@@ -737,10 +741,11 @@ impl std::fmt::Debug for Loaded {
     }
 }
 
-/// One `[[listeners]]` entry as a figment provider, named in errors.
-struct ListenerEntry {
-    dict: figment::value::Dict,
-    source: String,
+/// One `[[listeners]]` entry (or a `forward` destination's table) as a figment provider,
+/// named in errors.
+pub(crate) struct ListenerEntry {
+    pub(crate) dict: figment::value::Dict,
+    pub(crate) source: String,
 }
 
 impl figment::Provider for ListenerEntry {
@@ -1093,6 +1098,9 @@ impl Config {
                 ExtractError::Rule(error) => invalid(error),
                 ExtractError::Settings(error) => ConfigError::Parse(error.0),
             })?;
+        if let HandlerConfig::Forward(forward) = &config.handler {
+            forward.check(registry, origin)?;
+        }
         config.loaded.source_is_local = registry
             .source(config.source.kind.name())
             .is_some_and(|b| b.is_local());

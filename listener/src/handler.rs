@@ -47,6 +47,8 @@ pub enum Handler {
         /// Kill the program after this long.
         timeout: Duration,
     },
+    /// Upload to destinations, with failover or fan-out.
+    Forward(Arc<crate::forward::Forward>),
 }
 
 impl Handler {
@@ -66,6 +68,9 @@ impl Handler {
                     .unwrap_or_else(|| std::env::temp_dir().join("ftp-listener")),
                 timeout: *timeout,
             },
+            HandlerConfig::Forward(forward) => Handler::Forward(Arc::new(
+                crate::forward::Forward::new(forward, &crate::registry::Registry::builtin()),
+            )),
         }
     }
 
@@ -160,6 +165,7 @@ impl FileHandler for Handler {
                 let _ = tokio::fs::remove_dir_all(&staging).await;
                 result.map_err(HandlerError)
             }
+            Handler::Forward(forward) => forward.on_file(file).await,
         }
     }
 }

@@ -92,6 +92,8 @@ mod cluster;
 mod config;
 mod driver;
 mod duration;
+mod forward;
+mod forward_config;
 mod handler;
 mod http;
 mod local;
@@ -123,6 +125,8 @@ pub use config::{
 pub use coord_core::{SharedSource, SharedStore};
 pub use driver::{ElectionDriver, ElectionStatus, Gate, StopHandle};
 pub use duration::parse as parse_duration;
+pub use forward::Forward;
+pub use forward_config::{DestinationConfig, ForwardConfig, ForwardMode};
 pub use handler::{Delivery, Handler};
 pub use http::{ClusterGauges, Endpoints, ListenerEndpoint, bind as bind_endpoints};
 pub use local::{LocalFs, LocalReader, LocalWriter};

@@ -341,6 +341,22 @@ impl RemoteFs for LocalFs {
         })
         .await
     }
+
+    async fn size(&self, path: &str) -> Result<Option<u64>, FsError> {
+        self.bounded("size", path, async {
+            match tokio::fs::metadata(path).await {
+                Ok(m) if m.is_file() => Ok(Some(m.len())),
+                Ok(_) => Err(FsError::Other {
+                    operation: "size",
+                    path: path.to_string(),
+                    cause: "not a regular file".into(),
+                }),
+                Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(map_io("size", path, e)),
+            }
+        })
+        .await
+    }
 }
 
 #[cfg(test)]

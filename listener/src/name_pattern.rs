@@ -69,4 +69,8 @@ impl<F: RemoteFs> RemoteFs for NamePatternFs<F> {
     async fn create_dir_all(&self, path: &str) -> Result<(), FsError> {
         self.inner.create_dir_all(path).await
     }
+
+    async fn size(&self, path: &str) -> Result<Option<u64>, FsError> {
+        self.inner.size(path).await
+    }
 }

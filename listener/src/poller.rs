@@ -413,7 +413,10 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
                     let file = IncomingFile::new(version, relative, context, &source);
                     let started = clock::now();
                     let outcome = match handler.on_file(&file).await {
-                        Ok(()) => Outcome::Handled,
+                        Ok(()) => match file.context.detail() {
+                            Some(detail) => Outcome::HandledWith(detail),
+                            None => Outcome::Handled,
+                        },
                         Err(error) => Outcome::Failed(error.0),
                     };
                     metrics

@@ -3,6 +3,8 @@
 # Starts on loopback:
 #   vsftpd  127.0.0.1:2121  (no MLSD; explicit FTPS optional on the same port), passive 30000-30099
 #   proftpd 127.0.0.1:2122  (MLSD;    explicit FTPS optional on the same port), passive 30100-30199
+#   vsftpd  127.0.0.1:2125  (implicit FTPS: TLS from the first byte; the same root as 2121),
+#           passive 30300-30349
 # and writes configs for two more instances that the restart tests start and kill themselves:
 #   vsftpd 2123 (passive 30200-30249), proftpd 2124 (passive 30250-30299).
 #
@@ -67,6 +69,7 @@ ftp_setup() {
   fi
 
   ftp_vsftpd_conf 2121 30000 30099 YES >"$run/vsftpd.conf"
+  { ftp_vsftpd_conf 2125 30300 30349 YES; echo "implicit_ssl=YES"; } >"$run/vsftpd-implicit.conf"
   ftp_vsftpd_conf 2123 30200 30249 NO >"$run/vsftpd-restart.conf"
   ftp_proftpd_conf 2122 30100 30199 main >"$run/proftpd.conf"
   ftp_proftpd_conf 2124 30250 30299 restart >"$run/proftpd-restart.conf"
@@ -79,7 +82,12 @@ ftp_setup() {
     echo "starting proftpd on 127.0.0.1:2122"
     proftpd -c "$run/proftpd.conf"
   fi
+  if ! port_open 127.0.0.1 2125; then
+    echo "starting vsftpd (implicit FTPS) on 127.0.0.1:2125"
+    "$vsftpd_bin" "$run/vsftpd-implicit.conf"
+  fi
   wait_port 127.0.0.1 2121 30
+  wait_port 127.0.0.1 2125 30
   wait_port 127.0.0.1 2122 30
 }
 

@@ -40,6 +40,7 @@ where
     takeover_race_has_one_winner_per_term(&connect).await;
     ledger_claims_records_and_loads(&connect).await;
     ledger_writes_are_fenced(&connect).await;
+    ledger_keeps_the_handlers_detail(&connect).await;
     groups_are_isolated(&connect).await;
     members_and_leave(&connect).await;
     observe_reads_without_writing(&connect).await;
@@ -236,6 +237,7 @@ where
                 version: v.clone(),
                 state: LedgerState::Done,
                 error: None,
+                detail: None,
             }],
         )
         .await;
@@ -477,6 +479,7 @@ where
                 version: v1.clone(),
                 state: LedgerState::Handled,
                 error: None,
+                detail: None,
             }],
         )
         .await
@@ -502,6 +505,7 @@ where
                 version: v2.clone(),
                 state: LedgerState::Failed,
                 error: Some("handler said no".into()),
+                detail: None,
             }],
         )
         .await
@@ -522,11 +526,13 @@ where
                     version: v2.clone(),
                     state: LedgerState::Error,
                     error: Some("gave up".into()),
+                    detail: None,
                 },
                 LedgerUpdate::Set {
                     version: v1.clone(),
                     state: LedgerState::Done,
                     error: None,
+                    detail: None,
                 },
             ],
         )
@@ -563,6 +569,76 @@ where
     assert_eq!(ledger.len(), 2);
 }
 
+/// A handled record's detail (where the `forward` handler put the file) is stored, kept by
+/// the done record that follows (which carries none), also within one batch, and dropped with
+/// a forget.
+pub async fn ledger_keeps_the_handlers_detail<S, F, Fut>(connect: &F)
+where
+    S: CoordinationStore,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    let store = connect().await;
+    let group = unique_group("detail");
+    store
+        .take_over(&takeover(&group, "a", 1, Term(0)))
+        .await
+        .unwrap();
+    let f = fence(&group, "a", 1, Term(1));
+    let (a, b) = (version("/in/a.csv", 3), version("/in/b.csv", 4));
+    store.claim(&f, &[a.clone(), b.clone()]).await.unwrap();
+    let set = |v: &FileVersion, state, detail: Option<&str>| LedgerUpdate::Set {
+        version: v.clone(),
+        state,
+        error: None,
+        detail: detail.map(str::to_owned),
+    };
+    let detail = "to `second` (sftp: /in/a.csv): 3 bytes, checked: ünï";
+    store
+        .record(&f, &[set(&a, LedgerState::Handled, Some(detail))])
+        .await
+        .unwrap();
+    store
+        .record(
+            &f,
+            &[
+                set(&a, LedgerState::Done, None),
+                set(&b, LedgerState::Handled, Some("to `first`")),
+                set(&b, LedgerState::Done, None),
+            ],
+        )
+        .await
+        .unwrap();
+    let ledger = store.load_ledger(&group).await.unwrap();
+    let detail_of = |v: &FileVersion| {
+        let r = ledger.iter().find(|r| &r.version == v).unwrap();
+        (r.state, r.detail.clone())
+    };
+    assert_eq!(
+        detail_of(&a),
+        (LedgerState::Done, Some(detail.to_owned())),
+        "detail: kept by the done record"
+    );
+    assert_eq!(
+        detail_of(&b),
+        (LedgerState::Done, Some("to `first`".to_owned())),
+        "detail: kept within one batch"
+    );
+    store
+        .record(
+            &f,
+            &[
+                LedgerUpdate::Forget(a.clone()),
+                set(&a, LedgerState::Handled, None),
+            ],
+        )
+        .await
+        .unwrap();
+    let ledger = store.load_ledger(&group).await.unwrap();
+    let r = ledger.iter().find(|r| r.version == a).unwrap();
+    assert_eq!(r.detail, None, "detail: forgotten with its row");
+}
+
 /// Writes under a term that is not the holder's are rejected and write nothing.
 pub async fn ledger_writes_are_fenced<S, F, Fut>(connect: &F)
 where
@@ -594,6 +670,7 @@ where
                     version: v.clone(),
                     state: LedgerState::Done,
                     error: None,
+                    detail: None,
                 }],
             )
             .await;
@@ -924,6 +1001,7 @@ where
                 version: good.clone(),
                 state: LedgerState::Done,
                 error: None,
+                detail: None,
             }],
         )
         .await
@@ -936,6 +1014,7 @@ where
         term,
         attempts,
         last_error: None,
+        detail: None,
     };
     let future_state = row(b"/in/future.csv", 4, "archived", 1, 1);
     let mut written = Vec::new();

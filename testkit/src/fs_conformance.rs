@@ -93,6 +93,7 @@ pub async fn run_all<H: FsHarness>(h: &H) {
     delete_file(h).await;
     delete_missing_is_not_found(h).await;
     create_dir_all_nested_idempotent(h).await;
+    size_of_file_and_nothing(h).await;
 }
 
 /// The names of the cases, in [`run_all`]'s order.
@@ -113,6 +114,7 @@ pub const CASES: &[&str] = &[
     "delete_file",
     "delete_missing_is_not_found",
     "create_dir_all_nested_idempotent",
+    "size_of_file_and_nothing",
 ];
 
 /// A fixed, whole-second time in the past (2023-11-14T22:13:20Z).
@@ -620,4 +622,40 @@ pub async fn create_dir_all_nested_idempotent<H: FsHarness>(h: &H) {
         .await
         .unwrap_or_else(|e| panic!("{case}: upload into the new directory failed: {e}"));
     assert_eq!(h.get(&file).as_deref(), Some(&b"deep"[..]), "{case}: file");
+}
+
+/// `size` answers a file's byte count (an empty file included) and `None` where nothing is,
+/// also after an upload and a rename (what the `forward` handler checks).
+pub async fn size_of_file_and_nothing<H: FsHarness>(h: &H) {
+    let case = "size_of_file_and_nothing";
+    let base = h.scratch(case);
+    let seven = join_remote(&base, "seven.bin");
+    h.put(&seven, b"1234567", SystemTime::now());
+    let size = |p: String| async move { h.fs().size(&p).await };
+    assert_eq!(size(seven.clone()).await, Ok(Some(7)), "{case}: a file");
+    let empty = join_remote(&base, "empty");
+    h.put(&empty, b"", SystemTime::now());
+    assert_eq!(size(empty).await, Ok(Some(0)), "{case}: an empty file");
+    let missing = join_remote(&base, "missing");
+    assert_eq!(size(missing).await, Ok(None), "{case}: nothing");
+    let uploaded = join_remote(&base, ".up.part");
+    upload(h.fs(), &uploaded, &[7u8; 70_000])
+        .await
+        .unwrap_or_else(|e| panic!("{case}: upload failed: {e}"));
+    assert_eq!(
+        size(uploaded.clone()).await,
+        Ok(Some(70_000)),
+        "{case}: uploaded"
+    );
+    let target = join_remote(&base, "up");
+    h.fs()
+        .rename(&uploaded, &target, RenameMode::NoOverwrite)
+        .await
+        .unwrap_or_else(|e| panic!("{case}: rename failed: {e}"));
+    assert_eq!(size(target).await, Ok(Some(70_000)), "{case}: renamed");
+    assert_eq!(
+        size(uploaded).await,
+        Ok(None),
+        "{case}: the old name is gone"
+    );
 }

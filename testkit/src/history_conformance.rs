@@ -18,6 +18,7 @@ fn set(version: &FileVersion, state: LedgerState, error: Option<&str>) -> Ledger
         version: version.clone(),
         state,
         error: error.map(str::to_string),
+        detail: None,
     }
 }
 

@@ -174,6 +174,7 @@ impl StoreState {
                     term: fence.term,
                     attempts: 0,
                     last_error: None,
+                    detail: None,
                 });
             if record.state.is_settled() {
                 outcomes.push(ClaimOutcome::Settled);
@@ -203,6 +204,7 @@ impl StoreState {
                     version,
                     state,
                     error,
+                    detail,
                 } => {
                     let record =
                         group
@@ -214,6 +216,7 @@ impl StoreState {
                                 term: fence.term,
                                 attempts: 0,
                                 last_error: None,
+                                detail: None,
                             });
                     // Done is final: a late write of an earlier state (a statement that
                     // outlived its lease) never takes it back; only Forget removes it.
@@ -223,6 +226,9 @@ impl StoreState {
                     record.state = *state;
                     record.term = fence.term;
                     record.last_error = error.clone();
+                    if detail.is_some() {
+                        record.detail = detail.clone();
+                    }
                 }
                 LedgerUpdate::Forget(version) => {
                     group.ledger.remove(version);

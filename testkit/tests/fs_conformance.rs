@@ -86,10 +86,11 @@ cases!(
     delete_file,
     delete_missing_is_not_found,
     create_dir_all_nested_idempotent,
+    size_of_file_and_nothing,
 );
 
 /// Every case of the suite has a test above.
 #[test]
 fn every_case_is_listed() {
-    assert_eq!(fs_conformance::CASES.len(), 16);
+    assert_eq!(fs_conformance::CASES.len(), 17);
 }

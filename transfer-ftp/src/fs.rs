@@ -63,16 +63,15 @@ impl FtpFs {
     pub fn new(settings: FtpSettings) -> Result<FtpFs, SettingsError> {
         settings.validate()?;
         let password = settings.resolve_password()?;
-        let tls =
-            match settings.tls {
-                TlsMode::None => None,
-                TlsMode::Explicit => Some(crate::tls::client_config(&settings).map_err(
-                    |rule| SettingsError {
-                        field: "ca_file",
-                        rule,
-                    },
-                )?),
-            };
+        let tls = match settings.tls {
+            TlsMode::None => None,
+            TlsMode::Explicit | TlsMode::Implicit => Some(
+                crate::tls::client_config(&settings).map_err(|rule| SettingsError {
+                    field: "ca_file",
+                    rule,
+                })?,
+            ),
+        };
         let server = settings.server();
         Ok(FtpFs {
             pool: Arc::new(Pool::new(Shared {
@@ -482,6 +481,29 @@ impl RemoteFs for FtpFs {
                     let session = &mut lease.session;
                     Err(self.refusal(session, OP, path, &abs, e, Probe::File).await)
                 }
+            }
+        })
+        .await;
+        lease.settle(result)
+    }
+
+    /// `SIZE` (the session is in binary mode, so it is the byte count). A refusal that says
+    /// "not found", or does not say why (vsftpd answers a directory like a missing file), is
+    /// `None`.
+    async fn size(&self, path: &str) -> Result<Option<u64>, FsError> {
+        const OP: &str = "size";
+        let mut lease = self.pool.checkout(OP).await?;
+        let timeout = lease.op_timeout();
+        let result = timed(OP, path, timeout, async {
+            let abs = lease.session.abs(OP, path)?;
+            match lease.session.ftp.size(&abs).await {
+                Ok(n) => Ok(Some(n as u64)),
+                Err(FtpError::UnexpectedResponse(r))
+                    if matches!(classify(&r), Refusal::NotFound | Refusal::Ambiguous(_)) =>
+                {
+                    Ok(None)
+                }
+                Err(e) => Err(map_ftp_error(OP, path, self.server(), e)),
             }
         })
         .await;

@@ -9,6 +9,7 @@ use coord_core::FsError;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::session::{Session, Shared};
+use crate::settings::TlsMode;
 
 /// Reconnect pacing. A failed connect (refused, timed out, login or certificate refused)
 /// makes every later connect fail fast, without touching the network, until the delay has
@@ -152,7 +153,14 @@ impl Pool {
             {
                 Ok(r) => r,
                 Err(_) => Err(FsError::Timeout {
-                    operation: "connect",
+                    // A server speaking implicit FTPS sends no greeting to a plain client: it
+                    // waits for TLS. Say so, naming the key.
+                    operation: if settings.tls == TlsMode::Implicit {
+                        "connect"
+                    } else {
+                        "connect (no greeting? a server speaking implicit FTPS, usually on \
+                         port 990, needs `tls = \"implicit\"`)"
+                    },
                     path: self.shared.server.clone(),
                     after: settings.connect_timeout,
                 }),

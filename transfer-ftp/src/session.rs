@@ -57,7 +57,16 @@ impl Session {
             server: shared.server.clone(),
             cause,
         };
-        let tcp = tokio::net::TcpStream::connect((s.host.as_str(), s.port))
+        if s.tls.is_tls() && s.insecure_skip_verify {
+            tracing::warn!(
+                server = %shared.server,
+                "insecure_skip_verify is set: the server certificate is not verified"
+            );
+        }
+        if let (TlsMode::Implicit, Some(config)) = (s.tls, &shared.tls) {
+            return Self::connect_implicit(shared, config).await;
+        }
+        let tcp = tokio::net::TcpStream::connect((s.host.as_str(), s.port()))
             .await
             .map_err(|e| conn_err(e.to_string()))?;
         let _ = tcp.set_nodelay(true);
@@ -65,12 +74,6 @@ impl Session {
             .await
             .map_err(|e| conn_err(format!("greeting: {e}")))?;
         if let (TlsMode::Explicit, Some(config)) = (s.tls, &shared.tls) {
-            if s.insecure_skip_verify {
-                tracing::warn!(
-                    server = %shared.server,
-                    "insecure_skip_verify is set: the server certificate is not verified"
-                );
-            }
             let connector = AsyncRustlsConnector::from(TlsConnector::from(config.clone()));
             ftp = ftp
                 .into_secure(connector, &s.host)
@@ -86,6 +89,53 @@ impl Session {
                     other => conn_err(format!("tls: {other}")),
                 })?;
         }
+        Self::log_in(shared, ftp).await
+    }
+
+    /// Implicit FTPS: TLS from the first byte, then the greeting, then `PBSZ 0` / `PROT P`
+    /// (suppaftp's implicit connect sends neither; its data connections are TLS already).
+    async fn connect_implicit(
+        shared: &Shared,
+        config: &Arc<ClientConfig>,
+    ) -> Result<Session, FsError> {
+        let s = &shared.settings;
+        let conn_err = |cause: String| FsError::Connection {
+            operation: "connect",
+            server: shared.server.clone(),
+            cause,
+        };
+        let connector = AsyncRustlsConnector::from(TlsConnector::from(config.clone()));
+        let mut ftp = Ftp::connect_secure_implicit((s.host.as_str(), s.port()), connector, &s.host)
+            .await
+            .map_err(|e| match e {
+                FtpError::SecureError(cause) if cause.contains("certificate") => FsError::Trust {
+                    server: shared.server.clone(),
+                    cause,
+                },
+                FtpError::SecureError(cause) => conn_err(format!(
+                    "tls handshake: {cause} (`tls = \"implicit\"` expects TLS from the first \
+                     byte; a server that greets in plain text needs `tls = \"explicit\"` or \
+                     \"none\")"
+                )),
+                FtpError::ConnectionError(e) => conn_err(e.to_string()),
+                other => conn_err(format!("greeting: {other}")),
+            })?;
+        for (command, what) in [("PBSZ 0", "PBSZ"), ("PROT P", "PROT")] {
+            ftp.custom_command(command, &[Status::CommandOk])
+                .await
+                .map_err(|e| conn_err(format!("{what}: {e}")))?;
+        }
+        Self::log_in(shared, ftp).await
+    }
+
+    /// Login, `TYPE I`, `FEAT`, `PWD` on a connected (and, with TLS, secured) stream.
+    async fn log_in(shared: &Shared, mut ftp: Ftp) -> Result<Session, FsError> {
+        let s = &shared.settings;
+        let conn_err = |cause: String| FsError::Connection {
+            operation: "connect",
+            server: shared.server.clone(),
+            cause,
+        };
         ftp.set_mode(match s.passive_mode {
             PassiveMode::Pasv => Mode::Passive,
             PassiveMode::Epsv => Mode::ExtendedPassive,

@@ -16,6 +16,17 @@ pub enum TlsMode {
     /// Explicit FTPS: `AUTH TLS` on the control connection, then `PBSZ 0` / `PROT P`, so data
     /// connections are encrypted too.
     Explicit,
+    /// Implicit FTPS: TLS from the first byte of the control connection (no `AUTH TLS`;
+    /// usually port 990, the default then), then `PBSZ 0` / `PROT P`. Deprecated by RFC 4217
+    /// but still offered by many servers.
+    Implicit,
+}
+
+impl TlsMode {
+    /// Whether the connection is encrypted (explicit or implicit).
+    pub fn is_tls(self) -> bool {
+        self != TlsMode::None
+    }
 }
 
 /// How data connections are opened (both are passive: the client connects to the server).
@@ -78,8 +89,9 @@ impl<'de> Deserialize<'de> for Secret {
 pub struct FtpSettings {
     /// Host name or IP address; also the name the TLS certificate must carry.
     pub host: String,
-    /// Control port (default 21).
-    #[serde(default = "default_port")]
+    /// Control port; 0 (the default) means 21, or 990 with `tls = "implicit"` (see
+    /// [`FtpSettings::port`]).
+    #[serde(default)]
     pub port: u16,
     /// User name.
     pub user: String,
@@ -92,7 +104,7 @@ pub struct FtpSettings {
     /// File that holds the password.
     #[serde(default)]
     pub password_file: Option<PathBuf>,
-    /// `none` (default) or `explicit` (AUTH TLS).
+    /// `none` (default), `explicit` (AUTH TLS) or `implicit` (TLS at connect).
     #[serde(default)]
     pub tls: TlsMode,
     /// PEM file of the CA certificates to trust instead of the system roots.
@@ -130,9 +142,6 @@ pub struct FtpSettings {
     pub idle_probe_after: Duration,
 }
 
-fn default_port() -> u16 {
-    21
-}
 fn default_connect_timeout() -> Duration {
     Duration::from_secs(10)
 }
@@ -175,12 +184,22 @@ impl FtpSettings {
         }
     }
 
+    /// The control port to connect to: `port`, or when it is 0 the protocol's default (21,
+    /// or 990 for implicit FTPS).
+    pub fn port(&self) -> u16 {
+        match (self.port, self.tls) {
+            (0, TlsMode::Implicit) => 990,
+            (0, _) => 21,
+            (port, _) => port,
+        }
+    }
+
     /// `host:port`, as error messages name the server.
     pub fn server(&self) -> String {
         if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
+            format!("[{}]:{}", self.host, self.port())
         } else {
-            format!("{}:{}", self.host, self.port)
+            format!("{}:{}", self.host, self.port())
         }
     }
 
@@ -216,7 +235,7 @@ impl FtpSettings {
         if self.tls == TlsMode::None && (self.ca_file.is_some() || self.insecure_skip_verify) {
             return Err(SettingsError::new(
                 "tls",
-                "ca_file and insecure_skip_verify need tls = \"explicit\"",
+                "ca_file and insecure_skip_verify need tls = \"explicit\" or \"implicit\"",
             ));
         }
         if self.ca_file.is_some() && self.insecure_skip_verify {
@@ -269,7 +288,7 @@ impl fmt::Debug for FtpSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FtpSettings")
             .field("host", &self.host)
-            .field("port", &self.port)
+            .field("port", &self.port())
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("password_env", &self.password_env)

@@ -118,6 +118,7 @@ macro_rules! all_cases {
             delete_file,
             delete_missing_is_not_found,
             create_dir_all_nested_idempotent,
+            size_of_file_and_nothing,
         );
     };
 }

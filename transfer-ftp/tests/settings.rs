@@ -28,7 +28,7 @@ fn full_settings_parse_and_defaults_apply() {
         "#,
     )
     .unwrap();
-    assert_eq!(s.port, 21);
+    assert_eq!(s.port(), 21);
     assert_eq!(s.tls, TlsMode::Explicit);
     assert_eq!(s.passive_mode, PassiveMode::Pasv);
     assert_eq!(s.op_timeout, Duration::from_secs(5));
@@ -49,8 +49,10 @@ fn full_settings_parse_and_defaults_apply() {
 fn bad_values_name_the_field() {
     let err = load("host = \"h\"\nuser = \"u\"\nop_timeout = \"soon\"").unwrap_err();
     assert!(err.to_string().contains("op_timeout"), "{err}");
-    let err = load("host = \"h\"\nuser = \"u\"\ntls = \"implicit\"").unwrap_err();
+    let err = load("host = \"h\"\nuser = \"u\"\ntls = \"ssl\"").unwrap_err();
     assert!(err.to_string().contains("tls"), "{err}");
+    let implicit = load("host = \"h\"\nuser = \"u\"\ntls = \"implicit\"").unwrap();
+    assert_eq!((implicit.tls, implicit.port()), (TlsMode::Implicit, 990));
     let err = load("host = \"h\"\nuser = \"u\"\npasword = \"typo\"").unwrap_err();
     assert!(err.to_string().contains("pasword"), "{err}");
     // No password source at all: refused when the file system is built.

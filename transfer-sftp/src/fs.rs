@@ -331,6 +331,25 @@ impl RemoteFs for SftpFs {
         .await
     }
 
+    /// One `stat` (symlinks followed, as an upload through the path would).
+    async fn size(&self, path: &str) -> Result<Option<u64>, FsError> {
+        let target = path.to_string();
+        self.run(
+            "size",
+            path,
+            Retry::OnStaleSession,
+            move |conn, site| match conn.sftp.stat(Path::new(&target)) {
+                Ok(stat) if kind_of(&stat) == EntryKind::File => Ok(Some(stat.size.unwrap_or(0))),
+                Ok(_) => Err(site.other("not a regular file")),
+                Err(e) => match site.map(&e) {
+                    FsError::NotFound { .. } => Ok(None),
+                    other => Err(other),
+                },
+            },
+        )
+        .await
+    }
+
     async fn create_dir_all(&self, path: &str) -> Result<(), FsError> {
         let target = path.to_string();
         self.run(

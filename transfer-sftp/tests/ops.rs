@@ -310,3 +310,19 @@ async fn parallel_reads_share_a_bounded_pool() {
         assert_eq!(t.await.unwrap().unwrap(), format!("content {i}").as_bytes());
     }
 }
+
+#[tokio::test]
+async fn size_of_a_file_an_empty_file_a_folder_and_nothing() {
+    let fs = password_fs();
+    let dir = fresh_dir("size");
+    upload(&fs, &format!("{dir}/five"), b"12345").await;
+    upload(&fs, &format!("{dir}/empty"), b"").await;
+    fs.create_dir_all(&format!("{dir}/sub")).await.unwrap();
+    assert_eq!(fs.size(&format!("{dir}/five")).await, Ok(Some(5)));
+    assert_eq!(fs.size(&format!("{dir}/empty")).await, Ok(Some(0)));
+    assert_eq!(fs.size(&format!("{dir}/missing")).await, Ok(None));
+    assert!(matches!(
+        fs.size(&format!("{dir}/sub")).await,
+        Err(FsError::Other { .. })
+    ));
+}

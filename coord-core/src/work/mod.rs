@@ -796,7 +796,7 @@ impl Worker {
         let attempt = ledger.attempts(&version);
         let error = match &outcome {
             Outcome::Failed(e) => Some(e.clone()),
-            Outcome::Handled => None,
+            Outcome::Handled | Outcome::HandledWith(_) => None,
         };
         let (update, after) = ledger.on_outcome(now, &version, outcome);
         let then = match after {

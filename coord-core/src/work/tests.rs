@@ -124,6 +124,7 @@ fn record(version: FileVersion, state: LedgerState, attempts: u32) -> LedgerReco
         term: Term(1),
         attempts,
         last_error: None,
+        detail: None,
     }
 }
 
@@ -248,7 +249,8 @@ fn a_handled_version_whose_source_is_gone_is_done_without_touching_the_new_file(
         vec![LedgerUpdate::Set {
             version: a1.clone(),
             state: LedgerState::Done,
-            error: None
+            error: None,
+            detail: None,
         }]
     );
     w.handle_recorded(t0, op, Ok(()));

@@ -100,15 +100,20 @@ echo "$(basename "$FTPL_PATH") attempt=$FTPL_ATTEMPT redelivery=$FTPL_REDELIVERY
     }
 
     pub fn names_in(&self, rel: &str) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(self.path(rel))
-            .map(|d| {
-                d.filter_map(Result::ok)
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        names.sort();
-        names
+        names(&self.path(rel))
+    }
+
+    /// [`Site::config`] without the site's own `[source]` table (the local inbox): for an
+    /// `extra` that brings a remote source.
+    pub fn config_remote_source(&self, name: &str, member: &str, extra: &str) -> PathBuf {
+        let config = self.config(name, member, extra);
+        let body = std::fs::read_to_string(&config).unwrap().replacen(
+            "[source]\npath = \"inbox\"\n",
+            "",
+            1,
+        );
+        std::fs::write(&config, body).unwrap();
+        config
     }
 
     pub fn spawn(&self, config: &Path) -> Proc {
@@ -117,6 +122,30 @@ echo "$(basename "$FTPL_PATH") attempt=$FTPL_ATTEMPT redelivery=$FTPL_REDELIVERY
             &["--config", config.to_str().unwrap(), "run"],
         )
     }
+
+    /// [`Site::spawn`], then waits (up to `limit`) until it leads; panics with its log if not.
+    pub fn spawn_leader(&self, config: &Path, limit: Duration) -> Proc {
+        let proc = self.spawn(config);
+        assert!(
+            proc.wait_line("became leader", limit).is_some(),
+            "{}",
+            proc.output()
+        );
+        proc
+    }
+}
+
+/// The names in the folder `dir`, sorted (none when it does not exist).
+pub fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
 }
 
 /// A spawned `ftp-listener` whose stderr lines are collected with the instant each arrived.
