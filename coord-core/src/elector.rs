@@ -191,7 +191,8 @@ struct HolderWatch {
     incarnation: Incarnation,
     /// The holder's renewal token at the last observation.
     renewal: i64,
-    /// The start of the first and of the last observation (local).
+    /// When the first observation's answer came back, and when the last one was sent
+    /// (local): a look reports the store as it was somewhere in between.
     first_seen: Instant,
     seen_at: Instant,
     /// The holder's last renewal as a local instant (`None`: older than this process can
@@ -366,7 +367,7 @@ impl Elector {
         if let OwnRow::HeldByOther(other) = observation.own_row {
             // Keep watching the holder's renewals meanwhile: once our row is ours again,
             // the local count of its silence has already begun.
-            let _ = self.holder_dead(sent_at, observation.holder.as_ref());
+            let _ = self.holder_dead(sent_at, now, observation.holder.as_ref());
             self.on_conflict(now, sent_at, other);
             return;
         }
@@ -378,7 +379,7 @@ impl Elector {
         } else {
             self.holds_token = false;
             self.lose(LossReason::Superseded);
-            let holder_dead = self.holder_dead(sent_at, observation.holder.as_ref());
+            let holder_dead = self.holder_dead(sent_at, now, observation.holder.as_ref());
             if holder_dead && self.phase == Phase::Running {
                 self.takeover_due = Some(observation.term);
             }
@@ -436,8 +437,18 @@ impl Elector {
     /// so the estimate is trusted only when the gap is within the renew margin
     /// (`liveness_timeout - renew_deadline`; the defaults: 1.67 s, against a heartbeat
     /// interval of 1 s); after a longer gap (this member could not look for a while) the
-    /// renewal counts from now.
-    fn holder_dead(&mut self, sent_at: Instant, holder: Option<&HolderView>) -> bool {
+    /// renewal counts from now. Two more rules for a slow store, whose answer can describe
+    /// the store as it was long after the look was sent: the token's standing still is
+    /// counted from the first look's answer, not its sending; and a renewal seen is never
+    /// counted from earlier than `answer - (liveness_timeout - renew_deadline)`, the earliest
+    /// moment from which counting `liveness_timeout` still ends after the holder's renew
+    /// deadline. Both found by the simulator (a slow store, then a clock step).
+    fn holder_dead(
+        &mut self,
+        sent_at: Instant,
+        received_at: Instant,
+        holder: Option<&HolderView>,
+    ) -> bool {
         let Some(holder) = holder else {
             // Released or never taken: nobody to wait for.
             self.watch = None;
@@ -464,11 +475,17 @@ impl Elector {
                         .saturating_sub(timing.renew_deadline);
                     let consistent = estimate.is_some_and(|e| e > watch.seen_at)
                         && sent_at.saturating_duration_since(watch.seen_at) <= margin;
-                    watch.renewed = Some(if consistent {
+                    let candidate = if consistent {
                         estimate.expect("checked")
                     } else {
                         sent_at
-                    });
+                    };
+                    // Whatever the ages say, the renewal happened before this answer came
+                    // back: counting from `received_at - margin` can never start the count
+                    // earlier than the holder's own renew deadline allows (a slow store's
+                    // latency and a stepped clock together could otherwise).
+                    let floor = received_at.checked_sub(margin);
+                    watch.renewed = Some(floor.map_or(candidate, |f| candidate.max(f)));
                     watch.renewal = holder.renewal;
                 }
                 watch.seen_at = sent_at;
@@ -478,7 +495,9 @@ impl Elector {
                     member: holder.member.clone(),
                     incarnation: holder.incarnation,
                     renewal: holder.renewal,
-                    first_seen: sent_at,
+                    // What a look reports held somewhere between its send and its answer:
+                    // the token's standing still is counted from the answer.
+                    first_seen: received_at,
                     seen_at: sent_at,
                     renewed: estimate,
                 });
@@ -752,6 +771,25 @@ mod tests {
             seconds[seconds.len() - 1] - seconds[0] > hb / 2,
             "{seconds:?}"
         );
+    }
+
+    #[test]
+    fn a_slow_first_look_counts_the_holders_silence_from_its_answer() {
+        let t0 = Instant::now();
+        let mut e = elector(t0);
+        // The first look is slow: sent at t0, answered 1.5 s later. Its clock-stepped age
+        // (6 s) says stale, but the store answered it just before the answer came back.
+        assert!(matches!(e.poll_action(t0), Some(Action::Heartbeat(_))));
+        e.handle_heartbeat(t0 + ms(1500), Ok(observed(3, renewing("other", 6000, 5))));
+        // Two looks later, 2 s after the first was sent, the token still reads 5: that is
+        // only 0.5 s of silence since the first answer, not two heartbeat intervals.
+        let t2 = t0 + ms(2000);
+        tick(&mut e, t2, Ok(observed(3, renewing("other", 6400, 5))));
+        assert_eq!(e.poll_action(t2), None, "no takeover on 0.5 s of watching");
+        // Watched long enough from the first answer, and still silent: taken over.
+        let t4 = t0 + ms(3600);
+        tick(&mut e, t4, Ok(observed(3, renewing("other", 8000, 5))));
+        assert!(matches!(e.poll_action(t4), Some(Action::TakeOver(_))));
     }
 
     #[test]

@@ -394,13 +394,23 @@ impl Worker {
     }
 
     /// When the waiting updates are to be written (group commit): `record_delay` after the
-    /// oldest of them was queued, at once when a quarter of a batch waits or when draining.
+    /// oldest of them was queued when one of them unlocks post-processing (a handled or an
+    /// error record), ten times that when none does (done records, failures, forgets: they
+    /// ride along with the next handled record); at once when a quarter of a batch waits or
+    /// when draining.
     fn record_due(config: &WorkConfig, draining: bool, term: &TermWork) -> Instant {
         let since = term.writes_since.unwrap_or(term.store_idle_at);
         if draining || term.writes.len() >= (config.record_batch / 4).max(1) {
-            since
-        } else {
+            return since;
+        }
+        let unlocks = term
+            .writes
+            .iter()
+            .any(|w| matches!(w.then, Then::PostProcess(_) | Then::MoveToError(_)));
+        if unlocks {
             since + config.record_delay
+        } else {
+            since + config.record_delay * 10
         }
     }
 

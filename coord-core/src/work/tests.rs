@@ -877,3 +877,38 @@ fn a_draining_term_writes_at_once() {
     let (_, updates) = expect_record(&mut w, t0);
     assert_eq!(updates.len(), 1);
 }
+
+#[test]
+fn done_records_ride_along_with_the_next_handled_record() {
+    let mut c = config();
+    c.max_in_flight = 2;
+    c.record_delay = Duration::from_millis(10);
+    let (mut w, t0) = leading(c, vec![]);
+    let files: Vec<_> = (0..2).map(|i| v(&format!("/in/{i:02}"), 1)).collect();
+    let op = expect_list(&mut w, t0);
+    w.handle_listed(t0, op, Ok(listed(&files)));
+    let (op, _) = expect_claim(&mut w, t0);
+    w.handle_claimed(t0, op, Ok(claimed(2, 1)));
+    let d = dispatches(&mut w, t0);
+    w.handle_outcome(t0, d[0].0, Outcome::Handled);
+    assert_eq!(w.poll_action(t0), None);
+    let t1 = t0 + Duration::from_millis(10);
+    let (op, _) = expect_record(&mut w, t1);
+    w.handle_recorded(t1, op, Ok(()));
+    let Some(WorkAction::File { op, .. }) = w.poll_action(t1) else {
+        panic!("the move")
+    };
+    w.handle_file_op(t1, op, FileOpResult::Done(None));
+    // The done record alone waits ten times longer ...
+    assert_eq!(w.poll_action(t1), None);
+    assert_eq!(w.next_deadline(), Some(t1 + Duration::from_millis(100)));
+    // ... unless a handled record comes: both go in one call, 10 ms after the done one.
+    let t2 = t1 + Duration::from_millis(5);
+    w.handle_outcome(t2, d[1].0, Outcome::Handled);
+    assert_eq!(w.poll_action(t2), None);
+    let (_, updates) = expect_record(&mut w, t1 + Duration::from_millis(10));
+    assert_eq!(
+        updates.iter().map(state).collect::<Vec<_>>(),
+        vec![Some(LedgerState::Done), Some(LedgerState::Handled)]
+    );
+}

@@ -39,9 +39,10 @@ pub struct WorkConfig {
     pub max_in_flight: usize,
     /// Ledger updates written in one store call, at most.
     pub record_batch: usize,
-    /// Group commit: a ledger update waits up to this long for others to share its store
-    /// call (fewer round trips per file when files come fast), unless `record_batch / 4`
-    /// updates are waiting already or the term is draining. Zero writes at once.
+    /// Group commit: a ledger update that unlocks post-processing (handled, error) waits up
+    /// to this long for others to share its store call, the others (done, failed, forget)
+    /// up to ten times this long; at once when `record_batch / 4` updates wait or the term
+    /// is draining. Zero writes at once.
     pub record_delay: Duration,
     /// Post-processing operations (moves, deletes) in flight at once (at least 1). Never
     /// with a listing, and never two moves that could take the same target name.
