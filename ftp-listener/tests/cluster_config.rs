@@ -340,3 +340,91 @@ fn operator_requests_round_trip_on_every_database() {
         });
     }
 }
+
+/// Issue 9's database cut, with the members running: three members on PostgreSQL behind a
+/// proxy run version 1; the proxy cuts the database off: every member keeps running version
+/// 1, and the `every` listener (its ledger in the member's state directory) keeps handling
+/// its local files; the database back, version 2 is pushed and applied on all three.
+#[test]
+fn postgres_members_keep_running_through_a_database_cut_and_converge_after() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let proxy = rt
+        .block_on(testkit::TcpProxy::start("127.0.0.1:5432".parse().unwrap()))
+        .expect("proxy");
+    let database = format!(
+        "backend = \"postgres\"\n[coordination.postgres]\nurl = \"postgres://postgres@{}/test\"\nschema = \"{}\"\n",
+        proxy.addr(),
+        unique("ftpl_cut")
+    );
+    let cluster = unique("cut");
+    let site = tempfile::tempdir().unwrap();
+    let dir = site.path();
+    for d in ["keep", "change", "added", "local-a", "local-b", "local-c"] {
+        std::fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    let members = ["a", "b", "c"];
+    for m in members {
+        local(dir, m, &database, &cluster);
+    }
+    let (ok, out) = cli(dir, &["--config", "a.toml", "migrate"]);
+    assert!(ok, "{out}");
+    document(dir, "v1.toml", V1);
+    let (ok, out) = cli(dir, &["--config", "a.toml", "cluster", "push", "v1.toml"]);
+    assert!(ok && out.contains("stored version 1"), "{out}");
+    let mut procs: Vec<Proc> = members
+        .iter()
+        .map(|m| Proc::spawn(dir, &["--config", &format!("{m}.toml"), "run"]))
+        .collect();
+    for p in &procs {
+        assert!(
+            p.wait_line("cluster configuration applied", LIMIT)
+                .is_some(),
+            "{}",
+            p.output()
+        );
+    }
+    let logs = |procs: &[Proc]| {
+        procs
+            .iter()
+            .map(Proc::output)
+            .collect::<Vec<_>>()
+            .join("\n----\n")
+    };
+
+    rt.block_on(proxy.cut());
+    // Each member's own listener goes on: files dropped during the cut are handled.
+    for m in members {
+        std::fs::write(dir.join(format!("local-{m}/during-cut")), b"1").unwrap();
+    }
+    let handled = wait_for(LIMIT, || {
+        members
+            .iter()
+            .all(|m| dir.join(format!("local-{m}/.done/during-cut")).exists())
+            .then_some(())
+    });
+    assert!(handled.is_some(), "{}", logs(&procs));
+    for p in &mut procs {
+        assert!(p.child.try_wait().unwrap().is_none(), "{}", p.output());
+        assert!(!p.output().contains("version=2"), "{}", p.output());
+    }
+
+    rt.block_on(proxy.restore()).expect("restore");
+    let v2 = V1.to_string() + "\n[[listeners]]\nname = \"added\"\nsource.path = \"added\"\n";
+    document(dir, "v2.toml", &v2);
+    let pushed = wait_for(LIMIT, || {
+        let (ok, out) = cli(dir, &["--config", "b.toml", "cluster", "push", "v2.toml"]);
+        (ok && out.contains("stored version 2")).then_some(())
+    });
+    assert!(pushed.is_some(), "{}", logs(&procs));
+    for p in &procs {
+        assert!(p.wait_line("version=2", LIMIT).is_some(), "{}", p.output());
+    }
+    std::fs::write(dir.join("added/after-cut"), b"1").unwrap();
+    let added = wait_for(LIMIT, || {
+        dir.join("added/.done/after-cut").exists().then_some(())
+    });
+    assert!(added.is_some(), "{}", logs(&procs));
+    for p in &procs {
+        p.signal("TERM");
+    }
+}
