@@ -41,6 +41,9 @@ pub struct FtpFs {
     known_dirs: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
+/// Files per extra session when a listing's `MDTM`s are spread over the pool.
+const MDTM_PER_SESSION: usize = 32;
+
 /// Runs `fut` under `after`, reporting an expiry as [`FsError::Timeout`].
 pub(crate) async fn timed<T>(
     operation: &'static str,
@@ -302,12 +305,20 @@ impl FtpFs {
             }),
         );
         let now = SystemTime::now();
+        // The files to ask, asked over this session and idle ones of the pool at once.
+        let asked: Vec<&str> = files
+            .iter()
+            .zip(&known)
+            .filter(|(_, k)| k.is_none())
+            .map(|(&(i, _), _)| out.entries[i].path.as_str())
+            .collect();
+        let mut answers = self.mdtm_all(session, &asked, timeout).await?.into_iter();
         let mut remember = std::collections::HashMap::with_capacity(files.len());
         let mut skip = Vec::new();
         for (&(i, stamp), known) in files.iter().zip(known) {
             let mtime = match known {
                 Some(t) => t,
-                None => match self.mdtm(session, &out.entries[i].path, timeout).await? {
+                None => match answers.next().flatten() {
                     Some(t) => t,
                     None => {
                         skip.push(i);
@@ -333,6 +344,71 @@ impl FtpFs {
             });
         }
         Ok(())
+    }
+
+    /// `MDTM` of each of `paths`, in order: over `session` alone for a few, else spread
+    /// round-robin over `session` and the pool's sessions that are free right now (at most
+    /// one per [`MDTM_PER_SESSION`] files; nothing waits for a busy one), each asking its
+    /// share in turn. On a fresh folder of a LIST-only server every file is asked at every
+    /// listing for two minutes (see `mtimes::FRESH`), one round trip each: this divides that
+    /// by the sessions. A lost connection fails the listing, as one session would.
+    async fn mdtm_all(
+        &self,
+        session: &mut Session,
+        paths: &[&str],
+        timeout: Duration,
+    ) -> Result<Vec<Option<SystemTime>>, FsError> {
+        const OP: &str = "list";
+        let wanted =
+            (paths.len() / MDTM_PER_SESSION).min(self.pool.max_sessions().saturating_sub(1));
+        let mut extra = Vec::new();
+        while extra.len() < wanted {
+            match self.pool.try_checkout(OP).await {
+                Some(Ok(lease)) => extra.push(lease),
+                // Busy or failing to connect: the sessions at hand do the rest.
+                Some(Err(_)) | None => break,
+            }
+        }
+        let lanes = 1 + extra.len();
+        let mut sessions: Vec<&mut Session> = vec![session];
+        sessions.extend(extra.iter_mut().map(|lease| &mut lease.session));
+        let results = futures_util::future::join_all(sessions.into_iter().enumerate().map(
+            |(lane, session)| async move {
+                let mut got = Vec::new();
+                for index in (lane..paths.len()).step_by(lanes) {
+                    got.push((index, self.mdtm(session, paths[index], timeout).await?));
+                }
+                Ok::<_, FsError>(got)
+            },
+        ))
+        .await;
+        let mut answers = vec![None; paths.len()];
+        let mut failure = None;
+        let mut leases = extra.into_iter();
+        for (lane, result) in results.into_iter().enumerate() {
+            let result = match result {
+                Ok(got) => {
+                    for (index, answer) in got {
+                        answers[index] = answer;
+                    }
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            };
+            if lane > 0
+                && let Some(lease) = leases.next()
+            {
+                // A broken extra session is dropped, a good one goes back to the pool.
+                let _ = lease.settle(result.clone());
+            }
+            if let Err(e) = result {
+                failure.get_or_insert(e);
+            }
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(answers),
+        }
     }
 
     /// `MDTM` of one file: `Ok(None)` when the server refuses or answers unreadably (logged).

@@ -107,6 +107,30 @@ impl Pool {
                     server: self.shared.server.clone(),
                     cause: "session pool closed".into(),
                 })?;
+        self.fill(permit, operation).await
+    }
+
+    /// A session for `operation` if one of the pool's permits is free right now (an idle
+    /// session, or a new one); `None` when every session is taken (nothing waits).
+    pub(crate) async fn try_checkout(
+        self: &Arc<Self>,
+        operation: &'static str,
+    ) -> Option<Result<Lease, FsError>> {
+        let permit = self.permits.clone().try_acquire_owned().ok()?;
+        Some(self.fill(permit, operation).await)
+    }
+
+    /// Most sessions open at once.
+    pub(crate) fn max_sessions(&self) -> usize {
+        self.shared.settings.max_sessions
+    }
+
+    async fn fill(
+        self: &Arc<Self>,
+        permit: OwnedSemaphorePermit,
+        operation: &'static str,
+    ) -> Result<Lease, FsError> {
+        let settings = &self.shared.settings;
         loop {
             let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
             let Some(mut session) = idle else { break };

@@ -166,3 +166,39 @@ async fn proftpd_uses_mlsd_and_no_mdtm() {
     }
     assert_eq!(fs.mdtm_requests(), 0);
 }
+
+/// A fresh folder of a LIST-only server: every file is asked with `MDTM`, over the listing's
+/// session and the pool's free ones at once, and each gets its exact time.
+#[tokio::test]
+async fn mdtm_of_a_fresh_folder_is_spread_over_free_sessions() {
+    let t = Target {
+        server: Server::Vsftpd,
+        tls: false,
+    };
+    let (local, remote) = t.fresh_dir("spread");
+    let base = now_secs() - 3600;
+    for i in 0..100u64 {
+        let path = local.join(format!("f{i:03}.csv"));
+        write(&path, b"x\n");
+        touch(&path, base + i);
+    }
+    let mut settings = t.settings();
+    settings.max_sessions = 4;
+    let fs = transfer_ftp::FtpFs::new(settings).unwrap();
+    let listing = fs.list(&remote, &ListOptions::default()).await.unwrap();
+    assert_eq!(listing.entries.len(), 100);
+    assert_eq!(listing.skipped, 0);
+    for i in 0..100u64 {
+        assert_eq!(mtime_of(&listing, &format!("f{i:03}.csv")), Some(base + i));
+    }
+    assert_eq!(fs.mdtm_requests(), 100, "one MDTM per file");
+    assert_eq!(
+        fs.sessions_opened(),
+        4,
+        "the listing's session and three free ones"
+    );
+    // The extra sessions went back to the pool: a second listing asks nothing.
+    let again = fs.list(&remote, &ListOptions::default()).await.unwrap();
+    assert_eq!(versions(&again), versions(&listing));
+    assert_eq!(fs.mdtm_requests(), 100);
+}
