@@ -33,6 +33,31 @@ fn rendered(url: &str, profile: &std::path::Path) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A PNG screenshot Chromium takes of `url`, kept at `path` for a human to look at.
+fn screenshot(url: &str, profile: &std::path::Path, path: &std::path::Path) -> Vec<u8> {
+    let out = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--hide-scrollbars",
+            "--window-size=1280,900",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--screenshot={}", path.display()))
+        .arg(url)
+        .output()
+        .expect("chromium (scripts/setup/80-chromium.sh installs it)");
+    assert!(
+        out.status.success(),
+        "chromium: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read(path).unwrap_or_default()
+}
+
 fn address(proc: &Proc) -> String {
     proc.output()
         .split_whitespace()
@@ -87,6 +112,15 @@ fn the_status_page_shows_the_leader_and_follows_a_failover() {
         "it refreshes itself"
     );
     assert!(!page.contains("<script"), "readable without JavaScript");
+    // A picture of it, for the record (its path is printed; one per test process).
+    let shot = std::env::temp_dir().join(format!("ftpl-status-page-{}.png", std::process::id()));
+    let png = screenshot(&format!("http://{addr_a}/"), profile.path(), &shot);
+    assert!(png.starts_with(b"\x89PNG"), "a PNG at {}", shot.display());
+    println!(
+        "status page screenshot: {} ({} bytes)",
+        shot.display(),
+        png.len()
+    );
     let (code, raw) = http_get(&addr_a, "/");
     assert_eq!(code, 200);
     assert!(
