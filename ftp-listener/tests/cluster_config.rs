@@ -98,20 +98,19 @@ fn mariadb_pushed_versions_are_applied_live_and_kept_for_a_database_outage() {
     cluster_lifecycle(&mariadb(), "MariaDB");
 }
 
-fn cluster_lifecycle(database: &str, label: &str) {
-    let cluster = unique("t");
-    let site = tempfile::tempdir().unwrap();
-    let dir = site.path();
+/// A site of three members `a`, `b`, `c` of `cluster` on `database`: its folders, each
+/// member's local file, the schema, version 1 pushed (`comment`), and the three processes
+/// running it.
+fn three_members_on_version_1(dir: &Path, database: &str, cluster: &str) -> Vec<Proc> {
     for d in ["keep", "change", "added", "local-a", "local-b", "local-c"] {
         std::fs::create_dir_all(dir.join(d)).unwrap();
     }
-    let members = ["a", "b", "c"];
-    for m in members {
-        local(dir, m, database, &cluster);
+    for m in MEMBERS {
+        local(dir, m, database, cluster);
     }
     let (ok, out) = cli(dir, &["--config", "a.toml", "migrate"]);
     assert!(ok, "{out}");
-    let v1 = document(dir, "v1.toml", V1);
+    document(dir, "v1.toml", V1);
     let (ok, out) = cli(
         dir,
         &[
@@ -125,9 +124,7 @@ fn cluster_lifecycle(database: &str, label: &str) {
         ],
     );
     assert!(ok && out.contains("stored version 1"), "{out}");
-    let _ = v1;
-
-    let mut procs: Vec<Proc> = members
+    let procs: Vec<Proc> = MEMBERS
         .iter()
         .map(|m| Proc::spawn(dir, &["--config", &format!("{m}.toml"), "run"]))
         .collect();
@@ -139,6 +136,17 @@ fn cluster_lifecycle(database: &str, label: &str) {
             p.output()
         );
     }
+    procs
+}
+
+const MEMBERS: [&str; 3] = ["a", "b", "c"];
+
+fn cluster_lifecycle(database: &str, label: &str) {
+    let cluster = unique("t");
+    let site = tempfile::tempdir().unwrap();
+    let dir = site.path();
+    let members = MEMBERS;
+    let mut procs = three_members_on_version_1(dir, database, &cluster);
     // The shared listener works; the `every` one runs on each member, in its own folder.
     std::fs::write(dir.join("keep/k1"), b"1").unwrap();
     std::fs::write(dir.join("change/c1.a"), b"1").unwrap();
@@ -359,30 +367,8 @@ fn postgres_members_keep_running_through_a_database_cut_and_converge_after() {
     let cluster = unique("cut");
     let site = tempfile::tempdir().unwrap();
     let dir = site.path();
-    for d in ["keep", "change", "added", "local-a", "local-b", "local-c"] {
-        std::fs::create_dir_all(dir.join(d)).unwrap();
-    }
-    let members = ["a", "b", "c"];
-    for m in members {
-        local(dir, m, &database, &cluster);
-    }
-    let (ok, out) = cli(dir, &["--config", "a.toml", "migrate"]);
-    assert!(ok, "{out}");
-    document(dir, "v1.toml", V1);
-    let (ok, out) = cli(dir, &["--config", "a.toml", "cluster", "push", "v1.toml"]);
-    assert!(ok && out.contains("stored version 1"), "{out}");
-    let mut procs: Vec<Proc> = members
-        .iter()
-        .map(|m| Proc::spawn(dir, &["--config", &format!("{m}.toml"), "run"]))
-        .collect();
-    for p in &procs {
-        assert!(
-            p.wait_line("cluster configuration applied", LIMIT)
-                .is_some(),
-            "{}",
-            p.output()
-        );
-    }
+    let members = MEMBERS;
+    let mut procs = three_members_on_version_1(dir, &database, &cluster);
     let logs = |procs: &[Proc]| {
         procs
             .iter()

@@ -13,6 +13,12 @@ const LIMIT: Duration = Duration::from_secs(30);
 
 /// The DOM Chromium renders for `url` (no script on the page: the HTML as served, parsed).
 fn rendered(url: &str, profile: &std::path::Path) -> String {
+    let out = chromium(profile, &["--dump-dom", url]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Headless Chromium with its own profile directory and `args`; fails the test if it does.
+fn chromium(profile: &std::path::Path, args: &[&str]) -> std::process::Output {
     let out = Command::new("chromium")
         .args([
             "--headless",
@@ -22,7 +28,7 @@ fn rendered(url: &str, profile: &std::path::Path) -> String {
             "--no-first-run",
         ])
         .arg(format!("--user-data-dir={}", profile.display()))
-        .args(["--dump-dom", url])
+        .args(args)
         .output()
         .expect("chromium (scripts/setup/80-chromium.sh installs it)");
     assert!(
@@ -30,30 +36,15 @@ fn rendered(url: &str, profile: &std::path::Path) -> String {
         "chromium: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    out
 }
 
 /// A PNG screenshot Chromium takes of `url`, kept at `path` for a human to look at.
 fn screenshot(url: &str, profile: &std::path::Path, path: &std::path::Path) -> Vec<u8> {
-    let out = Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--no-first-run",
-            "--hide-scrollbars",
-            "--window-size=1280,900",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(format!("--screenshot={}", path.display()))
-        .arg(url)
-        .output()
-        .expect("chromium (scripts/setup/80-chromium.sh installs it)");
-    assert!(
-        out.status.success(),
-        "chromium: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let target = format!("--screenshot={}", path.display());
+    chromium(
+        profile,
+        &["--hide-scrollbars", "--window-size=1280,900", &target, url],
     );
     std::fs::read(path).unwrap_or_default()
 }
