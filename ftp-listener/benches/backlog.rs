@@ -9,8 +9,10 @@
 //! (PostgreSQL and MariaDB as `scripts/test.sh` starts them). The baseline in the same run is
 //! the listing alone: the time the leader's first listing of the backlog takes.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+mod support;
+use support::scrape;
+
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -40,26 +42,6 @@ fn backends() -> Vec<Backend> {
         });
     }
     out
-}
-
-fn scrape(addr: SocketAddr, name: &str) -> Option<f64> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "GET /metrics HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut body = String::new();
-    stream.read_to_string(&mut body).ok()?;
-    body.lines()
-        // `name value` or `name{listener="..."} value`.
-        .find(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
-        })
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
 }
 
 fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Instant> {

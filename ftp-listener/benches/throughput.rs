@@ -30,6 +30,9 @@
 //! too: the client talks to 127.0.0.2, and every passive port of the server is proxied from
 //! 127.0.0.2 (EPSV names only the port).
 
+mod support;
+use support::scrape;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::MetadataExt;
@@ -508,26 +511,6 @@ fn curl_large(
     assert!(status.success(), "curl failed");
     assert_eq!(std::fs::metadata(out).unwrap().len(), bytes);
     (elapsed, rss)
-}
-
-fn scrape(addr: SocketAddr, name: &str) -> Option<f64> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "GET /metrics HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut body = String::new();
-    stream.read_to_string(&mut body).ok()?;
-    body.lines()
-        // `name value` or `name{listener="..."} value`.
-        .find(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
-        })
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
 }
 
 fn wait_until(limit: Duration, every: Duration, mut f: impl FnMut() -> bool) -> Option<Instant> {
