@@ -19,7 +19,7 @@ static MYSQL_MIGRATOR: Migrator = sqlx::migrate!("./mysql");
 
 /// The version of the latest MySQL migration; a store refuses a database whose applied
 /// version is older.
-pub const MYSQL_SCHEMA_VERSION: i64 = 8;
+pub const MYSQL_SCHEMA_VERSION: i64 = 9;
 
 /// Applies the pending MySQL migrations to the database at `url`
 /// (`mysql://user:password@host:port/database`). Checksummed (an edited, already applied

@@ -13,7 +13,7 @@ static MIGRATOR: Migrator = sqlx::migrate!("./postgres");
 
 /// The version of the latest PostgreSQL migration. A store refuses a database whose
 /// `_sqlx_migrations` shows an older one.
-pub const POSTGRES_SCHEMA_VERSION: i64 = 5;
+pub const POSTGRES_SCHEMA_VERSION: i64 = 6;
 
 /// Applies the pending PostgreSQL migrations to the database `url` names
 /// (`postgres://user:password@host:port/database`, libpq-style query parameters such as

@@ -18,7 +18,7 @@ use crate::MigrateError;
 static MIGRATOR: Migrator = sqlx::migrate!("./sqlite");
 
 /// The version of the latest SQLite migration; a store refuses a database below it.
-pub const SQLITE_SCHEMA_VERSION: i64 = 5;
+pub const SQLITE_SCHEMA_VERSION: i64 = 6;
 
 /// How long a migrating process waits for another one that holds the write lock.
 const MIGRATE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
