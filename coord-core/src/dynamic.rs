@@ -11,6 +11,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -22,7 +23,7 @@ use crate::ledger::{FileVersion, LedgerRecord, LedgerUpdate};
 use crate::requests::RequestStore;
 use crate::store::{
     ClaimOutcome, CoordinationStore, GroupView, HeartbeatRequest, MemberStatus, Observation,
-    StoreError, TakeoverOutcome, TakeoverRequest,
+    StaleRow, StoreError, TakeoverOutcome, TakeoverRequest,
 };
 
 /// [`CoordinationStore`] as an object-safe trait (see the module documentation).
@@ -39,6 +40,18 @@ pub trait DynStore: Send + Sync {
         incarnation: Incarnation,
     ) -> Result<(), StoreError>;
     async fn load_ledger(&self, group: &GroupId) -> Result<Vec<LedgerRecord>, StoreError>;
+    async fn lookup_ledger(
+        &self,
+        group: &GroupId,
+        versions: &[FileVersion],
+    ) -> Result<Vec<LedgerRecord>, StoreError>;
+    async fn stale_settled(
+        &self,
+        group: &GroupId,
+        older_than: Duration,
+        after: Option<&StaleRow>,
+        limit: usize,
+    ) -> Result<Vec<StaleRow>, StoreError>;
     async fn claim(
         &self,
         fence: &Fence,
@@ -70,6 +83,22 @@ impl<S: CoordinationStore> DynStore for S {
     }
     async fn load_ledger(&self, group: &GroupId) -> Result<Vec<LedgerRecord>, StoreError> {
         CoordinationStore::load_ledger(self, group).await
+    }
+    async fn lookup_ledger(
+        &self,
+        group: &GroupId,
+        versions: &[FileVersion],
+    ) -> Result<Vec<LedgerRecord>, StoreError> {
+        CoordinationStore::lookup_ledger(self, group, versions).await
+    }
+    async fn stale_settled(
+        &self,
+        group: &GroupId,
+        older_than: Duration,
+        after: Option<&StaleRow>,
+        limit: usize,
+    ) -> Result<Vec<StaleRow>, StoreError> {
+        CoordinationStore::stale_settled(self, group, older_than, after, limit).await
     }
     async fn claim(
         &self,
@@ -193,6 +222,24 @@ impl CoordinationStore for SharedStore {
     }
     async fn load_ledger(&self, group: &GroupId) -> Result<Vec<LedgerRecord>, StoreError> {
         self.inner.load_ledger(group).await
+    }
+    async fn lookup_ledger(
+        &self,
+        group: &GroupId,
+        versions: &[FileVersion],
+    ) -> Result<Vec<LedgerRecord>, StoreError> {
+        self.inner.lookup_ledger(group, versions).await
+    }
+    async fn stale_settled(
+        &self,
+        group: &GroupId,
+        older_than: Duration,
+        after: Option<&StaleRow>,
+        limit: usize,
+    ) -> Result<Vec<StaleRow>, StoreError> {
+        self.inner
+            .stale_settled(group, older_than, after, limit)
+            .await
     }
     async fn claim(
         &self,

@@ -79,6 +79,10 @@ pub trait LedgerHistory: Send + Sync {
         group: &GroupId,
         within: Duration,
     ) -> Result<Vec<(FileVersion, i64)>, StoreError>;
+
+    /// Every row of the group, whatever its state (operators' listings; the leader itself
+    /// loads only the rows with work left).
+    async fn rows(&self, group: &GroupId) -> Result<Vec<crate::LedgerRecord>, StoreError>;
 }
 
 /// Milliseconds of `within` for a bind parameter (saturating).

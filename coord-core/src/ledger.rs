@@ -13,6 +13,17 @@ use serde::{Deserialize, Serialize};
 use crate::ids::Term;
 use crate::store::ClaimOutcome;
 
+/// What [`Ledger::plan`] found in a listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Planned {
+    /// The versions to claim now, in path order.
+    pub ready: Vec<FileVersion>,
+    /// Listed versions the mirror did not hold: look their rows up in the store.
+    pub unknown: Vec<FileVersion>,
+    /// Versions dropped from the mirror (settled or never claimed, and no longer listed).
+    pub evicted: usize,
+}
+
 /// One version of one remote file: `(path, size, mtime)`. A file replaced by a new version
 /// (other size or mtime) is a new version and is processed again.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -247,6 +258,34 @@ struct Tracked {
     last_seen: Instant,
     /// A claim is in flight or the handler runs: never plan it twice.
     in_flight: bool,
+    /// Listed, and not known to the mirror when it was: its row (if any) is being looked up
+    /// in the store, and it is not planned until the answer is in.
+    looking_up: bool,
+}
+
+impl Tracked {
+    fn new(state: Option<LedgerState>, attempts: u32, now: Instant) -> Tracked {
+        Tracked {
+            state,
+            attempts,
+            first_seen: None,
+            listings: 0,
+            retry_at: None,
+            last_seen: now,
+            in_flight: false,
+            looking_up: false,
+        }
+    }
+
+    /// Rows the mirror keeps whether listed or not: the work left (a claim to redeliver, a
+    /// retry, a post-processing), and what runs.
+    fn has_work(&self) -> bool {
+        self.in_flight
+            || matches!(
+                self.state,
+                Some(LedgerState::Claimed | LedgerState::Failed | LedgerState::Handled)
+            )
+    }
 }
 
 /// The leader's mirror of its group's ledger, and the rules (DESIGN §5).
@@ -267,18 +306,7 @@ impl Ledger {
     pub fn new(policy: LedgerPolicy, records: Vec<LedgerRecord>, now: Instant) -> Ledger {
         let versions = records
             .into_iter()
-            .map(|r| {
-                let tracked = Tracked {
-                    state: Some(r.state),
-                    attempts: r.attempts,
-                    first_seen: None,
-                    listings: 0,
-                    retry_at: None,
-                    last_seen: now,
-                    in_flight: false,
-                };
-                (r.version, tracked)
-            })
+            .map(|r| (r.version, Tracked::new(Some(r.state), r.attempts, now)))
             .collect();
         Ledger { policy, versions }
     }
@@ -293,71 +321,148 @@ impl Ledger {
         self.versions.get(version).and_then(|t| t.state)
     }
 
+    /// Whether the mirror holds `version` (listed, or with work left).
+    pub fn tracks(&self, version: &FileVersion) -> bool {
+        self.versions.contains_key(version)
+    }
+
     /// Takes a listing of regular files and returns the versions to claim now, in path order:
-    /// stable, not settled, not in flight, and not waiting for a retry.
-    pub fn plan(&mut self, now: Instant, listing: &[ListedFile]) -> Vec<FileVersion> {
+    /// stable, not settled, not in flight, not waiting for a retry, and not being looked up.
+    ///
+    /// Versions the mirror did not hold are returned apart, for the caller to look up in the
+    /// store ([`crate::CoordinationStore::lookup_ledger`], then [`Ledger::on_lookup`]): they
+    /// count this listing for their stability, but are not planned before the answer. The
+    /// mirror keeps only what the directory needs: listed versions and rows with work left;
+    /// settled rows of files that left the directory stay in the store alone.
+    pub fn plan(&mut self, now: Instant, listing: &[ListedFile]) -> Planned {
         let listed: HashSet<&FileVersion> = listing.iter().map(|f| &f.version).collect();
-        // Versions never claimed that left the directory are forgotten; the others start their
+        // Versions without work left that left the directory are dropped (never claimed, or
+        // settled: a settled one that comes back is looked up again); the others start their
         // stability count again if they return.
+        let before = self.versions.len();
         self.versions
-            .retain(|v, t| t.state.is_some() || t.in_flight || listed.contains(v));
+            .retain(|v, t| t.has_work() || listed.contains(v));
+        let evicted = before - self.versions.len();
         for (version, tracked) in self.versions.iter_mut() {
             if !listed.contains(version) {
                 tracked.listings = 0;
                 tracked.first_seen = None;
             }
         }
-        let marker = self.policy.stability.done_marker_suffix.clone();
         let names: HashSet<&str> = listing.iter().map(|f| f.version.path.as_str()).collect();
         let mut ready = Vec::new();
+        let mut unknown = Vec::new();
         for file in listing {
-            if let Some(suffix) = &marker
-                && file.name.ends_with(suffix.as_str())
-            {
+            if self.is_marker(&file.name) {
                 continue;
             }
             let tracked = self
                 .versions
                 .entry(file.version.clone())
-                .or_insert_with(|| Tracked {
-                    state: None,
-                    attempts: 0,
-                    first_seen: None,
-                    listings: 0,
-                    retry_at: None,
-                    last_seen: now,
-                    in_flight: false,
+                .or_insert_with(|| {
+                    unknown.push(file.version.clone());
+                    Tracked {
+                        looking_up: true,
+                        ..Tracked::new(None, 0, now)
+                    }
                 });
             tracked.last_seen = now;
             tracked.listings = tracked.listings.saturating_add(1);
-            let first_seen = *tracked.first_seen.get_or_insert(now);
-            if tracked.in_flight || tracked.state.is_some_and(LedgerState::is_settled) {
-                continue;
+            tracked.first_seen.get_or_insert(now);
+            if self.is_ready(now, &file.version, &names) {
+                ready.push(file.version.clone());
             }
-            if tracked.retry_at.is_some_and(|at| now < at) {
-                continue;
+        }
+        ready.sort();
+        unknown.sort();
+        Planned {
+            ready,
+            unknown,
+            evicted,
+        }
+    }
+
+    fn is_marker(&self, name: &str) -> bool {
+        let marker = self.policy.stability.done_marker_suffix.as_deref();
+        marker.is_some_and(|suffix| name.ends_with(suffix))
+    }
+
+    /// Whether a listed version may be claimed now (`names`: the paths listed).
+    fn is_ready(&self, now: Instant, version: &FileVersion, names: &HashSet<&str>) -> bool {
+        let Some(tracked) = self.versions.get(version) else {
+            return false;
+        };
+        if tracked.looking_up
+            || tracked.in_flight
+            || tracked.state.is_some_and(LedgerState::is_settled)
+        {
+            return false;
+        }
+        if tracked.retry_at.is_some_and(|at| now < at) {
+            return false;
+        }
+        // A version the ledger already knows (claimed or failed) was stable once.
+        if tracked.state.is_some() {
+            return true;
+        }
+        let stability = &self.policy.stability;
+        if stability.unchanged_across_listings && tracked.listings < 2 {
+            return false;
+        }
+        let first_seen = tracked.first_seen.unwrap_or(now);
+        if now.saturating_duration_since(first_seen) < stability.min_age {
+            return false;
+        }
+        if let Some(suffix) = &stability.done_marker_suffix {
+            let marker_path = format!("{}{}", version.path, suffix);
+            if !names.contains(marker_path.as_str()) {
+                return false;
             }
-            let stability = &self.policy.stability;
-            // A version the ledger already knows (claimed or failed) was stable once.
-            let known = tracked.state.is_some();
-            if !known {
-                if stability.unchanged_across_listings && tracked.listings < 2 {
-                    continue;
-                }
-                if now.saturating_duration_since(first_seen) < stability.min_age {
-                    continue;
-                }
-                if let Some(suffix) = &marker {
-                    let marker_path = format!("{}{}", file.version.path, suffix);
-                    if !names.contains(marker_path.as_str()) {
-                        continue;
-                    }
-                }
+        }
+        true
+    }
+
+    /// Applies the store's answer to a lookup of `asked` (the rows found; a version without
+    /// one is new) and returns those of them that may be claimed now, in path order
+    /// (`listed`: the paths of the latest listing, for the done-marker rule).
+    pub fn on_lookup(
+        &mut self,
+        now: Instant,
+        asked: &[FileVersion],
+        found: Vec<LedgerRecord>,
+        listed: &HashSet<&str>,
+    ) -> Vec<FileVersion> {
+        for record in found {
+            let tracked = self
+                .versions
+                .entry(record.version)
+                .or_insert_with(|| Tracked::new(None, 0, now));
+            if !tracked.in_flight {
+                tracked.state = Some(record.state);
+                tracked.attempts = record.attempts;
             }
-            ready.push(file.version.clone());
+            tracked.looking_up = false;
+        }
+        let mut ready = Vec::new();
+        for version in asked {
+            if let Some(tracked) = self.versions.get_mut(version) {
+                tracked.looking_up = false;
+            }
+            if self.is_ready(now, version, listed) {
+                ready.push(version.clone());
+            }
         }
         ready.sort();
         ready
+    }
+
+    /// A lookup that failed: the versions are looked up again when next listed.
+    pub fn on_lookup_failed(&mut self, asked: &[FileVersion]) {
+        for version in asked {
+            if self.versions.get(version).is_some_and(|t| t.looking_up) {
+                self.versions.remove(version);
+            }
+        }
     }
 
     /// Marks `version` as being claimed: it is not planned again until its claim fails
@@ -385,13 +490,9 @@ impl Ledger {
         self.versions.insert(
             version.clone(),
             Tracked {
-                state: None,
-                attempts: 0,
                 first_seen: Some(now),
                 listings: 1,
-                retry_at: None,
-                last_seen: now,
-                in_flight: false,
+                ..Tracked::new(None, 0, now)
             },
         );
     }
@@ -443,15 +544,7 @@ impl Ledger {
         let tracked = self
             .versions
             .entry(version.clone())
-            .or_insert_with(|| Tracked {
-                state: None,
-                attempts: 1,
-                first_seen: None,
-                listings: 0,
-                retry_at: None,
-                last_seen: now,
-                in_flight: false,
-            });
+            .or_insert_with(|| Tracked::new(None, 1, now));
         tracked.in_flight = false;
         match outcome {
             Outcome::Handled | Outcome::HandledWith(_) => {
@@ -589,6 +682,16 @@ impl Ledger {
 mod tests {
     use super::*;
 
+    /// Plans a listing and answers its lookups with no rows (the versions are new).
+    fn plan(ledger: &mut Ledger, now: Instant, listing: &[ListedFile]) -> Vec<FileVersion> {
+        let planned = ledger.plan(now, listing);
+        let names: HashSet<&str> = listing.iter().map(|f| f.version.path.as_str()).collect();
+        let mut ready = planned.ready;
+        ready.extend(ledger.on_lookup(now, &planned.unknown, Vec::new(), &names));
+        ready.sort();
+        ready
+    }
+
     fn ms(v: u64) -> Duration {
         Duration::from_millis(v)
     }
@@ -615,14 +718,14 @@ mod tests {
     fn a_file_is_dispatched_after_two_identical_listings_only() {
         let t0 = Instant::now();
         let mut ledger = Ledger::new(LedgerPolicy::default(), vec![], t0);
-        assert!(ledger.plan(t0, &[file("/in/a", 1)]).is_empty());
+        assert!(plan(&mut ledger, t0, &[file("/in/a", 1)]).is_empty());
         // It grew: a new version, counted from one again.
-        assert!(ledger.plan(t0 + ms(10), &[file("/in/a", 2)]).is_empty());
-        let ready = ledger.plan(t0 + ms(20), &[file("/in/a", 2)]);
+        assert!(plan(&mut ledger, t0 + ms(10), &[file("/in/a", 2)]).is_empty());
+        let ready = plan(&mut ledger, t0 + ms(20), &[file("/in/a", 2)]);
         assert_eq!(ready, vec![file("/in/a", 2).version]);
         ledger.begin_claim(&file("/in/a", 2).version);
         // In flight: never planned twice.
-        assert!(ledger.plan(t0 + ms(30), &[file("/in/a", 2)]).is_empty());
+        assert!(plan(&mut ledger, t0 + ms(30), &[file("/in/a", 2)]).is_empty());
     }
 
     #[test]
@@ -638,15 +741,13 @@ mod tests {
         };
         let mut ledger = Ledger::new(policy, vec![], t0);
         let a = file("/in/a", 1);
-        assert!(ledger.plan(t0, std::slice::from_ref(&a)).is_empty());
+        assert!(plan(&mut ledger, t0, std::slice::from_ref(&a)).is_empty());
         assert!(
-            ledger
-                .plan(t0 + ms(600), std::slice::from_ref(&a))
-                .is_empty(),
+            plan(&mut ledger, t0 + ms(600), std::slice::from_ref(&a)).is_empty(),
             "no marker yet"
         );
         let marker = file("/in/a.done", 0);
-        let ready = ledger.plan(t0 + ms(700), &[a.clone(), marker]);
+        let ready = plan(&mut ledger, t0 + ms(700), &[a.clone(), marker]);
         assert_eq!(
             ready,
             vec![a.version],
@@ -672,7 +773,10 @@ mod tests {
         let mut ledger = Ledger::new(policy, vec![], t0);
         let a = file("/in/a", 1);
         let v = a.version.clone();
-        assert_eq!(ledger.plan(t0, std::slice::from_ref(&a)), vec![v.clone()]);
+        assert_eq!(
+            plan(&mut ledger, t0, std::slice::from_ref(&a)),
+            vec![v.clone()]
+        );
         assert!(ledger.on_claim(&v, &claimed(1)).is_some());
         let (update, after) = ledger.on_outcome(t0, &v, Outcome::Failed("boom".into()));
         assert_eq!(after, Some(AfterFailure::RetryAt(t0 + ms(100))));
@@ -684,13 +788,11 @@ mod tests {
             }
         ));
         assert!(
-            ledger
-                .plan(t0 + ms(99), std::slice::from_ref(&a))
-                .is_empty(),
+            plan(&mut ledger, t0 + ms(99), std::slice::from_ref(&a)).is_empty(),
             "backing off"
         );
         assert_eq!(
-            ledger.plan(t0 + ms(100), std::slice::from_ref(&a)),
+            plan(&mut ledger, t0 + ms(100), std::slice::from_ref(&a)),
             vec![v.clone()]
         );
         let dispatch = ledger.on_claim(&v, &claimed(2)).unwrap();
@@ -703,7 +805,10 @@ mod tests {
         assert!(
             matches!(update, LedgerUpdate::Set { state: LedgerState::Error, error: Some(ref e), .. } if e == "boom")
         );
-        assert!(ledger.plan(t0 + ms(5000), &[a]).is_empty(), "never again");
+        assert!(
+            plan(&mut ledger, t0 + ms(5000), &[a]).is_empty(),
+            "never again"
+        );
     }
 
     #[test]
@@ -730,7 +835,7 @@ mod tests {
         ];
         // A version the ledger knows was stable once: no second listing needed.
         assert_eq!(
-            ledger.plan(t0, &listing),
+            plan(&mut ledger, t0, &listing),
             vec![file("/in/claimed", 1).version]
         );
         assert_eq!(
@@ -764,10 +869,13 @@ mod tests {
         );
         let a = file("/in/a", 1);
         let b = file("/in/b", 1);
-        assert_eq!(ledger.plan(t0, &[a.clone(), b.clone()]).len(), 2);
+        assert_eq!(plan(&mut ledger, t0, &[a.clone(), b.clone()]).len(), 2);
         assert_eq!(ledger.on_claim(&a.version, &ClaimOutcome::Settled), None);
         ledger.on_claim_failed(&b.version);
-        assert_eq!(ledger.plan(t0, &[a.clone(), b.clone()]), vec![b.version]);
+        assert_eq!(
+            plan(&mut ledger, t0, &[a.clone(), b.clone()]),
+            vec![b.version]
+        );
         assert!(ledger.state(&a.version).unwrap().is_settled());
     }
 

@@ -85,14 +85,14 @@ pub use history::{LedgerEvent, LedgerHistory, within_ms};
 pub use ids::{Fence, GroupId, IdError, Incarnation, MAX_ID_LEN, MemberId, Term};
 pub use ledger::{
     AfterFailure, Dispatch, FileVersion, Ledger, LedgerPolicy, LedgerRecord, LedgerState,
-    LedgerUpdate, ListedFile, Outcome, RetryPolicy, Stability,
+    LedgerUpdate, ListedFile, Outcome, Planned, RetryPolicy, Stability,
 };
 pub use names::{NameError, check_name, escape_for_log, join_remote, local_target};
 pub use requests::{Redrive, RequestStore};
 pub use settings::{PasswordSource, Secret, TlsMode};
 pub use store::{
     ClaimOutcome, CoordinationStore, GroupView, HeartbeatRequest, HolderView, MemberStatus,
-    Observation, OwnRow, StoreError, TakeoverOutcome, TakeoverRequest,
+    Observation, OwnRow, StaleRow, StoreError, TakeoverOutcome, TakeoverRequest,
 };
 pub use stored::{
     LEDGER_CHUNK_VERSIONS, LEDGER_MAX_PATH_BYTES, LEDGER_PAGE_ROWS, SkippedRows, StoredLedgerRow,

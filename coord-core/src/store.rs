@@ -116,6 +116,17 @@ pub enum ClaimOutcome {
     Settled,
 }
 
+/// A settled ledger row and the time of its last write, for the retention walk
+/// ([`CoordinationStore::stale_settled`]): rows are ordered by `(updated_at_ms, version)` in
+/// each store's key order, and a row is also the cursor that continues the walk after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaleRow {
+    /// The version.
+    pub version: FileVersion,
+    /// When its row was last written, by the store's clock: milliseconds since the epoch.
+    pub updated_at_ms: i64,
+}
+
 /// Why a store operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -290,11 +301,36 @@ pub trait CoordinationStore: Send + Sync {
         incarnation: Incarnation,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Every ledger record of the group (the leader loads it once when it takes over).
+    /// The ledger records of the group that have work left: claimed, failed and handled
+    /// (the leader loads them once when it takes over). Settled rows (done, error) are not
+    /// loaded: the leader looks up those of the versions it lists
+    /// ([`CoordinationStore::lookup_ledger`]), so its memory follows its directory, not the
+    /// ledger's history.
     fn load_ledger(
         &self,
         group: &GroupId,
     ) -> impl Future<Output = Result<Vec<LedgerRecord>, StoreError>> + Send;
+
+    /// The records of these versions that exist, in any state and in no particular order
+    /// (a version without a row is simply absent). A read: nothing is written, nothing fenced.
+    fn lookup_ledger(
+        &self,
+        group: &GroupId,
+        versions: &[FileVersion],
+    ) -> impl Future<Output = Result<Vec<LedgerRecord>, StoreError>> + Send;
+
+    /// Settled rows (done, error) whose last write is older than `older_than` by the store's
+    /// clock, oldest first, at most `limit`, after `after` in that order (a walk of pages:
+    /// pass the last row of the previous page). The leader forgets those it does not list
+    /// (retention). A store that keeps no write times answers an empty page, and keeps its
+    /// settled rows until an operator forgets them.
+    fn stale_settled(
+        &self,
+        group: &GroupId,
+        older_than: Duration,
+        after: Option<&StaleRow>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<StaleRow>, StoreError>> + Send;
 
     /// Claim versions for dispatch, fenced, in one atomic step. For each version: a new
     /// version is inserted as claimed (attempt 1); one that is claimed or failed becomes

@@ -215,7 +215,25 @@ impl CoordinationStore for MySqlStore {
     }
 
     async fn load_ledger(&self, group: &GroupId) -> Result<Vec<LedgerRecord>, StoreError> {
-        ledger::load(self, group).await
+        ledger::load(self, group, true).await
+    }
+
+    async fn lookup_ledger(
+        &self,
+        group: &GroupId,
+        versions: &[FileVersion],
+    ) -> Result<Vec<LedgerRecord>, StoreError> {
+        ledger::lookup(self, group, versions).await
+    }
+
+    async fn stale_settled(
+        &self,
+        group: &GroupId,
+        older_than: std::time::Duration,
+        after: Option<&coord_core::StaleRow>,
+        limit: usize,
+    ) -> Result<Vec<coord_core::StaleRow>, StoreError> {
+        ledger::stale_settled(self, group, older_than, after, limit).await
     }
 
     /// Cut into chunks of at most `CHUNK_VERSIONS` versions (and a bounded amount of SQL),

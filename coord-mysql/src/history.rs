@@ -60,4 +60,8 @@ impl LedgerHistory for MySqlStore {
         })
         .await
     }
+
+    async fn rows(&self, group: &GroupId) -> Result<Vec<coord_core::LedgerRecord>, StoreError> {
+        crate::ledger::load(self, group, false).await
+    }
 }

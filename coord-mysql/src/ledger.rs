@@ -153,6 +153,7 @@ fn chunks<T>(items: Vec<T>, bytes: impl Fn(&T) -> usize) -> Vec<Vec<T>> {
 pub(crate) async fn load(
     store: &MySqlStore,
     group: &GroupId,
+    open_only: bool,
 ) -> Result<Vec<LedgerRecord>, StoreError> {
     let mut records = Vec::new();
     let mut skipped = SkippedRows::default();
@@ -163,7 +164,7 @@ pub(crate) async fn load(
                 "load ledger",
                 group.as_str(),
                 None,
-                async |conn: &mut Conn| load_page(conn, group, after.as_ref()).await,
+                async |conn: &mut Conn| load_page(conn, group, open_only, after.as_ref()).await,
             )
             .await?;
         let full = page.len() >= LOAD_PAGE_ROWS;
@@ -187,6 +188,7 @@ pub(crate) async fn load(
 async fn load_page(
     conn: &mut Conn,
     group: &GroupId,
+    open_only: bool,
     after: Option<&Key>,
 ) -> Result<Vec<(Key, Result<StoredLedgerRow, String>)>, Failure> {
     // The OR form (not a row comparison) is what the range optimizer of both servers turns
@@ -201,9 +203,14 @@ async fn load_page(
             )
         }
     };
+    let open = if open_only {
+        " AND state IN ('claimed', 'failed', 'handled')"
+    } else {
+        ""
+    };
     let query = format!(
         "SELECT path, size, mtime_ms, state, term, attempts, last_error, path_hash, detail \
-         FROM processed_file WHERE group_id = {}{after} \
+         FROM processed_file WHERE group_id = {}{open}{after} \
          ORDER BY path_hash, size, mtime_ms LIMIT {LOAD_PAGE_ROWS}",
         text(group.as_str())
     );
@@ -222,6 +229,129 @@ async fn load_page(
             Ok(((hash, size, mtime), stored_row(row)))
         })
         .collect()
+}
+
+/// The rows of these versions that exist, in chunks of at most [`CHUNK_VERSIONS`] versions
+/// (one read each); rows that cannot be decoded are skipped and counted, as in [`load`].
+pub(crate) async fn lookup(
+    store: &MySqlStore,
+    group: &GroupId,
+    versions: &[FileVersion],
+) -> Result<Vec<LedgerRecord>, StoreError> {
+    let mut unique: Vec<VersionSql> = Vec::with_capacity(versions.len());
+    let mut seen = std::collections::HashSet::new();
+    for version in versions {
+        let v = VersionSql::new(version).map_err(|f| {
+            crate::error::store_error(
+                "lookup ledger",
+                group.as_str(),
+                store.settings().statement_timeout,
+                f,
+            )
+        })?;
+        if seen.insert(v.key.clone()) {
+            unique.push(v);
+        }
+    }
+    let mut records = Vec::new();
+    let mut skipped = SkippedRows::default();
+    for chunk in chunks(unique, |v| v.path_bytes) {
+        let conditions: Vec<String> = chunk.iter().map(VersionSql::key_condition).collect();
+        let query = format!(
+            "SELECT path, size, mtime_ms, state, term, attempts, last_error, path_hash, detail \
+             FROM processed_file WHERE group_id = {} AND ({})",
+            text(group.as_str()),
+            conditions.join(" OR ")
+        );
+        let rows = store
+            .run(
+                "lookup ledger",
+                group.as_str(),
+                None,
+                async |conn: &mut Conn| {
+                    crate::store::round_trip("lookup ledger");
+                    let rows: Vec<Row> = conn.query(query).await?;
+                    Ok(rows)
+                },
+            )
+            .await?;
+        for row in rows {
+            let key = (peek(&row, 7), peek(&row, 1), peek(&row, 2));
+            let (Ok(hash), Ok(size), Ok(mtime)) = key else {
+                continue;
+            };
+            let (hash, size, mtime): (String, i64, i64) = (hash, size, mtime);
+            skipped.decode_into(&mut records, (&hash, size, mtime), stored_row(row));
+        }
+    }
+    if let Some(message) = skipped.message(group.as_str()) {
+        tracing::warn!(group = group.as_str(), skipped = skipped.count, "{message}");
+    }
+    Ok(records)
+}
+
+/// Settled rows last written more than `older_than` ago by the server's clock, oldest first,
+/// after `after`: one read.
+pub(crate) async fn stale_settled(
+    store: &MySqlStore,
+    group: &GroupId,
+    older_than: std::time::Duration,
+    after: Option<&coord_core::StaleRow>,
+    limit: usize,
+) -> Result<Vec<coord_core::StaleRow>, StoreError> {
+    let timeout = store.settings().statement_timeout;
+    let after = match after {
+        None => String::new(),
+        Some(row) => {
+            let v = VersionSql::new(&row.version)
+                .map_err(|f| crate::error::store_error("stale rows", group.as_str(), timeout, f))?;
+            let at = format!(
+                "DATE_ADD('1970-01-01 00:00:00.000', INTERVAL {} MICROSECOND)",
+                row.updated_at_ms.saturating_mul(1000)
+            );
+            format!(
+                " AND (updated_at > {at} OR (updated_at = {at} AND (path_hash > {h} \
+                 OR (path_hash = {h} AND (size > {s} OR (size = {s} AND mtime_ms > {m}))))))",
+                h = v.hash,
+                s = v.key.1,
+                m = v.key.2
+            )
+        }
+    };
+    let micros = i64::try_from(older_than.as_micros()).unwrap_or(i64::MAX);
+    let query = format!(
+        "SELECT path, size, mtime_ms, \
+         TIMESTAMPDIFF(MICROSECOND, '1970-01-01', updated_at) DIV 1000 \
+         FROM processed_file WHERE group_id = {} AND state IN ('done', 'error') \
+         AND updated_at < UTC_TIMESTAMP(3) - INTERVAL {micros} MICROSECOND{after} \
+         ORDER BY updated_at, path_hash, size, mtime_ms LIMIT {limit}",
+        text(group.as_str())
+    );
+    let rows = store
+        .run(
+            "stale rows",
+            group.as_str(),
+            None,
+            async |conn: &mut Conn| {
+                crate::store::round_trip("stale rows");
+                let rows: Vec<(Vec<u8>, i64, i64, i64)> = conn.query(query).await?;
+                Ok(rows)
+            },
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(path, size, mtime_ms, at)| {
+            Some(coord_core::StaleRow {
+                version: FileVersion {
+                    path: String::from_utf8(path).ok()?,
+                    size: u64::try_from(size).ok()?,
+                    mtime_ms,
+                },
+                updated_at_ms: at,
+            })
+        })
+        .collect())
 }
 
 /// The columns of a `load_page` row, read without trusting their contents.

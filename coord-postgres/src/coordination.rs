@@ -186,7 +186,25 @@ impl CoordinationStore for PgStore {
     }
 
     async fn load_ledger(&self, group: &GroupId) -> Result<Vec<LedgerRecord>, StoreError> {
-        ledger::load(self, group.as_str()).await
+        ledger::load(self, group.as_str(), true).await
+    }
+
+    async fn lookup_ledger(
+        &self,
+        group: &GroupId,
+        versions: &[FileVersion],
+    ) -> Result<Vec<LedgerRecord>, StoreError> {
+        ledger::lookup(self, group.as_str(), versions).await
+    }
+
+    async fn stale_settled(
+        &self,
+        group: &GroupId,
+        older_than: std::time::Duration,
+        after: Option<&coord_core::StaleRow>,
+        limit: usize,
+    ) -> Result<Vec<coord_core::StaleRow>, StoreError> {
+        ledger::stale_settled(self, group.as_str(), older_than, after, limit).await
     }
 
     async fn claim(

@@ -64,4 +64,8 @@ impl LedgerHistory for PgStore {
             })
             .collect())
     }
+
+    async fn rows(&self, group: &GroupId) -> Result<Vec<coord_core::LedgerRecord>, StoreError> {
+        crate::ledger::load(self, group.as_str(), false).await
+    }
 }

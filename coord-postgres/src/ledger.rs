@@ -75,7 +75,16 @@ type Key = (String, i64, i64);
 /// pages are separate reads (only the fenced leader writes the group's rows, and it loads
 /// before it writes); every row present throughout the load is returned exactly once, or
 /// skipped and counted when it cannot be decoded.
-pub(crate) async fn load(store: &PgStore, group: &str) -> Result<Vec<LedgerRecord>, StoreError> {
+pub(crate) async fn load(
+    store: &PgStore,
+    group: &str,
+    open_only: bool,
+) -> Result<Vec<LedgerRecord>, StoreError> {
+    let statement = if open_only {
+        sql::LOAD_LEDGER_PAGE
+    } else {
+        sql::ALL_LEDGER_PAGE
+    };
     let mut records = Vec::new();
     let mut skipped = SkippedRows::default();
     let mut after: Key = (String::new(), i64::MIN, i64::MIN);
@@ -85,7 +94,7 @@ pub(crate) async fn load(store: &PgStore, group: &str) -> Result<Vec<LedgerRecor
             .query(
                 "load ledger",
                 group,
-                sql::LOAD_LEDGER_PAGE,
+                statement,
                 &[&group, &after.0, &after.1, &after.2, &page_rows],
             )
             .await?;
@@ -110,6 +119,96 @@ pub(crate) async fn load(store: &PgStore, group: &str) -> Result<Vec<LedgerRecor
         tracing::warn!(group, skipped = skipped.count, "{message}");
     }
     Ok(records)
+}
+
+/// The rows of these versions that exist: one read per chunk of at most `CHUNK_VERSIONS`
+/// distinct versions; rows that cannot be decoded are skipped and counted, as in [`load`].
+pub(crate) async fn lookup(
+    store: &PgStore,
+    group: &str,
+    versions: &[FileVersion],
+) -> Result<Vec<LedgerRecord>, StoreError> {
+    let mut keys: Vec<Key> = Vec::with_capacity(versions.len());
+    let mut seen = std::collections::HashSet::new();
+    for version in versions {
+        let key = key_of("lookup ledger", group, version)?;
+        if seen.insert(key.clone()) {
+            keys.push(key);
+        }
+    }
+    let mut records = Vec::new();
+    let mut skipped = SkippedRows::default();
+    for chunk in keys.chunks(CHUNK_VERSIONS) {
+        let hashes: Vec<&str> = chunk.iter().map(|k| k.0.as_str()).collect();
+        let sizes: Vec<i64> = chunk.iter().map(|k| k.1).collect();
+        let mtimes: Vec<i64> = chunk.iter().map(|k| k.2).collect();
+        let rows = store
+            .query(
+                "lookup ledger",
+                group,
+                sql::LOOKUP_LEDGER,
+                &[&group, &hashes, &sizes, &mtimes],
+            )
+            .await?;
+        for row in &rows {
+            let Ok(key) = row_key(row) else {
+                continue;
+            };
+            skipped.decode_into(&mut records, (&key.0, key.1, key.2), stored_row(row));
+        }
+    }
+    if let Some(message) = skipped.message(group) {
+        tracing::warn!(group, skipped = skipped.count, "{message}");
+    }
+    Ok(records)
+}
+
+/// Settled rows last written more than `older_than` ago by the server's clock, oldest first,
+/// after `after`: one read.
+pub(crate) async fn stale_settled(
+    store: &PgStore,
+    group: &str,
+    older_than: std::time::Duration,
+    after: Option<&coord_core::StaleRow>,
+    limit: usize,
+) -> Result<Vec<coord_core::StaleRow>, StoreError> {
+    let cursor = after
+        .map(|row| key_of("stale rows", group, &row.version).map(|k| (row.updated_at_ms, k)))
+        .transpose()?;
+    let at: Option<i64> = cursor.as_ref().map(|c| c.0);
+    let hash: Option<&str> = cursor.as_ref().map(|c| c.1.0.as_str());
+    let size: Option<i64> = cursor.as_ref().map(|c| c.1.1);
+    let mtime: Option<i64> = cursor.as_ref().map(|c| c.1.2);
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = store
+        .query(
+            "stale rows",
+            group,
+            sql::STALE_SETTLED,
+            &[
+                &group,
+                &older_than.as_secs_f64(),
+                &at,
+                &hash,
+                &size,
+                &mtime,
+                &limit,
+            ],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .filter_map(|row| {
+            Some(coord_core::StaleRow {
+                version: FileVersion {
+                    path: row.try_get(0).ok()?,
+                    size: u64::try_from(row.try_get::<_, i64>(1).ok()?).ok()?,
+                    mtime_ms: row.try_get(2).ok()?,
+                },
+                updated_at_ms: row.try_get(3).ok()?,
+            })
+        })
+        .collect())
 }
 
 fn row_key(row: &Row) -> Result<Key, String> {

@@ -72,9 +72,42 @@ pub(crate) const LEAVE: &str =
 pub(crate) const LOAD_LEDGER_PAGE: &str = "
 SELECT path, size, mtime_ms, state::text, term, attempts, last_error, path_hash::text, detail
 FROM processed_file
+WHERE group_id = $1 AND state IN ('claimed', 'failed', 'handled')
+  AND (path_hash, size, mtime_ms) > ($2::text::bpchar, $3::bigint, $4::bigint)
+ORDER BY path_hash, size, mtime_ms
+LIMIT $5";
+
+/// Every row of the group (operators' listings), in pages like `LOAD_LEDGER_PAGE`.
+pub(crate) const ALL_LEDGER_PAGE: &str = "
+SELECT path, size, mtime_ms, state::text, term, attempts, last_error, path_hash::text, detail
+FROM processed_file
 WHERE group_id = $1 AND (path_hash, size, mtime_ms) > ($2::text::bpchar, $3::bigint, $4::bigint)
 ORDER BY path_hash, size, mtime_ms
 LIMIT $5";
+
+/// The rows of the versions given as arrays (hash, size, mtime), same columns as a load page.
+pub(crate) const LOOKUP_LEDGER: &str = "
+SELECT p.path, p.size, p.mtime_ms, p.state::text, p.term, p.attempts, p.last_error,
+       p.path_hash::text, p.detail
+FROM processed_file p
+JOIN unnest($2::text[], $3::bigint[], $4::bigint[]) AS t(path_hash, size, mtime_ms)
+  ON p.path_hash = t.path_hash::bpchar AND p.size = t.size AND p.mtime_ms = t.mtime_ms
+WHERE p.group_id = $1";
+
+/// Settled rows last written more than $2 seconds ago by the server's clock, oldest first,
+/// after the row ($3 ms since the epoch, $4 hash, $5 size, $6 mtime) when $3 is not null.
+pub(crate) const STALE_SETTLED: &str = "
+SELECT path, size, mtime_ms,
+       (extract(epoch FROM updated_at) * 1000)::bigint AS at_ms
+FROM processed_file
+WHERE group_id = $1 AND state IN ('done', 'error')
+  AND updated_at < (clock_timestamp() AT TIME ZONE 'UTC') - make_interval(secs => $2::float8)
+  AND ($3::bigint IS NULL
+       OR (updated_at, path_hash, size, mtime_ms) >
+          (timestamp 'epoch' + $3::bigint * interval '1 millisecond', $4::text::bpchar,
+           $5::bigint, $6::bigint))
+ORDER BY updated_at, path_hash, size, mtime_ms
+LIMIT $7";
 
 /// The fence, as a CTE: the token row still names this member, incarnation and term and is
 /// not released. FOR SHARE holds the row until the statement commits, so a takeover cannot

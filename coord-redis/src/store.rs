@@ -52,6 +52,31 @@ fn age(now_us: i64, at_us: i64) -> Duration {
 }
 
 impl RedisStore {
+    /// One read command under the operation timeout.
+    async fn read<T: FromRedisValue>(
+        &self,
+        operation: &'static str,
+        group: &GroupId,
+        cmd: redis::Cmd,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.conn.clone();
+        match tokio::time::timeout(self.op_timeout, cmd.query_async::<T>(&mut conn)).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(store_error(
+                operation,
+                group.as_str(),
+                &e,
+                self.op_timeout,
+                &self.secrets,
+            )),
+            Err(_) => Err(StoreError::Timeout {
+                operation,
+                group: group.to_string(),
+                after: self.op_timeout,
+            }),
+        }
+    }
+
     /// Opens the connection (within `connect_timeout`) and checks that the server answers.
     /// Errors are [`StoreError::Connect`]: transient when the server is down, unreachable or
     /// slow; not transient for invalid settings or refused credentials.
@@ -296,39 +321,63 @@ impl CoordinationStore for RedisStore {
     }
 
     /// One `HGETALL` of the group's ledger hash (atomic; it holds the server for about a
-    /// millisecond per 10,000 records).
+    /// millisecond per 10,000 records); the rows with work left are kept. (A hash has no
+    /// index by state: the settled rows cross the network at each takeover, and are dropped
+    /// here.)
     async fn load_ledger(&self, group: &GroupId) -> Result<Vec<LedgerRecord>, StoreError> {
         let keys = self.keys(group);
-        let mut conn = self.conn.clone();
         let mut cmd = redis::cmd("HGETALL");
         cmd.arg(&keys.ledger);
-        let hgetall = cmd.query_async::<Vec<(String, String)>>(&mut conn);
-        let pairs = match tokio::time::timeout(self.op_timeout, hgetall).await {
-            Ok(Ok(pairs)) => pairs,
-            Ok(Err(e)) => {
-                return Err(store_error(
-                    "load_ledger",
-                    group.as_str(),
-                    &e,
-                    self.op_timeout,
-                    &self.secrets,
-                ));
+        let pairs: Vec<(String, String)> = self.read("load_ledger", group, cmd).await?;
+        let mut records = Vec::new();
+        for (field, value) in &pairs {
+            let record = keys::parse_record(field, value)
+                .ok_or_else(|| malformed("load_ledger", group.as_str(), "ledger record"))?;
+            if !matches!(
+                record.state,
+                coord_core::LedgerState::Done | coord_core::LedgerState::Error
+            ) {
+                records.push(record);
             }
-            Err(_) => {
-                return Err(StoreError::Timeout {
-                    operation: "load_ledger",
-                    group: group.to_string(),
-                    after: self.op_timeout,
-                });
+        }
+        Ok(records)
+    }
+
+    /// `HMGET` of the versions' fields, in chunks of [`CHUNK_VERSIONS`].
+    async fn lookup_ledger(
+        &self,
+        group: &GroupId,
+        versions: &[FileVersion],
+    ) -> Result<Vec<LedgerRecord>, StoreError> {
+        let keys = self.keys(group);
+        let mut records = Vec::new();
+        for chunk in versions.chunks(CHUNK_VERSIONS) {
+            let fields: Vec<String> = chunk.iter().map(keys::version_field).collect();
+            let mut cmd = redis::cmd("HMGET");
+            cmd.arg(&keys.ledger).arg(&fields);
+            let values: Vec<Option<String>> = self.read("lookup_ledger", group, cmd).await?;
+            for (field, value) in fields.iter().zip(values) {
+                let Some(value) = value else { continue };
+                let record = keys::parse_record(field, &value)
+                    .ok_or_else(|| malformed("lookup_ledger", group.as_str(), "ledger record"))?;
+                records.push(record);
             }
-        };
-        pairs
-            .iter()
-            .map(|(field, value)| {
-                keys::parse_record(field, value)
-                    .ok_or_else(|| malformed("load_ledger", group.as_str(), "ledger record"))
-            })
-            .collect()
+        }
+        records.sort_by(|a, b| a.version.cmp(&b.version));
+        records.dedup_by(|a, b| a.version == b.version);
+        Ok(records)
+    }
+
+    /// The Redis store keeps no write times: it answers an empty page, and its settled rows
+    /// stay until an operator forgets them (`ftp-listener ledger forget`).
+    async fn stale_settled(
+        &self,
+        _group: &GroupId,
+        _older_than: Duration,
+        _after: Option<&coord_core::StaleRow>,
+        _limit: usize,
+    ) -> Result<Vec<coord_core::StaleRow>, StoreError> {
+        Ok(Vec::new())
     }
 
     /// Cut into calls of at most [`CHUNK_VERSIONS`] versions, each fenced and atomic, as the

@@ -74,7 +74,11 @@ async fn done_is_final_and_updates_apply_in_order() {
         .record(&fence, &[set(&v, LedgerState::Failed, Some("late"))])
         .await
         .unwrap();
-    let ledger = store.load_ledger(&fence.group).await.unwrap();
+    assert!(store.load_ledger(&fence.group).await.unwrap().is_empty());
+    let ledger = store
+        .lookup_ledger(&fence.group, std::slice::from_ref(&v))
+        .await
+        .unwrap();
     assert_eq!(ledger.len(), 1);
     assert_eq!(
         (

@@ -78,4 +78,8 @@ impl LedgerHistory for SqliteStore {
             })
             .collect())
     }
+
+    async fn rows(&self, group: &GroupId) -> Result<Vec<coord_core::LedgerRecord>, StoreError> {
+        crate::ledger::load(self, group, false).await
+    }
 }

@@ -87,7 +87,13 @@ fn key<'a>(
 pub(crate) async fn load(
     store: &SqliteStore,
     group: &GroupId,
+    open_only: bool,
 ) -> Result<Vec<LedgerRecord>, StoreError> {
+    let statement = if open_only {
+        sql::LOAD_LEDGER_PAGE
+    } else {
+        sql::ALL_LEDGER_PAGE
+    };
     let mut records = Vec::new();
     let mut skipped = SkippedRows::default();
     let mut after: (String, i64, i64) = (String::new(), i64::MIN, i64::MIN);
@@ -99,7 +105,7 @@ pub(crate) async fn load(
                 Leftover::Nothing,
                 async |conn| {
                     store.trip();
-                    sqlx::query(sql::LOAD_LEDGER_PAGE)
+                    sqlx::query(statement)
                         .bind(group.as_str())
                         .bind(&after.0)
                         .bind(after.1)
@@ -129,6 +135,102 @@ pub(crate) async fn load(
         tracing::warn!(group = group.as_str(), skipped = skipped.count, "{message}");
     }
     Ok(records)
+}
+
+/// The rows of these versions that exist: one read per chunk of at most [`CHUNK_VERSIONS`]
+/// versions; rows that cannot be decoded are skipped and counted, as in [`load`].
+pub(crate) async fn lookup(
+    store: &SqliteStore,
+    group: &GroupId,
+    versions: &[FileVersion],
+) -> Result<Vec<LedgerRecord>, StoreError> {
+    let mut keys = Vec::with_capacity(versions.len());
+    for version in versions {
+        keys.push(key("lookup ledger", group, version)?);
+    }
+    let mut records = Vec::new();
+    let mut skipped = SkippedRows::default();
+    for chunk in keys.chunks(CHUNK_VERSIONS) {
+        let batch =
+            serde_json::Value::Array(chunk.iter().map(|k| element(k).into()).collect()).to_string();
+        let rows = store
+            .call(
+                "lookup ledger",
+                group.as_str(),
+                Leftover::Nothing,
+                async |conn| {
+                    store.trip();
+                    sqlx::query(sql::LOOKUP_LEDGER)
+                        .bind(group.as_str())
+                        .bind(&batch)
+                        .fetch_all(&mut **conn)
+                        .await
+                },
+            )
+            .await?;
+        for row in &rows {
+            let Ok(k) = row_key(row) else {
+                continue;
+            };
+            skipped.decode_into(&mut records, (&k.0, k.1, k.2), stored_row(row));
+        }
+    }
+    if let Some(message) = skipped.message(group.as_str()) {
+        tracing::warn!(group = group.as_str(), skipped = skipped.count, "{message}");
+    }
+    // A version asked twice is answered once.
+    records.sort_by(|a, b| a.version.cmp(&b.version));
+    records.dedup_by(|a, b| a.version == b.version);
+    Ok(records)
+}
+
+/// Settled rows last written more than `older_than` ago by SQLite's clock, oldest first,
+/// after `after`: one read.
+pub(crate) async fn stale_settled(
+    store: &SqliteStore,
+    group: &GroupId,
+    older_than: std::time::Duration,
+    after: Option<&coord_core::StaleRow>,
+    limit: usize,
+) -> Result<Vec<coord_core::StaleRow>, StoreError> {
+    let cursor = after
+        .map(|row| key("stale rows", group, &row.version).map(|k| (row.updated_at_ms, k)))
+        .transpose()?;
+    let older_ms = i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX);
+    let rows = store
+        .call(
+            "stale rows",
+            group.as_str(),
+            Leftover::Nothing,
+            async |conn| {
+                store.trip();
+                sqlx::query(sql::STALE_SETTLED)
+                    .bind(group.as_str())
+                    .bind(older_ms)
+                    .bind(cursor.as_ref().map(|c| c.0))
+                    .bind(cursor.as_ref().map(|c| c.1.hash.clone()))
+                    .bind(cursor.as_ref().map(|c| c.1.size))
+                    .bind(cursor.as_ref().map(|c| c.1.mtime_ms))
+                    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                    .fetch_all(&mut **conn)
+                    .await
+            },
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .filter_map(|row| {
+            let path: Vec<u8> = row.try_get(0).ok()?;
+            Some(coord_core::StaleRow {
+                version: FileVersion {
+                    path: String::from_utf8(path).ok()?,
+                    size: u64::try_from(row.try_get::<i64, _>(1).ok()?).ok()?,
+                    mtime_ms: row.try_get(2).ok()?,
+                },
+                updated_at_ms: row.try_get(3).ok()?,
+            })
+        })
+        .collect())
 }
 
 fn row_key(row: &sqlx::sqlite::SqliteRow) -> Result<(String, i64, i64), sqlx::Error> {

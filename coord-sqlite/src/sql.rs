@@ -126,8 +126,35 @@ pub(crate) const LOAD_LEDGER_PAGE: &str = "SELECT CAST(path AS BLOB), size, mtim
      CAST(state AS BLOB), term, attempts, CAST(last_error AS BLOB), path_hash, \
      CAST(detail AS BLOB) \
      FROM processed_file WHERE group_id = ?1 \
+     AND state IN ('claimed', 'failed', 'handled') \
      AND (path_hash, size, mtime_ms) > (?2, ?3, ?4) \
      ORDER BY path_hash, size, mtime_ms LIMIT ?5";
+
+/// Every row of the group (operators' listings), in pages like `LOAD_LEDGER_PAGE`.
+pub(crate) const ALL_LEDGER_PAGE: &str = "SELECT CAST(path AS BLOB), size, mtime_ms, \
+     CAST(state AS BLOB), term, attempts, CAST(last_error AS BLOB), path_hash, \
+     CAST(detail AS BLOB) \
+     FROM processed_file WHERE group_id = ?1 \
+     AND (path_hash, size, mtime_ms) > (?2, ?3, ?4) \
+     ORDER BY path_hash, size, mtime_ms LIMIT ?5";
+
+/// The rows of the versions of the JSON array ?2 (`h`, `s`, `m`), same columns as a load page.
+pub(crate) const LOOKUP_LEDGER: &str = "SELECT CAST(p.path AS BLOB), p.size, p.mtime_ms, \
+     CAST(p.state AS BLOB), p.term, p.attempts, CAST(p.last_error AS BLOB), p.path_hash, \
+     CAST(p.detail AS BLOB) \
+     FROM json_each(?2) AS j CROSS JOIN processed_file AS p ON p.group_id = ?1 \
+     AND p.path_hash = j.value ->> 'h' AND p.size = j.value ->> 's' \
+     AND p.mtime_ms = j.value ->> 'm'";
+
+/// Settled rows last written more than ?2 ms ago by SQLite's clock, oldest first, after the
+/// row (?3 written at, ?4 hash, ?5 size, ?6 mtime) when ?3 is not null; at most ?7.
+pub(crate) const STALE_SETTLED: &str = concat!(
+    "SELECT CAST(path AS BLOB), size, mtime_ms, updated_at FROM processed_file ",
+    "WHERE group_id = ?1 AND state IN ('done', 'error') AND updated_at < ",
+    now_ms!(),
+    " - ?2 AND (?3 IS NULL OR (updated_at, path_hash, size, mtime_ms) > (?3, ?4, ?5, ?6)) ",
+    "ORDER BY updated_at, path_hash, size, mtime_ms LIMIT ?7"
+);
 
 /// The history of a ledger batch (after its writes, in its transaction): one `ledger_event`
 /// row per version of the JSON array `$batch` whose `processed_file` row, as it is now,

@@ -171,9 +171,16 @@ async fn records_round_trip_through_another_store() {
         .await
         .unwrap();
 
-    let mut records = reader.load_ledger(&g).await.unwrap();
+    let all = [odd.clone(), long.clone(), unknown.clone()];
+    let mut records = reader.lookup_ledger(&g, &all).await.unwrap();
     records.sort_by(|x, y| x.version.cmp(&y.version));
     assert_eq!(records.len(), 3);
+    let open = reader.load_ledger(&g).await.unwrap();
+    assert_eq!(
+        open.iter().map(|r| &r.version).collect::<Vec<_>>(),
+        [&long],
+        "the load takes the rows with work left"
+    );
     let by_path = |p: &str| records.iter().find(|r| r.version.path == p).unwrap();
     let r = by_path(&odd.path);
     assert_eq!(r.version, odd);
@@ -189,7 +196,10 @@ async fn records_round_trip_through_another_store() {
         ..odd.clone()
     };
     assert_eq!(
-        writer.claim(&f, &[newer]).await.unwrap(),
+        writer
+            .claim(&f, std::slice::from_ref(&newer))
+            .await
+            .unwrap(),
         vec![CLAIMED_FRESH]
     );
 
@@ -198,10 +208,11 @@ async fn records_round_trip_through_another_store() {
         .record(&f, &[LedgerUpdate::Forget(long.clone())])
         .await
         .unwrap();
-    assert_eq!(reader.load_ledger(&g).await.unwrap().len(), 3);
+    let all = [odd.clone(), long.clone(), unknown.clone(), newer];
+    assert_eq!(reader.lookup_ledger(&g, &all).await.unwrap().len(), 3);
     assert!(
         reader
-            .load_ledger(&group("other"))
+            .lookup_ledger(&group("other"), &all)
             .await
             .unwrap()
             .is_empty()
@@ -228,7 +239,7 @@ async fn a_bad_update_in_a_batch_applies_nothing() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("5000 bytes"), "{err}");
-    assert!(store.load_ledger(&g).await.unwrap().is_empty());
+    assert!(store.lookup_ledger(&g, &[ok]).await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -249,7 +260,10 @@ async fn an_unknown_state_in_the_database_is_skipped_counted_and_logged() {
         "UPDATE processed_file SET state = 'weird' WHERE path = '/in/x'",
     )
     .await;
-    let loaded = store.load_ledger(&g).await.unwrap();
+    let loaded = store
+        .lookup_ledger(&g, &[version("/in/x", 1), version("/in/y", 1)])
+        .await
+        .unwrap();
     let paths: Vec<&str> = loaded.iter().map(|r| r.version.path.as_str()).collect();
     assert_eq!(paths, ["/in/y"]);
     assert!(logs_contain(
@@ -293,7 +307,8 @@ async fn a_statement_failing_mid_batch_rolls_back_the_whole_batch() {
         .await
         .unwrap_err();
     assert!(!err.is_transient(), "{err}");
-    assert!(store.load_ledger(&g).await.unwrap().is_empty());
+    let both = [version("/in/ok", 1), version("/in/bad", 1)];
+    assert!(store.lookup_ledger(&g, &both).await.unwrap().is_empty());
     // The store is still usable afterwards (no transaction left open on a pooled connection).
     exec(&mut conn, "DROP TRIGGER refuse").await;
     assert_eq!(
@@ -332,7 +347,10 @@ async fn batches_keep_order_and_duplicates_are_claimed_once() {
         )
         .await
         .unwrap();
-    let records = store.load_ledger(&g).await.unwrap();
+    let records = store
+        .lookup_ledger(&g, &[x.clone(), y.clone()])
+        .await
+        .unwrap();
     assert_eq!(records.len(), 1, "{records:?}");
     assert_eq!(records[0].version, x);
     assert_eq!(records[0].state, LedgerState::Done);
@@ -366,7 +384,14 @@ async fn a_large_batch_is_claimed_and_recorded_whole() {
     eprintln!("claim of {N}: {claimed:?}; record of {N}: {recorded:?}");
     let again = store.claim(&f, &versions).await.unwrap();
     assert!(again.iter().all(|o| *o == ClaimOutcome::Settled));
-    assert_eq!(store.load_ledger(&g).await.unwrap().len() as u64, N);
+    assert_eq!(
+        store.lookup_ledger(&g, &versions).await.unwrap().len() as u64,
+        N
+    );
+    assert!(
+        store.load_ledger(&g).await.unwrap().is_empty(),
+        "nothing left to do"
+    );
 }
 
 /// 50,000 new versions in one claim (chunks of 500 inside the store, each one call under its
@@ -409,13 +434,22 @@ async fn fifty_thousand_versions_are_claimed_in_one_call_and_loaded() {
         "sqlite: claim of {N} new versions {claimed:?}, load of {} rows {load:?}",
         loaded.len()
     );
-    assert_eq!(loaded.len() as u64, N - 1);
+    // The load takes the rows with work left: all but the done one (and the forgotten).
+    assert_eq!(loaded.len() as u64, N - 2);
     let mut paths: Vec<&str> = loaded.iter().map(|r| r.version.path.as_str()).collect();
     paths.sort_unstable();
     paths.dedup();
-    assert_eq!(paths.len() as u64, N - 1, "every row exactly once");
+    assert_eq!(paths.len() as u64, N - 2, "every row exactly once");
     let find = |x: &FileVersion| loaded.iter().find(|r| &r.version == x);
-    assert_eq!(find(&v(7)).unwrap().state, LedgerState::Done);
+    assert!(find(&v(7)).is_none(), "a done row is not loaded");
+    let done = store.lookup_ledger(&g, &[v(7), v(N - 1)]).await.unwrap();
+    assert_eq!(
+        done.iter()
+            .map(|r| (r.version.clone(), r.state))
+            .collect::<Vec<_>>(),
+        [(v(7), LedgerState::Done)],
+        "looked up: the done row, and nothing of the forgotten one"
+    );
     let failed = find(&v(42)).unwrap();
     assert_eq!(
         (failed.state, failed.attempts, failed.last_error.as_deref()),

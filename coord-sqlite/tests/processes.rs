@@ -118,7 +118,8 @@ async fn separate_processes_elect_one_leader_per_term() {
 
     let store = db.store().await;
     let g = GroupId::new(GROUP).unwrap();
-    let ledger = store.load_ledger(&g).await.unwrap();
+    let rounds: Vec<_> = (1..=n).map(|t| round_version(Term(t))).collect();
+    let ledger = store.lookup_ledger(&g, &rounds).await.unwrap();
     assert_eq!(ledger.len() as u64, n);
     for record in &ledger {
         assert_eq!(record.version, round_version(record.term));

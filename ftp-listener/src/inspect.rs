@@ -1,5 +1,5 @@
 //! `ftp-listener ledger list|show` and `status --json`: what an operator reads to answer
-//! "what happened to x.csv?". Read-only: one `load_ledger` or `observe` per listener (plus,
+//! "what happened to x.csv?". Read-only: one read of the ledger's rows or one `observe` per listener (plus,
 //! for `show`, one history read per version and, for `--since`, one read of the rows' times),
 //! never a write, so it is safe while a leader runs.
 
@@ -172,7 +172,7 @@ pub(crate) async fn ledger(
         }
         let store = connect_store(config, registry, false).await?;
         let group = GroupId::new(config.group.clone())?;
-        let mut rows = store.load_ledger(&group).await?;
+        let mut rows = history_of(&store, &config.name)?.rows(&group).await?;
         rows.sort_by(|a, b| a.version.cmp(&b.version));
         let updated: Option<HashMap<FileVersion, i64>> = match since {
             Some(within) => Some(
@@ -389,8 +389,8 @@ async fn redrive(
             );
         };
         let group = GroupId::new(config.group.clone())?;
-        let rows: Vec<LedgerRecord> = store
-            .load_ledger(&group)
+        let rows: Vec<LedgerRecord> = history_of(&store, &config.name)?
+            .rows(&group)
             .await?
             .into_iter()
             .filter(|r| matches(r, path.as_deref(), state.as_deref()))

@@ -280,7 +280,7 @@ fn paused_leader_is_fenced_after_it_resumes(db: Db) {
         ))
         .unwrap();
     let gid = GroupId::new(group.name.clone()).unwrap();
-    let ledger = rt.block_on(store.load_ledger(&gid)).unwrap();
+    let ledger = rt.block_on(store.history().unwrap().rows(&gid)).unwrap();
     let slow = ledger
         .iter()
         .find(|r| r.version.path.ends_with("slow.txt"))

@@ -57,7 +57,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use chaos_support::{Db, Group, LIMIT, LOCAL_SOURCE, Member, Scrape};
 use common::wait_for;
-use coord_core::{CoordinationStore, GroupId, LedgerState};
+use coord_core::{GroupId, LedgerState};
 
 const MEMBERS: [&str; 3] = ["node-a", "node-b", "node-c"];
 
@@ -622,7 +622,7 @@ fn chaos_files(db: Db, kind: SourceKind) {
         ))
         .unwrap();
     let gid = GroupId::new(group.name.clone()).unwrap();
-    let load = || rt.block_on(store.load_ledger(&gid)).unwrap();
+    let load = || rt.block_on(store.history().unwrap().rows(&gid)).unwrap();
     let all_done = wait_for(LIMIT, || {
         let l = load();
         (l.len() >= n && l.iter().all(|r| r.state == LedgerState::Done)).then_some(l)

@@ -185,6 +185,24 @@ impl CoordinationStore for Faulty {
         self.check("load_ledger")?;
         self.inner.load_ledger(g).await
     }
+    async fn lookup_ledger(
+        &self,
+        g: &GroupId,
+        v: &[FileVersion],
+    ) -> Result<Vec<LedgerRecord>, StoreError> {
+        self.check("lookup_ledger")?;
+        self.inner.lookup_ledger(g, v).await
+    }
+    async fn stale_settled(
+        &self,
+        g: &GroupId,
+        older_than: std::time::Duration,
+        after: Option<&coord_core::StaleRow>,
+        limit: usize,
+    ) -> Result<Vec<coord_core::StaleRow>, StoreError> {
+        self.check("stale_settled")?;
+        self.inner.stale_settled(g, older_than, after, limit).await
+    }
     async fn claim(&self, f: &Fence, v: &[FileVersion]) -> Result<Vec<ClaimOutcome>, StoreError> {
         self.check("claim")?;
         self.claims.fetch_add(1, Ordering::SeqCst);
@@ -672,9 +690,7 @@ async fn a_handler_written_in_rust_gets_text_context_and_change_events() {
     assert!(changes.iter().all(|c| c.fence.is_some()));
     // The detail a handler set reached the ledger and outlived the done record.
     let group = coord_core::GroupId::new("g").unwrap();
-    let rows = coord_core::CoordinationStore::load_ledger(store.as_ref(), &group)
-        .await
-        .unwrap();
+    let rows = store.inspect(|s| s.ledger_rows(&group));
     let detail = |name: &str| {
         rows.iter()
             .find(|r| r.version.path.ends_with(name))

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use coord_core::{
-    CoordinationStore, ElectionConfig, Fence, FileVersion, GroupId, Incarnation, LedgerState,
-    MemberId, Role, Term, Timing,
+    ElectionConfig, Fence, FileVersion, GroupId, Incarnation, LedgerState, MemberId, Role, Term,
+    Timing,
 };
 use listener::{
     Config, Delivery, ElectionDriver, Handler, LocalFs, Metrics, Poller, poll_settings,
@@ -128,7 +128,7 @@ async fn a_handled_file_gone_before_its_move_is_done_after_one_attempt() {
     let group = GroupId::new("g").unwrap();
     let deadline = Instant::now() + LIMIT;
     let record = loop {
-        let ledger = store.load_ledger(&group).await.unwrap();
+        let ledger = store.inspect(|s| s.ledger_rows(&group));
         if let Some(r) = ledger.iter().find(|r| r.state == LedgerState::Done) {
             break r.clone();
         }
@@ -139,7 +139,7 @@ async fn a_handled_file_gone_before_its_move_is_done_after_one_attempt() {
     assert_eq!(record.attempts, 1, "{record:?}");
     // Some more polls: it stays done, with no failed move and no second dispatch.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let ledger = store.load_ledger(&group).await.unwrap();
+    let ledger = store.inspect(|s| s.ledger_rows(&group));
     assert_eq!(ledger.len(), 1, "{ledger:?}");
     assert_eq!(ledger[0].state, LedgerState::Done, "{ledger:?}");
     assert_eq!(metrics.post_processing_failed.get(), 0);

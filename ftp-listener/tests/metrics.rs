@@ -265,7 +265,8 @@ source.path = "orders"
         Some(2.0),
         "2000 and 4000 bytes are at most 4 KiB: {buckets:?}"
     );
-    // The leader's ledger mirror, one series per state; it tracks the four versions.
+    // The leader's ledger mirror, one series per state; it holds at most the four versions
+    // (those done and moved away leave it at the next listing).
     let tracked: f64 = ["new", "claimed", "handled", "done", "failed", "error"]
         .iter()
         .map(|state| {
@@ -276,7 +277,7 @@ source.path = "orders"
             .unwrap_or_else(|| panic!("ftpl_ledger_rows {state}: {text}"))
         })
         .sum();
-    assert_eq!(tracked, N as f64, "{text}");
+    assert!(tracked <= N as f64, "{text}");
 
     // OpenMetrics for a scraper that asks for it.
     let open = get_with(

@@ -63,6 +63,8 @@ enum Done {
     Loaded(OpId, Result<Vec<LedgerRecord>, StoreError>),
     Claimed(OpId, Result<Vec<coord_core::ClaimOutcome>, StoreError>),
     Recorded(OpId, Result<(), StoreError>),
+    LookedUp(OpId, Result<Vec<LedgerRecord>, StoreError>),
+    Stale(OpId, Result<Vec<coord_core::StaleRow>, StoreError>),
     Listed(
         OpId,
         Result<Vec<ListedFile>, String>,
@@ -277,6 +279,8 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
             Done::Loaded(op, r) => worker.handle_loaded(now, op, r),
             Done::Claimed(op, r) => worker.handle_claimed(now, op, r),
             Done::Recorded(op, r) => worker.handle_recorded(now, op, r),
+            Done::LookedUp(op, r) => worker.handle_looked_up(now, op, r),
+            Done::Stale(op, r) => worker.handle_stale(now, op, r),
             Done::Listed(op, r, requests) => {
                 // Operators' requests first: a version redriven here is new work in this
                 // very listing.
@@ -341,6 +345,32 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
                         op,
                         bounded("claim", &fence, timeout, store.claim(&fence, &versions)).await,
                     )
+                });
+            }
+            WorkAction::Lookup { op, versions } => {
+                let Some(fence) = lease.cloned() else {
+                    return;
+                };
+                let store = self.store.clone();
+                spawn_in_span(tasks, async move {
+                    let lookup = store.lookup_ledger(&fence.group, &versions);
+                    Done::LookedUp(op, bounded("lookup ledger", &fence, timeout, lookup).await)
+                });
+            }
+            WorkAction::FindStale {
+                op,
+                older_than,
+                after,
+                limit,
+            } => {
+                let Some(fence) = lease.cloned() else {
+                    return;
+                };
+                let store = self.store.clone();
+                spawn_in_span(tasks, async move {
+                    let stale =
+                        store.stale_settled(&fence.group, older_than, after.as_ref(), limit);
+                    Done::Stale(op, bounded("stale rows", &fence, timeout, stale).await)
                 });
             }
             WorkAction::Record { op, fence, updates } => {
@@ -432,7 +462,15 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
 
     fn log_event(&self, event: WorkEvent) {
         match event {
-            WorkEvent::Loaded { records } => tracing::info!(records, "ledger loaded"),
+            WorkEvent::Loaded { records } => {
+                tracing::info!(records, "ledger loaded (the versions with work left)")
+            }
+            WorkEvent::Expired { rows } => {
+                tracing::info!(
+                    rows,
+                    "ledger: settled versions past the retention forgotten"
+                )
+            }
             WorkEvent::Done(version) => {
                 self.metrics.files_done.inc();
                 self.metrics.note(&version.path, "done");

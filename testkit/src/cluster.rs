@@ -101,6 +101,8 @@ enum Reply {
     Loaded(Vec<LedgerRecord>),
     Claimed(Vec<coord_core::ClaimOutcome>),
     Recorded,
+    LookedUp(Vec<LedgerRecord>),
+    Stale(Vec<coord_core::StaleRow>),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -115,6 +117,8 @@ enum WorkCall {
     Load,
     Claim,
     Record,
+    Lookup,
+    Stale,
 }
 
 #[derive(Debug)]
@@ -241,7 +245,7 @@ where
 
     /// The group's ledger in the store.
     pub fn ledger(&self) -> Vec<LedgerRecord> {
-        self.store.inspect(|s| s.load_ledger(&self.group))
+        self.store.inspect(|s| s.ledger_rows(&self.group))
     }
 
     /// The ledger state of the latest version recorded at `path`.
@@ -450,6 +454,12 @@ where
                     (WorkCall::Claim, Err(e)) => worker.handle_claimed(local, op, Err(e)),
                     (WorkCall::Record, Ok(_)) => worker.handle_recorded(local, op, Ok(())),
                     (WorkCall::Record, Err(e)) => worker.handle_recorded(local, op, Err(e)),
+                    (WorkCall::Lookup, Ok(Reply::LookedUp(r))) => {
+                        worker.handle_looked_up(local, op, Ok(r))
+                    }
+                    (WorkCall::Lookup, Err(e)) => worker.handle_looked_up(local, op, Err(e)),
+                    (WorkCall::Stale, Ok(Reply::Stale(r))) => worker.handle_stale(local, op, Ok(r)),
+                    (WorkCall::Stale, Err(e)) => worker.handle_stale(local, op, Err(e)),
                     (call, result) => unreachable!("{call:?} answered with {result:?}"),
                 }
             }
@@ -587,6 +597,29 @@ where
                         .store_call(m, "record", |s| ready(s.record(&fence, &updates)))
                         .map(|()| Reply::Recorded);
                     self.schedule(m, at, Ev::Work(op, WorkCall::Record, r));
+                }
+                WorkAction::Lookup { op, versions } => {
+                    let group = self.group.clone();
+                    let r = self
+                        .store_call(m, "lookup_ledger", |s| {
+                            ready(s.lookup_ledger(&group, &versions))
+                        })
+                        .map(Reply::LookedUp);
+                    self.schedule(m, at, Ev::Work(op, WorkCall::Lookup, r));
+                }
+                WorkAction::FindStale {
+                    op,
+                    older_than,
+                    after,
+                    limit,
+                } => {
+                    let group = self.group.clone();
+                    let r = self
+                        .store_call(m, "stale_settled", |s| {
+                            ready(s.stale_settled(&group, older_than, after.as_ref(), limit))
+                        })
+                        .map(Reply::Stale);
+                    self.schedule(m, at, Ev::Work(op, WorkCall::Stale, r));
                 }
                 WorkAction::List { op } => {
                     let listed = self.list();

@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use coord_core::{
     ClaimOutcome, CoordinationStore, Fence, FileVersion, GroupId, GroupView, HeartbeatRequest,
-    Incarnation, LedgerState, LedgerUpdate, MemberId, Observation, OwnRow, StoreError,
+    Incarnation, LedgerState, LedgerUpdate, MemberId, Observation, OwnRow, StaleRow, StoreError,
     StoredLedgerRow, TakeoverOutcome, TakeoverRequest, Term,
 };
 
@@ -30,20 +30,48 @@ where
     F: Fn() -> Fut,
     Fut: Future<Output = S>,
 {
-    first_heartbeat_sees_no_holder(&connect).await;
-    takeover_then_heartbeat_renews(&connect).await;
-    takeover_is_conditional_on_term_and_liveness(&connect).await;
-    stale_holder_is_taken_over_and_fenced(&connect).await;
-    release_hands_over_at_once(&connect).await;
-    release_of_a_token_not_held_changes_nothing_else(&connect).await;
-    same_member_second_incarnation_is_held_off(&connect).await;
-    takeover_race_has_one_winner_per_term(&connect).await;
-    ledger_claims_records_and_loads(&connect).await;
-    ledger_writes_are_fenced(&connect).await;
-    ledger_keeps_the_handlers_detail(&connect).await;
-    groups_are_isolated(&connect).await;
-    members_and_leave(&connect).await;
-    observe_reads_without_writing(&connect).await;
+    run_cases(&connect).await;
+    ledger_settled_rows_are_walked_by_age(&connect).await;
+}
+
+/// Every case but the retention walk, for a store that keeps no write times (Redis): its
+/// walk must answer an empty page.
+pub async fn run_all_without_write_times<S, F, Fut>(connect: F)
+where
+    S: CoordinationStore + 'static,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    run_cases(&connect).await;
+    let store = connect().await;
+    let group = unique_group("no-walk");
+    assert_eq!(
+        store.stale_settled(&group, Duration::ZERO, None, 10).await,
+        Ok(vec![]),
+        "stale: a store without write times answers an empty page"
+    );
+}
+
+async fn run_cases<S, F, Fut>(connect: &F)
+where
+    S: CoordinationStore + 'static,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    first_heartbeat_sees_no_holder(connect).await;
+    takeover_then_heartbeat_renews(connect).await;
+    takeover_is_conditional_on_term_and_liveness(connect).await;
+    stale_holder_is_taken_over_and_fenced(connect).await;
+    release_hands_over_at_once(connect).await;
+    release_of_a_token_not_held_changes_nothing_else(connect).await;
+    same_member_second_incarnation_is_held_off(connect).await;
+    takeover_race_has_one_winner_per_term(connect).await;
+    ledger_claims_records_and_loads(connect).await;
+    ledger_writes_are_fenced(connect).await;
+    ledger_keeps_the_handlers_detail(connect).await;
+    groups_are_isolated(connect).await;
+    members_and_leave(connect).await;
+    observe_reads_without_writing(connect).await;
 }
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -538,9 +566,33 @@ where
         )
         .await
         .unwrap();
-    let mut ledger = store.load_ledger(&group).await.unwrap();
+    // The load takes the rows with work left; a lookup any row, whatever its state.
+    let loaded = store.load_ledger(&group).await.unwrap();
+    assert_eq!(
+        loaded.iter().map(|r| &r.version).collect::<Vec<_>>(),
+        vec![&v1_new],
+        "ledger: the load takes the rows with work left"
+    );
+    let unknown = version("/in/never.csv", 1);
+    let mut ledger = store
+        .lookup_ledger(
+            &group,
+            &[
+                v1.clone(),
+                v2.clone(),
+                v1_new.clone(),
+                unknown.clone(),
+                v1.clone(),
+            ],
+        )
+        .await
+        .unwrap();
     ledger.sort_by(|a, b| a.version.cmp(&b.version));
-    assert_eq!(ledger.len(), 3, "ledger: {ledger:?}");
+    assert_eq!(
+        ledger.len(),
+        3,
+        "ledger: a row per version found: {ledger:?}"
+    );
     let find = |v: &FileVersion| {
         ledger
             .iter()
@@ -564,9 +616,125 @@ where
         .record(&f, &[LedgerUpdate::Forget(v1.clone())])
         .await
         .unwrap();
-    let ledger = store.load_ledger(&group).await.unwrap();
+    let ledger = store
+        .lookup_ledger(&group, &[v1.clone(), v2.clone(), v1_new.clone()])
+        .await
+        .unwrap();
     assert!(ledger.iter().all(|r| r.version != v1), "ledger: forgotten");
     assert_eq!(ledger.len(), 2);
+    assert_eq!(
+        store.lookup_ledger(&group, &[]).await,
+        Ok(vec![]),
+        "ledger: an empty lookup"
+    );
+}
+
+/// Settled rows (done, error) are walked by the age of their last write, oldest first, page
+/// after page; rows with work left never are, and a row younger than the age is not.
+pub async fn ledger_settled_rows_are_walked_by_age<S, F, Fut>(connect: &F)
+where
+    S: CoordinationStore,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    let store = connect().await;
+    let group = unique_group("stale");
+    store
+        .take_over(&takeover(&group, "a", 1, Term(0)))
+        .await
+        .unwrap();
+    let f = fence(&group, "a", 1, Term(1));
+    let versions: Vec<FileVersion> = (0..6)
+        .map(|i| version(&format!("/in/{i}.csv"), i))
+        .collect();
+    store.claim(&f, &versions).await.unwrap();
+    let set = |v: &FileVersion, state| LedgerUpdate::Set {
+        version: v.clone(),
+        state,
+        error: None,
+        detail: None,
+    };
+    // Written one after the other: 0 and 1 first, then 2, 3 (error); 4 handled, 5 claimed.
+    store
+        .record(
+            &f,
+            &[
+                set(&versions[0], LedgerState::Done),
+                set(&versions[1], LedgerState::Done),
+            ],
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    store
+        .record(
+            &f,
+            &[
+                set(&versions[2], LedgerState::Done),
+                set(&versions[3], LedgerState::Error),
+                set(&versions[4], LedgerState::Handled),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .stale_settled(&group, Duration::from_secs(3600), None, 10)
+            .await,
+        Ok(vec![]),
+        "stale: nothing is an hour old"
+    );
+    // The store's clock moves on by a few milliseconds (polled, not assumed).
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let all = loop {
+        let rows = store
+            .stale_settled(&group, Duration::ZERO, None, 10)
+            .await
+            .unwrap();
+        if rows.len() == 4 || std::time::Instant::now() > deadline {
+            break rows;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let mut paths: Vec<&str> = all.iter().map(|r| r.version.path.as_str()).collect();
+    assert_eq!(paths.len(), 4, "stale: the settled rows only: {all:?}");
+    assert!(
+        all.windows(2)
+            .all(|w| w[0].updated_at_ms <= w[1].updated_at_ms),
+        "stale: oldest first: {all:?}"
+    );
+    assert!(
+        all[0].updated_at_ms < all[3].updated_at_ms,
+        "stale: write times tell the batches apart: {all:?}"
+    );
+    paths.sort();
+    assert_eq!(paths, ["/in/0.csv", "/in/1.csv", "/in/2.csv", "/in/3.csv"]);
+    // Page by page, each after the last row of the one before: the same rows, once each.
+    let mut walked = Vec::new();
+    let mut after: Option<StaleRow> = None;
+    loop {
+        let page = store
+            .stale_settled(&group, Duration::ZERO, after.as_ref(), 3)
+            .await
+            .unwrap();
+        assert!(page.len() <= 3);
+        walked.extend(page.iter().cloned());
+        if page.len() < 3 {
+            break;
+        }
+        after = page.last().cloned();
+    }
+    assert_eq!(walked, all, "stale: pages walk the same order");
+    // A forgotten row is gone from the walk.
+    store
+        .record(&f, &[LedgerUpdate::Forget(versions[0].clone())])
+        .await
+        .unwrap();
+    let rows = store
+        .stale_settled(&group, Duration::ZERO, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 3, "stale: forgotten: {rows:?}");
 }
 
 /// A handled record's detail (where the `forward` handler put the file) is stored, kept by
@@ -609,7 +777,10 @@ where
         )
         .await
         .unwrap();
-    let ledger = store.load_ledger(&group).await.unwrap();
+    let ledger = store
+        .lookup_ledger(&group, &[a.clone(), b.clone()])
+        .await
+        .unwrap();
     let detail_of = |v: &FileVersion| {
         let r = ledger.iter().find(|r| &r.version == v).unwrap();
         (r.state, r.detail.clone())
@@ -976,8 +1147,9 @@ where
 }
 
 /// Ledger rows that cannot be decoded (a state word this build does not know, a negative
-/// size, term or attempt count, a path that is not UTF-8) are skipped by `load_ledger`, which
-/// still returns every good row, never an error and never a panic; they stay in the table,
+/// size, term or attempt count, a path that is not UTF-8) are skipped by `load_ledger` and
+/// `lookup_ledger`, which still return every good row, never an error and never a panic;
+/// they stay in the table,
 /// and a claim of the version a skipped row stands for is `Settled`, so it is not dispatched.
 pub async fn undecodable_ledger_rows_are_skipped<S, F, Fut, R>(connect: &F, raw: &R)
 where
@@ -999,7 +1171,7 @@ where
             &f,
             &[LedgerUpdate::Set {
                 version: good.clone(),
-                state: LedgerState::Done,
+                state: LedgerState::Failed,
                 error: None,
                 detail: None,
             }],
@@ -1020,13 +1192,16 @@ where
     let mut written = Vec::new();
     for (what, bad) in [
         ("unknown state", future_state.clone()),
-        ("negative size", row(b"/in/minus.csv", -1, "done", 1, 1)),
-        ("negative term", row(b"/in/term.csv", 1, "done", -3, 1)),
+        ("negative size", row(b"/in/minus.csv", -1, "failed", 1, 1)),
+        ("negative term", row(b"/in/term.csv", 1, "claimed", -3, 1)),
         (
             "negative attempts",
             row(b"/in/attempts.csv", 1, "failed", 1, -2),
         ),
-        ("non-UTF-8 path", row(b"/in/\xff\xfe.csv", 1, "done", 1, 1)),
+        (
+            "non-UTF-8 path",
+            row(b"/in/\xff\xfe.csv", 1, "handled", 1, 1),
+        ),
     ] {
         if raw.ledger_row(&group, &bad).await {
             written.push(what);
@@ -1042,6 +1217,29 @@ where
         .unwrap_or_else(|e| panic!("undecodable: load failed on {written:?}: {e}"));
     let paths: Vec<&str> = loaded.iter().map(|r| r.version.path.as_str()).collect();
     assert_eq!(paths, ["/in/good.csv"], "undecodable: skipped {written:?}");
+    let asked: Vec<FileVersion> = [
+        ("/in/good.csv", 3),
+        ("/in/future.csv", 4),
+        ("/in/term.csv", 1),
+        ("/in/attempts.csv", 1),
+    ]
+    .iter()
+    .map(|(p, size)| FileVersion {
+        path: (*p).into(),
+        size: *size,
+        mtime_ms: good.mtime_ms,
+    })
+    .collect();
+    let looked_up = store
+        .lookup_ledger(&group, &asked)
+        .await
+        .unwrap_or_else(|e| panic!("undecodable: lookup failed on {written:?}: {e}"));
+    let paths: Vec<&str> = looked_up.iter().map(|r| r.version.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["/in/good.csv"],
+        "undecodable: lookup skipped {written:?}"
+    );
     // The skipped rows stay, and the claim statement still settles the version a row
     // in an unknown state stands for.
     let future = FileVersion {
@@ -1050,8 +1248,8 @@ where
         mtime_ms: good.mtime_ms,
     };
     assert_eq!(
-        store.claim(&f, &[future, good]).await.unwrap(),
-        [ClaimOutcome::Settled, ClaimOutcome::Settled],
+        store.claim(&f, &[future]).await.unwrap(),
+        [ClaimOutcome::Settled],
         "undecodable: a row this build cannot read is never dispatched"
     );
     assert_eq!(store.load_ledger(&group).await.unwrap().len(), 1);

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use coord_core::{
     ClaimOutcome, CoordinationStore, Fence, FileVersion, GroupId, GroupView, HeartbeatRequest,
     HolderView, Incarnation, LedgerRecord, LedgerState, LedgerUpdate, MemberId, MemberStatus,
-    Observation, OwnRow, StoreError, TakeoverOutcome, TakeoverRequest, Term,
+    Observation, OwnRow, StaleRow, StoreError, TakeoverOutcome, TakeoverRequest, Term,
 };
 
 use crate::clock::Clock;
@@ -37,12 +37,17 @@ struct Group {
     holder: Option<Holder>,
     members: BTreeMap<MemberId, (Incarnation, Instant)>,
     ledger: BTreeMap<FileVersion, LedgerRecord>,
+    /// When each row was last written, by the store's clock.
+    written: BTreeMap<FileVersion, Instant>,
 }
 
 /// The state of a coordination database, every operation atomic at an explicit store time.
 #[derive(Debug, Default)]
 pub struct StoreState {
     groups: HashMap<GroupId, Group>,
+    /// The store clock's epoch: write times are reported as milliseconds since the first
+    /// one.
+    origin: Option<Instant>,
 }
 
 impl StoreState {
@@ -145,20 +150,85 @@ impl StoreState {
         }
     }
 
-    /// [`CoordinationStore::load_ledger`].
+    /// [`CoordinationStore::load_ledger`]: the rows with work left.
     pub fn load_ledger(&self, group: &GroupId) -> Vec<LedgerRecord> {
+        self.groups
+            .get(group)
+            .map(|g| {
+                g.ledger
+                    .values()
+                    .filter(|r| !matches!(r.state, LedgerState::Done | LedgerState::Error))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Every row of the group, whatever its state (for assertions).
+    pub fn ledger_rows(&self, group: &GroupId) -> Vec<LedgerRecord> {
         self.groups
             .get(group)
             .map(|g| g.ledger.values().cloned().collect())
             .unwrap_or_default()
     }
 
-    /// [`CoordinationStore::claim`].
+    /// [`CoordinationStore::lookup_ledger`].
+    pub fn lookup_ledger(&self, group: &GroupId, versions: &[FileVersion]) -> Vec<LedgerRecord> {
+        let Some(g) = self.groups.get(group) else {
+            return Vec::new();
+        };
+        versions
+            .iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .filter_map(|v| g.ledger.get(v).cloned())
+            .collect()
+    }
+
+    /// [`CoordinationStore::stale_settled`] at store time `now`.
+    pub fn stale_settled(
+        &self,
+        now: Instant,
+        group: &GroupId,
+        older_than: Duration,
+        after: Option<&StaleRow>,
+        limit: usize,
+    ) -> Vec<StaleRow> {
+        let (Some(g), Some(origin)) = (self.groups.get(group), self.origin) else {
+            return Vec::new();
+        };
+        let mut rows: Vec<StaleRow> = g
+            .ledger
+            .values()
+            .filter(|r| matches!(r.state, LedgerState::Done | LedgerState::Error))
+            .filter_map(|r| {
+                let at = *g.written.get(&r.version)?;
+                (now.saturating_duration_since(at) > older_than).then(|| StaleRow {
+                    version: r.version.clone(),
+                    updated_at_ms: at.saturating_duration_since(origin).as_millis() as i64,
+                })
+            })
+            .collect();
+        let key = |r: &StaleRow| (r.updated_at_ms, r.version.clone());
+        rows.sort_by_key(key);
+        rows.into_iter()
+            .filter(|r| after.is_none_or(|a| key(r) > key(a)))
+            .take(limit)
+            .collect()
+    }
+
+    fn stamp(&mut self, now: Instant) {
+        self.origin.get_or_insert(now);
+    }
+
+    /// [`CoordinationStore::claim`] at store time `now`.
     pub fn claim(
         &mut self,
+        now: Instant,
         fence: &Fence,
         versions: &[FileVersion],
     ) -> Result<Vec<ClaimOutcome>, StoreError> {
+        self.stamp(now);
         let group = self.group(&fence.group);
         if !Self::fence_holds(group, fence) {
             return Err(StoreError::fenced("claim", fence));
@@ -181,6 +251,7 @@ impl StoreState {
                 continue;
             }
             let redelivery = record.state == LedgerState::Claimed;
+            group.written.insert(version.clone(), now);
             record.state = LedgerState::Claimed;
             record.term = fence.term;
             record.attempts += 1;
@@ -192,8 +263,14 @@ impl StoreState {
         Ok(outcomes)
     }
 
-    /// [`CoordinationStore::record`].
-    pub fn record(&mut self, fence: &Fence, updates: &[LedgerUpdate]) -> Result<(), StoreError> {
+    /// [`CoordinationStore::record`] at store time `now`.
+    pub fn record(
+        &mut self,
+        now: Instant,
+        fence: &Fence,
+        updates: &[LedgerUpdate],
+    ) -> Result<(), StoreError> {
+        self.stamp(now);
         let group = self.group(&fence.group);
         if !Self::fence_holds(group, fence) {
             return Err(StoreError::fenced("record", fence));
@@ -225,6 +302,7 @@ impl StoreState {
                     }
                     record.state = *state;
                     record.term = fence.term;
+                    group.written.insert(version.clone(), now);
                     record.last_error = error.clone();
                     if detail.is_some() {
                         record.detail = detail.clone();
@@ -232,6 +310,7 @@ impl StoreState {
                 }
                 LedgerUpdate::Forget(version) => {
                     group.ledger.remove(version);
+                    group.written.remove(version);
                 }
             }
         }
@@ -412,13 +491,41 @@ impl CoordinationStore for MemStore {
         fence: &Fence,
         versions: &[FileVersion],
     ) -> Result<Vec<ClaimOutcome>, StoreError> {
-        self.apply("claim", &fence.group, |s, _| s.claim(fence, versions))
-            .await
+        self.apply("claim", &fence.group, |s, now| {
+            s.claim(now, fence, versions)
+        })
+        .await
     }
 
     async fn record(&self, fence: &Fence, updates: &[LedgerUpdate]) -> Result<(), StoreError> {
-        self.apply("record", &fence.group, |s, _| s.record(fence, updates))
-            .await
+        self.apply("record", &fence.group, |s, now| {
+            s.record(now, fence, updates)
+        })
+        .await
+    }
+
+    async fn lookup_ledger(
+        &self,
+        group: &GroupId,
+        versions: &[FileVersion],
+    ) -> Result<Vec<LedgerRecord>, StoreError> {
+        self.apply("lookup_ledger", group, |s, _| {
+            Ok(s.lookup_ledger(group, versions))
+        })
+        .await
+    }
+
+    async fn stale_settled(
+        &self,
+        group: &GroupId,
+        older_than: Duration,
+        after: Option<&StaleRow>,
+        limit: usize,
+    ) -> Result<Vec<StaleRow>, StoreError> {
+        self.apply("stale_settled", group, |s, now| {
+            Ok(s.stale_settled(now, group, older_than, after, limit))
+        })
+        .await
     }
 
     async fn observe(&self, group: &GroupId) -> Result<GroupView, StoreError> {

@@ -31,7 +31,7 @@
 //! is post-processed again if that exact version is still listed, and recorded done if it is
 //! not (its source is gone: it was moved or deleted).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::Instant;
 
 use crate::ids::Fence;
@@ -39,7 +39,7 @@ use crate::ledger::{
     AfterFailure, Dispatch, FileVersion, Ledger, LedgerRecord, LedgerState, LedgerUpdate,
     ListedFile, Outcome,
 };
-use crate::store::{ClaimOutcome, StoreError};
+use crate::store::{ClaimOutcome, StaleRow, StoreError};
 
 mod types;
 
@@ -70,16 +70,25 @@ struct Write {
 /// record at once (they concern different versions: a version with an unwritten update is
 /// not claimed, and nothing writes a version while its claim is in flight), so a claim never
 /// waits for a batch of outcomes to be written, nor outcomes for a claim.
+///
+/// Lookups and the retention walk are reads beside them: a lookup concerns versions the
+/// mirror does not hold (nothing claims or writes those), the walk rows no one lists.
 #[derive(Debug, Default)]
 struct StoreCalls {
     load: Option<OpId>,
     claim: Option<(OpId, Vec<FileVersion>)>,
     record: Option<(OpId, Vec<Write>)>,
+    lookup: Option<(OpId, Vec<FileVersion>)>,
+    stale: Option<OpId>,
 }
 
 impl StoreCalls {
     fn is_empty(&self) -> bool {
-        self.load.is_none() && self.claim.is_none() && self.record.is_none()
+        self.load.is_none()
+            && self.claim.is_none()
+            && self.record.is_none()
+            && self.lookup.is_none()
+            && self.stale.is_none()
     }
 }
 
@@ -129,6 +138,17 @@ struct TermWork {
     /// File operations to perform, and the versions they concern (never queued twice).
     file_ops: VecDeque<FileOp>,
     queued_files: BTreeSet<FileVersion>,
+    /// Calls of an earlier term under this same fence still in flight: the ledger is loaded
+    /// once they are answered.
+    wait_ops: BTreeSet<OpId>,
+    /// Listed versions the mirror did not hold, to look up in the store.
+    lookups: VecDeque<FileVersion>,
+    /// The first listing's new versions, reported once their lookups are answered (a
+    /// version with a row is not new).
+    first_added: Option<Vec<FileVersion>>,
+    /// The retention walk over the store's settled rows: where it goes on, and when.
+    stale_after: Option<StaleRow>,
+    stale_at: Instant,
 }
 
 /// The leader's work machine. See the module documentation for the driving contract.
@@ -139,6 +159,8 @@ pub struct Worker {
     next_op: u64,
     next_handler: u64,
     draining: bool,
+    /// The writes (and claims) in flight when the last term ended, and its fence.
+    settling: Option<(Fence, BTreeSet<OpId>)>,
     actions: VecDeque<WorkAction>,
     events: VecDeque<WorkEvent>,
 }
@@ -154,6 +176,7 @@ impl Worker {
             next_op: 0,
             next_handler: 0,
             draining: false,
+            settling: None,
             actions: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -176,7 +199,12 @@ impl Worker {
         if let Some(fence) = lease
             && !self.draining
         {
+            let wait_ops = match self.settling.take() {
+                Some((earlier, ops)) if &earlier == fence => ops,
+                _ => BTreeSet::new(),
+            };
             self.term = Some(TermWork {
+                wait_ops,
                 fence: fence.clone(),
                 dead: false,
                 ledger: None,
@@ -199,6 +227,10 @@ impl Worker {
                 writes_since: None,
                 file_ops: VecDeque::new(),
                 queued_files: BTreeSet::new(),
+                lookups: VecDeque::new(),
+                first_added: None,
+                stale_after: None,
+                stale_at: now,
             });
         }
     }
@@ -304,7 +336,7 @@ impl Worker {
         let mut at = |i: Instant| next = Some(next.map_or(i, |n| n.min(i)));
         let calls = &term.store_calls;
         let store_work = if term.ledger.is_none() {
-            !self.draining && calls.load.is_none()
+            !self.draining && calls.load.is_none() && term.wait_ops.is_empty()
         } else {
             calls.claim.is_none()
                 && !self.draining
@@ -313,6 +345,14 @@ impl Worker {
         };
         if store_work {
             at(term.store_idle_at);
+        }
+        if term.ledger.is_some() && !self.draining {
+            if calls.lookup.is_none() && !term.lookups.is_empty() {
+                at(term.store_idle_at);
+            }
+            if calls.stale.is_none() && self.stale_walk_wanted(term) {
+                at(term.stale_at.max(term.store_idle_at));
+            }
         }
         if calls.record.is_none() && !term.writes.is_empty() {
             let due = Self::record_due(&self.config, self.draining, term);
@@ -393,6 +433,18 @@ impl Worker {
         }
     }
 
+    fn stale_walk_wanted(&self, term: &TermWork) -> bool {
+        Self::wants_stale_walk(&self.config, term)
+    }
+
+    /// The retention walk runs with a retention, after the term's first listing (it skips
+    /// what is listed), and while the forgets of its last page are mostly written.
+    fn wants_stale_walk(config: &WorkConfig, term: &TermWork) -> bool {
+        !config.policy.retention.is_zero()
+            && term.listed_once
+            && term.writes.len() < config.record_batch.max(1)
+    }
+
     /// When the waiting updates are to be written (group commit): `record_delay` after the
     /// oldest of them was queued when one of them unlocks post-processing (a handled or an
     /// error record), ten times that when none does (done records, failures, forgets: they
@@ -436,7 +488,7 @@ impl Worker {
             return None;
         }
         if term.ledger.is_none() {
-            if draining {
+            if draining || !term.wait_ops.is_empty() {
                 return None;
             }
             term.store_calls.load = Some(op);
@@ -458,7 +510,47 @@ impl Worker {
                 updates,
             });
         }
-        if draining || term.store_calls.claim.is_some() {
+        if draining {
+            return None;
+        }
+        if term.store_calls.lookup.is_none() && !term.lookups.is_empty() {
+            // A version with an update still unwritten is not looked up (the answer could
+            // be older than the write): it is forgotten here and looked up when next listed.
+            let unwritten = unwritten(term);
+            let mut versions = Vec::new();
+            let mut deferred = Vec::new();
+            while versions.len() < config.lookup_batch.max(1) {
+                let Some(version) = term.lookups.pop_front() else {
+                    break;
+                };
+                if term.listed.get(&version.path) != Some(&version) || unwritten.contains(&version)
+                {
+                    deferred.push(version);
+                } else {
+                    versions.push(version);
+                }
+            }
+            if let Some(ledger) = term.ledger.as_mut() {
+                ledger.on_lookup_failed(&deferred);
+            }
+            if !versions.is_empty() {
+                term.store_calls.lookup = Some((op, versions.clone()));
+                return Some(WorkAction::Lookup { op, versions });
+            }
+        }
+        if term.store_calls.stale.is_none()
+            && now >= term.stale_at
+            && Self::wants_stale_walk(config, term)
+        {
+            term.store_calls.stale = Some(op);
+            return Some(WorkAction::FindStale {
+                op,
+                older_than: config.policy.retention,
+                after: term.stale_after.clone(),
+                limit: config.lookup_batch.max(1),
+            });
+        }
+        if term.store_calls.claim.is_some() {
             return None;
         }
         let room = Self::claim_room(config, term);
@@ -601,9 +693,57 @@ impl Worker {
         self.apply_listing(now, gen_, &listing);
     }
 
-    fn apply_listing(&mut self, now: Instant, gen_: u64, listing: &[ListedFile]) {
+    /// Settled versions listed by listing number `gen_` (at a listing, or when a lookup
+    /// found their rows): a done one is new work in move and delete modes when it left the
+    /// folder before that listing (the done record proves the earlier copy left), and
+    /// already done otherwise; one in error is still in the folder (its move failed, or the
+    /// leader that recorded the error stopped before moving it): moved to the error folder.
+    fn revisit_settled(&mut self, now: Instant, gen_: u64, versions: &[FileVersion]) {
         let mode = self.config.post_processing;
         let error_dir = self.config.error_dir.clone();
+        let Some(term) = self.term.as_mut() else {
+            return;
+        };
+        let unwritten = unwritten(term);
+        let Some(ledger) = term.ledger.as_mut() else {
+            return;
+        };
+        for version in versions {
+            match ledger.state(version) {
+                Some(LedgerState::Done) => {}
+                Some(LedgerState::Error) => {
+                    if !term.queued_files.contains(version) && !unwritten.contains(version) {
+                        term.queued_files.insert(version.clone());
+                        term.file_ops.push_back(FileOp::MoveToError {
+                            version: version.clone(),
+                            dir: error_dir.clone(),
+                        });
+                    }
+                    continue;
+                }
+                _ => continue,
+            }
+            let left_before = term.done_gen.get(version).is_none_or(|g| *g <= gen_);
+            if mode == PostProcessing::Leave || !left_before {
+                if term.reported_done.insert(version.clone()) {
+                    self.events
+                        .push_back(WorkEvent::AlreadyDone(version.clone()));
+                }
+                continue;
+            }
+            ledger.reopen(now, version);
+            term.done_gen.remove(version);
+            term.writes.push_back(Write {
+                update: LedgerUpdate::Forget(version.clone()),
+                then: Then::Nothing,
+            });
+            self.events
+                .push_back(WorkEvent::Reappeared(version.clone()));
+        }
+    }
+
+    fn apply_listing(&mut self, now: Instant, gen_: u64, listing: &[ListedFile]) {
+        let mode = self.config.post_processing;
         let Some(term) = self.term.as_mut() else {
             return;
         };
@@ -638,36 +778,21 @@ impl Worker {
             .collect();
         added.sort();
         deleted.sort();
+        if !term.listed_once {
+            // Whether they are new is known once their rows are looked up.
+            term.first_added = Some(std::mem::take(&mut added));
+        }
         if !added.is_empty() || !deleted.is_empty() {
             self.events.push_back(WorkEvent::Changes { added, deleted });
         }
         term.listed = listed;
         term.listed_once = true;
         term.removed_here.clear();
-        // Done versions listed again: new work in move and delete modes when they left the
-        // folder before this listing (the done record proves the earlier copy left).
-        for file in listing {
-            let version = &file.version;
-            if ledger.state(version) != Some(LedgerState::Done) {
-                continue;
-            }
-            let left_before = term.done_gen.get(version).is_none_or(|g| *g <= gen_);
-            if mode == PostProcessing::Leave || !left_before {
-                if term.reported_done.insert(version.clone()) {
-                    self.events
-                        .push_back(WorkEvent::AlreadyDone(version.clone()));
-                }
-                continue;
-            }
-            ledger.reopen(now, version);
-            term.done_gen.remove(version);
-            term.writes.push_back(Write {
-                update: LedgerUpdate::Forget(version.clone()),
-                then: Then::Nothing,
-            });
-            self.events
-                .push_back(WorkEvent::Reappeared(version.clone()));
-        }
+        let versions: Vec<FileVersion> = listing.iter().map(|f| f.version.clone()).collect();
+        self.revisit_settled(now, gen_, &versions);
+        let Some(term) = self.term.as_mut() else {
+            return;
+        };
         // Versions whose latest state is not acknowledged yet: nothing may build on it (a file
         // is moved only after its handled record is durable).
         let unwritten = unwritten(term);
@@ -695,32 +820,156 @@ impl Worker {
                 }
             }
         }
-        // Versions in error still in the folder: their move failed, or the leader that
-        // recorded the error stopped before moving them.
-        for file in listing {
-            let version = &file.version;
-            if ledger.state(version) == Some(LedgerState::Error)
-                && !term.queued_files.contains(version)
-                && !unwritten.contains(version)
-            {
-                term.queued_files.insert(version.clone());
-                term.file_ops.push_back(FileOp::MoveToError {
-                    version: version.clone(),
-                    dir: error_dir.clone(),
-                });
-            }
-        }
         let planned = ledger.plan(now, listing);
         term.ready = planned
+            .ready
             .into_iter()
             .filter(|v| !ledger.is_in_flight(v))
             .collect();
+        // Versions new to the mirror are looked up (a settled one that came back, or any
+        // listed at a term's first listing); those queued earlier and no longer listed are
+        // dropped when their turn comes.
+        term.lookups.extend(planned.unknown);
+        if planned.evicted > 0 {
+            term.done_gen.retain(|v, _| ledger.tracks(v));
+            term.reported_done.retain(|v| ledger.tracks(v));
+        }
         for forget in ledger.prune(now) {
             term.done_gen.remove(forget.version());
             term.writes.push_back(Write {
                 update: forget,
                 then: Then::Nothing,
             });
+        }
+    }
+
+    /// Reports the result of [`WorkAction::Lookup`]: the rows found of the versions asked.
+    pub fn handle_looked_up(
+        &mut self,
+        now: Instant,
+        op: OpId,
+        result: Result<Vec<LedgerRecord>, StoreError>,
+    ) {
+        let asked = match self.live_term() {
+            Some(term) if term.store_calls.lookup.as_ref().is_some_and(|c| c.0 == op) => term
+                .store_calls
+                .lookup
+                .take()
+                .map(|c| c.1)
+                .unwrap_or_default(),
+            _ => return,
+        };
+        let Some(term) = self.term.as_mut() else {
+            return;
+        };
+        let Some(ledger) = term.ledger.as_mut() else {
+            return;
+        };
+        match result {
+            Ok(found) => {
+                let settled: Vec<FileVersion> = found
+                    .iter()
+                    .filter(|r| r.state.is_settled())
+                    .filter(|r| term.listed.get(&r.version.path) == Some(&r.version))
+                    .map(|r| r.version.clone())
+                    .collect();
+                let names: HashSet<&str> = term.listed.keys().map(String::as_str).collect();
+                let ready = ledger.on_lookup(now, &asked, found, &names);
+                let queued: HashSet<FileVersion> = term.ready.iter().cloned().collect();
+                term.ready
+                    .extend(ready.into_iter().filter(|v| !queued.contains(v)));
+                let gen_ = term.list_gen;
+                self.revisit_settled(now, gen_, &settled);
+            }
+            Err(error) => {
+                ledger.on_lookup_failed(&asked);
+                self.store_failed(now, error);
+            }
+        }
+        self.report_first_added();
+    }
+
+    /// The first listing's new versions, once none of them waits for its lookup.
+    fn report_first_added(&mut self) {
+        let Some(term) = self.term.as_mut() else {
+            return;
+        };
+        if term.store_calls.lookup.is_some() || !term.lookups.is_empty() {
+            return;
+        }
+        let (Some(added), Some(ledger)) = (term.first_added.take(), term.ledger.as_ref()) else {
+            return;
+        };
+        let added: Vec<FileVersion> = added
+            .into_iter()
+            .filter(|v| ledger.tracks(v) && ledger.state(v).is_none())
+            .collect();
+        if !added.is_empty() {
+            self.events.push_back(WorkEvent::Changes {
+                added,
+                deleted: Vec::new(),
+            });
+        }
+    }
+
+    /// Reports the result of [`WorkAction::FindStale`]: a page of settled rows older than
+    /// the retention. Those of versions not listed and not held by the mirror are forgotten
+    /// (fenced, like every write).
+    pub fn handle_stale(
+        &mut self,
+        now: Instant,
+        op: OpId,
+        result: Result<Vec<StaleRow>, StoreError>,
+    ) {
+        let limit = self.config.lookup_batch.max(1);
+        let walk = self.config.retention_walk;
+        match self.live_term() {
+            Some(term) if term.store_calls.stale == Some(op) => term.store_calls.stale = None,
+            _ => return,
+        }
+        let rows = match result {
+            Ok(rows) => rows,
+            Err(error) => {
+                if let Some(term) = self.term.as_mut() {
+                    term.stale_at = now + walk.min(self.config.store_retry.max(walk / 10));
+                }
+                self.store_failed(now, error);
+                return;
+            }
+        };
+        let Some(term) = self.term.as_mut() else {
+            return;
+        };
+        let Some(ledger) = term.ledger.as_ref() else {
+            return;
+        };
+        let unwritten = unwritten(term);
+        let full = rows.len() >= limit;
+        let mut expired = 0;
+        for row in &rows {
+            let version = &row.version;
+            if term.listed.get(&version.path) == Some(version)
+                || ledger.tracks(version)
+                || unwritten.contains(version)
+                || term.queued_files.contains(version)
+            {
+                continue;
+            }
+            expired += 1;
+            term.writes.push_back(Write {
+                update: LedgerUpdate::Forget(version.clone()),
+                then: Then::Nothing,
+            });
+        }
+        if full {
+            term.stale_after = rows.last().cloned();
+            term.stale_at = now;
+        } else {
+            term.stale_after = None;
+            term.stale_at = now + walk;
+        }
+        if expired > 0 {
+            self.events.push_back(WorkEvent::Expired { rows: expired });
         }
     }
 
@@ -738,7 +987,7 @@ impl Worker {
                 .take()
                 .map(|c| c.1)
                 .unwrap_or_default(),
-            _ => return,
+            _ => return self.settled_earlier(op),
         };
         let max_attempts = self.config.policy.retry.max_attempts;
         let outcomes = match result {
@@ -840,7 +1089,7 @@ impl Worker {
                 .take()
                 .map(|c| c.1)
                 .unwrap_or_default(),
-            _ => return,
+            _ => return self.settled_earlier(op),
         };
         if let Err(error) = result {
             if let Some(term) = &mut self.term {
@@ -894,7 +1143,9 @@ impl Worker {
             }
             Then::Done(version, gen_) => {
                 term.queued_files.remove(&version);
-                term.done_gen.insert(version.clone(), gen_);
+                if ledger.tracks(&version) {
+                    term.done_gen.insert(version.clone(), gen_);
+                }
                 self.events.push_back(WorkEvent::Done(version));
             }
         }
@@ -1006,6 +1257,16 @@ impl Worker {
 
     fn end_term(&mut self) {
         if let Some(term) = &self.term {
+            // Writes still in flight stay valid in the store for as long as this fence holds
+            // there: a new term's work under the same fence (the lease lost here, then renewed
+            // before anyone took over) waits for their results before it loads the ledger,
+            // or a write landing after its load would go unseen.
+            let mut in_flight: BTreeSet<OpId> = term.wait_ops.clone();
+            in_flight.extend(term.store_calls.record.as_ref().map(|c| c.0));
+            in_flight.extend(term.store_calls.claim.as_ref().map(|c| c.0));
+            if !in_flight.is_empty() {
+                self.settling = Some((term.fence.clone(), in_flight));
+            }
             if term.dead {
                 self.term = None;
                 return;
@@ -1013,6 +1274,16 @@ impl Worker {
             self.cancel_all();
         }
         self.term = None;
+    }
+
+    /// A result of an earlier term's call that a term under the same fence waits for.
+    fn settled_earlier(&mut self, op: OpId) {
+        if let Some(term) = self.term.as_mut() {
+            term.wait_ops.remove(&op);
+        }
+        if let Some((_, ops)) = self.settling.as_mut() {
+            ops.remove(&op);
+        }
     }
 }
 

@@ -66,6 +66,27 @@ fn leading(config: WorkConfig, records: Vec<LedgerRecord>) -> (Worker, Instant) 
     (w, t0)
 }
 
+/// Reports a listing, then answers its lookups (the store has no rows of the versions the
+/// mirror did not hold) through the machine's own path.
+fn handle_listed(w: &mut Worker, now: Instant, op: OpId, result: Result<Vec<ListedFile>, String>) {
+    w.handle_listed(now, op, result);
+    answer_lookups(w, now, Vec::new());
+}
+
+/// Answers the queued lookups with `rows`, as if one lookup had asked them all.
+fn answer_lookups(w: &mut Worker, now: Instant, rows: Vec<LedgerRecord>) {
+    let Some(term) = w.term.as_mut() else {
+        return;
+    };
+    let asked: Vec<FileVersion> = term.lookups.drain(..).collect();
+    if asked.is_empty() && term.store_calls.lookup.is_none() {
+        return;
+    }
+    let op = OpId(u64::MAX);
+    term.store_calls.lookup = Some((op, asked));
+    w.handle_looked_up(now, op, Ok(rows));
+}
+
 fn expect_list(w: &mut Worker, now: Instant) -> OpId {
     match w.poll_action(now) {
         Some(WorkAction::List { op }) => op,
@@ -133,7 +154,7 @@ fn one_file_goes_through_every_step_in_order() {
     let (mut w, t0) = leading(config(), vec![]);
     let a = v("/in/a", 1);
     let op = expect_list(&mut w, t0);
-    w.handle_listed(t0, op, Ok(listed(std::slice::from_ref(&a))));
+    handle_listed(&mut w, t0, op, Ok(listed(std::slice::from_ref(&a))));
     let (op, versions) = expect_claim(&mut w, t0);
     assert_eq!(versions, vec![a.clone()]);
     w.handle_claimed(t0, op, Ok(claimed(1, 1)));
@@ -170,7 +191,7 @@ fn claims_are_bounded_by_free_handler_slots() {
     let (mut w, t0) = leading(c, vec![]);
     let files: Vec<_> = (0..10).map(|i| v(&format!("/in/{i:02}"), 1)).collect();
     let op = expect_list(&mut w, t0);
-    w.handle_listed(t0, op, Ok(listed(&files)));
+    handle_listed(&mut w, t0, op, Ok(listed(&files)));
     let (op, versions) = expect_claim(&mut w, t0);
     assert_eq!(
         versions,
@@ -194,7 +215,7 @@ fn losing_the_lease_cancels_every_running_handler_and_ignores_late_results() {
     let (mut w, t0) = leading(config(), vec![]);
     let files = [v("/in/a", 1), v("/in/b", 1)];
     let op = expect_list(&mut w, t0);
-    w.handle_listed(t0, op, Ok(listed(&files)));
+    handle_listed(&mut w, t0, op, Ok(listed(&files)));
     let (op, _) = expect_claim(&mut w, t0);
     w.handle_claimed(t0, op, Ok(claimed(2, 1)));
     let d = dispatches(&mut w, t0);
@@ -223,7 +244,7 @@ fn losing_the_lease_cancels_every_running_handler_and_ignores_late_results() {
 fn a_fenced_write_ends_the_term() {
     let (mut w, t0) = leading(config(), vec![]);
     let op = expect_list(&mut w, t0);
-    w.handle_listed(t0, op, Ok(listed(&[v("/in/a", 1), v("/in/b", 1)])));
+    handle_listed(&mut w, t0, op, Ok(listed(&[v("/in/a", 1), v("/in/b", 1)])));
     let (op, _) = expect_claim(&mut w, t0);
     w.handle_claimed(t0, op, Ok(claimed(2, 1)));
     let d = dispatches(&mut w, t0);
@@ -242,7 +263,7 @@ fn a_handled_version_whose_source_is_gone_is_done_without_touching_the_new_file(
     let a2 = v("/in/a", 2);
     let (mut w, t0) = leading(config(), vec![record(a1.clone(), LedgerState::Handled, 1)]);
     let op = expect_list(&mut w, t0);
-    w.handle_listed(t0, op, Ok(listed(std::slice::from_ref(&a2))));
+    handle_listed(&mut w, t0, op, Ok(listed(std::slice::from_ref(&a2))));
     let (op, updates) = expect_record(&mut w, t0);
     assert_eq!(
         updates,
@@ -266,7 +287,7 @@ fn a_handled_version_still_listed_is_moved_again() {
     let a = v("/in/a", 1);
     let (mut w, t0) = leading(config(), vec![record(a.clone(), LedgerState::Handled, 1)]);
     let op = expect_list(&mut w, t0);
-    w.handle_listed(t0, op, Ok(listed(std::slice::from_ref(&a))));
+    handle_listed(&mut w, t0, op, Ok(listed(std::slice::from_ref(&a))));
     let Some(WorkAction::File {
         op,
         file_op: FileOp::MoveToDone { version, .. },
@@ -292,7 +313,7 @@ fn the_retry_budget_counts_redeliveries() {
     // Two attempts were dispatched and never finished (the handler killed the process).
     let (mut w, t0) = leading(c, vec![record(a.clone(), LedgerState::Claimed, 2)]);
     let op = expect_list(&mut w, t0);
-    w.handle_listed(t0, op, Ok(listed(std::slice::from_ref(&a))));
+    handle_listed(&mut w, t0, op, Ok(listed(std::slice::from_ref(&a))));
     let (op, _) = expect_claim(&mut w, t0);
     w.handle_claimed(t0, op, Ok(claimed(1, 3)));
     let (op, updates) = expect_record(&mut w, t0);
@@ -317,7 +338,7 @@ fn a_done_version_that_comes_back_is_new_work_in_move_mode_only() {
     let a = v("/in/a", 1);
     let (mut w, t0) = leading(config(), vec![record(a.clone(), LedgerState::Done, 1)]);
     let op = expect_list(&mut w, t0);
-    w.handle_listed(t0, op, Ok(listed(std::slice::from_ref(&a))));
+    handle_listed(&mut w, t0, op, Ok(listed(std::slice::from_ref(&a))));
     let (op, updates) = expect_record(&mut w, t0);
     assert_eq!(updates, vec![LedgerUpdate::Forget(a.clone())]);
     w.handle_recorded(t0, op, Ok(()));
@@ -328,7 +349,7 @@ fn a_done_version_that_comes_back_is_new_work_in_move_mode_only() {
     c.post_processing = PostProcessing::Leave;
     let (mut w, t0) = leading(c, vec![record(a.clone(), LedgerState::Done, 1)]);
     let op = expect_list(&mut w, t0);
-    w.handle_listed(t0, op, Ok(listed(std::slice::from_ref(&a))));
+    handle_listed(&mut w, t0, op, Ok(listed(std::slice::from_ref(&a))));
     assert_eq!(w.poll_action(t0), None);
     assert_eq!(w.poll_event(), Some(WorkEvent::Loaded { records: 1 }));
     assert_eq!(w.poll_event(), Some(WorkEvent::AlreadyDone(a)));
@@ -340,7 +361,7 @@ fn a_listing_taken_before_the_move_does_not_reopen_the_version() {
     let a = v("/in/a", 1);
     let (mut w, t0) = leading(config(), vec![]);
     let op = expect_list(&mut w, t0);
-    w.handle_listed(t0, op, Ok(listed(std::slice::from_ref(&a))));
+    handle_listed(&mut w, t0, op, Ok(listed(std::slice::from_ref(&a))));
     let (op, _) = expect_claim(&mut w, t0);
     w.handle_claimed(t0, op, Ok(claimed(1, 1)));
     let d = dispatches(&mut w, t0);
@@ -356,10 +377,18 @@ fn a_listing_taken_before_the_move_does_not_reopen_the_version() {
     // The next listing no longer shows it; one after that does: it came back.
     let t1 = t0 + Duration::from_secs(1);
     let op = expect_list(&mut w, t1);
-    w.handle_listed(t1, op, Ok(vec![]));
+    handle_listed(&mut w, t1, op, Ok(vec![]));
+    // The mirror no longer holds it (it left): its row is looked up when it comes back.
+    assert!(!w.ledger().unwrap().tracks(&a));
     let t2 = t1 + Duration::from_secs(1);
     let op = expect_list(&mut w, t2);
     w.handle_listed(t2, op, Ok(listed(std::slice::from_ref(&a))));
+    let Some(WorkAction::Lookup { op, versions }) = w.poll_action(t2) else {
+        panic!("a version the mirror does not hold is looked up")
+    };
+    assert_eq!(versions, vec![a.clone()]);
+    assert_eq!(w.poll_action(t2), None, "not claimed before the answer");
+    w.handle_looked_up(t2, op, Ok(vec![record(a.clone(), LedgerState::Done, 1)]));
     let (_, updates) = expect_record(&mut w, t2);
     assert_eq!(updates, vec![LedgerUpdate::Forget(a)]);
 }
@@ -368,7 +397,7 @@ fn a_listing_taken_before_the_move_does_not_reopen_the_version() {
 fn draining_finishes_running_work_and_starts_nothing_new() {
     let (mut w, t0) = leading(config(), vec![]);
     let op = expect_list(&mut w, t0);
-    w.handle_listed(t0, op, Ok(listed(&[v("/in/a", 1), v("/in/b", 1)])));
+    handle_listed(&mut w, t0, op, Ok(listed(&[v("/in/a", 1), v("/in/b", 1)])));
     let (op, _) = expect_claim(&mut w, t0);
     w.handle_claimed(t0, op, Ok(claimed(2, 1)));
     let d = dispatches(&mut w, t0);
@@ -394,7 +423,7 @@ fn transient_store_failures_back_off_and_keep_the_writes() {
     let (mut w, t0) = leading(config(), vec![]);
     let a = v("/in/a", 1);
     let op = expect_list(&mut w, t0);
-    w.handle_listed(t0, op, Ok(listed(std::slice::from_ref(&a))));
+    handle_listed(&mut w, t0, op, Ok(listed(std::slice::from_ref(&a))));
     let (op, _) = expect_claim(&mut w, t0);
     w.handle_claimed(t0, op, Ok(claimed(1, 1)));
     let d = dispatches(&mut w, t0);
@@ -420,7 +449,7 @@ fn done_markers_are_removed_with_their_file() {
     let a = v("/in/a", 1);
     let marker = v("/in/a.done", 0);
     let op = expect_list(&mut w, t0);
-    w.handle_listed(t0, op, Ok(listed(&[a.clone(), marker])));
+    handle_listed(&mut w, t0, op, Ok(listed(&[a.clone(), marker])));
     let (op, versions) = expect_claim(&mut w, t0);
     assert_eq!(versions, vec![a]);
     w.handle_claimed(t0, op, Ok(claimed(1, 1)));
@@ -463,13 +492,49 @@ fn rows_of_files_that_left_are_pruned_whatever_their_state() {
     let (mut w, t0) = leading(c, records);
     let t = t0 + Duration::from_secs(10);
     let op = expect_list(&mut w, t);
-    w.handle_listed(t, op, Ok(vec![]));
-    let (_, updates) = expect_record(&mut w, t);
-    let forgotten = updates
-        .iter()
-        .filter(|u| matches!(u, LedgerUpdate::Forget(_)))
-        .count();
-    assert_eq!(forgotten, 3, "{updates:?}");
+    handle_listed(&mut w, t, op, Ok(vec![]));
+    // Rows with work left are forgotten by the mirror; the settled one left the mirror at
+    // once (its file is not listed) and is forgotten by the walk over the store.
+    let (op, updates) = expect_record(&mut w, t);
+    assert_eq!(
+        updates,
+        vec![
+            LedgerUpdate::Forget(v("/in/claimed", 1)),
+            LedgerUpdate::Forget(v("/in/failed", 1))
+        ]
+    );
+    w.handle_recorded(t, op, Ok(()));
+    assert!(!w.ledger().unwrap().tracks(&v("/in/handled", 1)));
+    assert_eq!(w.ledger().unwrap().len(), 0);
+    let Some(WorkAction::FindStale {
+        op,
+        older_than,
+        after: None,
+        ..
+    }) = w.poll_action(t)
+    else {
+        panic!("the retention walk starts after the first listing")
+    };
+    assert_eq!(older_than, Duration::from_secs(10));
+    let stale = |path: &str| StaleRow {
+        version: v(path, 1),
+        updated_at_ms: 5,
+    };
+    // A stale row whose file is listed (a file left in place, say) is kept.
+    w.term
+        .as_mut()
+        .unwrap()
+        .listed
+        .insert("/in/kept".into(), v("/in/kept", 1));
+    w.handle_stale(t, op, Ok(vec![stale("/in/handled"), stale("/in/kept")]));
+    let (_, updates) = expect_record(&mut w, t + Duration::from_secs(1));
+    assert_eq!(updates, vec![LedgerUpdate::Forget(v("/in/handled", 1))]);
+    // A short page ends the walk until the next one.
+    assert_eq!(
+        w.next_deadline().map(|d| d >= t + Duration::from_secs(600)),
+        Some(false),
+        "the listing comes first"
+    );
 }
 
 #[test]
@@ -481,7 +546,12 @@ fn each_listing_reports_what_was_added_and_what_others_deleted() {
     let events =
         |w: &mut Worker| -> Vec<WorkEvent> { std::iter::from_fn(|| w.poll_event()).collect() };
     let op = expect_list(&mut w, t0);
-    w.handle_listed(t0, op, Ok(listed(&[a.clone(), b.clone(), c.clone()])));
+    handle_listed(
+        &mut w,
+        t0,
+        op,
+        Ok(listed(&[a.clone(), b.clone(), c.clone()])),
+    );
     // The first listing of a term: what the ledger does not know (c is done already).
     assert!(events(&mut w).contains(&WorkEvent::Changes {
         added: vec![a.clone(), b.clone()],
@@ -512,7 +582,7 @@ fn each_listing_reports_what_was_added_and_what_others_deleted() {
     let t1 = t0 + Duration::from_secs(1);
     let op = expect_list(&mut w, t1);
     let a2 = v("/in/a", 2);
-    w.handle_listed(t1, op, Ok(listed(&[a2.clone(), c.clone()])));
+    handle_listed(&mut w, t1, op, Ok(listed(&[a2.clone(), c.clone()])));
     assert!(events(&mut w).contains(&WorkEvent::Changes {
         added: vec![a2],
         deleted: vec![b]
@@ -529,7 +599,7 @@ fn an_operators_redrive_forgets_the_row_fenced_and_the_version_is_new_work() {
     w.handle_recorded(t0, op, Ok(()));
     // Listed again (the operator moved it back): claimed as new work, attempt counting anew.
     let op = expect_list(&mut w, t0);
-    w.handle_listed(t0, op, Ok(listed(std::slice::from_ref(&a))));
+    handle_listed(&mut w, t0, op, Ok(listed(std::slice::from_ref(&a))));
     let (_, versions) = expect_claim(&mut w, t0);
     assert_eq!(versions, vec![a.clone()]);
     // Without a term there is nothing to redrive.
@@ -550,7 +620,7 @@ fn the_backlog_counts_listed_files_not_done_and_the_oldest_age() {
         "nothing listed yet"
     );
     let op = expect_list(&mut w, t0);
-    w.handle_listed(t0, op, Ok(listed(&[a.clone(), b.clone()])));
+    handle_listed(&mut w, t0, op, Ok(listed(&[a.clone(), b.clone()])));
     let later = t0 + Duration::from_secs(7);
     let backlog = w.backlog(later).unwrap();
     assert_eq!(backlog.files, 1, "a is done, b waits");
@@ -583,7 +653,7 @@ fn moves_run_side_by_side_but_never_with_a_listing_nor_two_to_one_name() {
         v("/in/e", 1),
     ];
     let op = expect_list(&mut w, t0);
-    w.handle_listed(t0, op, Ok(listed(&files)));
+    handle_listed(&mut w, t0, op, Ok(listed(&files)));
     let (op, _) = expect_claim(&mut w, t0);
     w.handle_claimed(t0, op, Ok(claimed(files.len(), 1)));
     let d = dispatches(&mut w, t0);
@@ -674,7 +744,7 @@ fn a_claim_goes_out_while_outcomes_are_being_written() {
     let (mut w, t0) = leading(c, vec![]);
     let files: Vec<_> = (0..4).map(|i| v(&format!("/in/{i:02}"), 1)).collect();
     let op = expect_list(&mut w, t0);
-    w.handle_listed(t0, op, Ok(listed(&files)));
+    handle_listed(&mut w, t0, op, Ok(listed(&files)));
     let (op, _) = expect_claim(&mut w, t0);
     w.handle_claimed(t0, op, Ok(claimed(2, 1)));
     let d = dispatches(&mut w, t0);
@@ -721,7 +791,7 @@ fn claiming_ahead_starts_a_freed_slot_without_a_store_round_trip() {
     let (mut w, t0) = leading(c, vec![]);
     let files: Vec<_> = (0..9).map(|i| v(&format!("/in/{i:02}"), 1)).collect();
     let op = expect_list(&mut w, t0);
-    w.handle_listed(t0, op, Ok(listed(&files)));
+    handle_listed(&mut w, t0, op, Ok(listed(&files)));
     // Two slots and two ahead: one claim of four.
     let (op, versions) = expect_claim(&mut w, t0);
     assert_eq!(versions, files[..4].to_vec());
@@ -756,7 +826,7 @@ fn claimed_files_not_started_are_given_up_when_the_term_ends_and_redelivered_aft
     let (mut w, t0) = leading(c.clone(), vec![]);
     let files: Vec<_> = (0..3).map(|i| v(&format!("/in/{i:02}"), 1)).collect();
     let op = expect_list(&mut w, t0);
-    w.handle_listed(t0, op, Ok(listed(&files)));
+    handle_listed(&mut w, t0, op, Ok(listed(&files)));
     let (op, versions) = expect_claim(&mut w, t0);
     assert_eq!(versions.len(), 3);
     w.handle_claimed(t0, op, Ok(claimed(3, 1)));
@@ -773,7 +843,7 @@ fn claimed_files_not_started_are_given_up_when_the_term_ends_and_redelivered_aft
         .collect();
     let (mut w, t1) = leading(c, records);
     let op = expect_list(&mut w, t1);
-    w.handle_listed(t1, op, Ok(listed(&files)));
+    handle_listed(&mut w, t1, op, Ok(listed(&files)));
     let (op, versions) = expect_claim(&mut w, t1);
     assert_eq!(versions, files);
     w.handle_claimed(t1, op, Ok(claimed(3, 2)));
@@ -789,7 +859,7 @@ fn a_claimed_file_that_left_the_folder_is_not_started() {
     let (mut w, t0) = leading(c, vec![]);
     let files = [v("/in/a", 1), v("/in/b", 1)];
     let op = expect_list(&mut w, t0);
-    w.handle_listed(t0, op, Ok(listed(&files)));
+    handle_listed(&mut w, t0, op, Ok(listed(&files)));
     let (op, _) = expect_claim(&mut w, t0);
     w.handle_claimed(t0, op, Ok(claimed(2, 1)));
     let d = dispatches(&mut w, t0);
@@ -797,7 +867,7 @@ fn a_claimed_file_that_left_the_folder_is_not_started() {
     // The next listing no longer shows b.
     let t1 = t0 + Duration::from_secs(1);
     let op = expect_list(&mut w, t1);
-    w.handle_listed(t1, op, Ok(listed(&files[..1])));
+    handle_listed(&mut w, t1, op, Ok(listed(&files[..1])));
     w.handle_outcome(t1, d[0].0, Outcome::Handled);
     let mut actions = Vec::new();
     while let Some(action) = w.poll_action(t1) {
@@ -820,12 +890,12 @@ fn a_new_leader_lists_again_soon_so_a_stable_file_waits_no_whole_poll_interval()
     let (mut w, t0) = leading(c, vec![]);
     let a = v("/in/a", 1);
     let op = expect_list(&mut w, t0);
-    w.handle_listed(t0, op, Ok(listed(std::slice::from_ref(&a))));
+    handle_listed(&mut w, t0, op, Ok(listed(std::slice::from_ref(&a))));
     assert_eq!(w.poll_action(t0), None, "seen once: not stable yet");
     assert_eq!(w.next_deadline(), Some(t0 + Duration::from_secs(1)));
     let t1 = t0 + Duration::from_secs(1);
     let op = expect_list(&mut w, t1);
-    w.handle_listed(t1, op, Ok(listed(std::slice::from_ref(&a))));
+    handle_listed(&mut w, t1, op, Ok(listed(std::slice::from_ref(&a))));
     let (_, versions) = expect_claim(&mut w, t1);
     assert_eq!(versions, vec![a]);
     // From then on, the poll interval.
@@ -840,7 +910,7 @@ fn outcomes_arriving_close_together_share_one_record() {
     let (mut w, t0) = leading(c, vec![]);
     let files: Vec<_> = (0..3).map(|i| v(&format!("/in/{i:02}"), 1)).collect();
     let op = expect_list(&mut w, t0);
-    w.handle_listed(t0, op, Ok(listed(&files)));
+    handle_listed(&mut w, t0, op, Ok(listed(&files)));
     let (op, _) = expect_claim(&mut w, t0);
     w.handle_claimed(t0, op, Ok(claimed(3, 1)));
     let d = dispatches(&mut w, t0);
@@ -868,7 +938,7 @@ fn a_draining_term_writes_at_once() {
     let (mut w, t0) = leading(c, vec![]);
     let a = v("/in/a", 1);
     let op = expect_list(&mut w, t0);
-    w.handle_listed(t0, op, Ok(listed(std::slice::from_ref(&a))));
+    handle_listed(&mut w, t0, op, Ok(listed(std::slice::from_ref(&a))));
     let (op, _) = expect_claim(&mut w, t0);
     w.handle_claimed(t0, op, Ok(claimed(1, 1)));
     let d = dispatches(&mut w, t0);
@@ -886,7 +956,7 @@ fn done_records_ride_along_with_the_next_handled_record() {
     let (mut w, t0) = leading(c, vec![]);
     let files: Vec<_> = (0..2).map(|i| v(&format!("/in/{i:02}"), 1)).collect();
     let op = expect_list(&mut w, t0);
-    w.handle_listed(t0, op, Ok(listed(&files)));
+    handle_listed(&mut w, t0, op, Ok(listed(&files)));
     let (op, _) = expect_claim(&mut w, t0);
     w.handle_claimed(t0, op, Ok(claimed(2, 1)));
     let d = dispatches(&mut w, t0);
@@ -911,4 +981,174 @@ fn done_records_ride_along_with_the_next_handled_record() {
         updates.iter().map(state).collect::<Vec<_>>(),
         vec![Some(LedgerState::Done), Some(LedgerState::Handled)]
     );
+}
+
+#[test]
+fn a_takeover_looks_up_the_listed_versions_and_plans_none_before_the_answer() {
+    // `leave` mode: a done file stays in the folder. The load brings only the rows with work
+    // left (none here); the listed versions are looked up, and the done one is not redone.
+    let mut c = config();
+    c.post_processing = PostProcessing::Leave;
+    let (mut w, t0) = leading(c, vec![]);
+    let (a, b) = (v("/in/a", 1), v("/in/b", 1));
+    let op = expect_list(&mut w, t0);
+    w.handle_listed(t0, op, Ok(listed(&[a.clone(), b.clone()])));
+    let Some(WorkAction::Lookup { op, versions }) = w.poll_action(t0) else {
+        panic!("the versions the mirror does not hold are looked up first")
+    };
+    assert_eq!(versions, vec![a.clone(), b.clone()]);
+    assert_eq!(
+        w.poll_action(t0),
+        None,
+        "nothing is claimed before the answer"
+    );
+    let events =
+        |w: &mut Worker| -> Vec<WorkEvent> { std::iter::from_fn(|| w.poll_event()).collect() };
+    assert!(
+        !events(&mut w)
+            .iter()
+            .any(|e| matches!(e, WorkEvent::Changes { .. })),
+        "what is new is known once the lookup answered"
+    );
+    w.handle_looked_up(t0, op, Ok(vec![record(a.clone(), LedgerState::Done, 1)]));
+    let seen = events(&mut w);
+    assert!(
+        seen.contains(&WorkEvent::AlreadyDone(a.clone())),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&WorkEvent::Changes {
+            added: vec![b.clone()],
+            deleted: vec![]
+        }),
+        "{seen:?}"
+    );
+    let (_, versions) = expect_claim(&mut w, t0);
+    assert_eq!(versions, vec![b], "the done version is not claimed");
+}
+
+#[test]
+fn a_failed_lookup_is_asked_again_at_the_next_listing() {
+    let (mut w, t0) = leading(config(), vec![]);
+    let a = v("/in/a", 1);
+    let op = expect_list(&mut w, t0);
+    w.handle_listed(t0, op, Ok(listed(std::slice::from_ref(&a))));
+    let Some(WorkAction::Lookup { op, .. }) = w.poll_action(t0) else {
+        panic!("lookup")
+    };
+    w.handle_looked_up(
+        t0,
+        op,
+        Err(StoreError::Unavailable {
+            operation: "lookup_ledger",
+            group: "g".into(),
+            cause: "down".into(),
+        }),
+    );
+    assert!(
+        !w.ledger().unwrap().tracks(&a),
+        "forgotten, to be looked up again"
+    );
+    let t1 = t0 + Duration::from_secs(1);
+    let op = expect_list(&mut w, t1);
+    w.handle_listed(t1, op, Ok(listed(std::slice::from_ref(&a))));
+    let Some(WorkAction::Lookup { op, versions }) = w.poll_action(t1) else {
+        panic!("looked up again")
+    };
+    assert_eq!(versions, vec![a.clone()]);
+    w.handle_looked_up(t1, op, Ok(vec![]));
+    let (_, versions) = expect_claim(&mut w, t1);
+    assert_eq!(versions, vec![a]);
+}
+
+#[test]
+fn the_mirror_follows_the_directory_not_the_history() {
+    // 500 files pass through the folder, ten at a time: each is handled and moved away. The
+    // mirror never holds more than the folder does.
+    let mut c = config();
+    c.max_in_flight = 10;
+    let (mut w, t0) = leading(c, vec![]);
+    let mut dir: BTreeMap<String, FileVersion> = BTreeMap::new();
+    let mut next = 0;
+    let mut largest = 0;
+    let mut done = 0;
+    let mut now = t0;
+    for _round in 0..200 {
+        while dir.len() < 10 && next < 500 {
+            let version = v(&format!("/in/{next:04}"), 1);
+            dir.insert(version.path.clone(), version);
+            next += 1;
+        }
+        while let Some(action) = w.poll_action(now) {
+            match action {
+                WorkAction::List { op } => {
+                    let versions: Vec<FileVersion> = dir.values().cloned().collect();
+                    handle_listed(&mut w, now, op, Ok(listed(&versions)));
+                }
+                WorkAction::Lookup { op, .. } => w.handle_looked_up(now, op, Ok(vec![])),
+                WorkAction::Claim { op, versions, .. } => {
+                    w.handle_claimed(now, op, Ok(claimed(versions.len(), 1)))
+                }
+                WorkAction::Dispatch { handler, .. } => {
+                    w.handle_outcome(now, handler, Outcome::Handled)
+                }
+                WorkAction::Record { op, .. } => w.handle_recorded(now, op, Ok(())),
+                WorkAction::File {
+                    op,
+                    file_op: FileOp::MoveToDone { version, .. },
+                } => {
+                    dir.remove(&version.path);
+                    w.handle_file_op(now, op, FileOpResult::Done(None));
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+            largest = largest.max(w.ledger().unwrap().len());
+        }
+        while let Some(event) = w.poll_event() {
+            if matches!(event, WorkEvent::Done(_)) {
+                done += 1;
+            }
+        }
+        now += Duration::from_secs(1);
+    }
+    assert_eq!(done, 500, "every file done");
+    assert!(largest <= 20, "the mirror held {largest} versions at most");
+    assert!(w.ledger().unwrap().len() <= 10);
+}
+
+#[test]
+fn a_term_under_the_same_fence_loads_only_after_the_last_terms_writes_are_answered() {
+    let (mut w, t0) = leading(config(), vec![]);
+    let a = v("/in/a", 1);
+    let op = expect_list(&mut w, t0);
+    handle_listed(&mut w, t0, op, Ok(listed(std::slice::from_ref(&a))));
+    let (op, _) = expect_claim(&mut w, t0);
+    w.handle_claimed(t0, op, Ok(claimed(1, 1)));
+    let d = dispatches(&mut w, t0);
+    w.handle_outcome(t0, d[0].0, Outcome::Handled);
+    let (written, _) = expect_record(&mut w, t0);
+    // The lease is lost here and renewed before anyone took over: the same fence again.
+    w.set_lease(t0, None);
+    w.set_lease(t0, Some(&fence(1)));
+    assert_eq!(
+        w.poll_action(t0),
+        None,
+        "the handled record may still land: no load before its answer"
+    );
+    assert_eq!(w.next_deadline(), None, "and no busy wait");
+    w.handle_recorded(t0, written, Ok(()));
+    assert!(matches!(
+        w.poll_action(t0),
+        Some(WorkAction::LoadLedger { .. })
+    ));
+    // Under another fence (another term) the store fences the old writes: no wait.
+    let (mut w, t0) = leading(config(), vec![]);
+    let op = expect_list(&mut w, t0);
+    handle_listed(&mut w, t0, op, Ok(listed(std::slice::from_ref(&a))));
+    let (_, _) = expect_claim(&mut w, t0);
+    w.set_lease(t0, Some(&fence(2)));
+    assert!(matches!(
+        w.poll_action(t0),
+        Some(WorkAction::LoadLedger { .. })
+    ));
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::Worker;
 use crate::ids::Fence;
 use crate::ledger::{Dispatch, FileVersion, LedgerPolicy, LedgerUpdate};
-use crate::store::StoreError;
+use crate::store::{StaleRow, StoreError};
 
 /// What happens to a file after its handler succeeded (`move`, `delete`, `leave` in
 /// configuration files).
@@ -60,6 +60,13 @@ pub struct WorkConfig {
     /// stable before the takeover waits for this, not a whole poll interval. The stability
     /// rule "unchanged across two listings" then spans this much right after a takeover.
     pub takeover_relist: Duration,
+    /// Versions per store lookup, at most: listed versions the mirror does not hold (new
+    /// ones, and settled ones that came back) are looked up in batches of this many; also
+    /// the page size of the retention walk over settled rows.
+    pub lookup_batch: usize,
+    /// Time between two walks over the settled rows older than the retention (each walk
+    /// goes page after page to its end, then waits this long).
+    pub retention_walk: Duration,
 }
 
 impl WorkConfig {
@@ -79,6 +86,8 @@ impl WorkConfig {
             store_retry: Duration::from_secs(1),
             claim_ahead: 8,
             takeover_relist: Duration::from_secs(1),
+            lookup_batch: 1000,
+            retention_walk: Duration::from_secs(600),
         }
     }
 }
@@ -145,6 +154,24 @@ pub enum WorkAction {
         /// The call.
         op: OpId,
     },
+    /// Call [`crate::CoordinationStore::lookup_ledger`], then [`Worker::handle_looked_up`].
+    Lookup {
+        /// The call.
+        op: OpId,
+        /// The versions (at most `lookup_batch`).
+        versions: Vec<FileVersion>,
+    },
+    /// Call [`crate::CoordinationStore::stale_settled`], then [`Worker::handle_stale`].
+    FindStale {
+        /// The call.
+        op: OpId,
+        /// The retention.
+        older_than: Duration,
+        /// Where the walk goes on from (`None`: from the oldest).
+        after: Option<StaleRow>,
+        /// Rows at most.
+        limit: usize,
+    },
     /// Call [`crate::CoordinationStore::claim`], then [`Worker::handle_claimed`].
     Claim {
         /// The call.
@@ -188,6 +215,12 @@ pub enum WorkEvent {
     Loaded {
         /// Rows loaded.
         records: usize,
+    },
+    /// Settled rows older than the retention, of files no longer listed, are being
+    /// forgotten (the retention walk over the store).
+    Expired {
+        /// Rows.
+        rows: usize,
     },
     /// A version was handled and post-processed, and that is recorded.
     Done(FileVersion),

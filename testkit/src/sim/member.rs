@@ -48,6 +48,8 @@ enum WorkCall {
     Load,
     Claim,
     Record,
+    Lookup,
+    Stale,
 }
 
 impl Member {
@@ -212,6 +214,14 @@ impl World {
             (WorkCall::Claim, _) => worker.handle_claimed(local, work_op, Err(timeout("claim"))),
             (WorkCall::Record, Some(Rep::Record(r))) => worker.handle_recorded(local, work_op, r),
             (WorkCall::Record, _) => worker.handle_recorded(local, work_op, Err(timeout("record"))),
+            (WorkCall::Lookup, Some(Rep::Lookup(r))) => worker.handle_looked_up(local, work_op, r),
+            (WorkCall::Lookup, _) => {
+                worker.handle_looked_up(local, work_op, Err(timeout("lookup_ledger")))
+            }
+            (WorkCall::Stale, Some(Rep::Stale(r))) => worker.handle_stale(local, work_op, r),
+            (WorkCall::Stale, _) => {
+                worker.handle_stale(local, work_op, Err(timeout("stale_settled")))
+            }
         }
     }
 
@@ -311,7 +321,10 @@ impl World {
             let Some(action) = worker.poll_action(local) else {
                 break;
             };
-            if matches!(action, WorkAction::Record { .. } | WorkAction::Claim { .. }) {
+            if matches!(
+                action,
+                WorkAction::Record { .. } | WorkAction::Claim { .. } | WorkAction::Lookup { .. }
+            ) {
                 self.trace(|| format!("m{m} action {action:?}"));
             }
             match action {
@@ -330,6 +343,15 @@ impl World {
                 WorkAction::Record { op, fence, updates } => {
                     self.work_call(m, op, WorkCall::Record, Req::Record(fence, updates))
                 }
+                WorkAction::Lookup { op, versions } => {
+                    self.work_call(m, op, WorkCall::Lookup, Req::Lookup(versions))
+                }
+                WorkAction::FindStale {
+                    op,
+                    older_than,
+                    after,
+                    limit,
+                } => self.work_call(m, op, WorkCall::Stale, Req::Stale(older_than, after, limit)),
                 WorkAction::Dispatch {
                     handler, dispatch, ..
                 } => self.start_handler(m, handler, dispatch),

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use coord_core::{
     ClaimOutcome, Dispatch, Fence, FileOpResult, FileVersion, GroupId, HandlerId, HeartbeatRequest,
     Incarnation, LedgerRecord, LedgerState, LedgerUpdate, ListedFile, MemberId, Observation, OpId,
-    PostProcessing, RetryPolicy, StoreError, TakeoverOutcome, TakeoverRequest, Term, Timing,
+    PostProcessing, RetryPolicy, StaleRow, StoreError, TakeoverOutcome, TakeoverRequest, Term,
+    Timing,
 };
 
 use super::member::Member;
@@ -163,6 +164,8 @@ pub(super) enum Req {
     Load,
     Claim(Fence, Vec<FileVersion>),
     Record(Fence, Vec<LedgerUpdate>),
+    Lookup(Vec<FileVersion>),
+    Stale(Duration, Option<StaleRow>, usize),
 }
 
 /// A store reply.
@@ -174,6 +177,8 @@ pub(super) enum Rep {
     Load(Result<Vec<LedgerRecord>, StoreError>),
     Claim(Result<Vec<ClaimOutcome>, StoreError>),
     Record(Result<(), StoreError>),
+    Lookup(Result<Vec<LedgerRecord>, StoreError>),
+    Stale(Result<Vec<StaleRow>, StoreError>),
 }
 
 #[derive(Debug, Clone)]
@@ -603,33 +608,40 @@ impl World {
 
     fn apply(&mut self, m: usize, op: u64, req: Req) {
         let gen_ = self.members[m].gen_;
-        let rep = if !self.store_up() {
-            failure(&req, "connection reset")
-        } else {
-            let now = self.base + self.now + self.store_clock_ahead;
-            match req {
-                Req::Heartbeat(r) => Rep::Heartbeat(Ok(self.store.heartbeat(now, &r))),
-                Req::TakeOver(r) => {
-                    let outcome = self.store.take_over(now, &r);
-                    if let TakeoverOutcome::Won(term) = outcome {
-                        self.on_takeover(term, &r);
+        let rep =
+            if !self.store_up() {
+                failure(&req, "connection reset")
+            } else {
+                let now = self.base + self.now + self.store_clock_ahead;
+                match req {
+                    Req::Heartbeat(r) => Rep::Heartbeat(Ok(self.store.heartbeat(now, &r))),
+                    Req::TakeOver(r) => {
+                        let outcome = self.store.take_over(now, &r);
+                        if let TakeoverOutcome::Won(term) = outcome {
+                            self.on_takeover(term, &r);
+                        }
+                        Rep::TakeOver(Ok(outcome))
                     }
-                    Rep::TakeOver(Ok(outcome))
+                    Req::Release(f) => {
+                        self.store.release(&f);
+                        Rep::Stopped(Ok(()))
+                    }
+                    Req::Leave(incarnation) => {
+                        let member = self.members[m].id.clone();
+                        self.store.leave(&self.group, &member, incarnation);
+                        Rep::Stopped(Ok(()))
+                    }
+                    Req::Load => Rep::Load(Ok(self.store.load_ledger(&self.group))),
+                    Req::Claim(f, versions) => Rep::Claim(self.store.claim(now, &f, &versions)),
+                    Req::Record(f, updates) => Rep::Record(self.store.record(now, &f, &updates)),
+                    Req::Lookup(versions) => {
+                        Rep::Lookup(Ok(self.store.lookup_ledger(&self.group, &versions)))
+                    }
+                    Req::Stale(older_than, after, limit) => Rep::Stale(Ok(self
+                        .store
+                        .stale_settled(now, &self.group, older_than, after.as_ref(), limit))),
                 }
-                Req::Release(f) => {
-                    self.store.release(&f);
-                    Rep::Stopped(Ok(()))
-                }
-                Req::Leave(incarnation) => {
-                    let member = self.members[m].id.clone();
-                    self.store.leave(&self.group, &member, incarnation);
-                    Rep::Stopped(Ok(()))
-                }
-                Req::Load => Rep::Load(Ok(self.store.load_ledger(&self.group))),
-                Req::Claim(f, versions) => Rep::Claim(self.store.claim(&f, &versions)),
-                Req::Record(f, updates) => Rep::Record(self.store.record(&f, &updates)),
-            }
-        };
+            };
         let at = self.now + self.latency();
         self.schedule(at, Ev::Reply { m, gen_, op, rep });
     }
@@ -831,5 +843,7 @@ fn failure(req: &Req, cause: &str) -> Rep {
         Req::Load => Rep::Load(Err(err("load_ledger"))),
         Req::Claim(..) => Rep::Claim(Err(err("claim"))),
         Req::Record(..) => Rep::Record(Err(err("record"))),
+        Req::Lookup(_) => Rep::Lookup(Err(err("lookup_ledger"))),
+        Req::Stale(..) => Rep::Stale(Err(err("stale_settled"))),
     }
 }
