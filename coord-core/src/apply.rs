@@ -62,6 +62,8 @@ const MAX_ERROR: usize = 2000;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ApplyFailures {
     by_listener: BTreeMap<String, (u64, String)>,
+    /// A version whose document does not load here at all (every listener kept).
+    document: Option<(u64, String)>,
 }
 
 impl ApplyFailures {
@@ -77,14 +79,34 @@ impl ApplyFailures {
         self.by_listener.remove(listener);
     }
 
+    /// The document of `version` does not load on this member at all: every listener keeps
+    /// what it runs.
+    pub fn record_document(&mut self, version: u64, cause: &str) {
+        self.document = Some((version, cause.to_owned()));
+    }
+
+    /// A newer document loads here.
+    pub fn clear_document(&mut self) {
+        self.document = None;
+    }
+
+    /// The version whose document does not load here, if any.
+    pub fn document(&self) -> Option<u64> {
+        self.document.as_ref().map(|(v, _)| *v)
+    }
+
     /// Whether every listener runs the definition it should.
     pub fn is_empty(&self) -> bool {
-        self.by_listener.is_empty()
+        self.by_listener.is_empty() && self.document.is_none()
     }
 
     /// The newest version that could not be applied fully.
     pub fn newest(&self) -> Option<u64> {
-        self.by_listener.values().map(|(v, _)| *v).max()
+        self.by_listener
+            .values()
+            .map(|(v, _)| *v)
+            .chain(self.document())
+            .max()
     }
 
     /// The row `member` writes: `applied` is the newest version it took, `running` what its
@@ -103,12 +125,14 @@ impl ApplyFailures {
             .collect::<Vec<_>>()
             .join(",");
         let error = (!self.is_empty()).then(|| {
-            let text = self
-                .by_listener
+            let document = self
+                .document
                 .iter()
-                .map(|(name, (version, cause))| {
+                .map(|(version, cause)| format!("version {version}: {cause}"));
+            let text = document
+                .chain(self.by_listener.iter().map(|(name, (version, cause))| {
                     format!("listener `{name}` (version {version}): {cause}")
-                })
+                }))
                 .collect::<Vec<_>>()
                 .join("; ");
             cut(text, MAX_ERROR)
@@ -185,6 +209,14 @@ mod tests {
         failures.clear("change");
         failures.clear("ftp");
         assert!(failures.is_empty());
+        failures.record_document(4, "cluster configuration: not TOML");
+        let whole = failures.report("b", Some(3), [("keep", 3)]);
+        assert_eq!(whole.failed_version, Some(4));
+        assert_eq!(
+            whole.error.as_deref(),
+            Some("version 4: cluster configuration: not TOML")
+        );
+        failures.clear_document();
         let fixed = failures.report("b", Some(4), [("keep", 4)]);
         assert_eq!((fixed.failed_version, fixed.error), (None, None));
     }
