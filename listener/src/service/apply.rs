@@ -176,11 +176,6 @@ impl Engine {
         self.endpoints.cluster.failed.store(failed, Relaxed);
     }
 
-    /// Whether every listener took its definition and none is on probation any more.
-    fn settled(&self) -> bool {
-        self.failures.is_empty() && !self.running.iter().any(Running::on_probation)
-    }
-
     /// This member's row of `cluster_member_status`, as things stand.
     fn report(&self, member: &str, applied: Option<u64>) -> MemberReport {
         let running = self
@@ -189,6 +184,52 @@ impl Engine {
             .filter(|r| r.is_alive())
             .map(|r| (r.name.as_str(), r.version));
         self.failures.report(member, applied, running)
+    }
+}
+
+/// The copy of the last version fully applied, in the state directory (what a restart with
+/// the database unreachable starts from), and the one before it: a version kept when it was
+/// applied is given back if one of its listeners then fails after start, so a restart does
+/// not start that listener on the definition that failed.
+struct Kept {
+    saved: LastKnownGood,
+    current: Option<(u64, String)>,
+    before: Option<(u64, String)>,
+}
+
+impl Kept {
+    fn new(saved: LastKnownGood) -> Self {
+        Kept {
+            saved,
+            current: None,
+            before: None,
+        }
+    }
+
+    fn keep(&mut self, version: u64, body: String) {
+        if let Err(e) = self.saved.write(version, &body) {
+            tracing::error!(error = %e, "cannot keep the last known good cluster configuration");
+        }
+        self.before = self.current.replace((version, body));
+    }
+
+    /// `failed` is a version some listener could not take after all.
+    fn give_back(&mut self, failed: u64) {
+        if self.current.as_ref().is_none_or(|(v, _)| *v != failed) {
+            return;
+        }
+        let Some((version, body)) = self.before.take() else {
+            return;
+        };
+        tracing::warn!(
+            version,
+            failed,
+            "keeping the previous cluster configuration as the last known good"
+        );
+        if let Err(e) = self.saved.write(version, &body) {
+            tracing::error!(error = %e, "cannot keep the last known good cluster configuration");
+        }
+        self.current = Some((version, body));
     }
 }
 
@@ -234,11 +275,9 @@ pub(super) async fn run_cluster(
     )
     .await?;
     engine.endpoints.cluster.enabled.store(true, Relaxed);
-    let saved = LastKnownGood::new(&cluster);
+    let mut kept = Kept::new(LastKnownGood::new(&cluster));
     let mut applied: Option<u64> = None;
-    // A version applied and not yet kept: kept once every listener settled on it.
-    let mut to_keep: Option<(u64, String)> = None;
-    match saved.read() {
+    match kept.saved.read() {
         Ok(Some((version, body))) => match Config::load_cluster_each(file, &body, &registry) {
             Ok(listeners) => {
                 tracing::info!(
@@ -248,6 +287,7 @@ pub(super) async fn run_cluster(
                 engine.apply(listeners, &member, version).await;
                 applied = Some(version);
                 engine.endpoints.cluster.applied.store(version, Relaxed);
+                kept.current = Some((version, body));
             }
             Err(e) => {
                 tracing::error!(error = %e, "the last known good cluster configuration does not load; waiting for the database")
@@ -297,13 +337,12 @@ pub(super) async fn run_cluster(
                     engine.endpoints.cluster.applied.store(version, Relaxed);
                     if engine.failures.is_empty() {
                         tracing::info!(version, "cluster configuration applied");
-                        to_keep = Some((version, body));
+                        kept.keep(version, body);
                     } else {
                         tracing::error!(
                             version,
                             "cluster configuration applied except the listeners named above, which keep their previous definition"
                         );
-                        to_keep = None;
                     }
                 }
                 backoff = Duration::from_millis(500);
@@ -318,15 +357,8 @@ pub(super) async fn run_cluster(
             next_poll = tokio::time::Instant::now() + wait;
         }
         engine.reap().await;
-        if !engine.failures.is_empty() {
-            // A version some listener went back from is not kept: a restart would retry it.
-            to_keep = None;
-        }
-        if engine.settled()
-            && let Some((version, body)) = to_keep.take()
-            && let Err(e) = saved.write(version, &body)
-        {
-            tracing::error!(error = %e, "cannot keep the last known good cluster configuration");
+        if let Some(failed) = engine.failures.newest() {
+            kept.give_back(failed);
         }
         if let Some(s) = &store {
             let report = engine.report(&member, applied);
