@@ -1,7 +1,10 @@
-//! The cluster's configuration in the coordination database (SQLite here, shared by three
-//! member processes on one host): push, live apply on every member, an unchanged listener
-//! left alone, an invalid push refused, `every` placement with `{member}` paths, and a member
-//! restarted while its database is unreachable starting from its last known good copy.
+//! The cluster's configuration in the coordination database (SQLite, PostgreSQL, MariaDB,
+//! shared by three member processes on one host): push, live apply on every member, an
+//! unchanged listener left alone, an invalid push refused, `every` placement with `{member}`
+//! paths, a member restarted while its database is unreachable starting from its last known
+//! good copy; a version one member cannot apply (a listener that fails after start, one that
+//! does not load there) left on that listener's previous definition, and `status` showing
+//! every member's apply state.
 
 mod common;
 
@@ -102,6 +105,11 @@ fn mariadb_pushed_versions_are_applied_live_and_kept_for_a_database_outage() {
 /// member's local file, the schema, version 1 pushed (`comment`), and the three processes
 /// running it.
 fn three_members_on_version_1(dir: &Path, database: &str, cluster: &str) -> Vec<Proc> {
+    three_members_on(dir, database, cluster, V1)
+}
+
+/// [`three_members_on_version_1`] with `v1` as version 1.
+fn three_members_on(dir: &Path, database: &str, cluster: &str, v1: &str) -> Vec<Proc> {
     for d in ["keep", "change", "added", "local-a", "local-b", "local-c"] {
         std::fs::create_dir_all(dir.join(d)).unwrap();
     }
@@ -110,7 +118,7 @@ fn three_members_on_version_1(dir: &Path, database: &str, cluster: &str) -> Vec<
     }
     let (ok, out) = cli(dir, &["--config", "a.toml", "migrate"]);
     assert!(ok, "{out}");
-    document(dir, "v1.toml", V1);
+    document(dir, "v1.toml", v1);
     let (ok, out) = cli(
         dir,
         &[
@@ -410,6 +418,281 @@ fn postgres_members_keep_running_through_a_database_cut_and_converge_after() {
         dir.join("added/.done/after-cut").exists().then_some(())
     });
     assert!(added.is_some(), "{}", logs(&procs));
+    for p in &procs {
+        p.signal("TERM");
+    }
+}
+
+/// One member's line of `status` (`MEMBER APPLIED FAILED REPORTED RUNS`) and the error
+/// printed under it, if any.
+fn member_row(status: &str, member: &str) -> Option<(String, String, String, Option<String>)> {
+    let mut lines = status.lines();
+    while let Some(line) = lines.next() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        // member, applied, failed, age, unit, "ago", runs
+        if words.len() == 7 && words[0] == member && words[5] == "ago" {
+            let error = lines
+                .clone()
+                .next()
+                .and_then(|l| l.strip_prefix("  error: "))
+                .map(str::to_string);
+            return Some((
+                words[1].to_string(),
+                words[2].to_string(),
+                words[6].to_string(),
+                error,
+            ));
+        }
+    }
+    None
+}
+
+/// Polls `status` (the binary, as an operator runs it) until `ready` holds for its output.
+fn status_until(dir: &Path, ready: impl Fn(&str) -> bool) -> Result<String, String> {
+    let mut last = String::new();
+    wait_for(LIMIT, || {
+        let (ok, out) = cli(dir, &["--config", "a.toml", "status"]);
+        last = out.clone();
+        (ok && ready(&out)).then_some(out)
+    })
+    .ok_or(last)
+}
+
+const WORK_V1: &str =
+    "\n[[listeners]]\nname = \"work\"\nplacement = \"member:b\"\nsource.path = \"work\"\n";
+const WORK_V2: &str =
+    "\n[[listeners]]\nname = \"work\"\nplacement = \"every\"\nsource.path = \"work-{member}\"\n";
+
+#[test]
+fn sqlite_a_listener_failing_after_start_goes_back_to_its_previous_definition() {
+    failing_after_start(SQLITE);
+}
+
+#[test]
+fn postgres_a_listener_failing_after_start_goes_back_to_its_previous_definition() {
+    failing_after_start(&postgres());
+}
+
+#[test]
+fn mariadb_a_listener_failing_after_start_goes_back_to_its_previous_definition() {
+    failing_after_start(&mariadb());
+}
+
+/// Version 2 changes listener `work` from "member b, shared folder" to "every member, its own
+/// folder and ledger"; on member b the ledger's file in its state directory cannot be
+/// created (a directory is in the way), which only shows when the new definition starts. So
+/// b goes back to version 1's `work` and keeps handling its files, a and c run version 2's,
+/// `status` and b's `/metrics` say so; the host fixed and version 3 pushed, all three apply
+/// it and the failure is cleared.
+fn failing_after_start(database: &str) {
+    let cluster = unique("fail");
+    let site = tempfile::tempdir().unwrap();
+    let dir = site.path();
+    for d in ["work", "work-a", "work-b", "work-c"] {
+        std::fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    let v1 = V1.to_string() + WORK_V1;
+    let procs = three_members_on(dir, database, &cluster, &v1);
+    let logs = || {
+        procs
+            .iter()
+            .map(Proc::output)
+            .collect::<Vec<_>>()
+            .join("\n----\n")
+    };
+    std::fs::write(dir.join("work/w1"), b"1").unwrap();
+    let first = wait_for(LIMIT, || dir.join("work/.done/w1").exists().then_some(()));
+    assert!(first.is_some(), "{}", logs());
+
+    // Member b cannot create its `every` ledger for `work`.
+    std::fs::create_dir_all(dir.join("state-b/every-work.db")).unwrap();
+    document(dir, "v2.toml", &(V1.to_string() + WORK_V2));
+    let (ok, out) = cli(dir, &["--config", "c.toml", "cluster", "push", "v2.toml"]);
+    assert!(ok && out.contains("stored version 2"), "{out}");
+    let b = &procs[1];
+    assert!(
+        b.wait_line("going back to the previous one", LIMIT)
+            .is_some(),
+        "{}",
+        b.output()
+    );
+    let line = b
+        .output()
+        .lines()
+        .find(|l| l.contains("going back to the previous one"))
+        .unwrap()
+        .to_string();
+    assert!(
+        line.contains("listener=work")
+            && line.contains("version=2")
+            && line.contains("is a directory"),
+        "the log names the listener, the version and the cause: {line}"
+    );
+
+    // Every member's state, as `status` prints it.
+    let status = status_until(dir, |out| {
+        let b = member_row(out, "b");
+        let ok = |m| {
+            member_row(out, m).is_some_and(|(applied, failed, runs, error)| {
+                applied == "2" && failed == "-" && error.is_none() && runs.contains("work@2")
+            })
+        };
+        ok("a")
+            && ok("c")
+            && b.is_some_and(|(applied, failed, runs, error)| {
+                applied == "2"
+                    && failed == "2"
+                    && runs.contains("work@1")
+                    && runs.contains("keep@2")
+                    && error.is_some()
+            })
+    })
+    .unwrap_or_else(|last| panic!("status never showed the failure:\n{last}\n{}", logs()));
+    let (_, _, _, error) = member_row(&status, "b").unwrap();
+    let error = error.unwrap();
+    assert!(
+        error.contains("listener `work` (version 2)") && error.contains("every-work.db"),
+        "{status}"
+    );
+    let (ok, json) = cli(dir, &["--config", "a.toml", "status", "--json"]);
+    assert!(ok, "{json}");
+    let line = json
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON object: {json}"));
+    let json: serde_json::Value = serde_json::from_str(line).expect("status --json is JSON");
+    let members = json["cluster"]["members"].as_array().expect("members");
+    let b_json = members.iter().find(|m| m["member"] == "b").expect("b");
+    assert_eq!(b_json["failed_version"], 2, "{json}");
+    assert!(b_json["reported_age_ms"].as_u64().is_some(), "{json}");
+    let (code, metrics) = common::http_get(&b.http_addr(), "/metrics");
+    assert_eq!(code, 200);
+    assert!(
+        metrics.contains("ftpl_cluster_config_apply_failed 1"),
+        "{metrics}"
+    );
+
+    // b keeps handling `work` on version 1's definition; a and c on version 2's.
+    std::fs::write(dir.join("work/w2"), b"1").unwrap();
+    for m in ["a", "c"] {
+        std::fs::write(dir.join(format!("work-{m}/x")), b"1").unwrap();
+    }
+    let handled = wait_for(LIMIT, || {
+        (dir.join("work/.done/w2").exists()
+            && dir.join("work-a/.done/x").exists()
+            && dir.join("work-c/.done/x").exists())
+        .then_some(())
+    });
+    assert!(handled.is_some(), "{}", logs());
+
+    // The host fixed, version 3 (version 2 again) is applied by all three.
+    std::fs::remove_dir(dir.join("state-b/every-work.db")).unwrap();
+    document(
+        dir,
+        "v3.toml",
+        &(V1.to_string() + WORK_V2 + "# fixed on b\n"),
+    );
+    let (ok, out) = cli(dir, &["--config", "a.toml", "cluster", "push", "v3.toml"]);
+    assert!(ok && out.contains("stored version 3"), "{out}");
+    let status = status_until(dir, |out| {
+        MEMBERS.iter().all(|m| {
+            member_row(out, m).is_some_and(|(applied, failed, runs, error)| {
+                applied == "3" && failed == "-" && error.is_none() && runs.contains("work@3")
+            })
+        })
+    })
+    .unwrap_or_else(|last| panic!("the failure was not cleared:\n{last}\n{}", logs()));
+    assert!(!status.contains("error:"), "{status}");
+    std::fs::write(dir.join("work-b/y"), b"1").unwrap();
+    let fixed = wait_for(LIMIT, || dir.join("work-b/.done/y").exists().then_some(()));
+    assert!(fixed.is_some(), "{}", logs());
+    let (_, metrics) = common::http_get(&b.http_addr(), "/metrics");
+    assert!(
+        metrics.contains("ftpl_cluster_config_apply_failed 0"),
+        "{metrics}"
+    );
+    for p in &procs {
+        p.signal("TERM");
+    }
+}
+
+#[test]
+fn sqlite_a_listener_that_does_not_load_on_one_member_leaves_the_others_applied() {
+    not_loading_on_one_member(SQLITE);
+}
+
+#[test]
+fn postgres_a_listener_that_does_not_load_on_one_member_leaves_the_others_applied() {
+    not_loading_on_one_member(&postgres());
+}
+
+#[test]
+fn mariadb_a_listener_that_does_not_load_on_one_member_leaves_the_others_applied() {
+    not_loading_on_one_member(&mariadb());
+}
+
+/// Version 2 changes `change` and adds `remote`, an FTP source whose password is a file on
+/// each member; member b lacks the file. b applies the rest of version 2 (`change` with its
+/// new filter) and leaves `remote` out, saying so, without the secret anywhere.
+fn not_loading_on_one_member(database: &str) {
+    let cluster = unique("load");
+    let site = tempfile::tempdir().unwrap();
+    let dir = site.path();
+    for m in ["a", "c"] {
+        std::fs::write(dir.join(format!("secret-{m}")), "s3cr3t-value\n").unwrap();
+    }
+    let procs = three_members_on_version_1(dir, database, &cluster);
+    let logs = || {
+        procs
+            .iter()
+            .map(Proc::output)
+            .collect::<Vec<_>>()
+            .join("\n----\n")
+    };
+    let v2 = V1.replace("filter = \"*.a\"", "filter = \"*.b\"")
+        + "\n[[listeners]]\nname = \"remote\"\nsource.kind = \"ftp\"\nsource.path = \"/in\"\n\
+           source.ftp = { host = \"127.0.0.1\", port = 1, user = \"u\", password_file = \"secret-{member}\" }\n";
+    document(dir, "v2.toml", &v2);
+    let (ok, out) = cli(dir, &["--config", "a.toml", "cluster", "push", "v2.toml"]);
+    assert!(ok && out.contains("stored version 2"), "{out}");
+    let b = &procs[1];
+    assert!(
+        b.wait_line("does not load on this member", LIMIT).is_some(),
+        "{}",
+        b.output()
+    );
+    let status = status_until(dir, |out| {
+        let runs = |m| member_row(out, m).map(|(applied, failed, runs, _)| (applied, failed, runs));
+        let ac = ["a", "c"].iter().all(|m| {
+            runs(m).is_some_and(|(applied, failed, runs)| {
+                applied == "2" && failed == "-" && runs.contains("remote@2")
+            })
+        });
+        ac && runs("b").is_some_and(|(applied, failed, runs)| {
+            applied == "2"
+                && failed == "2"
+                && runs.contains("change@2")
+                && runs.contains("keep@2")
+                && !runs.contains("remote")
+        })
+    })
+    .unwrap_or_else(|last| panic!("status never showed b's state:\n{last}\n{}", logs()));
+    let (_, _, _, error) = member_row(&status, "b").unwrap();
+    let error = error.expect("b's error is shown");
+    assert!(
+        error.contains("listener `remote` (version 2)") && error.contains("password_file"),
+        "{status}"
+    );
+    assert!(!status.contains("s3cr3t"), "{status}");
+    assert!(!logs().contains("s3cr3t"), "no secret in any log");
+    // b took version 2's `change` (its new filter): the member's listeners are applied.
+    assert!(
+        b.output().lines().any(|l| l.contains("listener changed")
+            && l.contains("listener=change")
+            && l.contains("version=2")),
+        "{}",
+        b.output()
+    );
     for p in &procs {
         p.signal("TERM");
     }
