@@ -637,6 +637,10 @@ impl Default for Config {
 
 /// An `every` listener's ledger is its own: a SQLite file in the state directory, whatever
 /// the shared store.
+/// Every listener of a file or document, each loaded on its own: its name and its
+/// configuration or its error ([`Config::load_cluster_each`]).
+pub type EachListener = Vec<(String, Result<Config, ConfigError>)>;
+
 /// Two listeners of one file may not share a name, nor a group as one member on one store.
 fn check_distinct(configs: &[Config], shown: &str) -> Result<(), ConfigError> {
     for (i, config) in configs.iter().enumerate() {
@@ -648,7 +652,7 @@ fn check_distinct(configs: &[Config], shown: &str) -> Result<(), ConfigError> {
             )));
         }
         if let Some(other) = earlier.iter().find(|c| {
-            c.group == config.group && c.member_id == config.member_id && c.same_store(&config)
+            c.group == config.group && c.member_id == config.member_id && c.same_store(config)
         }) {
             return Err(ConfigError::Parse(format!(
                 "listeners `{}` and `{}` are both member `{}` of coordination group `{}` \
@@ -976,7 +980,7 @@ impl Config {
         file: Option<&Path>,
         document: &str,
         registry: &Registry,
-    ) -> Result<Vec<(String, Result<Config, ConfigError>)>, ConfigError> {
+    ) -> Result<EachListener, ConfigError> {
         let local = Self::load_with(file, registry)?;
         crate::cluster::check_document(document).map_err(ConfigError::Parse)?;
         let host = gethostname::gethostname().to_string_lossy().into_owned();
@@ -1046,7 +1050,7 @@ impl Config {
         file: Option<&Path>,
         document: Option<&str>,
         registry: &Registry,
-    ) -> Result<Vec<(String, Result<Config, ConfigError>)>, ConfigError> {
+    ) -> Result<EachListener, ConfigError> {
         if let Some(unknown) = unknown_variables() {
             return Err(unknown);
         }

@@ -16,7 +16,7 @@ use super::{Engine, Running, Unit, fingerprint};
 use crate::app::RunError;
 use crate::backends::{BackendError, open_source};
 use crate::cluster::LastKnownGood;
-use crate::config::{Config, ConfigError};
+use crate::config::Config;
 use crate::registry::Registry;
 
 /// The definition a changed listener replaced, kept to go back to while the new one is on
@@ -27,7 +27,7 @@ pub(super) struct Previous {
 }
 
 /// Each listener of a version as this member loaded it (see [`Config::load_cluster_each`]).
-type Loaded = Vec<(String, Result<Config, ConfigError>)>;
+type Loaded = crate::config::EachListener;
 
 impl Running {
     /// Whether its definition is still on probation: not yet set up, or set up for less than
@@ -115,7 +115,8 @@ impl Engine {
     /// `listener` cannot take its definition of `version`: it keeps what it runs.
     fn refuse(&mut self, listener: &str, version: u64, cause: &str, why: &str) {
         tracing::error!(listener = %listener, version, error = %cause, "cluster configuration: {why}; the listener keeps its previous definition");
-        self.failures.record(listener, version, cause);
+        self.failures
+            .record(listener, version, own_cause(listener, cause));
     }
 
     /// Judges every listener whose task ended on its own (`coord_core::after_task_end`): a
@@ -150,7 +151,8 @@ impl Engine {
                 AfterEnd::RollBack => {
                     let previous = self.running.remove(i).previous.expect("checked");
                     tracing::error!(listener = %name, version, error = %cause, previous = previous.version, "cluster configuration: the new definition failed after start; going back to the previous one");
-                    self.failures.record(&name, version, &cause);
+                    self.failures
+                        .record(&name, version, own_cause(&name, &cause));
                     let restart = Unit::Configured(previous.config);
                     if let Err(e) = self.start(restart, previous.version, None) {
                         tracing::error!(listener = %name, error = %e, "cluster configuration: the previous definition cannot start");
@@ -158,7 +160,8 @@ impl Engine {
                 }
                 AfterEnd::Failed => {
                     tracing::error!(listener = %name, version, error = %cause, "cluster configuration: the listener failed after start and has no previous definition; it stays stopped");
-                    self.failures.record(&name, version, &cause);
+                    self.failures
+                        .record(&name, version, own_cause(&name, &cause));
                 }
                 AfterEnd::Stopped => {}
             }
@@ -185,6 +188,16 @@ impl Engine {
             .map(|r| (r.name.as_str(), r.version));
         self.failures.report(member, applied, running)
     }
+}
+
+/// `cause` without the words that name the listener again (the report names it).
+fn own_cause<'a>(listener: &str, cause: &'a str) -> &'a str {
+    let cause = cause
+        .strip_prefix("cluster configuration: ")
+        .unwrap_or(cause);
+    cause
+        .strip_prefix(&format!("listener `{listener}`: "))
+        .unwrap_or(cause)
 }
 
 /// The copy of the last version fully applied, in the state directory (what a restart with
