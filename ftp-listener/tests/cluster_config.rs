@@ -697,3 +697,79 @@ fn not_loading_on_one_member(database: &str) {
         p.signal("TERM");
     }
 }
+
+/// What a member's row says is written even when it changed while the database was cut off:
+/// member c restarts during a cut, from its last known good copy, and its `every` listener
+/// cannot start (its ledger file is now a directory); once the database is back, `status`
+/// shows c's failure, kept and written late.
+#[test]
+fn postgres_a_member_reports_what_changed_during_a_database_cut_once_it_is_back() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let proxy = rt
+        .block_on(testkit::TcpProxy::start("127.0.0.1:5432".parse().unwrap()))
+        .expect("proxy");
+    let database = format!(
+        "backend = \"postgres\"\n[coordination.postgres]\nurl = \"postgres://postgres@{}/test\"\nschema = \"{}\"\n",
+        proxy.addr(),
+        unique("ftpl_report")
+    );
+    let cluster = unique("report");
+    let site = tempfile::tempdir().unwrap();
+    let dir = site.path();
+    let mut procs = three_members_on_version_1(dir, &database, &cluster);
+    let all_on_1 = |out: &str| {
+        MEMBERS.iter().all(|m| {
+            member_row(out, m)
+                .is_some_and(|(applied, failed, _, _)| applied == "1" && failed == "-")
+        })
+    };
+    status_until(dir, all_on_1).unwrap_or_else(|last| panic!("{last}"));
+
+    rt.block_on(proxy.cut());
+    let mut c = procs.pop().unwrap();
+    c.signal("TERM");
+    assert!(c.wait_exit(LIMIT).is_some());
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(dir.join(format!("state-c/every-local.db{suffix}")));
+    }
+    std::fs::create_dir_all(dir.join("state-c/every-local.db")).unwrap();
+    let c = Proc::spawn(dir, &["--config", "c.toml", "run"]);
+    assert!(
+        c.wait_line("has no previous definition", LIMIT).is_some(),
+        "{}",
+        c.output()
+    );
+    assert!(
+        c.output().contains("starting from the last known good"),
+        "{}",
+        c.output()
+    );
+
+    rt.block_on(proxy.restore()).expect("restore");
+    let status = status_until(dir, |out| {
+        member_row(out, "c").is_some_and(|(applied, failed, runs, error)| {
+            applied == "1"
+                && failed == "1"
+                && !runs.contains("local")
+                && error.is_some_and(|e| e.contains("every-local.db"))
+        })
+    })
+    .unwrap_or_else(|last| {
+        panic!(
+            "c's row was not written after the cut:\n{last}\n{}",
+            c.output()
+        )
+    });
+    for m in ["a", "b"] {
+        let (applied, failed, _, error) = member_row(&status, m).unwrap();
+        assert_eq!(
+            (applied.as_str(), failed.as_str(), error),
+            ("1", "-", None),
+            "{status}"
+        );
+    }
+    c.signal("TERM");
+    for p in &procs {
+        p.signal("TERM");
+    }
+}

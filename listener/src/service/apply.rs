@@ -90,9 +90,11 @@ impl Engine {
                         self.refuse(&config.name, version, &cause, "source cannot open here");
                         continue;
                     }
-                    let previous = r.is_alive().then(|| Previous {
-                        config: r.config.take().unwrap_or_else(|| Box::new(config.clone())),
-                        version: r.version,
+                    let alive = r.is_alive();
+                    let version_before = r.version;
+                    let previous = r.config.take().filter(|_| alive).map(|config| Previous {
+                        config,
+                        version: version_before,
                     });
                     tracing::info!(listener = %config.name, version, "cluster configuration: listener changed, restarting it");
                     self.stop(&config.name).await;
@@ -246,22 +248,34 @@ impl Kept {
     }
 }
 
-/// The member's row, written when it differs from the last one the database took; kept while
-/// the database is unreachable.
+/// The member's row, written when it differs from the last one the database took; while
+/// the database is unreachable it is kept and tried again at the next poll, not sooner.
 #[derive(Default)]
 struct Reporter {
     written: Option<MemberReport>,
+    retry_at: Option<tokio::time::Instant>,
 }
 
 impl Reporter {
-    async fn write(&mut self, store: &dyn ConfigStore, cluster: &str, report: MemberReport) {
-        if self.written.as_ref() == Some(&report) {
+    async fn write(
+        &mut self,
+        store: &dyn ConfigStore,
+        cluster: &str,
+        report: MemberReport,
+        next_poll: tokio::time::Instant,
+    ) {
+        let now = tokio::time::Instant::now();
+        if self.written.as_ref() == Some(&report) || self.retry_at.is_some_and(|at| now < at) {
             return;
         }
         match store.report_member(cluster, &report).await {
-            Ok(()) => self.written = Some(report),
+            Ok(()) => {
+                self.written = Some(report);
+                self.retry_at = None;
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "cluster configuration: cannot report this member's status yet")
+                tracing::warn!(error = %e, "cluster configuration: cannot report this member's status yet; kept for the next poll");
+                self.retry_at = Some(next_poll);
             }
         }
     }
@@ -376,7 +390,9 @@ pub(super) async fn run_cluster(
         if let Some(s) = &store {
             let report = engine.report(&member, applied);
             let configs = s.config_store().expect("checked");
-            reporter.write(&**configs, &cluster.name, report).await;
+            reporter
+                .write(&**configs, &cluster.name, report, next_poll)
+                .await;
         }
         // Woken early when a listener's task ends, to judge it at once; a listener on
         // probation is looked at again within its settle time.
