@@ -56,6 +56,15 @@ fn mariadb() -> String {
     )
 }
 
+/// Every member's output, for an assertion's message.
+fn all_logs(procs: &[Proc]) -> String {
+    procs
+        .iter()
+        .map(Proc::output)
+        .collect::<Vec<_>>()
+        .join("\n----\n")
+}
+
 fn document(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
@@ -168,14 +177,7 @@ fn cluster_lifecycle(database: &str, label: &str) {
         (dir.join("keep/.done/k1").exists() && dir.join("change/.done/c1.a").exists() && all_local)
             .then_some(())
     });
-    let logs = || {
-        procs
-            .iter()
-            .map(Proc::output)
-            .collect::<Vec<_>>()
-            .join("\n----\n")
-    };
-    assert!(handled.is_some(), "{}", logs());
+    assert!(handled.is_some(), "{}", all_logs(&procs));
     let keep_terms_before: usize = procs
         .iter()
         .map(|p| {
@@ -204,7 +206,7 @@ fn cluster_lifecycle(database: &str, label: &str) {
     let second = wait_for(LIMIT, || {
         (dir.join("change/.done/c3.b").exists() && dir.join("added/.done/x").exists()).then_some(())
     });
-    assert!(second.is_some(), "{}", logs());
+    assert!(second.is_some(), "{}", all_logs(&procs));
     assert!(
         dir.join("change/c2.a").exists(),
         "the changed filter applies"
@@ -222,7 +224,7 @@ fn cluster_lifecycle(database: &str, label: &str) {
         keep_terms_before,
         keep_terms_after,
         "the unchanged listener was not interrupted (no new term)\n{}",
-        logs()
+        all_logs(&procs)
     );
     let (ok, status) = cli(dir, &["--config", "a.toml", "status"]);
     assert!(ok, "{status}");
@@ -377,13 +379,6 @@ fn postgres_members_keep_running_through_a_database_cut_and_converge_after() {
     let dir = site.path();
     let members = MEMBERS;
     let mut procs = three_members_on_version_1(dir, &database, &cluster);
-    let logs = |procs: &[Proc]| {
-        procs
-            .iter()
-            .map(Proc::output)
-            .collect::<Vec<_>>()
-            .join("\n----\n")
-    };
 
     rt.block_on(proxy.cut());
     // Each member's own listener goes on: files dropped during the cut are handled.
@@ -396,7 +391,7 @@ fn postgres_members_keep_running_through_a_database_cut_and_converge_after() {
             .all(|m| dir.join(format!("local-{m}/.done/during-cut")).exists())
             .then_some(())
     });
-    assert!(handled.is_some(), "{}", logs(&procs));
+    assert!(handled.is_some(), "{}", all_logs(&procs));
     for p in &mut procs {
         assert!(p.child.try_wait().unwrap().is_none(), "{}", p.output());
         assert!(!p.output().contains("version=2"), "{}", p.output());
@@ -409,7 +404,7 @@ fn postgres_members_keep_running_through_a_database_cut_and_converge_after() {
         let (ok, out) = cli(dir, &["--config", "b.toml", "cluster", "push", "v2.toml"]);
         (ok && out.contains("stored version 2")).then_some(())
     });
-    assert!(pushed.is_some(), "{}", logs(&procs));
+    assert!(pushed.is_some(), "{}", all_logs(&procs));
     for p in &procs {
         assert!(p.wait_line("version=2", LIMIT).is_some(), "{}", p.output());
     }
@@ -417,7 +412,7 @@ fn postgres_members_keep_running_through_a_database_cut_and_converge_after() {
     let added = wait_for(LIMIT, || {
         dir.join("added/.done/after-cut").exists().then_some(())
     });
-    assert!(added.is_some(), "{}", logs(&procs));
+    assert!(added.is_some(), "{}", all_logs(&procs));
     for p in &procs {
         p.signal("TERM");
     }
@@ -493,16 +488,9 @@ fn failing_after_start(database: &str) {
     }
     let v1 = V1.to_string() + WORK_V1;
     let procs = three_members_on(dir, database, &cluster, &v1);
-    let logs = || {
-        procs
-            .iter()
-            .map(Proc::output)
-            .collect::<Vec<_>>()
-            .join("\n----\n")
-    };
     std::fs::write(dir.join("work/w1"), b"1").unwrap();
     let first = wait_for(LIMIT, || dir.join("work/.done/w1").exists().then_some(()));
-    assert!(first.is_some(), "{}", logs());
+    assert!(first.is_some(), "{}", all_logs(&procs));
 
     // Member b cannot create its `every` ledger for `work`.
     std::fs::create_dir_all(dir.join("state-b/every-work.db")).unwrap();
@@ -547,7 +535,12 @@ fn failing_after_start(database: &str) {
                     && error.is_some()
             })
     })
-    .unwrap_or_else(|last| panic!("status never showed the failure:\n{last}\n{}", logs()));
+    .unwrap_or_else(|last| {
+        panic!(
+            "status never showed the failure:\n{last}\n{}",
+            all_logs(&procs)
+        )
+    });
     let (_, _, _, error) = member_row(&status, "b").unwrap();
     let error = error.unwrap();
     assert!(
@@ -583,7 +576,7 @@ fn failing_after_start(database: &str) {
             && dir.join("work-c/.done/x").exists())
         .then_some(())
     });
-    assert!(handled.is_some(), "{}", logs());
+    assert!(handled.is_some(), "{}", all_logs(&procs));
 
     // The host fixed, version 3 (version 2 again) is applied by all three.
     std::fs::remove_dir(dir.join("state-b/every-work.db")).unwrap();
@@ -601,11 +594,11 @@ fn failing_after_start(database: &str) {
             })
         })
     })
-    .unwrap_or_else(|last| panic!("the failure was not cleared:\n{last}\n{}", logs()));
+    .unwrap_or_else(|last| panic!("the failure was not cleared:\n{last}\n{}", all_logs(&procs)));
     assert!(!status.contains("error:"), "{status}");
     std::fs::write(dir.join("work-b/y"), b"1").unwrap();
     let fixed = wait_for(LIMIT, || dir.join("work-b/.done/y").exists().then_some(()));
-    assert!(fixed.is_some(), "{}", logs());
+    assert!(fixed.is_some(), "{}", all_logs(&procs));
     let (_, metrics) = common::http_get(&b.http_addr(), "/metrics");
     assert!(
         metrics.contains("ftpl_cluster_config_apply_failed 0"),
@@ -642,13 +635,6 @@ fn not_loading_on_one_member(database: &str) {
         std::fs::write(dir.join(format!("secret-{m}")), "s3cr3t-value\n").unwrap();
     }
     let procs = three_members_on_version_1(dir, database, &cluster);
-    let logs = || {
-        procs
-            .iter()
-            .map(Proc::output)
-            .collect::<Vec<_>>()
-            .join("\n----\n")
-    };
     let v2 = V1.replace("filter = \"*.a\"", "filter = \"*.b\"")
         + "\n[[listeners]]\nname = \"remote\"\nsource.kind = \"ftp\"\nsource.path = \"/in\"\n\
            source.ftp = { host = \"127.0.0.1\", port = 1, user = \"u\", password_file = \"secret-{member}\" }\n";
@@ -676,7 +662,12 @@ fn not_loading_on_one_member(database: &str) {
                 && !runs.contains("remote")
         })
     })
-    .unwrap_or_else(|last| panic!("status never showed b's state:\n{last}\n{}", logs()));
+    .unwrap_or_else(|last| {
+        panic!(
+            "status never showed b's state:\n{last}\n{}",
+            all_logs(&procs)
+        )
+    });
     let (_, _, _, error) = member_row(&status, "b").unwrap();
     let error = error.expect("b's error is shown");
     assert!(
@@ -684,7 +675,7 @@ fn not_loading_on_one_member(database: &str) {
         "{status}"
     );
     assert!(!status.contains("s3cr3t"), "{status}");
-    assert!(!logs().contains("s3cr3t"), "no secret in any log");
+    assert!(!all_logs(&procs).contains("s3cr3t"), "no secret in any log");
     // b took version 2's `change` (its new filter): the member's listeners are applied.
     assert!(
         b.output().lines().any(|l| l.contains("listener changed")
