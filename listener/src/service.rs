@@ -449,6 +449,8 @@ struct Running {
     previous: Option<apply::Previous>,
     /// When it was set up and its election started (see `Slot::started`).
     started: Arc<std::sync::OnceLock<std::time::Instant>>,
+    /// When its task ended (set by the task itself, so a late look judges the right time).
+    ended: Arc<std::sync::OnceLock<std::time::Instant>>,
     /// How long a new definition is on probation after it started.
     settle: Duration,
     stop: watch::Sender<bool>,
@@ -526,12 +528,15 @@ impl Engine {
             .find(|(n, _)| *n == name)
             .map(|(_, h)| h.clone());
         let (finished, ended) = (self.finished.clone(), self.ended.clone());
+        let ended_at = Arc::new(std::sync::OnceLock::new());
+        let end_of_task = ended_at.clone();
         let task = tokio::spawn(
             async move {
                 let result = run_unit(unit, slot, &registry, &pool, handler, stop_rx).await;
                 if let Err(e) = &result {
                     tracing::error!(error = %e, "listener stopped");
                 }
+                let _ = end_of_task.set(std::time::Instant::now());
                 finished.fetch_add(1, Relaxed);
                 ended.notify_one();
                 result
@@ -545,6 +550,7 @@ impl Engine {
             config: kept,
             previous,
             started,
+            ended: ended_at,
             settle: election.timing.liveness_timeout * 2,
             stop,
             task: Some(task),

@@ -107,8 +107,14 @@ impl Engine {
             };
             self.failures.clear(&config.name);
             let name = config.name.clone();
+            let back = previous.as_ref().map(|p| (p.config.clone(), p.version));
             if let Err(e) = self.start(Unit::Configured(Box::new(config)), version, previous) {
                 self.refuse(&name, version, &e.to_string(), "cannot start");
+                if let Some((config, version)) = back
+                    && let Err(e) = self.start(Unit::Configured(config), version, None)
+                {
+                    tracing::error!(listener = %name, error = %e, "cluster configuration: the previous definition cannot start");
+                }
             }
         }
         self.publish_failures();
@@ -146,7 +152,11 @@ impl Engine {
             } else {
                 TaskEnd::Clean
             };
-            let up_for = r.started.get().map(|at| at.elapsed());
+            let up_for = r.started.get().map(|started| {
+                r.ended
+                    .get()
+                    .map_or_else(|| started.elapsed(), |end| end.duration_since(*started))
+            });
             let (name, version) = (r.name.clone(), r.version);
             let cause = cause.unwrap_or_default();
             match after_task_end(end, up_for, r.settle, r.previous.is_some()) {
@@ -168,8 +178,11 @@ impl Engine {
                 AfterEnd::Stopped => {}
             }
         }
+        // Past probation the previous definition is not needed any more. One that ended
+        // meanwhile keeps it: the next look judges it by when it ended.
         for r in &mut self.running {
-            if !r.on_probation() {
+            let settled = r.started.get().is_some_and(|at| at.elapsed() >= r.settle);
+            if settled && r.ended.get().is_none() {
                 r.previous = None;
             }
         }
