@@ -410,9 +410,13 @@ impl Service {
     /// `file` (see [`Config::load_cluster`]): the newest version at start, then every new
     /// version as it is pushed (read every `cluster.poll_interval`), applied without a
     /// restart: new listeners start, removed ones drain and stop, changed ones restart,
-    /// unchanged ones go on untouched. A version this member cannot apply leaves it on the
-    /// previous one (logged, `ftpl_cluster_config_apply_failed`). The last applied version
-    /// is kept in `cluster.state_dir`, and used at start while the database is unreachable.
+    /// unchanged ones go on untouched. A listener whose new definition cannot be applied here
+    /// (it does not load, its source does not open, it fails on probation after start) stays
+    /// on, or goes back to, its previous definition, and the others take the new version
+    /// (logged, `ftpl_cluster_config_apply_failed`, and this member's row of
+    /// `cluster_member_status`, which `ftp-listener status` shows). The last version applied
+    /// in full is kept in `cluster.state_dir`, and used at start while the database is
+    /// unreachable.
     pub async fn run_cluster(
         file: Option<&std::path::Path>,
         registry: Registry,
