@@ -24,6 +24,36 @@ pub struct ConfigVersion {
     pub comment: String,
 }
 
+/// What one member says of its cluster's configuration, written by the member itself when it
+/// changes (table `cluster_member_status`): the version it took, the newest one it could not
+/// apply fully and why, and what it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MemberReport {
+    /// The member's ID.
+    pub member: String,
+    /// The newest version this member took (`None`: none yet). Its listeners run that
+    /// version's definitions, except those named in `error`.
+    pub applied_version: Option<u64>,
+    /// The newest version this member could not apply fully (`None`: every listener runs the
+    /// version it should).
+    pub failed_version: Option<u64>,
+    /// Why (every listener left on its previous definition, with its cause; never a secret).
+    pub error: Option<String>,
+    /// What it runs: `name@version`, comma separated, sorted by name.
+    pub listeners: String,
+}
+
+/// One member's row as read back, with its age by the database's clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberApplyStatus {
+    /// What the member wrote.
+    pub report: MemberReport,
+    /// When it wrote it, by the database's clock: milliseconds since the Unix epoch.
+    pub updated_at_ms: i64,
+    /// How long ago, by the database's clock, in milliseconds (never negative).
+    pub age_ms: u64,
+}
+
 /// Where a cluster's configuration is kept: implemented by the SQL stores and `testkit`'s
 /// in-memory one. Every method is one atomic step.
 #[async_trait]
@@ -50,6 +80,13 @@ pub trait ConfigStore: Send + Sync {
 
     /// Every version, oldest first.
     async fn config_history(&self, cluster: &str) -> Result<Vec<ConfigVersion>, StoreError>;
+
+    /// Writes `report` as the row of `report.member` in `cluster` (insert or replace every
+    /// column), stamped with the database's clock.
+    async fn report_member(&self, cluster: &str, report: &MemberReport) -> Result<(), StoreError>;
+
+    /// Every member's row of `cluster`, by member ID.
+    async fn member_statuses(&self, cluster: &str) -> Result<Vec<MemberApplyStatus>, StoreError>;
 }
 
 /// The answer of a store that does not keep cluster configurations.

@@ -56,6 +56,7 @@
 
 #![deny(missing_docs)]
 
+mod apply;
 mod cluster;
 mod config;
 mod dynamic;
@@ -71,7 +72,10 @@ mod store;
 mod stored;
 mod work;
 
-pub use cluster::{ConfigStore, ConfigVersion, unsupported as config_unsupported};
+pub use apply::{AfterEnd, ApplyFailures, TaskEnd, after_task_end};
+pub use cluster::{
+    ConfigStore, ConfigVersion, MemberApplyStatus, MemberReport, unsupported as config_unsupported,
+};
 pub use config::{ConfigError, ElectionConfig, Timing};
 pub use dynamic::{
     BoxReader, BoxWriter, DynFs, DynReader, DynStore, DynWriter, SharedSource, SharedStore,

@@ -2,7 +2,7 @@
 //! number and inserts the next one; two concurrent pushes cannot share it (the loser hits
 //! the primary key and is told to retry).
 
-use coord_core::{ConfigStore, ConfigVersion, StoreError};
+use coord_core::{ConfigStore, ConfigVersion, MemberApplyStatus, MemberReport, StoreError};
 use mysql_async::prelude::Queryable;
 
 use crate::MySqlStore;
@@ -14,6 +14,49 @@ const INSERT: &str = "INSERT INTO cluster_config_version \
 const COLUMNS: &str = "SELECT cluster, version, body, \
      CAST(UNIX_TIMESTAMP(pushed_at) * 1000 AS SIGNED), pushed_by, comment \
      FROM cluster_config_version WHERE cluster = ?";
+
+const REPORT: &str = "INSERT INTO cluster_member_status \
+     (cluster, member_id, applied_version, failed_version, error, listeners, updated_at) \
+     VALUES (?, ?, ?, ?, ?, ?, UTC_TIMESTAMP(3)) ON DUPLICATE KEY UPDATE \
+     applied_version = VALUES(applied_version), failed_version = VALUES(failed_version), \
+     error = VALUES(error), listeners = VALUES(listeners), updated_at = VALUES(updated_at)";
+// `updated_at` is UTC: measured from the epoch and from `UTC_TIMESTAMP(3)` by difference, so
+// the session's time zone never enters.
+const MEMBERS: &str = "SELECT member_id, applied_version, failed_version, error, listeners, \
+     CAST(TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', updated_at) DIV 1000 AS SIGNED), \
+     CAST(TIMESTAMPDIFF(MICROSECOND, updated_at, UTC_TIMESTAMP(3)) DIV 1000 AS SIGNED) \
+     FROM cluster_member_status WHERE cluster = ? ORDER BY member_id";
+
+type MemberColumns = (
+    String,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+    String,
+    i64,
+    i64,
+);
+
+fn member_of(
+    (member, applied, failed, error, listeners, at, age): MemberColumns,
+) -> MemberApplyStatus {
+    let version = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok());
+    MemberApplyStatus {
+        report: MemberReport {
+            member,
+            applied_version: version(applied),
+            failed_version: version(failed),
+            error,
+            listeners,
+        },
+        updated_at_ms: at,
+        age_ms: u64::try_from(age).unwrap_or(0),
+    }
+}
+
+fn version_column(v: Option<u64>) -> Option<i64> {
+    v.map(|v| i64::try_from(v).unwrap_or(i64::MAX))
+}
 
 type Columns = (String, i64, String, i64, String, String);
 
@@ -86,6 +129,36 @@ impl ConfigStore for MySqlStore {
                 .await
                 .map_err(|e| bad_row(format!("cluster_config_version: {e}")))?;
             Ok(rows.into_iter().map(version_of).collect())
+        })
+        .await
+    }
+
+    async fn report_member(&self, cluster: &str, report: &MemberReport) -> Result<(), StoreError> {
+        self.run("report member status", cluster, None, async |conn| {
+            conn.exec_drop(
+                REPORT,
+                (
+                    cluster,
+                    &report.member,
+                    version_column(report.applied_version),
+                    version_column(report.failed_version),
+                    report.error.as_deref(),
+                    &report.listeners,
+                ),
+            )
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn member_statuses(&self, cluster: &str) -> Result<Vec<MemberApplyStatus>, StoreError> {
+        self.run("read member status", cluster, None, async |conn| {
+            let rows: Vec<MemberColumns> = conn
+                .exec(MEMBERS, (cluster,))
+                .await
+                .map_err(|e| bad_row(format!("cluster_member_status: {e}")))?;
+            Ok(rows.into_iter().map(member_of).collect())
         })
         .await
     }

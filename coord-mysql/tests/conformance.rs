@@ -27,6 +27,14 @@ async fn history_conformance() {
     .await;
 }
 
+/// The cluster configuration and each member's apply status (`ConfigStore`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_conformance() {
+    drop(common::store().await);
+    let store = MySqlStore::connect(common::settings()).await.unwrap();
+    testkit::config_conformance::run(&store).await;
+}
+
 /// Rows written behind the store's back, on a root connection of their own.
 struct MySqlRaw;
 

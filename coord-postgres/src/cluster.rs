@@ -2,7 +2,7 @@
 //! push numbers itself in its own INSERT, so two concurrent pushes cannot share a version
 //! (the loser hits the primary key and is told to retry).
 
-use coord_core::{ConfigStore, ConfigVersion, StoreError};
+use coord_core::{ConfigStore, ConfigVersion, MemberApplyStatus, MemberReport, StoreError};
 use tokio_postgres::Row;
 
 use crate::PgStore;
@@ -15,6 +15,39 @@ const LATEST: &str = "SELECT MAX(version) FROM cluster_config_version WHERE clus
 const COLUMNS: &str = "SELECT cluster, version, body, \
      (EXTRACT(EPOCH FROM pushed_at) * 1000)::BIGINT, pushed_by, comment \
      FROM cluster_config_version WHERE cluster = $1";
+
+const REPORT: &str = "INSERT INTO cluster_member_status \
+     (cluster, member_id, applied_version, failed_version, error, listeners, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, clock_timestamp() AT TIME ZONE 'UTC') \
+     ON CONFLICT (cluster, member_id) DO UPDATE SET \
+     applied_version = EXCLUDED.applied_version, failed_version = EXCLUDED.failed_version, \
+     error = EXCLUDED.error, listeners = EXCLUDED.listeners, updated_at = EXCLUDED.updated_at";
+const MEMBERS: &str = "SELECT member_id, applied_version, failed_version, error, listeners, \
+     (EXTRACT(EPOCH FROM updated_at) * 1000)::BIGINT, \
+     (EXTRACT(EPOCH FROM (clock_timestamp() AT TIME ZONE 'UTC') - updated_at) * 1000)::BIGINT \
+     FROM cluster_member_status WHERE cluster = $1 ORDER BY member_id";
+
+fn version_column(v: Option<u64>) -> Option<i64> {
+    v.map(|v| i64::try_from(v).unwrap_or(i64::MAX))
+}
+
+fn member_of(row: &Row) -> MemberApplyStatus {
+    let version = |i: usize| {
+        row.get::<_, Option<i64>>(i)
+            .and_then(|v| u64::try_from(v).ok())
+    };
+    MemberApplyStatus {
+        report: MemberReport {
+            member: row.get(0),
+            applied_version: version(1),
+            failed_version: version(2),
+            error: row.get(3),
+            listeners: row.get(4),
+        },
+        updated_at_ms: row.get(5),
+        age_ms: u64::try_from(row.get::<_, i64>(6)).unwrap_or(0),
+    }
+}
 
 fn version_of(row: &Row) -> ConfigVersion {
     ConfigVersion {
@@ -82,6 +115,31 @@ impl ConfigStore for PgStore {
             .query("read cluster configuration", cluster, &sql, &[&cluster])
             .await?;
         Ok(rows.iter().map(version_of).collect())
+    }
+
+    async fn report_member(&self, cluster: &str, report: &MemberReport) -> Result<(), StoreError> {
+        self.query(
+            "report member status",
+            cluster,
+            REPORT,
+            &[
+                &cluster,
+                &report.member,
+                &version_column(report.applied_version),
+                &version_column(report.failed_version),
+                &report.error,
+                &report.listeners,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn member_statuses(&self, cluster: &str) -> Result<Vec<MemberApplyStatus>, StoreError> {
+        let rows = self
+            .query("read member status", cluster, MEMBERS, &[&cluster])
+            .await?;
+        Ok(rows.iter().map(member_of).collect())
     }
 }
 

@@ -28,6 +28,14 @@ async fn history_conformance() {
     .await;
 }
 
+/// The cluster configuration and each member's apply status (`ConfigStore`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_conformance() {
+    shared_store().await;
+    let store = PgStore::connect(settings("coord_pg_shared")).await.unwrap();
+    testkit::config_conformance::run(&store).await;
+}
+
 /// Rows written behind the store's back, in a schema of their own whose `state` check is
 /// dropped, as a newer build's migration might (so an unknown state word can be stored).
 struct PgRaw {

@@ -1,7 +1,7 @@
 //! [`ConfigStore`] on SQLite: table `cluster_config_version`, one statement a call (a push
 //! numbers itself in its own INSERT; SQLite runs one writer at a time).
 
-use coord_core::{ConfigStore, ConfigVersion, StoreError};
+use coord_core::{ConfigStore, ConfigVersion, MemberApplyStatus, MemberReport, StoreError};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
@@ -16,6 +16,57 @@ const PUSH: &str = "INSERT INTO cluster_config_version \
 const LATEST: &str = "SELECT MAX(version) FROM cluster_config_version WHERE cluster = ?1";
 const COLUMNS: &str = "SELECT cluster, version, body, pushed_at, pushed_by, comment \
      FROM cluster_config_version WHERE cluster = ?1";
+
+/// SQLite's clock in integer milliseconds since the epoch.
+const NOW_MS: &str = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)";
+
+fn report_sql() -> String {
+    format!(
+        "INSERT INTO cluster_member_status \
+         (cluster, member_id, applied_version, failed_version, error, listeners, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, {NOW_MS}) \
+         ON CONFLICT (cluster, member_id) DO UPDATE SET \
+         applied_version = excluded.applied_version, failed_version = excluded.failed_version, \
+         error = excluded.error, listeners = excluded.listeners, updated_at = excluded.updated_at"
+    )
+}
+
+fn members_sql() -> String {
+    format!(
+        "SELECT member_id, applied_version, failed_version, error, listeners, updated_at, \
+         MAX(0, {NOW_MS} - updated_at) FROM cluster_member_status WHERE cluster = ?1 \
+         ORDER BY member_id"
+    )
+}
+
+fn version_column(v: Option<u64>) -> Option<i64> {
+    v.map(|v| i64::try_from(v).unwrap_or(i64::MAX))
+}
+
+fn member_of(cluster: &str, row: &SqliteRow) -> Result<MemberApplyStatus, StoreError> {
+    let bad = |e: sqlx::Error| StoreError::Rejected {
+        operation: "read member status",
+        group: cluster.to_owned(),
+        cause: format!("cluster_member_status: a row cannot be decoded: {e}"),
+    };
+    let version = |i: usize| -> Result<Option<u64>, StoreError> {
+        Ok(row
+            .try_get::<Option<i64>, _>(i)
+            .map_err(bad)?
+            .and_then(|v| u64::try_from(v).ok()))
+    };
+    Ok(MemberApplyStatus {
+        report: MemberReport {
+            member: row.try_get(0).map_err(bad)?,
+            applied_version: version(1)?,
+            failed_version: version(2)?,
+            error: row.try_get(3).map_err(bad)?,
+            listeners: row.try_get(4).map_err(bad)?,
+        },
+        updated_at_ms: row.try_get(5).map_err(bad)?,
+        age_ms: u64::try_from(row.try_get::<i64, _>(6).map_err(bad)?).unwrap_or(0),
+    })
+}
 
 fn version_of(cluster: &str, row: &SqliteRow) -> Result<ConfigVersion, StoreError> {
     let bad = |e: sqlx::Error| StoreError::Rejected {
@@ -113,6 +164,41 @@ impl ConfigStore for SqliteStore {
             )
             .await?;
         rows.iter().map(|row| version_of(cluster, row)).collect()
+    }
+
+    async fn report_member(&self, cluster: &str, report: &MemberReport) -> Result<(), StoreError> {
+        let sql = report_sql();
+        self.call(
+            "report member status",
+            cluster,
+            Leftover::Nothing,
+            async |conn| {
+                sqlx::query(&sql)
+                    .bind(cluster)
+                    .bind(&report.member)
+                    .bind(version_column(report.applied_version))
+                    .bind(version_column(report.failed_version))
+                    .bind(report.error.as_deref())
+                    .bind(&report.listeners)
+                    .execute(&mut **conn)
+                    .await
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn member_statuses(&self, cluster: &str) -> Result<Vec<MemberApplyStatus>, StoreError> {
+        let sql = members_sql();
+        let rows = self
+            .call(
+                "read member status",
+                cluster,
+                Leftover::Nothing,
+                async |conn| sqlx::query(&sql).bind(cluster).fetch_all(&mut **conn).await,
+            )
+            .await?;
+        rows.iter().map(|row| member_of(cluster, row)).collect()
     }
 }
 

@@ -30,6 +30,14 @@ async fn history_conformance() {
     .await;
 }
 
+/// The cluster configuration and each member's apply status (`ConfigStore`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_conformance() {
+    let db = TempDb::migrated().await;
+    let store = SqliteStore::connect(db.settings()).await.unwrap();
+    testkit::config_conformance::run(&store).await;
+}
+
 /// The database's clock in integer milliseconds, as the store writes it.
 const NOW_MS: &str = "CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER)";
 

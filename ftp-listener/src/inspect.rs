@@ -308,7 +308,11 @@ fn print_history(history: Option<&[LedgerEvent]>) {
 }
 
 /// `status --json`: one object, the listeners with their groups as the database sees them.
-pub(crate) async fn status_json(configs: Vec<Config>, registry: &Registry) -> anyhow::Result<()> {
+pub(crate) async fn status_json(
+    configs: Vec<Config>,
+    cluster: Option<&crate::ClusterView>,
+    registry: &Registry,
+) -> anyhow::Result<()> {
     let mut listeners = Vec::new();
     for config in configs {
         let election = config.election()?;
@@ -356,8 +360,44 @@ pub(crate) async fn status_json(configs: Vec<Config>, registry: &Registry) -> an
             "members": members,
         }));
     }
-    println!("{}", json!({ "listeners": listeners }));
+    let mut out = json!({ "listeners": listeners });
+    if let Some(view) = cluster {
+        out["cluster"] = cluster_json(view);
+    }
+    println!("{out}");
     Ok(())
+}
+
+/// The cluster's newest version and every member's apply status.
+fn cluster_json(view: &crate::ClusterView) -> serde_json::Value {
+    let members: Vec<serde_json::Value> = view
+        .members
+        .iter()
+        .map(|m| {
+            json!({
+                "member": m.report.member,
+                "applied_version": m.report.applied_version,
+                "failed_version": m.report.failed_version,
+                "error": m.report.error,
+                "listeners": m.report.listeners,
+                "reported_at": rfc3339(m.updated_at_ms),
+                "reported_age_ms": m.age_ms,
+            })
+        })
+        .collect();
+    let unloadable: Vec<serde_json::Value> = view
+        .unloadable
+        .iter()
+        .map(|(name, error)| json!({ "listener": name, "error": error }))
+        .collect();
+    json!({
+        "name": view.name,
+        "version": view.newest.version,
+        "pushed_by": view.newest.pushed_by,
+        "pushed_at": rfc3339(view.newest.pushed_at_ms),
+        "members": members,
+        "not_loaded_here": unloadable,
+    })
 }
 
 fn matches(r: &LedgerRecord, path: Option<&str>, state: Option<&str>) -> bool {

@@ -243,20 +243,27 @@ async fn dispatch(
         }
         Command::Ledger { command } => {
             let configs = if configs.len() == 1 && configs[0].cluster.is_some() {
-                cluster_listeners(file.as_deref(), &configs[0], &registry).await?
+                cluster_view(file.as_deref(), &configs[0], &registry)
+                    .await?
+                    .listeners
             } else {
                 configs
             };
             inspect::ledger(configs, command, &registry).await
         }
         Command::Status { json } => {
-            let configs = if configs.len() == 1 && configs[0].cluster.is_some() {
-                cluster_listeners(file.as_deref(), &configs[0], &registry).await?
+            let (configs, cluster) = if configs.len() == 1 && configs[0].cluster.is_some() {
+                let view = cluster_view(file.as_deref(), &configs[0], &registry).await?;
+                (view.listeners.clone(), Some(view))
             } else {
-                configs
+                (configs, None)
             };
             if json {
-                return inspect::status_json(configs, &registry).await;
+                return inspect::status_json(configs, cluster.as_ref(), &registry).await;
+            }
+            if let Some(view) = &cluster {
+                print!("{}", view.render());
+                println!();
             }
             let many = configs.len() > 1;
             for (i, config) in configs.into_iter().enumerate() {
@@ -302,16 +309,86 @@ async fn dispatch(
     }
 }
 
-/// The listeners of the newest cluster configuration, for `status`.
-async fn cluster_listeners(
+/// The cluster's newest version and where every member stands with it, for `status`.
+struct ClusterView {
+    name: String,
+    newest: coord_core::ConfigVersion,
+    /// Every member's row of `cluster_member_status`, by member ID.
+    members: Vec<coord_core::MemberApplyStatus>,
+    /// The newest version's listeners, as this host loads them.
+    listeners: Vec<Config>,
+    /// The listeners that do not load on this host, with the cause.
+    unloadable: Vec<(String, String)>,
+}
+
+impl ClusterView {
+    /// The text `status` prints: the version, then one line per member (its applied
+    /// version, the newest it could not apply, when it reported by the database's clock,
+    /// what it runs) and its error under it.
+    fn render(&self) -> String {
+        let v = &self.newest;
+        let mut out = format!(
+            "cluster {}  version {}  pushed by {} at {}\n\n",
+            self.name,
+            v.version,
+            v.pushed_by,
+            utc(v.pushed_at_ms)
+        );
+        out.push_str(&format!(
+            "{:<24} {:>7} {:>7} {:>12}  RUNS\n",
+            "MEMBER", "APPLIED", "FAILED", "REPORTED"
+        ));
+        let version = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
+        for m in &self.members {
+            let r = &m.report;
+            out.push_str(&format!(
+                "{:<24} {:>7} {:>7} {:>12}  {}\n",
+                r.member,
+                version(r.applied_version),
+                version(r.failed_version),
+                format!("{} ago", age(m.age_ms)),
+                if r.listeners.is_empty() {
+                    "-"
+                } else {
+                    &r.listeners
+                }
+            ));
+            if let Some(error) = &r.error {
+                out.push_str(&format!("  error: {error}\n"));
+            }
+        }
+        if self.members.is_empty() {
+            out.push_str("(no member has reported yet)\n");
+        }
+        for (name, cause) in &self.unloadable {
+            out.push_str(&format!(
+                "listener {name} does not load on this host (not shown below): {cause}\n"
+            ));
+        }
+        out
+    }
+}
+
+/// A duration in milliseconds, for people: `850 ms`, `12.3 s`, `4 min`, `2 h`.
+fn age(ms: u64) -> String {
+    match ms {
+        0..1_000 => format!("{ms} ms"),
+        1_000..60_000 => format!("{:.1} s", ms as f64 / 1000.0),
+        60_000..3_600_000 => format!("{} min", ms / 60_000),
+        _ => format!("{} h", ms / 3_600_000),
+    }
+}
+
+async fn cluster_view(
     file: Option<&std::path::Path>,
     local: &Config,
     registry: &Registry,
-) -> anyhow::Result<Vec<Config>> {
+) -> anyhow::Result<ClusterView> {
     let name = local
         .cluster
         .as_ref()
-        .map_or("default", |c| c.name.as_str());
+        .map_or("default", |c| c.name.as_str())
+        .to_string();
     let store = connect_store(local, registry, false).await?;
     let Some(configs) = store.config_store() else {
         bail!(
@@ -319,15 +396,23 @@ async fn cluster_listeners(
             store.name()
         );
     };
-    let newest = listener::cluster_get(&**configs, name, None).await?;
-    println!(
-        "cluster {name}  version {}  pushed by {} at {}",
-        newest.version,
-        newest.pushed_by,
-        utc(newest.pushed_at_ms)
-    );
-    println!();
-    Ok(Config::load_cluster(file, &newest.body, registry)?)
+    let newest = listener::cluster_get(&**configs, &name, None).await?;
+    let members = configs.member_statuses(&name).await?;
+    let mut listeners = Vec::new();
+    let mut unloadable = Vec::new();
+    for (listener, loaded) in Config::load_cluster_each(file, &newest.body, registry)? {
+        match loaded {
+            Ok(config) => listeners.push(config),
+            Err(e) => unloadable.push((listener, e.to_string())),
+        }
+    }
+    Ok(ClusterView {
+        name,
+        newest,
+        members,
+        listeners,
+        unloadable,
+    })
 }
 
 async fn cluster(

@@ -637,6 +637,33 @@ impl Default for Config {
 
 /// An `every` listener's ledger is its own: a SQLite file in the state directory, whatever
 /// the shared store.
+/// Every listener of a file or document, each loaded on its own: its name and its
+/// configuration or its error ([`Config::load_cluster_each`]).
+pub type EachListener = Vec<(String, Result<Config, ConfigError>)>;
+
+/// Two listeners of one file may not share a name, nor a group as one member on one store.
+fn check_distinct(configs: &[Config], shown: &str) -> Result<(), ConfigError> {
+    for (i, config) in configs.iter().enumerate() {
+        let earlier = &configs[..i];
+        if let Some(other) = earlier.iter().find(|c| c.name == config.name) {
+            return Err(ConfigError::Parse(format!(
+                "listener `{}`: the name is used twice (in {shown})",
+                other.name
+            )));
+        }
+        if let Some(other) = earlier.iter().find(|c| {
+            c.group == config.group && c.member_id == config.member_id && c.same_store(config)
+        }) {
+            return Err(ConfigError::Parse(format!(
+                "listeners `{}` and `{}` are both member `{}` of coordination group `{}` \
+                 on the same store: give each listener its own `group` (in {shown})",
+                other.name, config.name, config.member_id, config.group
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn placed(figment: Figment, name: &str, state_dir: &Path) -> Figment {
     use figment::providers::Serialized;
     if figment.extract_inner::<Placement>("placement").ok() != Some(Placement::Every) {
@@ -939,26 +966,62 @@ impl Config {
         document: &str,
         registry: &Registry,
     ) -> Result<Vec<Config>, ConfigError> {
+        Self::load_cluster_each(file, document, registry)?
+            .into_iter()
+            .map(|(_, loaded)| loaded)
+            .collect()
+    }
+
+    /// [`Config::load_cluster`], listener by listener: the outer error fails the whole
+    /// document (it is not TOML, sets a local key, holds an inline secret, names a listener
+    /// twice); each listener's own error (a secret file missing on this host, a setting this
+    /// member cannot take) is that listener's, so the others can be applied without it.
+    pub fn load_cluster_each(
+        file: Option<&Path>,
+        document: &str,
+        registry: &Registry,
+    ) -> Result<EachListener, ConfigError> {
         let local = Self::load_with(file, registry)?;
         crate::cluster::check_document(document).map_err(ConfigError::Parse)?;
         let host = gethostname::gethostname().to_string_lossy().into_owned();
         let text = document
             .replace("{member}", &local.member_id)
             .replace("{host}", &host);
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            Self::load_all_unguarded(file, Some(&text), registry)
+        let in_document = |e: ConfigError| match e {
+            ConfigError::Parse(message) => {
+                ConfigError::Parse(format!("cluster configuration: {message}"))
+            }
+            other => other,
+        };
+        let entries = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Self::load_entries(file, Some(&text), registry)
         }))
         .unwrap_or_else(|_| {
             Err(ConfigError::Parse(
                 "the configuration parser failed on a value of the cluster's document".to_string(),
             ))
         })
-        .map_err(|e| match e {
-            ConfigError::Parse(message) => {
-                ConfigError::Parse(format!("cluster configuration: {message}"))
-            }
-            other => other,
-        })
+        .map_err(in_document)?;
+        let shown = Self::shown(file);
+        if let Some((name, _)) = entries
+            .iter()
+            .enumerate()
+            .find(|(i, (name, _))| entries[..*i].iter().any(|(n, _)| n == name))
+            .map(|(_, entry)| entry)
+        {
+            return Err(in_document(ConfigError::Parse(format!(
+                "listener `{name}`: the name is used twice (in {shown})"
+            ))));
+        }
+        let loaded: Vec<Config> = entries
+            .iter()
+            .filter_map(|(_, c)| c.as_ref().ok().cloned())
+            .collect();
+        check_distinct(&loaded, &shown).map_err(in_document)?;
+        Ok(entries
+            .into_iter()
+            .map(|(name, loaded)| (name, loaded.map_err(in_document)))
+            .collect())
     }
 
     fn load_all_unguarded(
@@ -966,6 +1029,28 @@ impl Config {
         document: Option<&str>,
         registry: &Registry,
     ) -> Result<Vec<Config>, ConfigError> {
+        let configs = Self::load_entries(file, document, registry)?
+            .into_iter()
+            .map(|(_, loaded)| loaded)
+            .collect::<Result<Vec<_>, _>>()?;
+        check_distinct(&configs, &Self::shown(file))?;
+        Ok(configs)
+    }
+
+    fn shown(file: Option<&Path>) -> String {
+        file.map_or_else(
+            || "FTPL_ variables".to_string(),
+            |f| f.display().to_string(),
+        )
+    }
+
+    /// Every listener of the file (and `document`), each loaded on its own: an entry's error
+    /// is its own; what fails them all (the file, the entries' names) is the outer error.
+    fn load_entries(
+        file: Option<&Path>,
+        document: Option<&str>,
+        registry: &Registry,
+    ) -> Result<EachListener, ConfigError> {
         if let Some(unknown) = unknown_variables() {
             return Err(unknown);
         }
@@ -992,7 +1077,8 @@ impl Config {
         };
         if !base.contains("listeners") {
             let figment = placed(base.merge(env), "default", &state_dir);
-            return Ok(vec![Self::load_one(figment, &origin, registry)?]);
+            let config = Self::load_one(figment, &origin, registry)?;
+            return Ok(vec![(config.name.clone(), Ok(config))]);
         }
         let entries: Vec<figment::value::Dict> = base
             .extract_inner("listeners")
@@ -1002,11 +1088,8 @@ impl Config {
                 "`listeners`: empty; write one [[listeners]] table per listener".to_string(),
             ));
         }
-        let shown = file.map_or_else(
-            || "FTPL_ variables".to_string(),
-            |f| f.display().to_string(),
-        );
-        let mut configs: Vec<Config> = Vec::with_capacity(entries.len());
+        let shown = Self::shown(file);
+        let mut configs = Vec::with_capacity(entries.len());
         for (index, entry) in entries.into_iter().enumerate() {
             let name = match entry.get("name") {
                 Some(figment::value::Value::String(_, name)) => name.clone(),
@@ -1042,23 +1125,8 @@ impl Config {
                     ConfigError::Parse(format!("listener `{name}`: {message}"))
                 }
                 other => other,
-            })?;
-            if let Some(other) = configs.iter().find(|c| c.name == config.name) {
-                return Err(ConfigError::Parse(format!(
-                    "listener `{}`: the name is used twice (in {shown})",
-                    other.name
-                )));
-            }
-            if let Some(other) = configs.iter().find(|c| {
-                c.group == config.group && c.member_id == config.member_id && c.same_store(&config)
-            }) {
-                return Err(ConfigError::Parse(format!(
-                    "listeners `{}` and `{}` are both member `{}` of coordination group `{}` \
-                     on the same store: give each listener its own `group` (in {shown})",
-                    other.name, config.name, config.member_id, config.group
-                )));
-            }
-            configs.push(config);
+            });
+            configs.push((name, config));
         }
         Ok(configs)
     }

@@ -81,7 +81,7 @@ pub struct ClusterGauges {
     pub applied: std::sync::atomic::AtomicU64,
     /// The newest version seen in the database.
     pub newest: std::sync::atomic::AtomicU64,
-    /// 1 while the newest version could not be applied here.
+    /// 1 while a listener here is not on the definition of the version it should run.
     pub failed: std::sync::atomic::AtomicU64,
 }
 
@@ -161,7 +161,7 @@ impl Collector for ClusterGauges {
             ),
             (
                 "ftpl_cluster_config_apply_failed",
-                "1 while the newest cluster configuration cannot be applied on this member.",
+                "1 while a listener of this member is not on the definition of the cluster configuration version it should run (it kept or went back to its previous one).",
                 self.failed.load(Relaxed),
             ),
         ] {
@@ -236,7 +236,7 @@ impl Endpoints {
                 self.cluster.applied.load(Relaxed),
                 self.cluster.newest.load(Relaxed),
                 if self.cluster.failed.load(Relaxed) == 1 {
-                    " (<span class=\"stale\">the newest cannot be applied here</span>)"
+                    " (<span class=\"stale\">not fully applied here: see ftp-listener status</span>)"
                 } else {
                     ""
                 }

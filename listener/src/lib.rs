@@ -118,9 +118,9 @@ pub use cluster::{
     rollback as cluster_rollback,
 };
 pub use config::{
-    Backend, ClusterConfig, Config, ConfigError, CoordinationConfig, HandlerConfig, HttpConfig,
-    Loaded, Placement, PostProcessing, RetryConfig, SourceConfig, SourceKind, SqliteConfig,
-    StabilityConfig,
+    Backend, ClusterConfig, Config, ConfigError, CoordinationConfig, EachListener, HandlerConfig,
+    HttpConfig, Loaded, Placement, PostProcessing, RetryConfig, SourceConfig, SourceKind,
+    SqliteConfig, StabilityConfig,
 };
 pub use coord_core::{SharedSource, SharedStore};
 pub use driver::{ElectionDriver, ElectionStatus, Gate, StopHandle};

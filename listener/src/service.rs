@@ -26,6 +26,8 @@ use crate::metrics::Metrics;
 use crate::poller::Poller;
 use crate::registry::Registry;
 
+mod apply;
+
 /// One listener, composed: its settings, store, source and handler. Run it alone with
 /// [`Listener::run`], or with others in a [`Service`].
 pub struct Listener {
@@ -396,7 +398,7 @@ impl Service {
         let mut engine =
             Engine::bind(self.http, self.registry, self.handlers, &member, &names).await?;
         for unit in self.units {
-            engine.start(unit)?;
+            engine.start(unit, 0, None)?;
         }
         tokio::pin!(shutdown);
         let result = engine.run_until(&mut shutdown).await;
@@ -408,134 +410,19 @@ impl Service {
     /// `file` (see [`Config::load_cluster`]): the newest version at start, then every new
     /// version as it is pushed (read every `cluster.poll_interval`), applied without a
     /// restart: new listeners start, removed ones drain and stop, changed ones restart,
-    /// unchanged ones go on untouched. A version this member cannot apply leaves it on the
-    /// previous one (logged, `ftpl_cluster_config_apply_failed`). The last applied version
-    /// is kept in `cluster.state_dir`, and used at start while the database is unreachable.
+    /// unchanged ones go on untouched. A listener whose new definition cannot be applied here
+    /// (it does not load, its source does not open, it fails on probation after start) stays
+    /// on, or goes back to, its previous definition, and the others take the new version
+    /// (logged, `ftpl_cluster_config_apply_failed`, and this member's row of
+    /// `cluster_member_status`, which `ftp-listener status` shows). The last version applied
+    /// in full is kept in `cluster.state_dir`, and used at start while the database is
+    /// unreachable.
     pub async fn run_cluster(
         file: Option<&std::path::Path>,
         registry: Registry,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), RunError> {
-        let local = Config::load_with(file, &registry)?;
-        let cluster = local.cluster.clone().ok_or(RunError::Incomplete {
-            listener: local.name.clone(),
-            what: "no [cluster] table in the local configuration",
-        })?;
-        let mut engine = Engine::bind(
-            local.http.bind,
-            registry.clone(),
-            Vec::new(),
-            &local.member_id,
-            &format!("cluster `{}`", cluster.name),
-        )
-        .await?;
-        engine.endpoints.cluster.enabled.store(true, Relaxed);
-        let saved = crate::cluster::LastKnownGood::new(&cluster);
-        let mut applied: Option<u64> = None;
-        match saved.read() {
-            Ok(Some((version, body))) => match Config::load_cluster(file, &body, &registry) {
-                Ok(configs) => {
-                    tracing::info!(
-                        version,
-                        "starting from the last known good cluster configuration"
-                    );
-                    engine.apply(configs, &local.member_id).await;
-                    applied = Some(version);
-                    engine.endpoints.cluster.applied.store(version, Relaxed);
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "the last known good cluster configuration does not load; waiting for the database")
-                }
-            },
-            Ok(None) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "the last known good cluster configuration cannot be read; waiting for the database")
-            }
-        }
-        tokio::pin!(shutdown);
-        let mut store: Option<SharedStore> = None;
-        let mut backoff = Duration::from_millis(500);
-        let result = loop {
-            // The store that keeps the configuration: the local file's database.
-            if store.is_none() {
-                match engine.pool.get(&local, &registry).await {
-                    Ok(s) if s.config_store().is_some() => store = Some(s),
-                    Ok(s) => {
-                        break Err(RunError::Backend {
-                            listener: local.name.clone(),
-                            error: BackendError::Store(coord_core::config_unsupported(s.name())),
-                        });
-                    }
-                    Err(e) if e.is_transient() => {
-                        tracing::warn!(error = %e, retry_in = ?backoff, "cluster configuration: database unavailable");
-                    }
-                    Err(e) => {
-                        break Err(RunError::Backend {
-                            listener: local.name.clone(),
-                            error: e,
-                        });
-                    }
-                }
-            }
-            if let Some(s) = &store {
-                let configs = s.config_store().expect("checked");
-                match configs.latest_config_version(&cluster.name).await {
-                    Ok(Some(newest)) if Some(newest) != applied => {
-                        engine.endpoints.cluster.newest.store(newest, Relaxed);
-                        match configs.config_version(&cluster.name, newest).await {
-                            Ok(Some(version)) => {
-                                match Config::load_cluster(file, &version.body, &registry) {
-                                    Ok(loaded) => {
-                                        engine.apply(loaded, &local.member_id).await;
-                                        applied = Some(newest);
-                                        engine.endpoints.cluster.applied.store(newest, Relaxed);
-                                        engine.endpoints.cluster.failed.store(0, Relaxed);
-                                        tracing::info!(version = newest, by = %version.pushed_by, "cluster configuration applied");
-                                        if let Err(e) = saved.write(newest, &version.body) {
-                                            tracing::error!(error = %e, "cannot keep the last known good cluster configuration");
-                                        }
-                                    }
-                                    Err(e) => {
-                                        if engine.endpoints.cluster.failed.swap(1, Relaxed) == 0 {
-                                            tracing::error!(version = newest, error = %e, "cluster configuration cannot be applied on this member; keeping the previous one");
-                                        }
-                                    }
-                                }
-                            }
-                            Ok(None) => {}
-                            Err(e) => {
-                                tracing::warn!(error = %e, "cluster configuration: read failed")
-                            }
-                        }
-                        backoff = Duration::from_millis(500);
-                    }
-                    Ok(Some(newest)) => {
-                        engine.endpoints.cluster.newest.store(newest, Relaxed);
-                        backoff = Duration::from_millis(500);
-                    }
-                    Ok(None) => {
-                        if applied.is_none() {
-                            tracing::warn!(cluster = %cluster.name, "no cluster configuration pushed yet (ftp-listener cluster push FILE)");
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "cluster configuration: read failed"),
-                }
-            }
-            let wait = if store.is_some() {
-                cluster.poll_interval
-            } else {
-                backoff
-            };
-            if store.is_none() {
-                backoff = (backoff * 2).min(Duration::from_secs(30));
-            }
-            tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                () = &mut shutdown => break Ok(()),
-            }
-        };
-        engine.stop_all().await;
-        result
+        apply::run_cluster(file, registry, shutdown).await
     }
 }
 
@@ -551,13 +438,34 @@ struct Engine {
     /// Every listener task counts itself here when it ends, then notifies `ended`.
     finished: Arc<std::sync::atomic::AtomicUsize>,
     ended: Arc<tokio::sync::Notify>,
+    /// The listeners that do not run the definition of the cluster version they should.
+    failures: coord_core::ApplyFailures,
 }
 
 struct Running {
     name: String,
     fingerprint: String,
+    /// The cluster version whose definition it runs (0 outside a cluster).
+    version: u64,
+    /// Its definition, to go back to if the next one fails (a configured listener's).
+    config: Option<Box<Config>>,
+    /// The definition it replaced, kept while this one is on probation.
+    previous: Option<apply::Previous>,
+    /// When it was set up and its election started (see `Slot::started`).
+    started: Arc<std::sync::OnceLock<std::time::Instant>>,
+    /// When its task ended (set by the task itself, so a late look judges the right time).
+    ended: Arc<std::sync::OnceLock<std::time::Instant>>,
+    /// How long a new definition is on probation after it started.
+    settle: Duration,
     stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<Result<(), RunError>>,
+    /// `None` once its end has been judged (`apply::reap`).
+    task: Option<tokio::task::JoinHandle<Result<(), RunError>>>,
+}
+
+impl Running {
+    fn is_alive(&self) -> bool {
+        self.task.as_ref().is_some_and(|t| !t.is_finished())
+    }
 }
 
 impl Engine {
@@ -582,15 +490,28 @@ impl Engine {
             http_task: tokio::spawn(serve),
             finished: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             ended: Arc::new(tokio::sync::Notify::new()),
+            failures: coord_core::ApplyFailures::default(),
         })
     }
 
-    fn start(&mut self, unit: Unit) -> Result<(), RunError> {
+    /// Starts `unit` as the definition of cluster version `version` (0 outside a cluster),
+    /// with the definition it replaces, if any, to go back to.
+    fn start(
+        &mut self,
+        unit: Unit,
+        version: u64,
+        previous: Option<apply::Previous>,
+    ) -> Result<(), RunError> {
         let config = unit.config();
         let name = config.name.clone();
         let fingerprint = fingerprint(config);
         let election = config.election()?;
+        let kept = match &unit {
+            Unit::Configured(c) => Some(c.clone()),
+            Unit::Built(_) => None,
+        };
         let slot = Slot::new(&name);
+        let started = slot.started.clone();
         self.endpoints.add(ListenerEndpoint {
             name: name.clone(),
             status: slot.status.subscribe(),
@@ -611,12 +532,15 @@ impl Engine {
             .find(|(n, _)| *n == name)
             .map(|(_, h)| h.clone());
         let (finished, ended) = (self.finished.clone(), self.ended.clone());
+        let ended_at = Arc::new(std::sync::OnceLock::new());
+        let end_of_task = ended_at.clone();
         let task = tokio::spawn(
             async move {
                 let result = run_unit(unit, slot, &registry, &pool, handler, stop_rx).await;
                 if let Err(e) = &result {
                     tracing::error!(error = %e, "listener stopped");
                 }
+                let _ = end_of_task.set(std::time::Instant::now());
                 finished.fetch_add(1, Relaxed);
                 ended.notify_one();
                 result
@@ -626,8 +550,14 @@ impl Engine {
         self.running.push(Running {
             name,
             fingerprint,
+            version,
+            config: kept,
+            previous,
+            started,
+            ended: ended_at,
+            settle: election.timing.liveness_timeout * 2,
             stop,
-            task,
+            task: Some(task),
         });
         Ok(())
     }
@@ -636,7 +566,9 @@ impl Engine {
         if let Some(i) = self.running.iter().position(|r| r.name == name) {
             let running = self.running.remove(i);
             running.stop.send_replace(true);
-            let _ = running.task.await;
+            if let Some(task) = running.task {
+                let _ = task.await;
+            }
             self.endpoints.remove(name);
         }
     }
@@ -646,7 +578,9 @@ impl Engine {
             running.stop.send_replace(true);
         }
         for running in self.running.drain(..) {
-            let _ = running.task.await;
+            if let Some(task) = running.task {
+                let _ = task.await;
+            }
         }
         self.http_task.abort();
     }
@@ -660,8 +594,8 @@ impl Engine {
         let mut first_error = None;
         loop {
             if self.finished.load(Relaxed) >= self.running.len() {
-                for running in self.running.drain(..) {
-                    match running.task.await {
+                for task in self.running.drain(..).filter_map(|r| r.task) {
+                    match task.await {
                         Ok(Err(e)) => {
                             first_error.get_or_insert(e);
                         }
@@ -676,51 +610,6 @@ impl Engine {
             tokio::select! {
                 () = self.ended.notified() => {}
                 () = &mut *shutdown => return Ok(()),
-            }
-        }
-    }
-
-    /// Makes the running set what `configs` says for `member`: unchanged listeners are left
-    /// alone, changed ones are checked first (their source opens) and then restarted,
-    /// removed ones drained and stopped, new ones started.
-    async fn apply(&mut self, configs: Vec<Config>, member: &str) {
-        let wanted: Vec<Config> = configs
-            .into_iter()
-            .filter(|c| c.placement.runs_on(member))
-            .collect();
-        let gone: Vec<String> = self
-            .running
-            .iter()
-            .filter(|r| !wanted.iter().any(|c| c.name == r.name))
-            .map(|r| r.name.clone())
-            .collect();
-        for name in gone {
-            tracing::info!(listener = %name, "cluster configuration: listener removed");
-            self.stop(&name).await;
-        }
-        for config in wanted {
-            let print = fingerprint(&config);
-            let current = self.running.iter().find(|r| r.name == config.name);
-            match current {
-                Some(r) if r.fingerprint == print && !r.task.is_finished() => continue,
-                Some(_) => {
-                    // Never half-applied: the new definition's source must open here
-                    // before the old one is stopped.
-                    if let Err(e) = open_source(&config, &self.registry).await {
-                        tracing::error!(listener = %config.name, error = %e, "cluster configuration: changed listener cannot start here; it keeps its previous definition");
-                        self.endpoints.cluster.failed.store(1, Relaxed);
-                        continue;
-                    }
-                    tracing::info!(listener = %config.name, "cluster configuration: listener changed, restarting it");
-                    self.stop(&config.name).await;
-                }
-                None => {
-                    tracing::info!(listener = %config.name, "cluster configuration: listener added")
-                }
-            }
-            let name = config.name.clone();
-            if let Err(e) = self.start(Unit::Configured(Box::new(config))) {
-                tracing::error!(listener = %name, error = %e, "cluster configuration: listener cannot start");
             }
         }
     }
@@ -740,6 +629,8 @@ fn fingerprint(config: &Config) -> String {
 
 /// What the endpoints see of one listener, written by its task.
 struct Slot {
+    /// Set when the listener's store and source are set up and its election started.
+    started: Arc<std::sync::OnceLock<std::time::Instant>>,
     status: watch::Sender<ElectionStatus>,
     problem: watch::Sender<Option<String>>,
     metrics: Arc<Metrics>,
@@ -749,6 +640,7 @@ struct Slot {
 impl Slot {
     fn new(_name: &str) -> Self {
         Slot {
+            started: Arc::new(std::sync::OnceLock::new()),
             status: watch::channel(ElectionStatus::initial()).0,
             problem: watch::channel(None).0,
             metrics: Arc::new(Metrics::default()),
@@ -880,6 +772,7 @@ async fn run_listener(
         source = source.name(),
         "listener started"
     );
+    let _ = slot.started.set(std::time::Instant::now());
     // The endpoints read the slot; the driver's status is copied into it.
     let mut copy = status.clone();
     let published = slot.status.clone();

@@ -2,6 +2,8 @@
 //!
 //! - [`MemStore`] / [`StoreState`]: the in-memory `CoordinationStore`, the reference semantics
 //!   of the trait, with its own clock standing in for the database's, and fault injection;
+//! - [`MemConfigStore`] and [`config_conformance`]: the in-memory `ConfigStore` and the case
+//!   every `ConfigStore` passes (cluster configurations, each member's apply status);
 //! - [`MemFs`]: an in-memory `RemoteFs`;
 //! - [`Clock`]: real or simulated time;
 //! - [`sim`]: the seeded simulator that runs N members of one group through random schedules
@@ -42,6 +44,8 @@
 
 mod clock;
 mod cluster;
+pub mod config_conformance;
+mod config_store;
 pub mod conformance;
 mod fs;
 pub mod fs_conformance;
@@ -53,6 +57,7 @@ mod store;
 
 pub use clock::Clock;
 pub use cluster::{Cluster, ClusterConfig, Delivery};
+pub use config_store::MemConfigStore;
 pub use fs::{MemFs, MemReader, MemWriter};
 pub use proxy::TcpProxy;
 pub use rng::SimRng;

@@ -34,3 +34,8 @@ async fn an_unavailable_store_fails_every_call_clearly() {
     store.set_unavailable(false);
     assert!(store.members(&GroupId::new("g").unwrap()).await.is_ok());
 }
+
+#[tokio::test]
+async fn mem_config_store_conforms() {
+    testkit::config_conformance::run(&testkit::MemConfigStore::default()).await;
+}
