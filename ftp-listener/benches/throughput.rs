@@ -18,7 +18,8 @@
 //! delayed runs); `BENCH_RUNS` [3]; `BENCH_SOURCES` [vsftpd,proftpd,sftp];
 //! `BENCH_LINKS` [loopback,delayed]; `BENCH_SESSIONS` [`BENCH_PARALLEL`]: the member's
 //! `max_sessions` (downloads and moves share them); `BENCH_SFTP_CHUNK_KIB` [the default]: the
-//! SFTP reader's `chunk_size`; `BENCH_PG_DB` [test]: the PostgreSQL database (created if
+//! SFTP reader's `chunk_size`; `BENCH_POST` [move]: the member's `post_processing` (`delete`
+//! or `leave` tell what the moves cost); `BENCH_PG_DB` [test]: the PostgreSQL database (created if
 //! missing). The database transactions per file are read from `pg_stat_database` (with
 //! `psql`): they count everything on that database, so give the bench one of its own.
 //!
@@ -619,6 +620,7 @@ fn ours(
 group = "{group}"
 poll_interval = "1s"
 max_in_flight = {parallel}
+post_processing = "{post}"
 [stability]
 unchanged_across_listings = false
 [coordination]
@@ -634,6 +636,7 @@ bind = "127.0.0.1:0"
 {source}"#,
         database = link.database,
         db = env_or("BENCH_PG_DB", "test".to_string()),
+        post = env_or("BENCH_POST", "move".to_string()),
         out = out.display(),
         source = source_toml(server, link, remote_inbox, parallel, work.path()),
     );

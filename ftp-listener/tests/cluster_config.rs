@@ -359,21 +359,37 @@ fn operator_requests_round_trip_on_every_database() {
     }
 }
 
-/// Issue 9's database cut, with the members running: three members on PostgreSQL behind a
-/// proxy run version 1; the proxy cuts the database off: every member keeps running version
+/// Issue 9's database cut, with the members running: three members behind a proxy to the
+/// database run version 1; the proxy cuts the database off: every member keeps running version
 /// 1, and the `every` listener (its ledger in the member's state directory) keeps handling
 /// its local files; the database back, version 2 is pushed and applied on all three.
 #[test]
 fn postgres_members_keep_running_through_a_database_cut_and_converge_after() {
+    members_through_a_database_cut(5432, |proxy| {
+        format!(
+            "backend = \"postgres\"\n[coordination.postgres]\nurl = \"postgres://postgres@{proxy}/test\"\nschema = \"{}\"\n",
+            unique("ftpl_cut")
+        )
+    });
+}
+
+#[test]
+fn mariadb_members_keep_running_through_a_database_cut_and_converge_after() {
+    members_through_a_database_cut(3306, |proxy| {
+        let db = mariadb_database("ftpl_cut");
+        format!("backend = \"mysql\"\n[coordination.mysql]\nurl = \"mysql://root@{proxy}/{db}\"\n")
+    });
+}
+
+fn members_through_a_database_cut(port: u16, database: impl Fn(std::net::SocketAddr) -> String) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let proxy = rt
-        .block_on(testkit::TcpProxy::start("127.0.0.1:5432".parse().unwrap()))
+        .block_on(testkit::TcpProxy::start(std::net::SocketAddr::from((
+            [127, 0, 0, 1],
+            port,
+        ))))
         .expect("proxy");
-    let database = format!(
-        "backend = \"postgres\"\n[coordination.postgres]\nurl = \"postgres://postgres@{}/test\"\nschema = \"{}\"\n",
-        proxy.addr(),
-        unique("ftpl_cut")
-    );
+    let database = database(proxy.addr());
     let cluster = unique("cut");
     let site = tempfile::tempdir().unwrap();
     let dir = site.path();
