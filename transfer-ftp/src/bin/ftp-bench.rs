@@ -144,11 +144,15 @@ fn many_files(server: &Server, count: u64) -> Result<String, Error> {
     let dir = ftp_root()
         .join(server.root)
         .join(format!("bench/many-{count}"));
-    let marker = dir.with_extension("complete");
+    // The files are an hour old: a leader lists such a folder all day. (Files written in the
+    // last two minutes cost a LIST-only server one `MDTM` each at every listing, see
+    // `mtimes.rs`; the small-files bench of `ftp-listener` measures that case.)
+    let marker = dir.with_extension("aged");
     if !marker.exists() {
         std::fs::create_dir_all(&dir)?;
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
         for i in 0..count {
-            std::fs::File::create(dir.join(format!("file-{i:07}.dat")))?;
+            std::fs::File::create(dir.join(format!("file-{i:07}.dat")))?.set_modified(old)?;
         }
         std::fs::File::create(&marker)?;
     }
