@@ -22,6 +22,8 @@ pub struct Planned {
     pub unknown: Vec<FileVersion>,
     /// Versions dropped from the mirror (settled or never claimed, and no longer listed).
     pub evicted: usize,
+    /// Of those, the done ones (their file left the directory).
+    pub left_done: Vec<FileVersion>,
 }
 
 /// One version of one remote file: `(path, size, mtime)`. A file replaced by a new version
@@ -340,9 +342,16 @@ impl Ledger {
         // settled: a settled one that comes back is looked up again); the others start their
         // stability count again if they return.
         let before = self.versions.len();
-        self.versions
-            .retain(|v, t| t.has_work() || listed.contains(v));
+        let mut left_done = Vec::new();
+        self.versions.retain(|v, t| {
+            let keep = t.has_work() || listed.contains(v);
+            if !keep && t.state == Some(LedgerState::Done) {
+                left_done.push(v.clone());
+            }
+            keep
+        });
         let evicted = before - self.versions.len();
+        left_done.sort();
         for (version, tracked) in self.versions.iter_mut() {
             if !listed.contains(version) {
                 tracked.listings = 0;
@@ -379,6 +388,7 @@ impl Ledger {
             ready,
             unknown,
             evicted,
+            left_done,
         }
     }
 

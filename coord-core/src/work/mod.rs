@@ -230,7 +230,15 @@ impl Worker {
                 lookups: VecDeque::new(),
                 first_added: None,
                 stale_after: None,
-                stale_at: now,
+                // In `leave` mode the walk waits for the term to have listed the folder for a
+                // whole retention period: only then has every row it finds stale been absent
+                // from this leader's listings for that long (a listing that comes back empty
+                // for a while, a server glitch, does not make files left in place new work).
+                stale_at: if self.config.post_processing == PostProcessing::Leave {
+                    now + self.config.policy.retention
+                } else {
+                    now
+                },
             });
         }
     }
@@ -833,6 +841,22 @@ impl Worker {
         if planned.evicted > 0 {
             term.done_gen.retain(|v, _| ledger.tracks(v));
             term.reported_done.retain(|v| ledger.tracks(v));
+        }
+        // In `leave` mode a done row is what keeps a file left in place from being handled
+        // again: one whose file left the directory is written again, so that its age (what
+        // the retention walk goes by) counts from when it left, not from when it was done.
+        if mode == PostProcessing::Leave {
+            for version in planned.left_done {
+                term.writes.push_back(Write {
+                    update: LedgerUpdate::Set {
+                        version,
+                        state: LedgerState::Done,
+                        error: None,
+                        detail: None,
+                    },
+                    then: Then::Nothing,
+                });
+            }
         }
         for forget in ledger.prune(now) {
             term.done_gen.remove(forget.version());

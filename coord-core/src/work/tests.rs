@@ -1152,3 +1152,58 @@ fn a_term_under_the_same_fence_loads_only_after_the_last_terms_writes_are_answer
         Some(WorkAction::LoadLedger { .. })
     ));
 }
+
+#[test]
+fn in_leave_mode_a_done_file_that_leaves_is_written_again_and_the_walk_waits_a_retention() {
+    let mut c = config();
+    c.post_processing = PostProcessing::Leave;
+    c.policy.retention = Duration::from_secs(3600);
+    let (mut w, t0) = leading(c, vec![]);
+    let a = v("/in/a", 1);
+    let op = expect_list(&mut w, t0);
+    w.handle_listed(t0, op, Ok(listed(std::slice::from_ref(&a))));
+    let Some(WorkAction::Lookup { op, .. }) = w.poll_action(t0) else {
+        panic!("lookup")
+    };
+    w.handle_looked_up(t0, op, Ok(vec![record(a.clone(), LedgerState::Done, 1)]));
+    assert_eq!(
+        w.poll_action(t0),
+        None,
+        "done, left in place: nothing to do"
+    );
+    // The file leaves (or the listing comes back empty): its row is written again, so its
+    // age counts from now.
+    let t1 = t0 + Duration::from_secs(1);
+    let op = expect_list(&mut w, t1);
+    w.handle_listed(t1, op, Ok(vec![]));
+    let (_, updates) = expect_record(&mut w, t1 + Duration::from_secs(1));
+    assert_eq!(
+        updates,
+        vec![LedgerUpdate::Set {
+            version: a.clone(),
+            state: LedgerState::Done,
+            error: None,
+            detail: None
+        }]
+    );
+    assert!(!w.ledger().unwrap().tracks(&a));
+    // No retention walk before the term has listed for a whole retention period.
+    let actions: Vec<WorkAction> = std::iter::from_fn(|| w.poll_action(t1)).collect();
+    assert!(
+        !actions
+            .iter()
+            .any(|a| matches!(a, WorkAction::FindStale { .. })),
+        "{actions:?}"
+    );
+    let later = t0 + Duration::from_secs(3600);
+    let mut found = false;
+    while let Some(action) = w.poll_action(later) {
+        match action {
+            WorkAction::FindStale { .. } => found = true,
+            WorkAction::List { op } => w.handle_listed(later, op, Ok(vec![])),
+            WorkAction::Record { op, .. } => w.handle_recorded(later, op, Ok(())),
+            _ => {}
+        }
+    }
+    assert!(found, "the walk runs once the term is a retention old");
+}
