@@ -60,7 +60,18 @@ impl RedisStore {
         cmd: redis::Cmd,
     ) -> Result<T, StoreError> {
         let mut conn = self.conn.clone();
-        match tokio::time::timeout(self.op_timeout, cmd.query_async::<T>(&mut conn)).await {
+        self.bounded(operation, group, cmd.query_async::<T>(&mut conn))
+            .await
+    }
+
+    /// A call to the server under the operation timeout, its error named.
+    async fn bounded<T>(
+        &self,
+        operation: &'static str,
+        group: &GroupId,
+        call: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.op_timeout, call).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(store_error(
                 operation,
@@ -153,21 +164,8 @@ impl RedisStore {
             invocation.arg(*arg);
         }
         let mut conn = self.conn.clone();
-        match tokio::time::timeout(self.op_timeout, invocation.invoke_async(&mut conn)).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(store_error(
-                operation,
-                group.as_str(),
-                &e,
-                self.op_timeout,
-                &self.secrets,
-            )),
-            Err(_) => Err(StoreError::Timeout {
-                operation,
-                group: group.to_string(),
-                after: self.op_timeout,
-            }),
-        }
+        self.bounded(operation, group, invocation.invoke_async(&mut conn))
+            .await
     }
 }
 
