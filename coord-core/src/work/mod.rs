@@ -358,7 +358,7 @@ impl Worker {
             if calls.lookup.is_none() && !term.lookups.is_empty() {
                 at(term.store_idle_at);
             }
-            if calls.stale.is_none() && self.stale_walk_wanted(term) {
+            if calls.stale.is_none() && Self::wants_stale_walk(&self.config, term) {
                 at(term.stale_at.max(term.store_idle_at));
             }
         }
@@ -439,10 +439,6 @@ impl Worker {
         } else {
             0
         }
-    }
-
-    fn stale_walk_wanted(&self, term: &TermWork) -> bool {
-        Self::wants_stale_walk(&self.config, term)
     }
 
     /// The retention walk runs with a retention, after the term's first listing (it skips
@@ -898,10 +894,10 @@ impl Worker {
                     .map(|r| r.version.clone())
                     .collect();
                 let names: HashSet<&str> = term.listed.keys().map(String::as_str).collect();
-                let ready = ledger.on_lookup(now, &asked, found, &names);
-                let queued: HashSet<FileVersion> = term.ready.iter().cloned().collect();
+                // Never already queued: a version is not planned while it is looked up (and a
+                // second copy in the queue would be skipped as in flight or settled anyway).
                 term.ready
-                    .extend(ready.into_iter().filter(|v| !queued.contains(v)));
+                    .extend(ledger.on_lookup(now, &asked, found, &names));
                 let gen_ = term.list_gen;
                 self.revisit_settled(now, gen_, &settled);
             }
