@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use coord_core::{FsError, ListOptions, Listing, RemoteFs, RenameMode};
@@ -39,10 +40,19 @@ pub struct FtpFs {
     mtimes: Arc<MtimeCache>,
     /// Absolute paths of directories known to exist (see above).
     known_dirs: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    /// `MDTM`s are pipelined (the `pipelining` setting, until the server leaves one
+    /// unanswered).
+    pipelining: Arc<AtomicBool>,
 }
 
-/// Files per extra session when a listing's `MDTM`s are spread over the pool.
+/// Files per extra session when a listing's `MDTM`s are spread over the pool (without
+/// pipelining).
 const MDTM_PER_SESSION: usize = 32;
+
+/// Pipelined commands unanswered at most: small enough that neither side's socket buffer can
+/// fill while the other waits (about 6 KiB of commands, 4 KiB of replies), large enough that a
+/// listing of a fresh folder 10 ms away costs a round trip per hundred files, not per file.
+const PIPELINE_WINDOW: usize = 100;
 
 /// Runs `fut` under `after`, reporting an expiry as [`FsError::Timeout`].
 pub(crate) async fn timed<T>(
@@ -77,6 +87,7 @@ impl FtpFs {
         };
         let server = settings.server();
         Ok(FtpFs {
+            pipelining: Arc::new(AtomicBool::new(settings.pipelining)),
             pool: Arc::new(Pool::new(Shared {
                 settings,
                 password,
@@ -346,12 +357,14 @@ impl FtpFs {
         Ok(())
     }
 
-    /// `MDTM` of each of `paths`, in order: over `session` alone for a few, else spread
-    /// round-robin over `session` and the pool's sessions that are free right now (at most
-    /// one per [`MDTM_PER_SESSION`] files; nothing waits for a busy one), each asking its
-    /// share in turn. On a fresh folder of a LIST-only server every file is asked at every
-    /// listing for two minutes (see `mtimes::FRESH`), one round trip each: this divides that
-    /// by the sessions. A lost connection fails the listing, as one session would.
+    /// `MDTM` of each of `paths`, in order. On a plain session with `pipelining`, sent in
+    /// batches over `session` alone ([`FtpFs::mdtm_pipelined`]). Otherwise over `session`
+    /// alone for a few, else spread round-robin over `session` and the pool's sessions that
+    /// are free right now (at most one per [`MDTM_PER_SESSION`] files; nothing waits for a
+    /// busy one), each asking its share in turn. On a fresh folder of a LIST-only server
+    /// every file is asked at every listing for two minutes (see `mtimes::FRESH`): pipelining
+    /// makes that a round trip per [`PIPELINE_WINDOW`] files instead of one per file. A lost
+    /// connection fails the listing, as one session would.
     async fn mdtm_all(
         &self,
         session: &mut Session,
@@ -359,6 +372,21 @@ impl FtpFs {
         timeout: Duration,
     ) -> Result<Vec<Option<SystemTime>>, FsError> {
         const OP: &str = "list";
+        if session.plain && paths.len() > 1 && self.pipelining.load(Ordering::Relaxed) {
+            let result = self.mdtm_pipelined(session, paths, timeout).await;
+            if let Err(e @ FsError::Timeout { .. }) = &result
+                && self.pipelining.swap(false, Ordering::Relaxed)
+            {
+                tracing::warn!(
+                    server = %self.server(),
+                    error = %e,
+                    "a pipelined MDTM got no reply in time: this listing fails, and MDTM is \
+                     asked one command at a time from now on (set `pipelining = false` to \
+                     start that way)"
+                );
+            }
+            return result;
+        }
         let wanted =
             (paths.len() / MDTM_PER_SESSION).min(self.pool.max_sessions().saturating_sub(1));
         let mut extra = Vec::new();
@@ -411,6 +439,74 @@ impl FtpFs {
         }
     }
 
+    /// `MDTM` of each of `paths` over one plain session, pipelined: the commands are written
+    /// in batches, at most [`PIPELINE_WINDOW`] unanswered, and the replies read in order,
+    /// each judged as [`FtpFs::mdtm`] judges its one. No answer is used before every reply
+    /// came: a server that dropped a command (its replies then out of step) leaves the last
+    /// one unanswered, and that timeout fails the whole listing (the session is then dropped),
+    /// so a time is never given to the wrong file. A lost connection fails it too.
+    async fn mdtm_pipelined(
+        &self,
+        session: &mut Session,
+        paths: &[&str],
+        timeout: Duration,
+    ) -> Result<Vec<Option<SystemTime>>, FsError> {
+        const OP: &str = "list";
+        let server = self.server();
+        let mut lines = Vec::with_capacity(paths.len());
+        for path in paths {
+            let abs = session.abs(OP, path)?;
+            // See `mdtm`: a relative path could read as "set the time".
+            lines.push(abs.starts_with('/').then(|| format!("MDTM {abs}\r\n")));
+        }
+        let asked: Vec<usize> = (0..paths.len()).filter(|&i| lines[i].is_some()).collect();
+        let mut answers = vec![None; paths.len()];
+        let (mut sent, mut read) = (0, 0);
+        while read < asked.len() {
+            if sent < asked.len() && sent - read <= PIPELINE_WINDOW / 2 {
+                let upto = (read + PIPELINE_WINDOW).min(asked.len());
+                let batch: String = asked[sent..upto]
+                    .iter()
+                    .filter_map(|&i| lines[i].as_deref())
+                    .collect();
+                for _ in sent..upto {
+                    self.mtimes.count_mdtm();
+                }
+                let path = paths[asked[sent]];
+                timed(OP, path, timeout, async {
+                    session
+                        .send_raw(batch.as_bytes())
+                        .await
+                        .map_err(|e| map_ftp_error(OP, path, server, FtpError::ConnectionError(e)))
+                })
+                .await?;
+                sent = upto;
+            }
+            let index = asked[read];
+            let path = paths[index];
+            let reply = timed(OP, path, timeout, async {
+                match session.ftp.read_response_in(&[Status::File]).await {
+                    Ok(r) => Ok(Ok(r)),
+                    Err(FtpError::UnexpectedResponse(r))
+                        if ![421, 530].contains(&r.status.code()) =>
+                    {
+                        Ok(Err(r))
+                    }
+                    Err(e) => Err(map_ftp_error(OP, path, server, e)),
+                }
+            })
+            .await?;
+            answers[index] = mdtm_answer(path, reply);
+            read += 1;
+        }
+        for (index, line) in lines.iter().enumerate() {
+            if line.is_none() {
+                answers[index] = self.mdtm(session, paths[index], timeout).await?;
+            }
+        }
+        Ok(answers)
+    }
+
     /// `MDTM` of one file: `Ok(None)` when the server refuses or answers unreadably (logged).
     async fn mdtm(
         &self,
@@ -445,26 +541,35 @@ impl FtpFs {
             }
         })
         .await?;
-        match reply {
-            Ok(r) => {
-                let t = parse_mdtm_reply(&r.body);
-                if t.is_none() {
-                    tracing::warn!(
-                        path,
-                        reply = %coord_core::escape_for_log(r.body.trim_ascii_end()),
-                        "unreadable MDTM reply; skipping the file in this listing"
-                    );
-                }
-                Ok(t)
-            }
-            Err(r) => {
+        Ok(mdtm_answer(path, reply))
+    }
+}
+
+/// What an `MDTM` reply says: the time of a readable `213`; `None` (logged) for a refusal or
+/// an unreadable answer, the file then being skipped for the listing.
+fn mdtm_answer(
+    path: &str,
+    reply: Result<suppaftp::types::Response, suppaftp::types::Response>,
+) -> Option<SystemTime> {
+    match reply {
+        Ok(r) => {
+            let t = parse_mdtm_reply(&r.body);
+            if t.is_none() {
                 tracing::warn!(
                     path,
-                    reply = %reply_text(&r),
-                    "MDTM refused (file gone?); skipping the file in this listing"
+                    reply = %coord_core::escape_for_log(r.body.trim_ascii_end()),
+                    "unreadable MDTM reply; skipping the file in this listing"
                 );
-                Ok(None)
             }
+            t
+        }
+        Err(r) => {
+            tracing::warn!(
+                path,
+                reply = %reply_text(&r),
+                "MDTM refused (file gone?); skipping the file in this listing"
+            );
+            None
         }
     }
 }

@@ -33,6 +33,9 @@ pub(crate) struct Session {
     pub(crate) mdtm: bool,
     /// Said (once) that this session lists files without times: LIST and no MDTM.
     pub(crate) warned_no_times: bool,
+    /// The control connection is plain TCP (no TLS): commands may be written to its socket
+    /// directly, several at once ([`Session::send_raw`]).
+    pub(crate) plain: bool,
     /// The login directory, to make relative paths absolute (listings `CWD` around).
     pub(crate) home: String,
     pub(crate) last_used: Instant,
@@ -177,9 +180,31 @@ impl Session {
             mlsd,
             mdtm,
             warned_no_times: false,
+            plain: !s.tls.is_tls(),
             home,
             last_used: Instant::now(),
         })
+    }
+
+    /// Writes `lines` (complete command lines, each ending in CRLF) to a plain control
+    /// connection at once, without reading any reply: the caller reads one reply per line, in
+    /// order, with [`Ftp::read_response_in`] (pipelining; RFC 959 servers read the control
+    /// connection as a stream of lines). suppaftp sends one command and waits for its reply, so
+    /// this writes to its socket directly, under its control-channel lock; it must not be used
+    /// on a TLS session (`plain` is false there), whose bytes go through the TLS stream.
+    pub(crate) async fn send_raw(&mut self, lines: &[u8]) -> std::io::Result<()> {
+        debug_assert!(self.plain, "raw writes on a TLS control connection");
+        let socket = self.ftp.get_ref().await;
+        let mut rest = lines;
+        while !rest.is_empty() {
+            socket.writable().await?;
+            match socket.try_write(rest) {
+                Ok(n) => rest = &rest[n..],
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     /// `path` made absolute against the login directory; refuses line breaks and NUL (they

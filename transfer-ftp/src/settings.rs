@@ -140,6 +140,16 @@ pub struct FtpSettings {
     /// replaced if the probe fails (default 15 s).
     #[serde(default = "default_idle_probe", with = "humantime_serde")]
     pub idle_probe_after: Duration,
+    /// On a LIST-only server, send a listing's `MDTM` commands in a batch without waiting
+    /// for each reply (pipelining, plain FTP only; FTPS asks one at a time). A server that
+    /// leaves a pipelined command unanswered within `op_timeout` fails that listing once and
+    /// is asked one at a time from then on (default true).
+    #[serde(default = "default_pipelining")]
+    pub pipelining: bool,
+}
+
+fn default_pipelining() -> bool {
+    true
 }
 
 fn default_connect_timeout() -> Duration {
@@ -181,6 +191,7 @@ impl FtpSettings {
             reconnect_backoff_min: default_backoff_min(),
             reconnect_backoff_max: default_backoff_max(),
             idle_probe_after: default_idle_probe(),
+            pipelining: default_pipelining(),
         }
     }
 
@@ -300,6 +311,7 @@ impl fmt::Debug for FtpSettings {
             .field("connect_timeout", &self.connect_timeout)
             .field("op_timeout", &self.op_timeout)
             .field("max_sessions", &self.max_sessions)
+            .field("pipelining", &self.pipelining)
             .finish_non_exhaustive()
     }
 }

@@ -167,8 +167,8 @@ async fn proftpd_uses_mlsd_and_no_mdtm() {
     assert_eq!(fs.mdtm_requests(), 0);
 }
 
-/// A fresh folder of a LIST-only server: every file is asked with `MDTM`, over the listing's
-/// session and the pool's free ones at once, and each gets its exact time.
+/// A fresh folder of a LIST-only server without pipelining: every file is asked with `MDTM`,
+/// over the listing's session and the pool's free ones at once, and each gets its exact time.
 #[tokio::test]
 async fn mdtm_of_a_fresh_folder_is_spread_over_free_sessions() {
     let t = Target {
@@ -184,6 +184,7 @@ async fn mdtm_of_a_fresh_folder_is_spread_over_free_sessions() {
     }
     let mut settings = t.settings();
     settings.max_sessions = 4;
+    settings.pipelining = false;
     let fs = transfer_ftp::FtpFs::new(settings).unwrap();
     let listing = fs.list(&remote, &ListOptions::default()).await.unwrap();
     assert_eq!(listing.entries.len(), 100);
@@ -201,4 +202,43 @@ async fn mdtm_of_a_fresh_folder_is_spread_over_free_sessions() {
     let again = fs.list(&remote, &ListOptions::default()).await.unwrap();
     assert_eq!(versions(&again), versions(&listing));
     assert_eq!(fs.mdtm_requests(), 100);
+}
+
+/// With pipelining (the default), a fresh folder's `MDTM`s go over the listing's session
+/// alone, in batches: several batches here (more files than the window), every file gets its
+/// own exact time (a reply given to the wrong file would show), and no other session is
+/// taken from the pool, so handlers never wait for a listing's `MDTM`s.
+#[tokio::test]
+async fn pipelined_mdtm_gives_each_file_its_own_time_over_one_session() {
+    let t = Target {
+        server: Server::Vsftpd,
+        tls: false,
+    };
+    let (local, remote) = t.fresh_dir("pipelined");
+    let base = now_secs() - 7200;
+    const FILES: u64 = 333;
+    for i in 0..FILES {
+        let path = local.join(format!("p{i:03} with space.csv"));
+        write(&path, b"x\n");
+        touch(&path, base + 7 * i);
+    }
+    let mut settings = t.settings();
+    settings.max_sessions = 4;
+    assert!(settings.pipelining, "on by default");
+    let fs = transfer_ftp::FtpFs::new(settings).unwrap();
+    let listing = fs.list(&remote, &ListOptions::default()).await.unwrap();
+    assert_eq!(listing.entries.len() as u64, FILES);
+    assert_eq!(listing.skipped, 0);
+    for i in 0..FILES {
+        let name = format!("p{i:03} with space.csv");
+        assert_eq!(mtime_of(&listing, &name), Some(base + 7 * i), "{name}");
+    }
+    assert_eq!(fs.mdtm_requests(), FILES);
+    assert_eq!(fs.sessions_opened(), 1, "the listing's session alone");
+    // The session is in step afterwards: it serves the next commands.
+    let again = fs.list(&remote, &ListOptions::default()).await.unwrap();
+    assert_eq!(versions(&again), versions(&listing));
+    assert_eq!(fs.mdtm_requests(), FILES, "remembered");
+    let first = format!("{remote}/p000 with space.csv");
+    assert_eq!(fs.size(&first).await.unwrap(), Some(2));
 }

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
 use coord_core::{ListOptions, Listing, RemoteFs};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use transfer_ftp::{FtpFs, FtpSettings, PassiveMode, Secret};
 
@@ -22,6 +22,9 @@ struct Script {
     mdtm: HashMap<&'static str, &'static str>,
     /// Every command received, in order.
     seen: Arc<Mutex<Vec<String>>>,
+    /// Loses the commands that came with an `MDTM` (read from the connection together with
+    /// it), as a server that does not read the control connection as a stream would.
+    loses_pipelined: bool,
 }
 
 async fn start(script: Script) -> u16 {
@@ -42,6 +45,11 @@ async fn session(conn: tokio::net::TcpStream, s: Script) {
     write.write_all(b"220 fake\r\n").await.unwrap();
     let mut data: Option<TcpListener> = None;
     while let Ok(Some(line)) = lines.next_line().await {
+        if s.loses_pipelined && line.starts_with("MDTM") {
+            let reader = lines.get_mut();
+            let buffered = reader.buffer().len();
+            std::pin::Pin::new(reader).consume(buffered);
+        }
         s.seen.lock().unwrap().push(line.clone());
         let (verb, arg) = line.split_once(' ').unwrap_or((line.as_str(), ""));
         let reply = match verb.to_ascii_uppercase().as_str() {
@@ -85,10 +93,14 @@ async fn session(conn: tokio::net::TcpStream, s: Script) {
 }
 
 fn fs(port: u16) -> FtpFs {
+    fs_with(port, Duration::from_secs(10))
+}
+
+fn fs_with(port: u16, op_timeout: Duration) -> FtpFs {
     let mut settings = FtpSettings::new("127.0.0.1", port, "u");
     settings.password = Some(Secret::new("p"));
     settings.passive_mode = PassiveMode::Epsv;
-    settings.op_timeout = Duration::from_secs(10);
+    settings.op_timeout = op_timeout;
     FtpFs::new(settings).unwrap()
 }
 
@@ -137,6 +149,7 @@ async fn without_mdtm_files_have_no_mtime_and_one_warning_per_session() {
         list: LINES.to_vec(),
         mdtm: HashMap::new(),
         seen: seen.clone(),
+        loses_pipelined: false,
     })
     .await;
     let fs = fs(port);
@@ -179,6 +192,7 @@ async fn mdtm_refused_for_one_file_skips_it_for_the_listing() {
             ("/in/weird", "213 yesterday"),
         ]),
         seen: seen.clone(),
+        loses_pipelined: false,
     })
     .await;
     let fs = fs(port);
@@ -217,4 +231,55 @@ async fn mdtm_refused_for_one_file_skips_it_for_the_listing() {
     assert_eq!(second.entries.len(), 3);
     assert_eq!(fs.mdtm_requests(), 6, "only gone and weird again");
     assert_eq!(fs.sessions_opened(), 1, "a refused MDTM keeps the session");
+}
+
+/// A server that loses pipelined commands: the listing that finds out fails (a reply never
+/// came, so no time is given to the wrong file), that session is dropped, a warning says
+/// why, and from then on `MDTM` is asked one command at a time: the next listing has every
+/// exact time.
+#[tokio::test]
+async fn a_server_that_loses_pipelined_commands_is_asked_one_at_a_time() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let _guard = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_writer(move || writer.clone())
+            .finish(),
+    );
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let port = start(Script {
+        feat_mdtm: true,
+        list: vec![
+            "-rw-r--r--    1 0        0               5 Nov 27 11:22 a",
+            "-rw-r--r--    1 0        0               5 Nov 27 11:22 b",
+            "-rw-r--r--    1 0        0               5 Nov 27 11:22 c",
+        ],
+        mdtm: HashMap::from([
+            ("/in/a", "213 20251127112201"),
+            ("/in/b", "213 20251127112202"),
+            ("/in/c", "213 20251127112203"),
+        ]),
+        seen: seen.clone(),
+        loses_pipelined: true,
+    })
+    .await;
+    let fs = fs_with(port, Duration::from_millis(300));
+    let err = fs.list("/in", &ListOptions::default()).await.unwrap_err();
+    assert!(
+        matches!(err, coord_core::FsError::Timeout { .. }),
+        "{err}"
+    );
+    let listing = fs.list("/in", &ListOptions::default()).await.unwrap();
+    assert_eq!(listing.skipped, 0);
+    for (name, secs) in [("a", 1_764_242_521), ("b", 1_764_242_522), ("c", 1_764_242_523)] {
+        assert_eq!(mtime_of(&listing, name), Some(secs), "{name}");
+    }
+    assert_eq!(fs.sessions_opened(), 2, "the out-of-step session was dropped");
+    let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    assert_eq!(
+        logs.matches("MDTM is asked one command at a time from now on").count(),
+        1,
+        "{logs}"
+    );
 }
