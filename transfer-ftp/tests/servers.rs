@@ -171,6 +171,17 @@ async fn rename_both_modes(t: Target) {
 
     let err = fs.rename(&p("ghost"), &p("x"), RenameMode::Overwrite).await;
     assert!(matches!(err, Err(FsError::NotFound { .. })), "{err:?}");
+    let err = fs.rename(&p("ghost"), &p("x"), RenameMode::NoOverwrite).await;
+    assert!(matches!(err, Err(FsError::NotFound { .. })), "{err:?}");
+    // The refused RNFR left nothing pending on the session (its RNTO went out with it, and
+    // was refused too): the next rename moves exactly its own file.
+    write(&local.join("src3"), b"three");
+    fs.rename(&p("src3"), &p("dst3"), RenameMode::NoOverwrite)
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(local.join("dst3")).unwrap(), b"three");
+    assert!(!local.join("x").exists());
+    assert!(local.join("taken").exists() && !local.join("src3").exists());
 }
 
 async fn delete_and_mkdir_p(t: Target) {
