@@ -564,7 +564,9 @@ fn mdtm_answer(
             t
         }
         Err(r) => {
-            tracing::warn!(
+            // INFO: the leader's own moves run beside its listings, so a file it just moved
+            // is refused here routinely.
+            tracing::info!(
                 path,
                 reply = %reply_text(&r),
                 "MDTM refused (file gone?); skipping the file in this listing"

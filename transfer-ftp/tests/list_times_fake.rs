@@ -266,19 +266,25 @@ async fn a_server_that_loses_pipelined_commands_is_asked_one_at_a_time() {
     .await;
     let fs = fs_with(port, Duration::from_millis(300));
     let err = fs.list("/in", &ListOptions::default()).await.unwrap_err();
-    assert!(
-        matches!(err, coord_core::FsError::Timeout { .. }),
-        "{err}"
-    );
+    assert!(matches!(err, coord_core::FsError::Timeout { .. }), "{err}");
     let listing = fs.list("/in", &ListOptions::default()).await.unwrap();
     assert_eq!(listing.skipped, 0);
-    for (name, secs) in [("a", 1_764_242_521), ("b", 1_764_242_522), ("c", 1_764_242_523)] {
+    for (name, secs) in [
+        ("a", 1_764_242_521),
+        ("b", 1_764_242_522),
+        ("c", 1_764_242_523),
+    ] {
         assert_eq!(mtime_of(&listing, name), Some(secs), "{name}");
     }
-    assert_eq!(fs.sessions_opened(), 2, "the out-of-step session was dropped");
+    assert_eq!(
+        fs.sessions_opened(),
+        2,
+        "the out-of-step session was dropped"
+    );
     let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
     assert_eq!(
-        logs.matches("MDTM is asked one command at a time from now on").count(),
+        logs.matches("MDTM is asked one command at a time from now on")
+            .count(),
         1,
         "{logs}"
     );

@@ -171,7 +171,9 @@ async fn rename_both_modes(t: Target) {
 
     let err = fs.rename(&p("ghost"), &p("x"), RenameMode::Overwrite).await;
     assert!(matches!(err, Err(FsError::NotFound { .. })), "{err:?}");
-    let err = fs.rename(&p("ghost"), &p("x"), RenameMode::NoOverwrite).await;
+    let err = fs
+        .rename(&p("ghost"), &p("x"), RenameMode::NoOverwrite)
+        .await;
     assert!(matches!(err, Err(FsError::NotFound { .. })), "{err:?}");
     // The refused RNFR left nothing pending on the session (its RNTO went out with it, and
     // was refused too): the next rename moves exactly its own file.

@@ -16,10 +16,11 @@
 //!   and the results of calls still in flight are ignored when they arrive.
 //! - Drain [`Worker::poll_action`] until it returns `None`; start each action (store calls
 //!   and file operations may run concurrently with the handlers; the machine issues at most
-//!   one claim and one record at once (after the load, alone), and on the file source
-//!   either one listing or folder
-//!   preparation, or up to `max_file_ops` post-processing operations: a move's round trips
-//!   to the server would otherwise bound the files handled per second at any parallelism).
+//!   one claim and one record at once (after the load, alone), and on the file source at
+//!   most one listing and up to `max_file_ops` post-processing operations beside it, or
+//!   folder preparation alone: a move's round trips to the server would otherwise bound the
+//!   files handled per second at any parallelism, and a listing that waited for the moves
+//!   would keep a busy leader from seeing new files).
 //! - Drain [`Worker::poll_event`] for logs and metrics.
 //! - Wait until [`Worker::next_deadline`], a result, or a change of the lease; repeat.
 //!
@@ -109,8 +110,7 @@ struct TermWork {
     store_idle_at: Instant,
     /// The listing or folder preparation in flight.
     fs_call: Option<(OpId, FsCall)>,
-    /// Post-processing in flight (never while `fs_call` is: a listing sees either all of a
-    /// batch of moves or none).
+    /// Post-processing in flight (beside a listing, never beside folder preparation).
     file_calls: BTreeMap<OpId, FileOp>,
     dirs_ready: bool,
     next_list: Instant,
@@ -120,9 +120,11 @@ struct TermWork {
     listed: HashMap<String, FileVersion>,
     /// Whether a listing was applied in this term yet.
     listed_once: bool,
-    /// Versions this term moved or deleted (or found gone) since the latest listing: not
-    /// reported as deleted by others.
-    removed_here: BTreeSet<FileVersion>,
+    /// Versions this term moved or deleted (or found gone), each with the number of the first
+    /// listing issued after that (the first that cannot show it): not reported as deleted by
+    /// others until that listing is applied. A listing issued before the move finished may
+    /// show the file still, or not.
+    removed_here: BTreeMap<FileVersion, u64>,
     /// Done versions and the listing number before which they left the folder.
     done_gen: HashMap<FileVersion, u64>,
     /// Done versions already reported as still listed (`leave`), once per term.
@@ -217,7 +219,7 @@ impl Worker {
                 list_gen: 0,
                 listed: HashMap::new(),
                 listed_once: false,
-                removed_here: BTreeSet::new(),
+                removed_here: BTreeMap::new(),
                 done_gen: HashMap::new(),
                 reported_done: BTreeSet::new(),
                 ready: VecDeque::new(),
@@ -366,10 +368,7 @@ impl Worker {
             let due = Self::record_due(&self.config, self.draining, term);
             at(due.max(term.store_idle_at));
         }
-        // A listing waits for the post-processing in flight or queued (its results wake the
-        // driver), so its time is no deadline meanwhile.
-        let post_processing = !term.file_calls.is_empty() || !term.file_ops.is_empty();
-        if term.fs_call.is_none() && !post_processing && !self.draining && term.ledger.is_some() {
+        if term.fs_call.is_none() && !self.draining && term.ledger.is_some() {
             at(term.next_list);
         }
         next
@@ -597,12 +596,15 @@ impl Worker {
         now: Instant,
         op: OpId,
     ) -> Option<WorkAction> {
-        if term.fs_call.is_some() || term.ledger.is_none() {
+        let listing = matches!(term.fs_call, Some((_, FsCall::List(_))));
+        if (term.fs_call.is_some() && !listing) || term.ledger.is_none() {
             return None;
         }
-        // Post-processing first, as many at once as allowed, in queue order but skipping an
-        // operation whose target name one in flight could take (FTP's no-overwrite rename is
-        // a check then a rename: two at once to one name could both see it free).
+        // Post-processing first, as many at once as allowed, beside a listing too, in queue
+        // order but skipping an operation whose target name one in flight could take (FTP's
+        // no-overwrite rename is a check then a rename: two at once to one name could both
+        // see it free). A listing issued before a move ends may show its file or not: see
+        // `removed_here` and `done_gen`.
         if term.file_calls.len() < config.max_file_ops.max(1) {
             let startable = term.file_ops.iter().position(|candidate| {
                 term.file_calls
@@ -614,13 +616,14 @@ impl Worker {
                 return Some(WorkAction::File { op, file_op });
             }
         }
-        if !term.file_calls.is_empty() || !term.file_ops.is_empty() {
-            return None;
-        }
-        if draining {
+        if listing || draining {
             return None;
         }
         if !term.dirs_ready {
+            // Before any post-processing of the term (the folders it moves into).
+            if !term.file_calls.is_empty() {
+                return None;
+            }
             let mut dirs = vec![config.error_dir.clone()];
             if config.post_processing == PostProcessing::Move {
                 dirs.push(config.done_dir.clone());
@@ -716,7 +719,12 @@ impl Worker {
             match ledger.state(version) {
                 Some(LedgerState::Done) => {}
                 Some(LedgerState::Error) => {
-                    if !term.queued_files.contains(version) && !unwritten.contains(version) {
+                    // Listed by a listing issued before its move to the error folder ended.
+                    let moved = term.removed_here.get(version).is_some_and(|g| *g > gen_);
+                    if !moved
+                        && !term.queued_files.contains(version)
+                        && !unwritten.contains(version)
+                    {
                         term.queued_files.insert(version.clone());
                         term.file_ops.push_back(FileOp::MoveToError {
                             version: version.clone(),
@@ -727,7 +735,15 @@ impl Worker {
                 }
                 _ => continue,
             }
-            let left_before = term.done_gen.get(version).is_none_or(|g| *g <= gen_);
+            // The first listing that cannot show the moved file: from the acknowledged done
+            // record, or from the move itself while that record is still being written.
+            let moved_before = term
+                .done_gen
+                .get(version)
+                .into_iter()
+                .chain(term.removed_here.get(version))
+                .max();
+            let left_before = moved_before.is_none_or(|g| *g <= gen_);
             if mode == PostProcessing::Leave || !left_before {
                 if term.reported_done.insert(version.clone()) {
                     self.events
@@ -777,7 +793,14 @@ impl Worker {
             .listed
             .values()
             .filter(|v| !is_marker(v))
-            .filter(|v| listed.get(&v.path) != Some(*v) && !term.removed_here.contains(*v))
+            .filter(|v| {
+                listed.get(&v.path) != Some(*v)
+                    && !term.removed_here.contains_key(*v)
+                    && !term
+                        .file_calls
+                        .values()
+                        .any(|op| op_version(op) == Some(*v))
+            })
             .cloned()
             .collect();
         added.sort();
@@ -791,7 +814,7 @@ impl Worker {
         }
         term.listed = listed;
         term.listed_once = true;
-        term.removed_here.clear();
+        term.removed_here.retain(|_, first| *first > gen_);
         let versions: Vec<FileVersion> = listing.iter().map(|f| f.version.clone()).collect();
         self.revisit_settled(now, gen_, &versions);
         let Some(term) = self.term.as_mut() else {
@@ -1208,7 +1231,7 @@ impl Worker {
                         failed(&mut self.events, error);
                     }
                     gone_or_done => {
-                        term.removed_here.insert(version.clone());
+                        term.removed_here.insert(version.clone(), gen_);
                         if gone_or_done == FileOpResult::SourceGone {
                             self.events
                                 .push_back(WorkEvent::SourceGone(version.clone()));
@@ -1223,7 +1246,7 @@ impl Worker {
             (FileOp::MoveToError { version, .. }, result) => {
                 term.queued_files.remove(version);
                 if !matches!(result, FileOpResult::Failed(_)) {
-                    term.removed_here.insert(version.clone());
+                    term.removed_here.insert(version.clone(), gen_);
                 }
                 if let FileOpResult::Failed(error) = result {
                     failed(&mut self.events, error);
@@ -1331,6 +1354,16 @@ fn post_op(
 /// The deletion of `version`'s done marker, if markers are used and it was listed.
 /// Whether two post-processing operations could move a file to the same target name (the
 /// same base name into the same folder; the collision suffix is derived from the name).
+/// The version a post-processing operation moves or deletes.
+fn op_version(op: &FileOp) -> Option<&FileVersion> {
+    match op {
+        FileOp::MoveToDone { version, .. }
+        | FileOp::MoveToError { version, .. }
+        | FileOp::Delete(version) => Some(version),
+        FileOp::PrepareDirs(_) | FileOp::DeleteMarker(_) => None,
+    }
+}
+
 fn may_collide(a: &FileOp, b: &FileOp) -> bool {
     let target = |op: &FileOp| match op {
         FileOp::MoveToDone { version, dir } | FileOp::MoveToError { version, dir } => {

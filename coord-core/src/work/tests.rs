@@ -121,6 +121,10 @@ fn dispatches(w: &mut Worker, now: Instant) -> Vec<(HandlerId, Dispatch)> {
     out
 }
 
+fn events(w: &mut Worker) -> Vec<WorkEvent> {
+    std::iter::from_fn(|| w.poll_event()).collect()
+}
+
 fn claimed(n: usize, attempt: u32) -> Vec<ClaimOutcome> {
     vec![
         ClaimOutcome::Claimed {
@@ -543,8 +547,6 @@ fn each_listing_reports_what_was_added_and_what_others_deleted() {
     let b = v("/in/b", 1);
     let c = v("/in/c", 1);
     let (mut w, t0) = leading(config(), vec![record(c.clone(), LedgerState::Done, 1)]);
-    let events =
-        |w: &mut Worker| -> Vec<WorkEvent> { std::iter::from_fn(|| w.poll_event()).collect() };
     let op = expect_list(&mut w, t0);
     handle_listed(
         &mut w,
@@ -638,7 +640,7 @@ fn the_backlog_counts_listed_files_not_done_and_the_oldest_age() {
 }
 
 #[test]
-fn moves_run_side_by_side_but_never_with_a_listing_nor_two_to_one_name() {
+fn moves_run_side_by_side_and_beside_a_listing_but_never_two_to_one_name() {
     let mut c = config();
     c.max_in_flight = 6;
     c.max_file_ops = 3;
@@ -665,9 +667,11 @@ fn moves_run_side_by_side_but_never_with_a_listing_nor_two_to_one_name() {
     assert_eq!(updates.len(), files.len(), "outcomes written in one batch");
     w.handle_recorded(t0, op, Ok(()));
 
-    // Well past the next listing's time: still no listing while moves run or wait.
+    // Past the next listing's time: the moves start, and the listing beside them (a busy
+    // leader still sees new files).
     let later = t0 + Duration::from_secs(5);
     let mut moving = BTreeMap::new();
+    let mut listing = None;
     while let Some(action) = w.poll_action(later) {
         match action {
             WorkAction::File {
@@ -676,16 +680,16 @@ fn moves_run_side_by_side_but_never_with_a_listing_nor_two_to_one_name() {
             } => {
                 moving.insert(op, version);
             }
-            other => panic!("expected moves only, got {other:?}"),
+            WorkAction::List { op } => listing = Some(op),
+            other => panic!("expected moves and a listing, got {other:?}"),
         }
     }
     let first: Vec<_> = moving.values().cloned().collect();
     assert_eq!(first.len(), 3, "three at once: {first:?}");
-    assert!(w.next_deadline().is_none(), "no deadline while moves run");
+    let listing = listing.expect("a listing beside the moves");
     let mut done = Vec::new();
     let mut all_started = first.clone();
     let mut together_a = 0;
-    let mut listed_after = false;
     while !moving.is_empty() {
         // Finish the oldest; its slot goes to the next that cannot collide.
         let (op, version) = moving.pop_first().unwrap();
@@ -706,11 +710,6 @@ fn moves_run_side_by_side_but_never_with_a_listing_nor_two_to_one_name() {
                     moving.insert(op, version);
                 }
                 WorkAction::Record { op, .. } => w.handle_recorded(later, op, Ok(())),
-                WorkAction::List { .. } => {
-                    assert!(moving.is_empty(), "a listing while moves run");
-                    listed_after = true;
-                    break;
-                }
                 other => panic!("expected moves and done records, got {other:?}"),
             }
             assert!(moving.len() <= 3);
@@ -726,15 +725,129 @@ fn moves_run_side_by_side_but_never_with_a_listing_nor_two_to_one_name() {
     let mut expected = files.to_vec();
     expected.sort();
     assert_eq!(sorted, expected, "every file moved once");
-    // Every done record written, the listing comes next.
-    while !listed_after && let Some(action) = w.poll_action(later) {
+    // The listing issued before the moves ended still shows every file: none of them is
+    // work again, and none is reported deleted by others.
+    let _ = events(&mut w);
+    handle_listed(&mut w, later, listing, Ok(listed(&files)));
+    while let Some(action) = w.poll_action(later) {
         match action {
             WorkAction::Record { op, .. } => w.handle_recorded(later, op, Ok(())),
-            WorkAction::List { .. } => listed_after = true,
-            other => panic!("expected done records then a listing, got {other:?}"),
+            other => panic!("nothing to do after a stale listing, got {other:?}"),
         }
     }
-    assert!(listed_after, "the listing once the moves are over");
+    let seen = events(&mut w);
+    assert!(
+        !seen.iter().any(|e| matches!(e, WorkEvent::Reappeared(_))),
+        "{seen:?}"
+    );
+    for f in &files {
+        assert_eq!(
+            w.ledger().unwrap().state(f),
+            Some(LedgerState::Done),
+            "{f:?}"
+        );
+    }
+    // The next listing (the files are gone): still no deletion by others reported.
+    let next = later + Duration::from_secs(5);
+    let op = expect_list(&mut w, next);
+    handle_listed(&mut w, next, op, Ok(vec![]));
+    let seen = events(&mut w);
+    assert!(
+        !seen.iter().any(|e| matches!(e, WorkEvent::Changes { .. })),
+        "{seen:?}"
+    );
+}
+
+/// A listing issued before a move ended, answered after it but before the done record is
+/// acknowledged, still shows the file: it is not work again (no reopening, no `Forget`).
+#[test]
+fn a_listing_older_than_a_move_does_not_reopen_it_while_its_done_record_is_written() {
+    let (mut w, t0) = leading(config(), vec![]);
+    let f = v("/in/a", 1);
+    let op = expect_list(&mut w, t0);
+    handle_listed(&mut w, t0, op, Ok(listed(std::slice::from_ref(&f))));
+    let (op, _) = expect_claim(&mut w, t0);
+    w.handle_claimed(t0, op, Ok(claimed(1, 1)));
+    let d = dispatches(&mut w, t0);
+    w.handle_outcome(t0, d[0].0, Outcome::Handled);
+    let (op, _) = expect_record(&mut w, t0);
+    w.handle_recorded(t0, op, Ok(()));
+    let later = t0 + Duration::from_secs(5);
+    let (mut moving, mut listing) = (None, None);
+    while let Some(action) = w.poll_action(later) {
+        match action {
+            WorkAction::File { op, .. } => moving = Some(op),
+            WorkAction::List { op } => listing = Some(op),
+            other => panic!("{other:?}"),
+        }
+    }
+    w.handle_file_op(later, moving.unwrap(), FileOpResult::Done(None));
+    let (record_op, updates) = expect_record(&mut w, later);
+    assert_eq!(updates.len(), 1, "{updates:?}");
+    let _ = events(&mut w);
+    // The done record is in flight; the older listing comes back with the file.
+    handle_listed(
+        &mut w,
+        later,
+        listing.unwrap(),
+        Ok(listed(std::slice::from_ref(&f))),
+    );
+    let seen = events(&mut w);
+    assert!(
+        !seen.iter().any(|e| matches!(e, WorkEvent::Reappeared(_))),
+        "{seen:?}"
+    );
+    w.handle_recorded(later, record_op, Ok(()));
+    assert_eq!(w.poll_action(later), None, "no Forget, no claim");
+    assert_eq!(w.ledger().unwrap().state(&f), Some(LedgerState::Done));
+}
+
+/// A listing issued while a move runs may miss its file (the move got there first): that is
+/// not a deletion by others, and the file, once moved, is done.
+#[test]
+fn a_listing_that_misses_a_file_being_moved_reports_no_deletion() {
+    let (mut w, t0) = leading(config(), vec![]);
+    let f = v("/in/a", 1);
+    let op = expect_list(&mut w, t0);
+    handle_listed(&mut w, t0, op, Ok(listed(std::slice::from_ref(&f))));
+    let (op, _) = expect_claim(&mut w, t0);
+    w.handle_claimed(t0, op, Ok(claimed(1, 1)));
+    let d = dispatches(&mut w, t0);
+    w.handle_outcome(t0, d[0].0, Outcome::Handled);
+    let (op, _) = expect_record(&mut w, t0);
+    w.handle_recorded(t0, op, Ok(()));
+    let later = t0 + Duration::from_secs(5);
+    let (mut moving, mut listing) = (None, None);
+    while let Some(action) = w.poll_action(later) {
+        match action {
+            WorkAction::File { op, .. } => moving = Some(op),
+            WorkAction::List { op } => listing = Some(op),
+            other => panic!("{other:?}"),
+        }
+    }
+    let _ = events(&mut w);
+    handle_listed(&mut w, later, listing.unwrap(), Ok(vec![]));
+    let seen = events(&mut w);
+    assert!(
+        !seen
+            .iter()
+            .any(|e| matches!(e, WorkEvent::Changes { .. } | WorkEvent::SourceGone(_))),
+        "{seen:?}"
+    );
+    w.handle_file_op(later, moving.unwrap(), FileOpResult::Done(None));
+    let (op, updates) = expect_record(&mut w, later);
+    assert!(
+        matches!(
+            &updates[..],
+            [LedgerUpdate::Set {
+                state: LedgerState::Done,
+                ..
+            }]
+        ),
+        "{updates:?}"
+    );
+    w.handle_recorded(later, op, Ok(()));
+    assert_eq!(w.ledger().unwrap().state(&f), Some(LedgerState::Done));
 }
 
 #[test]
@@ -1002,8 +1115,6 @@ fn a_takeover_looks_up_the_listed_versions_and_plans_none_before_the_answer() {
         None,
         "nothing is claimed before the answer"
     );
-    let events =
-        |w: &mut Worker| -> Vec<WorkEvent> { std::iter::from_fn(|| w.poll_event()).collect() };
     assert!(
         !events(&mut w)
             .iter()
