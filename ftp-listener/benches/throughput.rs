@@ -16,12 +16,19 @@
 //! `BENCH_FILES` [2000] small files (0 skips them) of `BENCH_FILE_KIB` [4] KiB; `BENCH_LARGE_MIB` [1024]
 //! (0 skips the large file); `BENCH_PARALLEL` [4]; `BENCH_DELAY_MS` [10] (0 skips the
 //! delayed runs); `BENCH_RUNS` [3]; `BENCH_SOURCES` [vsftpd,proftpd,sftp];
-//! `BENCH_LINKS` [loopback,delayed]; `BENCH_SESSIONS` [`BENCH_PARALLEL`]: the member's
-//! `max_sessions` (downloads and moves share them); `BENCH_SFTP_CHUNK_KIB` [the default]: the
+//! `BENCH_LINKS` [loopback,delayed]; `BENCH_SESSIONS` [`BENCH_PARALLEL` + 4, the README's
+//! `max_in_flight + max_file_ops`]: the member's `max_sessions` (downloads, moves and the
+//! listing share them; `BENCH_PARALLEL` alone gives the member the baseline's connections); `BENCH_SFTP_CHUNK_KIB` [the default]: the
 //! SFTP reader's `chunk_size`; `BENCH_POST` [move]: the member's `post_processing` (`delete`
 //! or `leave` tell what the moves cost); `BENCH_PG_DB` [test]: the PostgreSQL database (created if
-//! missing). The database transactions per file are read from `pg_stat_database` (with
+//! missing); `BENCH_LOCAL_DIR` [/dev/shm]: where the small files fetched are written (both
+//! sides; see `local_dir`). The database transactions per file are read from `pg_stat_database` (with
 //! `psql`): they count everything on that database, so give the bench one of its own.
+//!
+//! The last column is the handlers' own time (`ftpl_handler_duration_seconds_sum`: the
+//! download, dispatch to return) over the slots' time (`max_in_flight` × ours): near 100 %
+//! the downloads themselves bound the rate, well below it the slots wait for the machine
+//! (claims, dispatch) or for a session.
 //!
 //! Ours is timed from the first dispatch to the last file done (handler `download` to local
 //! disk, then the move to `.done` on the server and both ledger records): the listing, the
@@ -540,7 +547,8 @@ fn source_toml(
     work: &Path,
 ) -> String {
     let (host, port) = &link.server;
-    let sessions: usize = env_or("BENCH_SESSIONS", parallel);
+    // `max_file_ops` is 4 (its default).
+    let sessions: usize = env_or("BENCH_SESSIONS", parallel + 4);
     match server {
         Server::Vsftpd | Server::Proftpd => format!(
             r#"[source]
@@ -604,7 +612,7 @@ fn ours(
     files: usize,
     parallel: usize,
     out: &Path,
-) -> (Duration, f64, Option<u64>) {
+) -> (Duration, f64, Option<u64>, f64) {
     let before = db_transactions();
     let work = tempfile::tempdir().unwrap();
     let group = format!(
@@ -681,6 +689,8 @@ bind = "127.0.0.1:0"
         fail("the member exited or did not drain")
     };
     let rss = rss.finish();
+    // Where the time goes: the handlers' own time (dispatch to return), against the slots.
+    let busy = scrape(addr, "ftpl_handler_duration_seconds_sum").unwrap_or(f64::NAN);
     let _ = child.kill();
     let _ = child.wait();
     // A server process publishes its counts at the latest when its connection ends.
@@ -688,7 +698,7 @@ bind = "127.0.0.1:0"
     let transactions = before
         .zip(db_transactions())
         .map(|(b, a)| a.saturating_sub(b + 1));
-    (done - first, rss, transactions)
+    (done - first, rss, transactions, busy)
 }
 
 #[derive(Clone, Copy)]
@@ -699,6 +709,8 @@ struct Sample {
     base_rss: f64,
     /// Database transactions per file (NaN when not measured).
     db_per_file: f64,
+    /// The share of the handler slots' time spent in handlers (NaN when not measured).
+    busy: f64,
 }
 
 struct Row {
@@ -749,8 +761,19 @@ impl Row {
         } else {
             format!("{:.2}", min_med_max(db).1)
         };
+        let busy: Vec<f64> = self
+            .samples
+            .iter()
+            .map(|s| s.busy)
+            .filter(|b| !b.is_nan())
+            .collect();
+        let busy = if busy.is_empty() {
+            "–".to_string()
+        } else {
+            format!("{:.0} %", 100.0 * min_med_max(busy).1)
+        };
         format!(
-            "| {} | {} | {} | {o0:.0} / {o1:.0} / {o2:.0} {u} | {b0:.0} / {b1:.0} / {b2:.0} {u} | {r0:.2} / {r1:.2} / {r2:.2} | {rss:.0} MiB | {base_rss} | {db} |",
+            "| {} | {} | {} | {o0:.0} / {o1:.0} / {o2:.0} {u} | {b0:.0} / {b1:.0} / {b2:.0} {u} | {r0:.2} / {r1:.2} / {r2:.2} | {rss:.0} MiB | {base_rss} | {db} | {busy} |",
             self.scenario,
             self.source,
             self.link,
@@ -759,12 +782,26 @@ impl Row {
     }
 }
 
+/// Where ours and the baseline write what they fetch: `BENCH_LOCAL_DIR`, else `/dev/shm` when
+/// it is a folder, else the system's temporary folder. On this machine's ext4 (no journal)
+/// creating a file right after thousands were deleted (the previous run's clean-up) scans
+/// past every recently deleted inode (`recently_deleted` in `perf`), which then bounds the
+/// small-files rate of whichever side comes first; tmpfs measures the transfers.
+fn local_dir() -> tempfile::TempDir {
+    let base = std::env::var("BENCH_LOCAL_DIR")
+        .map(PathBuf::from)
+        .ok()
+        .or_else(|| Some(PathBuf::from("/dev/shm")).filter(|p| p.is_dir()))
+        .unwrap_or_else(std::env::temp_dir);
+    tempfile::tempdir_in(base).unwrap()
+}
+
 fn small_files(server: Server, link: &Link, files: usize, kib: usize, parallel: usize) -> Sample {
     let (rel, dir) = fresh_folder(server, "small");
     write_small_files(&dir.join("inbox"), files, kib * 1024);
     chown_tree(&dir, server.disk_root().1);
     let remote_inbox = server.remote_path(&format!("{rel}/inbox"));
-    let local = tempfile::tempdir().unwrap();
+    let local = local_dir();
     let curl_out = local.path().join("curl");
     std::fs::create_dir_all(&curl_out).unwrap();
     let (base, base_rss) = match server {
@@ -775,8 +812,9 @@ fn small_files(server: Server, link: &Link, files: usize, kib: usize, parallel: 
         ),
     };
     let ours_out = local.path().join("ours");
-    let (ours, ours_rss, transactions) =
+    let (ours, ours_rss, transactions, busy) =
         ours(server, link, &remote_inbox, files, parallel, &ours_out);
+    let busy = busy / (ours.as_secs_f64() * parallel as f64);
     let post = env_or("BENCH_POST", "move".to_string());
     let moved = std::fs::read_dir(dir.join("inbox/.done")).map_or(0, |d| d.count());
     assert_eq!(
@@ -791,6 +829,7 @@ fn small_files(server: Server, link: &Link, files: usize, kib: usize, parallel: 
         ours_rss,
         base_rss,
         db_per_file: transactions.map_or(f64::NAN, |t| t as f64 / files as f64),
+        busy,
     }
 }
 
@@ -814,7 +853,8 @@ fn large_file(server: Server, link: &Link, bytes: u64) -> Sample {
     };
     let _ = std::fs::remove_file(local.path().join("curl.bin"));
     let ours_out = local.path().join("ours");
-    let (ours, ours_rss, _) = ours(server, link, &remote_inbox, 1, 1, &ours_out);
+    let (ours, ours_rss, _, busy) = ours(server, link, &remote_inbox, 1, 1, &ours_out);
+    let busy = busy / ours.as_secs_f64();
     let got = std::fs::metadata(ours_out.join("large.bin")).map_or(0, |m| m.len());
     assert_eq!(got, bytes, "our copy");
     assert_eq!(
@@ -830,6 +870,7 @@ fn large_file(server: Server, link: &Link, bytes: u64) -> Sample {
         ours_rss,
         base_rss,
         db_per_file: f64::NAN,
+        busy,
     }
 }
 
@@ -918,9 +959,9 @@ fn main() {
     }
     println!();
     println!(
-        "| scenario | source | link | ours (min / median / max) | baseline, same run | ratio | peak RSS ours | peak RSS baseline | db transactions per file (median; whole run) |"
+        "| scenario | source | link | ours (min / median / max) | baseline, same run | ratio | peak RSS ours | peak RSS baseline | db transactions per file (median; whole run) | handler slots busy (median) |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for row in &rows {
         println!("{}", row.line());
     }
