@@ -308,7 +308,7 @@ impl FtpFs {
             }
             return Ok(());
         }
-        let known = self.mtimes.lookup(
+        let (known, held) = self.mtimes.lookup(
             abs_dir,
             files.iter().map(|&(i, stamp)| {
                 let e = &out.entries[i];
@@ -323,6 +323,14 @@ impl FtpFs {
             .filter(|(_, k)| k.is_none())
             .map(|(&(i, _), _)| out.entries[i].path.as_str())
             .collect();
+        if asked.is_empty() && held == files.len() {
+            // Every file hit, one per remembered time: what would be remembered is what is.
+            for (&(i, _), known) in files.iter().zip(known) {
+                out.entries[i].mtime = known;
+            }
+            self.mtimes.keep(abs_dir);
+            return Ok(());
+        }
         let mut answers = self.mdtm_all(session, &asked, timeout).await?.into_iter();
         let mut remember = std::collections::HashMap::with_capacity(files.len());
         let mut skip = Vec::new();

@@ -76,20 +76,34 @@ impl MtimeCache {
     }
 
     /// The remembered time of `name` in `dir` (absolute), if its size and stamp are still
-    /// those it was asked for.
+    /// those it was asked for; and how many times `dir` holds (when every file hits and
+    /// that many were looked up, the listing would remember exactly what is there: see
+    /// [`MtimeCache::keep`]).
     pub(crate) fn lookup<'n>(
         &self,
         dir: &str,
         files: impl Iterator<Item = (&'n str, u64, ListStamp)>,
-    ) -> Vec<Option<SystemTime>> {
+    ) -> (Vec<Option<SystemTime>>, usize) {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let known = inner.dirs.get(dir);
-        files
+        let times = files
             .map(|(name, size, stamp)| {
                 let k = known?.files.get(name)?;
                 (k.size == size && k.stamp == stamp).then_some(k.mtime)
             })
-            .collect()
+            .collect();
+        (times, known.map_or(0, |k| k.files.len()))
+    }
+
+    /// `dir` was listed again with every remembered time still valid and nothing else to
+    /// remember: it counts as listed now (for the bound), without rebuilding its entries.
+    pub(crate) fn keep(&self, dir: &str) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.generation += 1;
+        let generation = inner.generation;
+        if let Some(d) = inner.dirs.get_mut(dir) {
+            d.generation = generation;
+        }
     }
 
     /// Replaces what is remembered for `dir` with the times of its latest listing.
@@ -183,10 +197,11 @@ mod tests {
             ]
             .into_iter(),
         );
-        assert_eq!(got, [Some(at(1000)), None, None, None]);
+        assert_eq!(got.0, [Some(at(1000)), None, None, None]);
+        assert_eq!(got.1, 1, "one time held for /in");
         assert_eq!(
             cache.lookup("/other", [("a", 5, RECENT)].into_iter()),
-            [None]
+            (vec![None], 0)
         );
     }
 
@@ -207,11 +222,19 @@ mod tests {
         // One more entry: `/a`, listed longest ago, goes.
         cache.replace("/c", many(1));
         assert_eq!(cache.total(), (2, MAX - 1));
-        assert_eq!(cache.lookup("/a", [("0", 1, RECENT)].into_iter()), [None]);
+        assert_eq!(cache.lookup("/a", [("0", 1, RECENT)].into_iter()).0, [None]);
         assert_eq!(
-            cache.lookup("/b", [("0", 1, RECENT)].into_iter()),
+            cache.lookup("/b", [("0", 1, RECENT)].into_iter()).0,
             [Some(at(1))]
         );
+        // Kept (listed again unchanged): `/b` is now the newest, so `/c` goes first.
+        cache.keep("/b");
+        cache.replace("/d", many(2));
+        assert_eq!(
+            cache.lookup("/b", [("0", 1, RECENT)].into_iter()).0,
+            [Some(at(1))]
+        );
+        assert_eq!(cache.lookup("/c", [("0", 1, RECENT)].into_iter()).0, [None]);
         // A single directory bigger than the bound is kept whole.
         cache.replace("/huge", many(MAX + 1));
         assert_eq!(cache.total(), (1, MAX + 1));

@@ -558,12 +558,7 @@ impl<'d> DirParser<'d> {
             }
         }
         let records = std::mem::take(&mut self.records);
-        let mut seen = std::collections::HashMap::<&str, u32>::new();
-        for r in &records {
-            if let Record::Entry(e, _) = r {
-                *seen.entry(e.name.as_str()).or_default() += 1;
-            }
-        }
+        let copies = name_copies(&records);
         let garbage = |i: Option<usize>| {
             i.and_then(|i| records.get(i))
                 .is_some_and(|r| matches!(r, Record::Garbage))
@@ -574,7 +569,7 @@ impl<'d> DirParser<'d> {
                 keep.push(false);
                 continue;
             };
-            let copies = seen.get(e.name.as_str()).copied().unwrap_or(0);
+            let copies = copies(i);
             let reason = if copies > 1 {
                 Some("skipping a name listed more than once (a forged listing line?)")
             } else if garbage(i.checked_sub(1)) || garbage(Some(i + 1)) {
@@ -588,7 +583,7 @@ impl<'d> DirParser<'d> {
             }
             keep.push(reason.is_none());
         }
-        drop(seen);
+        drop(copies);
         for (r, keep) in records.into_iter().zip(keep) {
             if let (Record::Entry(e, stamp), true) = (r, keep) {
                 self.accept(e, stamp, out);
@@ -681,6 +676,55 @@ impl<'d> DirParser<'d> {
     }
 }
 
+/// How many entries of `records` carry the name of entry `i`. Servers mostly list in name
+/// order (vsftpd sorts), and then copies are neighbours: counted without hashing. Otherwise
+/// every name is counted in a map.
+fn name_copies(records: &[Record]) -> impl Fn(usize) -> u32 + '_ {
+    fn name(r: &Record) -> Option<&str> {
+        match r {
+            Record::Entry(e, _) => Some(e.name.as_str()),
+            _ => None,
+        }
+    }
+    let mut names = records.iter().filter_map(name);
+    let sorted = match names.next() {
+        Some(first) => names
+            .try_fold(first, |prev, n| (prev <= n).then_some(n))
+            .is_some(),
+        None => true,
+    };
+    let counts: Option<std::collections::HashMap<&str, u32>> = (!sorted).then(|| {
+        let mut seen = std::collections::HashMap::new();
+        for n in records.iter().filter_map(name) {
+            *seen.entry(n).or_default() += 1;
+        }
+        seen
+    });
+    move |i| {
+        let Some(n) = records.get(i).and_then(name) else {
+            return 0;
+        };
+        if let Some(counts) = &counts {
+            return counts.get(n).copied().unwrap_or(0);
+        }
+        // Sorted: the copies are the entries next to `i` (other records may lie between).
+        let same = |r: &Record| name(r).is_none_or(|m| m == n);
+        let entries_named = |r: &&Record| name(r) == Some(n);
+        let before = records[..i]
+            .iter()
+            .rev()
+            .take_while(|r| same(r))
+            .filter(entries_named)
+            .count();
+        let after = records[i + 1..]
+            .iter()
+            .take_while(|r| same(r))
+            .filter(entries_named)
+            .count();
+        1 + (before + after) as u32
+    }
+}
+
 #[cfg(test)]
 #[path = "parse_tests.rs"]
 mod tests;
@@ -769,6 +813,30 @@ mod forge_tests {
         p.push_line(b"type=dir; sub\r\n", &mut out);
         p.finish(&mut out);
         assert!(out.entries.is_empty() && p.subdirs.is_empty());
+    }
+
+    #[test]
+    fn copies_are_found_in_name_order_and_out_of_it() {
+        let line = |name: &str| format!("modify=20261201091639;size=1;type=file; {name}\r\n");
+        let names = |order: &[&str]| -> (Vec<String>, u64) {
+            let lines: Vec<String> = order.iter().map(|n| line(n)).collect();
+            let lines: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
+            let (entries, skipped) = run(ListFormat::Mlsd, &lines);
+            (entries.into_iter().map(|(n, _)| n).collect(), skipped)
+        };
+        // In name order (the copies are neighbours), three copies.
+        assert_eq!(
+            names(&["a", "b", "b", "b", "c"]),
+            (vec!["a".into(), "c".into()], 3)
+        );
+        // Out of order: the copies are far apart.
+        assert_eq!(
+            names(&["c", "b", "a", "b", "d"]),
+            (vec!["c".into(), "a".into(), "d".into()], 2)
+        );
+        // No copies either way.
+        assert_eq!(names(&["a", "b", "c"]).1, 0);
+        assert_eq!(names(&["c", "a", "b"]).1, 0);
     }
 
     #[test]
