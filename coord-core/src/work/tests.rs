@@ -1036,11 +1036,11 @@ fn outcomes_arriving_close_together_share_one_record() {
     assert_eq!(w.next_deadline(), Some(t0 + Duration::from_millis(10)));
     let t1 = t0 + Duration::from_millis(4);
     w.handle_outcome(t1, d[1].0, Outcome::Handled);
+    assert_eq!(w.poll_action(t1), None, "one handler still runs");
+    // The last outcome: nothing runs or is claimed, so nothing else could join: one store
+    // call for the three, at once rather than 10 ms after the first.
     w.handle_outcome(t1, d[2].0, Outcome::Failed("no".into()));
-    assert_eq!(w.poll_action(t1), None);
-    // Due 10 ms after the first: one store call for the three.
-    let t2 = t0 + Duration::from_millis(10);
-    let (_, updates) = expect_record(&mut w, t2);
+    let (_, updates) = expect_record(&mut w, t1);
     assert_eq!(updates.len(), 3);
 }
 
@@ -1085,14 +1085,25 @@ fn done_records_ride_along_with_the_next_handled_record() {
     // The done record alone waits ten times longer ...
     assert_eq!(w.poll_action(t1), None);
     assert_eq!(w.next_deadline(), Some(t1 + Duration::from_millis(100)));
-    // ... unless a handled record comes: both go in one call, 10 ms after the done one.
+    // ... unless a handled record comes: both go in one call (at once: with that last
+    // handler back, nothing runs, so nothing else could join).
     let t2 = t1 + Duration::from_millis(5);
     w.handle_outcome(t2, d[1].0, Outcome::Handled);
-    assert_eq!(w.poll_action(t2), None);
-    let (_, updates) = expect_record(&mut w, t1 + Duration::from_millis(10));
+    let (op, updates) = expect_record(&mut w, t2);
     assert_eq!(
         updates.iter().map(state).collect::<Vec<_>>(),
         vec![Some(LedgerState::Done), Some(LedgerState::Handled)]
+    );
+    // Its done record, with nothing running, goes at once too.
+    w.handle_recorded(t2, op, Ok(()));
+    let Some(WorkAction::File { op, .. }) = w.poll_action(t2) else {
+        panic!("the second move")
+    };
+    w.handle_file_op(t2, op, FileOpResult::Done(None));
+    let (_, updates) = expect_record(&mut w, t2);
+    assert_eq!(
+        updates.iter().map(state).collect::<Vec<_>>(),
+        vec![Some(LedgerState::Done)]
     );
 }
 
