@@ -44,8 +44,8 @@ pub struct WorkConfig {
     /// up to ten times this long; at once when `record_batch / 4` updates wait or the term
     /// is draining. Zero writes at once.
     pub record_delay: Duration,
-    /// Post-processing operations (moves, deletes) in flight at once (at least 1). Never
-    /// with a listing, and never two moves that could take the same target name.
+    /// Post-processing operations (moves, deletes) in flight at once (at least 1), beside
+    /// the listing too; never two moves that could take the same target name.
     pub max_file_ops: usize,
     /// Wait after a store call failed transiently before the next one.
     pub store_retry: Duration,
