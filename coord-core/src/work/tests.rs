@@ -758,10 +758,9 @@ fn moves_run_side_by_side_and_beside_a_listing_but_never_two_to_one_name() {
     );
 }
 
-/// A listing issued before a move ended, answered after it but before the done record is
-/// acknowledged, still shows the file: it is not work again (no reopening, no `Forget`).
-#[test]
-fn a_listing_older_than_a_move_does_not_reopen_it_while_its_done_record_is_written() {
+/// One file handled and recorded; past the next listing's time its move and that listing
+/// are both started: (worker, file, that time, the move, the listing).
+fn moving_beside_a_listing() -> (Worker, FileVersion, Instant, OpId, OpId) {
     let (mut w, t0) = leading(config(), vec![]);
     let f = v("/in/a", 1);
     let op = expect_list(&mut w, t0);
@@ -781,17 +780,26 @@ fn a_listing_older_than_a_move_does_not_reopen_it_while_its_done_record_is_writt
             other => panic!("{other:?}"),
         }
     }
-    w.handle_file_op(later, moving.unwrap(), FileOpResult::Done(None));
+    (
+        w,
+        f,
+        later,
+        moving.expect("the move"),
+        listing.expect("the listing beside it"),
+    )
+}
+
+/// A listing issued before a move ended, answered after it but before the done record is
+/// acknowledged, still shows the file: it is not work again (no reopening, no `Forget`).
+#[test]
+fn a_listing_older_than_a_move_does_not_reopen_it_while_its_done_record_is_written() {
+    let (mut w, f, later, moving, listing) = moving_beside_a_listing();
+    w.handle_file_op(later, moving, FileOpResult::Done(None));
     let (record_op, updates) = expect_record(&mut w, later);
     assert_eq!(updates.len(), 1, "{updates:?}");
     let _ = events(&mut w);
     // The done record is in flight; the older listing comes back with the file.
-    handle_listed(
-        &mut w,
-        later,
-        listing.unwrap(),
-        Ok(listed(std::slice::from_ref(&f))),
-    );
+    handle_listed(&mut w, later, listing, Ok(listed(std::slice::from_ref(&f))));
     let seen = events(&mut w);
     assert!(
         !seen.iter().any(|e| matches!(e, WorkEvent::Reappeared(_))),
@@ -806,27 +814,9 @@ fn a_listing_older_than_a_move_does_not_reopen_it_while_its_done_record_is_writt
 /// not a deletion by others, and the file, once moved, is done.
 #[test]
 fn a_listing_that_misses_a_file_being_moved_reports_no_deletion() {
-    let (mut w, t0) = leading(config(), vec![]);
-    let f = v("/in/a", 1);
-    let op = expect_list(&mut w, t0);
-    handle_listed(&mut w, t0, op, Ok(listed(std::slice::from_ref(&f))));
-    let (op, _) = expect_claim(&mut w, t0);
-    w.handle_claimed(t0, op, Ok(claimed(1, 1)));
-    let d = dispatches(&mut w, t0);
-    w.handle_outcome(t0, d[0].0, Outcome::Handled);
-    let (op, _) = expect_record(&mut w, t0);
-    w.handle_recorded(t0, op, Ok(()));
-    let later = t0 + Duration::from_secs(5);
-    let (mut moving, mut listing) = (None, None);
-    while let Some(action) = w.poll_action(later) {
-        match action {
-            WorkAction::File { op, .. } => moving = Some(op),
-            WorkAction::List { op } => listing = Some(op),
-            other => panic!("{other:?}"),
-        }
-    }
+    let (mut w, f, later, moving, listing) = moving_beside_a_listing();
     let _ = events(&mut w);
-    handle_listed(&mut w, later, listing.unwrap(), Ok(vec![]));
+    handle_listed(&mut w, later, listing, Ok(vec![]));
     let seen = events(&mut w);
     assert!(
         !seen
@@ -834,7 +824,7 @@ fn a_listing_that_misses_a_file_being_moved_reports_no_deletion() {
             .any(|e| matches!(e, WorkEvent::Changes { .. } | WorkEvent::SourceGone(_))),
         "{seen:?}"
     );
-    w.handle_file_op(later, moving.unwrap(), FileOpResult::Done(None));
+    w.handle_file_op(later, moving, FileOpResult::Done(None));
     let (op, updates) = expect_record(&mut w, later);
     assert!(
         matches!(
