@@ -21,7 +21,7 @@
 //! listing share them; `BENCH_PARALLEL` alone gives the member the baseline's connections); `BENCH_SFTP_CHUNK_KIB` [the default]: the
 //! SFTP reader's `chunk_size`; `BENCH_POST` [move]: the member's `post_processing` (`delete`
 //! or `leave` tell what the moves cost); `BENCH_PG_DB` [test]: the PostgreSQL database (created if
-//! missing); `BENCH_LOCAL_DIR` [/dev/shm]: where the small files fetched are written (both
+//! missing); `BENCH_PIPELINING` [false]: the FTP source's `pipelining`; `BENCH_LOCAL_DIR` [/dev/shm]: where the small files fetched are written (both
 //! sides; see `local_dir`). The database transactions per file are read from `pg_stat_database` (with
 //! `psql`): they count everything on that database, so give the bench one of its own.
 //!
@@ -560,8 +560,10 @@ port = {port}
 user = "hatest"
 password_file = "{password}"
 max_sessions = {sessions}
+pipelining = {pipelining}
 "#,
             password = test_root().join("ftp/password").display(),
+            pipelining = env_or("BENCH_PIPELINING", false),
         ),
         Server::Sftp => format!(
             r#"[source]

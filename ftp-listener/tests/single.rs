@@ -271,7 +271,9 @@ fn endpoints_and_the_status_command() {
     // leader's mirror no longer holds it (its row stays in the database).
     let metrics = wait_for(LIMIT, || {
         let (_, text) = http_get(&addr, "/metrics");
+        // The gauges are set at each listing: wait for one after the file was done.
         (text.contains("ftpl_ledger_rows{listener=\"e2e\",state=\"done\"} 0")
+            && text.contains("ftpl_ledger_rows{listener=\"e2e\",state=\"new\"} 0")
             && text.contains("ftpl_files_done_total{listener=\"e2e\"} 1"))
         .then_some(text)
     })

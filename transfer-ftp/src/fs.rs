@@ -739,48 +739,11 @@ impl FtpFs {
                 Err(e) => return Err(map_ftp_error(OP, to, self.server(), e)),
             }
         }
-        // Pipelined on a plain session: `RNFR` and `RNTO` go out together (one round trip
-        // instead of two). Nothing is left pending when `RNFR` is refused: servers answer the
-        // `RNTO` that follows a refused `RNFR` with 503 and do nothing. (Pipelining `SIZE` with
-        // `RNFR` instead would leave an `RNFR` pending when the name is taken, and proftpd then
-        // renames that file at the session's next `RNTO`, whatever `RNFR` came in between.)
-        let renamed = if session.plain && self.pipelining.load(Ordering::Relaxed) {
-            self.rename_pipelined(session, &from_abs, &to_abs).await
-        } else {
-            session.ftp.rename(&from_abs, &to_abs).await
-        };
+        // Never pipelined: libunftp takes an `RNFR` in a task of its own, so an `RNTO` sent
+        // with it can find no source yet, or the previous one (and rename that file).
+        let renamed = session.ftp.rename(&from_abs, &to_abs).await;
         self.renamed(session, (from, &from_abs), (to, &to_abs), mode, renamed)
             .await
-    }
-
-    /// `RNFR` and `RNTO` written at once; both replies are read (the session stays in step),
-    /// and the first refusal is the answer.
-    async fn rename_pipelined(
-        &self,
-        session: &mut Session,
-        from_abs: &str,
-        to_abs: &str,
-    ) -> Result<(), FtpError> {
-        let lines = format!("RNFR {from_abs}\r\nRNTO {to_abs}\r\n");
-        session
-            .send_raw(lines.as_bytes())
-            .await
-            .map_err(FtpError::ConnectionError)?;
-        let rnfr = session
-            .ftp
-            .read_response_in(&[Status::RequestFilePending])
-            .await;
-        // Some servers (bftpd) answer 200 instead of 250, as suppaftp's `rename` allows.
-        let rnto = session
-            .ftp
-            .read_response_in(&[Status::RequestedFileActionOk, Status::CommandOk])
-            .await;
-        match (rnfr, rnto) {
-            // A lost connection first: the session cannot be used any more.
-            (Err(e), _) | (_, Err(e)) if !matches!(e, FtpError::UnexpectedResponse(_)) => Err(e),
-            (Err(e), _) => Err(e),
-            (Ok(_), rnto) => rnto.map(|_| ()),
-        }
     }
 
     /// Judges the answer to `RNFR`/`RNTO`; `from` and `to` are each the path as given and

@@ -140,16 +140,19 @@ pub struct FtpSettings {
     /// replaced if the probe fails (default 15 s).
     #[serde(default = "default_idle_probe", with = "humantime_serde")]
     pub idle_probe_after: Duration,
-    /// On a LIST-only server, send a listing's `MDTM` commands in a batch without waiting
-    /// for each reply (pipelining, plain FTP only; FTPS asks one at a time). A server that
-    /// leaves a pipelined command unanswered within `op_timeout` fails that listing once and
-    /// is asked one at a time from then on (default true).
+    /// On a LIST-only server, send a listing's `MDTM` commands in batches without waiting
+    /// for each reply (pipelining, plain FTP only; FTPS asks one at a time). Only for
+    /// servers that answer commands strictly in order, as vsftpd and proftpd do: libunftp
+    /// (unFTP) answers `MDTM` from a task of its own, so its replies can come out of order
+    /// and a file would get another's time. A server that leaves a pipelined command
+    /// unanswered within `op_timeout` fails that listing once and is asked one at a time
+    /// from then on (default false).
     #[serde(default = "default_pipelining")]
     pub pipelining: bool,
 }
 
 fn default_pipelining() -> bool {
-    true
+    false
 }
 
 fn default_connect_timeout() -> Duration {

@@ -167,7 +167,7 @@ async fn proftpd_uses_mlsd_and_no_mdtm() {
     assert_eq!(fs.mdtm_requests(), 0);
 }
 
-/// A fresh folder of a LIST-only server without pipelining: every file is asked with `MDTM`,
+/// A fresh folder of a LIST-only server without pipelining (the default): every file is asked with `MDTM`,
 /// over the listing's session and the pool's free ones at once, and each gets its exact time.
 #[tokio::test]
 async fn mdtm_of_a_fresh_folder_is_spread_over_free_sessions() {
@@ -184,7 +184,6 @@ async fn mdtm_of_a_fresh_folder_is_spread_over_free_sessions() {
     }
     let mut settings = t.settings();
     settings.max_sessions = 4;
-    settings.pipelining = false;
     let fs = transfer_ftp::FtpFs::new(settings).unwrap();
     let listing = fs.list(&remote, &ListOptions::default()).await.unwrap();
     assert_eq!(listing.entries.len(), 100);
@@ -204,7 +203,7 @@ async fn mdtm_of_a_fresh_folder_is_spread_over_free_sessions() {
     assert_eq!(fs.mdtm_requests(), 100);
 }
 
-/// With pipelining (the default), a fresh folder's `MDTM`s go over the listing's session
+/// With pipelining (`pipelining = true`), a fresh folder's `MDTM`s go over the listing's session
 /// alone, in batches: several batches here (more files than the window), every file gets its
 /// own exact time (a reply given to the wrong file would show), and no other session is
 /// taken from the pool, so handlers never wait for a listing's `MDTM`s.
@@ -224,7 +223,8 @@ async fn pipelined_mdtm_gives_each_file_its_own_time_over_one_session() {
     }
     let mut settings = t.settings();
     settings.max_sessions = 4;
-    assert!(settings.pipelining, "on by default");
+    assert!(!settings.pipelining, "off by default");
+    settings.pipelining = true;
     let fs = transfer_ftp::FtpFs::new(settings).unwrap();
     let listing = fs.list(&remote, &ListOptions::default()).await.unwrap();
     assert_eq!(listing.entries.len() as u64, FILES);

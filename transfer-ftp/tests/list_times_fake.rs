@@ -93,14 +93,15 @@ async fn session(conn: tokio::net::TcpStream, s: Script) {
 }
 
 fn fs(port: u16) -> FtpFs {
-    fs_with(port, Duration::from_secs(10))
+    fs_with(port, Duration::from_secs(10), false)
 }
 
-fn fs_with(port: u16, op_timeout: Duration) -> FtpFs {
+fn fs_with(port: u16, op_timeout: Duration, pipelining: bool) -> FtpFs {
     let mut settings = FtpSettings::new("127.0.0.1", port, "u");
     settings.password = Some(Secret::new("p"));
     settings.passive_mode = PassiveMode::Epsv;
     settings.op_timeout = op_timeout;
+    settings.pipelining = pipelining;
     FtpFs::new(settings).unwrap()
 }
 
@@ -178,6 +179,16 @@ async fn without_mdtm_files_have_no_mtime_and_one_warning_per_session() {
 /// next time, the remembered ones are not.
 #[tokio::test]
 async fn mdtm_refused_for_one_file_skips_it_for_the_listing() {
+    mdtm_refused(false).await;
+}
+
+/// The same, pipelined: every reply is judged as alone.
+#[tokio::test]
+async fn mdtm_refused_for_one_file_skips_it_for_the_listing_pipelined() {
+    mdtm_refused(true).await;
+}
+
+async fn mdtm_refused(pipelining: bool) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let port = start(Script {
         feat_mdtm: true,
@@ -195,7 +206,7 @@ async fn mdtm_refused_for_one_file_skips_it_for_the_listing() {
         loses_pipelined: false,
     })
     .await;
-    let fs = fs(port);
+    let fs = fs_with(port, Duration::from_secs(10), pipelining);
     let first = fs.list("/in", &ListOptions::default()).await.unwrap();
     let mut names: Vec<_> = first.entries.iter().map(|e| e.name.as_str()).collect();
     names.sort();
@@ -264,7 +275,7 @@ async fn a_server_that_loses_pipelined_commands_is_asked_one_at_a_time() {
         loses_pipelined: true,
     })
     .await;
-    let fs = fs_with(port, Duration::from_millis(300));
+    let fs = fs_with(port, Duration::from_millis(300), true);
     let err = fs.list("/in", &ListOptions::default()).await.unwrap_err();
     assert!(matches!(err, coord_core::FsError::Timeout { .. }), "{err}");
     let listing = fs.list("/in", &ListOptions::default()).await.unwrap();

@@ -25,11 +25,11 @@ fn full_settings_parse_and_defaults_apply() {
         op_timeout = "5s"
         connect_timeout = "1500ms"
         max_sessions = 4
-        pipelining = false
+        pipelining = true
         "#,
     )
     .unwrap();
-    assert!(!s.pipelining);
+    assert!(s.pipelining);
     assert_eq!(s.port(), 21);
     assert_eq!(s.tls, TlsMode::Explicit);
     assert_eq!(s.passive_mode, PassiveMode::Pasv);
@@ -45,7 +45,7 @@ fn full_settings_parse_and_defaults_apply() {
     assert_eq!(minimal.tls, TlsMode::None);
     assert_eq!(minimal.passive_mode, PassiveMode::Epsv);
     assert_eq!(minimal.op_timeout, Duration::from_secs(30));
-    assert!(minimal.pipelining, "pipelining is on by default");
+    assert!(!minimal.pipelining, "pipelining is off by default");
 }
 
 #[test]

@@ -164,7 +164,10 @@ impl Proc {
             .args(args)
             .envs(env.iter().copied())
             .current_dir(cwd)
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("TEST_RUST_LOG").unwrap_or("info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
