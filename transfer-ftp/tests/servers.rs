@@ -175,8 +175,8 @@ async fn rename_both_modes(t: Target) {
         .rename(&p("ghost"), &p("x"), RenameMode::NoOverwrite)
         .await;
     assert!(matches!(err, Err(FsError::NotFound { .. })), "{err:?}");
-    // The refused RNFR left nothing pending on the session (its RNTO went out with it, and
-    // was refused too): the next rename moves exactly its own file.
+    // The refused RNFR left nothing pending on the session: the next rename moves exactly
+    // its own file (proftpd would rename a pending RNFR's file at the next RNTO).
     write(&local.join("src3"), b"three");
     fs.rename(&p("src3"), &p("dst3"), RenameMode::NoOverwrite)
         .await
