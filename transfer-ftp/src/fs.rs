@@ -741,39 +741,20 @@ impl FtpFs {
         }
         // Never pipelined: libunftp takes an `RNFR` in a task of its own, so an `RNTO` sent
         // with it can find no source yet, or the previous one (and rename that file).
-        let renamed = session.ftp.rename(&from_abs, &to_abs).await;
-        self.renamed(session, (from, &from_abs), (to, &to_abs), mode, renamed)
-            .await
-    }
-
-    /// Judges the answer to `RNFR`/`RNTO`; `from` and `to` are each the path as given and
-    /// made absolute.
-    async fn renamed(
-        &self,
-        session: &mut Session,
-        (from, from_abs): (&str, &str),
-        (to, to_abs): (&str, &str),
-        mode: RenameMode,
-        renamed: Result<(), FtpError>,
-    ) -> Result<(), FsError> {
-        const OP: &str = "rename";
-        match renamed {
+        match session.ftp.rename(&from_abs, &to_abs).await {
             Ok(()) => Ok(()),
             Err(e) => {
                 // The target's folder may be gone: check it again next time.
                 self.known_dirs().clear();
                 if matches!(e, FtpError::UnexpectedResponse(_))
                     && mode == RenameMode::NoOverwrite
-                    && matches!(session.probe(to_abs).await, Ok(Probe::Dir | Probe::File))
+                    && matches!(session.probe(&to_abs).await, Ok(Probe::Dir | Probe::File))
                 {
-                    return Err(FsError::AlreadyExists {
-                        operation: OP,
-                        path: to.to_string(),
-                    });
+                    return Err(exists());
                 }
                 // RNFR or RNTO refused: an ambiguous 550 is resolved by probing the source.
                 Err(self
-                    .refusal(session, OP, from, from_abs, e, Probe::File)
+                    .refusal(session, OP, from, &from_abs, e, Probe::File)
                     .await)
             }
         }
