@@ -152,6 +152,8 @@ pub fn names(dir: &Path) -> Vec<String> {
 pub struct Proc {
     pub child: Child,
     lines: Arc<Mutex<Vec<(Instant, String)>>>,
+    /// The threads reading stderr and stdout (they end at the pipes' end).
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Proc {
@@ -174,19 +176,24 @@ impl Proc {
             .spawn()
             .unwrap();
         let lines = Arc::new(Mutex::new(Vec::new()));
+        let mut readers = Vec::new();
         for stream in [
             Box::new(child.stderr.take().unwrap()) as Box<dyn std::io::Read + Send>,
             Box::new(child.stdout.take().unwrap()),
         ] {
             let lines = lines.clone();
-            std::thread::spawn(move || {
+            readers.push(std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines() {
                     let Ok(line) = line else { break };
                     lines.lock().unwrap().push((Instant::now(), line));
                 }
-            });
+            }));
         }
-        Proc { child, lines }
+        Proc {
+            child,
+            lines,
+            readers,
+        }
     }
 
     /// The HTTP address the process logged at start (`http=...`).
@@ -262,8 +269,16 @@ impl Proc {
     }
 
     /// Waits for the exit, up to `limit`.
+    /// Waits for the exit, then (up to 5 s) for the readers to reach the pipes' end, so that
+    /// [`Proc::output`] holds everything the process wrote (a child process that inherited
+    /// the pipes may keep them open: then what arrived so far).
     pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
-        wait_for(limit, || self.child.try_wait().unwrap())
+        let status = wait_for(limit, || self.child.try_wait().unwrap())?;
+        let readers = &self.readers;
+        wait_for(Duration::from_secs(5), || {
+            readers.iter().all(|r| r.is_finished()).then_some(())
+        });
+        Some(status)
     }
 }
 
