@@ -21,7 +21,7 @@
 //! listing share them; `BENCH_PARALLEL` alone gives the member the baseline's connections); `BENCH_SFTP_CHUNK_KIB` [the default]: the
 //! SFTP reader's `chunk_size`; `BENCH_POST` [move]: the member's `post_processing` (`delete`
 //! or `leave` tell what the moves cost); `BENCH_PG_DB` [test]: the PostgreSQL database (created if
-//! missing); `BENCH_PIPELINING` [false]: the FTP source's `pipelining`; `BENCH_LOCAL_DIR` [/dev/shm]: where the small files fetched are written (both
+//! missing); `BENCH_PIPELINING` [false]: the FTP source's `pipelining`; `BENCH_MOVE_CHECK` [size]: its `move_check`; `BENCH_LOCAL_DIR` [/dev/shm]: where the small files fetched are written (both
 //! sides; see `local_dir`). The database transactions per file are read from `pg_stat_database` (with
 //! `psql`): they count everything on that database, so give the bench one of its own.
 //!
@@ -561,9 +561,11 @@ user = "hatest"
 password_file = "{password}"
 max_sessions = {sessions}
 pipelining = {pipelining}
+move_check = "{move_check}"
 "#,
             password = test_root().join("ftp/password").display(),
             pipelining = env_or("BENCH_PIPELINING", false),
+            move_check = env_or("BENCH_MOVE_CHECK", "size".to_string()),
         ),
         Server::Sftp => format!(
             r#"[source]
@@ -693,6 +695,14 @@ bind = "127.0.0.1:0"
     let rss = rss.finish();
     // Where the time goes: the handlers' own time (dispatch to return), against the slots.
     let busy = scrape(addr, "ftpl_handler_duration_seconds_sum").unwrap_or(f64::NAN);
+    // Which store calls the database transactions were.
+    let calls = ["claims", "records", "lookups"].map(|c| {
+        scrape(addr, &format!("ftpl_ledger_{c}_total")).map_or(f64::NAN, |n| n / files as f64)
+    });
+    eprintln!(
+        "  ledger calls per file: claims {:.3}, records {:.3}, lookups {:.3}",
+        calls[0], calls[1], calls[2]
+    );
     let _ = child.kill();
     let _ = child.wait();
     // A server process publishes its counts at the latest when its connection ends.

@@ -87,6 +87,7 @@ pub fn poll_settings(
         max_in_flight: config.max_in_flight,
         max_file_ops: config.max_file_ops,
         claim_ahead: config.claim_ahead,
+        commit_delay: config.commit_delay,
         takeover_relist: config.stability.takeover_relist,
         // A ledger write may take longer than a heartbeat, never longer than the lease.
         store_timeout: election.timing.renew_deadline,

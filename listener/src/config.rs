@@ -60,6 +60,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "max_in_flight",
     "max_file_ops",
     "claim_ahead",
+    "commit_delay",
     "done_dir",
     "error_dir",
     "ledger_retention",
@@ -433,14 +434,17 @@ fn five_minutes() -> Duration {
 fn five_seconds() -> Duration {
     Duration::from_secs(5)
 }
+fn twenty_millis() -> Duration {
+    Duration::from_millis(20)
+}
 fn ten_seconds() -> Duration {
     Duration::from_secs(10)
 }
 fn four() -> usize {
     4
 }
-fn eight() -> usize {
-    8
+fn sixteen() -> usize {
+    16
 }
 fn seven_days() -> Duration {
     Duration::from_secs(7 * 86_400)
@@ -552,12 +556,19 @@ pub struct Config {
     /// Moves and deletes of handled files running at once on the leader (default 4).
     #[serde(default = "four")]
     pub max_file_ops: usize,
-    /// Files claimed ahead of a free handler slot on the leader (default 8; 0 claims only
+    /// Files claimed ahead of a free handler slot on the leader (default 16; 0 claims only
     /// for free slots): claims go in batches and a freed slot starts its next file at once.
     /// A term that ends leaves up to this many claimed and never started; the next leader
     /// redelivers them, their attempt counted.
-    #[serde(default = "eight")]
+    #[serde(default = "sixteen")]
     pub claim_ahead: usize,
+    /// Group commit on the leader (default 20ms): a ledger write that unlocks a move (a
+    /// handled or given-up file) waits up to this long for others to share its database
+    /// round trip; done records and the like up to ten times this long, riding along. A
+    /// write goes at once when nothing else is running, when a batch is full, or when
+    /// stopping. `0s` writes every update at once.
+    #[serde(default = "twenty_millis", with = "human")]
+    pub commit_delay: Duration,
     /// Where handled files go (default `<source.path>/.done`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub done_dir: Option<String>,
@@ -1322,6 +1333,12 @@ impl Config {
         }
         if self.poll_interval.is_zero() {
             return Err(E::new("poll_interval", "must be greater than zero"));
+        }
+        if self.commit_delay > Duration::from_secs(1) {
+            return Err(E::new(
+                "commit_delay",
+                "must be at most 1s (a handled file waits this long for its move)",
+            ));
         }
         glob::Pattern::new(&self.filter)
             .map_err(|e| E::new("filter", format!("not a glob pattern: {e}")))?;

@@ -39,6 +39,8 @@ fn defaults_without_a_file() {
         assert_eq!(c.http.bind.to_string(), "127.0.0.1:9464");
         assert_eq!(c.retry.max_attempts, 5);
         assert_eq!(c.retry.max_backoff, Duration::from_secs(300));
+        assert_eq!(c.claim_ahead, 16);
+        assert_eq!(c.commit_delay, ms(20));
         Ok(())
     });
 }
@@ -52,6 +54,7 @@ fn file_and_environment() {
             member_id = "node-1"
             group = "incoming"
             poll_interval = "250ms"
+            commit_delay = "0s"
             filter = "*.csv"
             post_processing = "delete"
             [coordination]
@@ -72,6 +75,7 @@ fn file_and_environment() {
         assert_eq!(c.group, "from-env", "environment wins over the file");
         assert_eq!(c.retry.max_attempts, 2);
         assert_eq!(c.poll_interval, ms(250));
+        assert_eq!(c.commit_delay, Duration::ZERO);
         assert_eq!(c.coordination.renew_deadline, Some(ms(333)));
         assert!(c.migrate_on_start(), "sqlite migrates by default");
         let e = c.election().unwrap();
@@ -170,6 +174,7 @@ fn other_rules() {
             ),
             ("member_id = \"a\\nb\"\n", "member_id"),
             ("done_dir = \"./inbox/\"\n", "done_dir"),
+            ("commit_delay = \"2s\"\n", "commit_delay"),
         ] {
             jail.create_file("r.toml", body)?;
             let err = Config::load(Some(Path::new("r.toml"))).unwrap_err();

@@ -130,6 +130,12 @@ pub struct Metrics {
     pub leadership_stops: Counter,
     /// Ledger writes the store refused because another member holds a newer term.
     pub fenced_writes: Counter,
+    /// Claim calls to the store (one round trip each, many versions per call).
+    pub ledger_claims: Counter,
+    /// Record calls to the store (one round trip each, many updates per call).
+    pub ledger_records: Counter,
+    /// Lookup calls to the store (versions listed that the mirror does not hold).
+    pub ledger_lookups: Counter,
     /// When the last listing succeeded (seconds since the Unix epoch, 0: never).
     pub last_listing: SecondsGauge,
     /// Files of the last listing not done yet (while leading).
@@ -169,6 +175,9 @@ impl Default for Metrics {
             post_processing_failed: Counter::default(),
             leadership_stops: Counter::default(),
             fenced_writes: Counter::default(),
+            ledger_claims: Counter::default(),
+            ledger_records: Counter::default(),
+            ledger_lookups: Counter::default(),
             last_listing: SecondsGauge::default(),
             backlog_files: Gauge::default(),
             backlog_oldest: SecondsGauge::default(),
@@ -261,7 +270,7 @@ struct Family {
 }
 
 /// Every per-listener family but `ftpl_ledger_rows` (two labels), in exposition order.
-fn families() -> [Family; 24] {
+fn families() -> [Family; 27] {
     let f = |name, help, unit, metric| Family {
         name,
         help,
@@ -395,6 +404,24 @@ fn families() -> [Family; 24] {
             "Ledger writes refused by the store because another member holds a newer term.",
             None,
             |m| &m.fenced_writes,
+        ),
+        f(
+            "ftpl_ledger_claims",
+            "Claim calls to the store (one round trip each, many versions per call).",
+            None,
+            |m| &m.ledger_claims,
+        ),
+        f(
+            "ftpl_ledger_records",
+            "Record calls to the store (one round trip each, many updates per call).",
+            None,
+            |m| &m.ledger_records,
+        ),
+        f(
+            "ftpl_ledger_lookups",
+            "Lookup calls to the store for listed versions the leader's mirror does not hold.",
+            None,
+            |m| &m.ledger_lookups,
         ),
         f(
             "ftpl_ledger_rows",
@@ -535,6 +562,7 @@ mod tests {
         a.term.set(7);
         a.files_done.inc_by(3);
         b.fenced_writes.inc();
+        b.ledger_records.inc_by(2);
         a.heartbeat_latency.observe(Duration::from_millis(500));
         a.handler_duration.observe(Duration::from_millis(20));
         a.handler_duration.observe(Duration::from_secs(2));
@@ -546,6 +574,7 @@ mod tests {
             "ftpl_term{listener=\"a\"} 7",
             "ftpl_files_done_total{listener=\"a\"} 3",
             "ftpl_fenced_writes_total{listener=\"b\"} 1",
+            "ftpl_ledger_records_total{listener=\"b\"} 2",
             "ftpl_leadership_stops_total{listener=\"a\"} 0",
             "ftpl_heartbeat_latency_seconds_sum{listener=\"a\"} 0.5",
             "ftpl_heartbeat_latency_seconds_count{listener=\"a\"} 1",

@@ -51,6 +51,8 @@ pub struct PollSettings {
     pub max_file_ops: usize,
     /// Files claimed ahead of a free handler slot.
     pub claim_ahead: usize,
+    /// Group commit: how long a ledger write may wait for others.
+    pub commit_delay: Duration,
     /// The second listing of a term, this soon after the first.
     pub takeover_relist: Duration,
     /// Timeout of one ledger call (the renew deadline).
@@ -160,6 +162,7 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
         config.max_in_flight = s.max_in_flight;
         config.max_file_ops = s.max_file_ops;
         config.claim_ahead = s.claim_ahead;
+        config.record_delay = s.commit_delay;
         config.takeover_relist = s.takeover_relist;
         config.store_retry = s.poll_interval.min(Duration::from_secs(1));
         config
@@ -339,6 +342,7 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
                 fence,
                 versions,
             } => {
+                self.metrics.ledger_claims.inc();
                 let store = self.store.clone();
                 spawn_in_span(tasks, async move {
                     Done::Claimed(
@@ -351,6 +355,7 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
                 let Some(fence) = lease.cloned() else {
                     return;
                 };
+                self.metrics.ledger_lookups.inc();
                 let store = self.store.clone();
                 spawn_in_span(tasks, async move {
                     let lookup = store.lookup_ledger(&fence.group, &versions);
@@ -374,6 +379,7 @@ impl<S: CoordinationStore + 'static, F: RemoteFs + 'static> Poller<S, F> {
                 });
             }
             WorkAction::Record { op, fence, updates } => {
+                self.metrics.ledger_records.inc();
                 let store = self.store.clone();
                 spawn_in_span(tasks, async move {
                     Done::Recorded(

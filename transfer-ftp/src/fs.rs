@@ -1,5 +1,6 @@
 //! `FtpFs`: [`coord_core::RemoteFs`] over the session pool.
 
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,6 +14,7 @@ use crate::mtimes::{Known, MtimeCache, is_fresh};
 use crate::parse::{DirParser, ListFormat, ListStamp, parse_mdtm_reply};
 use crate::pool::{Lease, Pool};
 use crate::session::{Probe, Refusal, Session, Shared, classify, map_ftp_error, reply_text};
+use crate::settings::MoveCheck;
 use crate::settings::{FtpSettings, SettingsError, TlsMode};
 use crate::transfer::{FtpReader, FtpWriter};
 
@@ -43,7 +45,24 @@ pub struct FtpFs {
     /// `MDTM`s are pipelined (the `pipelining` setting, until the server leaves one
     /// unanswered).
     pipelining: Arc<AtomicBool>,
+    /// `move_check = "listing"`: the names in each target folder, by absolute path.
+    target_names: Arc<std::sync::Mutex<HashMap<String, FolderNames>>>,
 }
+
+/// What a no-overwrite move knows of its target folder (`move_check = "listing"`).
+#[derive(Debug)]
+enum FolderNames {
+    /// The names listed at `at`, and those moved there since.
+    Listed {
+        names: HashSet<String>,
+        at: std::time::Instant,
+    },
+    /// Its listing failed at `at`: moves ask `SIZE` until it is a minute old.
+    Unlistable { at: std::time::Instant },
+}
+
+/// How long a target folder's names are trusted before they are listed again.
+const TARGET_NAMES_FOR: Duration = Duration::from_secs(60);
 
 /// Files per extra session when a listing's `MDTM`s are spread over the pool (without
 /// pipelining).
@@ -96,6 +115,7 @@ impl FtpFs {
             })),
             mtimes: Arc::new(MtimeCache::default()),
             known_dirs: Arc::default(),
+            target_names: Arc::default(),
         })
     }
 
@@ -186,7 +206,7 @@ impl FtpFs {
         let mut queue = std::collections::VecDeque::from([(dir.to_string(), 0u32)]);
         while let Some((current, depth)) = queue.pop_front() {
             let subdirs = self
-                .list_one(session, &current, format, timeout, &mut out)
+                .list_one(session, &current, format, true, timeout, &mut out)
                 .await;
             let subdirs = match subdirs {
                 Ok(s) => s,
@@ -216,6 +236,7 @@ impl FtpFs {
         session: &mut Session,
         dir: &str,
         format: ListFormat,
+        times: bool,
         timeout: Duration,
         out: &mut Listing,
     ) -> Result<Vec<String>, FsError> {
@@ -271,7 +292,7 @@ impl FtpFs {
                 .map_err(|e| map_ftp_error(OP, dir, server, e))
         })
         .await?;
-        if format == ListFormat::List {
+        if format == ListFormat::List && times {
             self.list_times(session, &abs, &parser.stamps, timeout, out)
                 .await?;
         }
@@ -650,11 +671,15 @@ impl RemoteFs for FtpFs {
         const OP: &str = "rename";
         let mut lease = self.pool.checkout(OP).await?;
         let timeout = lease.op_timeout();
+        let taken = match self.taken_by_listing(&mut lease, to, mode).await {
+            Ok(taken) => taken,
+            Err(e) => return lease.settle(Err(e)),
+        };
         let result = timed(
             OP,
             from,
             timeout,
-            self.rename_in(&mut lease, from, to, mode),
+            self.rename_in(&mut lease, from, to, mode, taken),
         )
         .await;
         lease.settle(result)
@@ -717,6 +742,7 @@ impl FtpFs {
         from: &str,
         to: &str,
         mode: RenameMode,
+        taken: Option<bool>,
     ) -> Result<(), FsError> {
         const OP: &str = "rename";
         let session = &mut lease.session;
@@ -726,7 +752,10 @@ impl FtpFs {
             operation: OP,
             path: to.to_string(),
         };
-        if mode == RenameMode::NoOverwrite {
+        if taken == Some(true) {
+            return Err(exists());
+        }
+        if mode == RenameMode::NoOverwrite && taken.is_none() {
             // FTP has no atomic no-overwrite rename: between this check and RNTO another
             // client can create `to`, which RNTO then replaces (on POSIX servers). The window
             // is one round trip; the listener's leader is the only writer in normal operation.
@@ -742,10 +771,16 @@ impl FtpFs {
         // Never pipelined: libunftp takes an `RNFR` in a task of its own, so an `RNTO` sent
         // with it can find no source yet, or the previous one (and rename that file).
         match session.ftp.rename(&from_abs, &to_abs).await {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                if taken.is_some() {
+                    self.note_moved(&to_abs);
+                }
+                Ok(())
+            }
             Err(e) => {
                 // The target's folder may be gone: check it again next time.
                 self.known_dirs().clear();
+                self.target_names().clear();
                 if matches!(e, FtpError::UnexpectedResponse(_))
                     && mode == RenameMode::NoOverwrite
                     && matches!(session.probe(&to_abs).await, Ok(Probe::Dir | Probe::File))
@@ -756,6 +791,100 @@ impl FtpFs {
                 Err(self
                     .refusal(session, OP, from, &from_abs, e, Probe::File)
                     .await)
+            }
+        }
+    }
+
+    fn target_names(&self) -> std::sync::MutexGuard<'_, HashMap<String, FolderNames>> {
+        self.target_names.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// With `move_check = "listing"`, whether the no-overwrite target `to` is taken by the
+    /// names of its folder (listed first when they are not known or a minute old); `None`
+    /// when `SIZE` must tell instead (another mode, a name that starts with `.`, a folder
+    /// that could not be listed in the last minute). A refused listing is `None`; a lost
+    /// session or a timeout is the move's error (the folder is asked with `SIZE` for the
+    /// next minute, so a folder too large to list in time does not fail every move).
+    async fn taken_by_listing(
+        &self,
+        lease: &mut Lease,
+        to: &str,
+        mode: RenameMode,
+    ) -> Result<Option<bool>, FsError> {
+        const OP: &str = "rename";
+        if mode != RenameMode::NoOverwrite || self.settings().move_check != MoveCheck::Listing {
+            return Ok(None);
+        }
+        let to_abs = lease.session.abs(OP, to)?;
+        let Some((folder, name)) = to_abs.rsplit_once('/') else {
+            return Ok(None);
+        };
+        if name.starts_with('.') {
+            return Ok(None);
+        }
+        let folder = if folder.is_empty() { "/" } else { folder };
+        let now = std::time::Instant::now();
+        match self.target_names().get(folder) {
+            Some(&FolderNames::Listed { ref names, at })
+                if now.duration_since(at) < TARGET_NAMES_FOR =>
+            {
+                return Ok(Some(names.contains(name)));
+            }
+            Some(&FolderNames::Unlistable { at }) if now.duration_since(at) < TARGET_NAMES_FOR => {
+                return Ok(None);
+            }
+            _ => {}
+        }
+        let timeout = lease.op_timeout();
+        let format = if lease.session.mlsd {
+            ListFormat::Mlsd
+        } else {
+            ListFormat::List
+        };
+        let mut listing = Listing::default();
+        let listed = self
+            .list_one(
+                &mut lease.session,
+                folder,
+                format,
+                false,
+                timeout,
+                &mut listing,
+            )
+            .await;
+        let mut names = self.target_names();
+        match listed {
+            Ok(_) => {
+                let listed: HashSet<String> = listing.entries.into_iter().map(|e| e.name).collect();
+                let taken = listed.contains(name);
+                names.insert(
+                    folder.to_string(),
+                    FolderNames::Listed {
+                        names: listed,
+                        at: now,
+                    },
+                );
+                Ok(Some(taken))
+            }
+            Err(e) => {
+                tracing::warn!(
+                    server = %self.server(),
+                    folder,
+                    error = %e,
+                    "could not list the move's target folder: asking SIZE for a minute"
+                );
+                names.insert(folder.to_string(), FolderNames::Unlistable { at: now });
+                if e.is_transient() { Err(e) } else { Ok(None) }
+            }
+        }
+    }
+
+    /// A move into `to_abs` succeeded: its name is taken from now on.
+    fn note_moved(&self, to_abs: &str) {
+        if let Some((folder, name)) = to_abs.rsplit_once('/') {
+            let folder = if folder.is_empty() { "/" } else { folder };
+            if let Some(FolderNames::Listed { names, .. }) = self.target_names().get_mut(folder) {
+                names.insert(name.to_string());
             }
         }
     }

@@ -54,5 +54,5 @@ mod tls;
 mod transfer;
 
 pub use fs::FtpFs;
-pub use settings::{FtpSettings, PassiveMode, Secret, SettingsError, TlsMode};
+pub use settings::{FtpSettings, MoveCheck, PassiveMode, Secret, SettingsError, TlsMode};
 pub use transfer::{FtpReader, FtpWriter};

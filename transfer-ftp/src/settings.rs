@@ -42,6 +42,25 @@ pub enum PassiveMode {
     Epsv,
 }
 
+/// How a no-overwrite move (into the done or error folder) learns that its target name is
+/// free. FTP has no atomic no-overwrite rename, so either way another client that creates
+/// the same name in that folder at the same moment can be overwritten; the listener's
+/// leader is the only writer there in normal operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MoveCheck {
+    /// Ask `SIZE` of the target before each move (default): a free name answers `550`, one
+    /// refused command per move; the window is one round trip.
+    #[default]
+    Size,
+    /// List the target folder's names once (then again when that list is a minute old, or
+    /// after a rename was refused) and check the name against them and against the names
+    /// moved there since: no command is refused on a free name, for servers that penalise
+    /// refused commands. Names that start with `.` are still asked with `SIZE` (a server
+    /// may hide them from listings). The window is the list's age, up to a minute.
+    Listing,
+}
+
 /// A secret (password). Its `Debug` and `Display` print `***`; the value is reachable only
 /// through [`Secret::expose`].
 #[derive(Clone, PartialEq, Eq, Default)]
@@ -149,6 +168,10 @@ pub struct FtpSettings {
     /// from then on (default false).
     #[serde(default = "default_pipelining")]
     pub pipelining: bool,
+    /// How a no-overwrite move learns its target name is free: `size` (default) or
+    /// `listing` (see [`MoveCheck`]).
+    #[serde(default)]
+    pub move_check: MoveCheck,
 }
 
 fn default_pipelining() -> bool {
@@ -195,6 +218,7 @@ impl FtpSettings {
             reconnect_backoff_max: default_backoff_max(),
             idle_probe_after: default_idle_probe(),
             pipelining: default_pipelining(),
+            move_check: MoveCheck::default(),
         }
     }
 
@@ -315,6 +339,7 @@ impl fmt::Debug for FtpSettings {
             .field("op_timeout", &self.op_timeout)
             .field("max_sessions", &self.max_sessions)
             .field("pipelining", &self.pipelining)
+            .field("move_check", &self.move_check)
             .finish_non_exhaustive()
     }
 }

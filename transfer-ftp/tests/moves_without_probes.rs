@@ -11,7 +11,7 @@ use std::time::Duration;
 use coord_core::{FsError, RemoteFs, RenameMode};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
-use transfer_ftp::{FtpFs, FtpSettings, PassiveMode, Secret};
+use transfer_ftp::{FtpFs, FtpSettings, MoveCheck, PassiveMode, Secret};
 
 #[derive(Default)]
 struct Tree {
@@ -42,10 +42,54 @@ async fn session(conn: tokio::net::TcpStream, tree: Shared) {
     let mut lines = BufReader::new(read).lines();
     write.write_all(b"220 fake\r\n").await.unwrap();
     let mut rename_from: Option<String> = None;
+    let mut cwd = "/".to_string();
+    let mut passive: Option<TcpListener> = None;
     while let Ok(Some(line)) = lines.next_line().await {
         let (verb, arg) = line.split_once(' ').unwrap_or((line.as_str(), ""));
         let verb = verb.to_ascii_uppercase();
         let arg = arg.to_string();
+        if verb == "EPSV" {
+            tree.lock().unwrap().seen.push(verb.clone());
+            let data = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = data.local_addr().unwrap().port();
+            passive = Some(data);
+            let reply = format!("229 Entering Extended Passive Mode (|||{port}|)\r\n");
+            write.write_all(reply.as_bytes()).await.unwrap();
+            continue;
+        }
+        if verb == "LIST" {
+            // The names in the current folder, as `ls -l` lines (vsftpd's form).
+            let listing: String = {
+                let mut t = tree.lock().unwrap();
+                t.seen.push(format!("LIST {cwd}"));
+                let prefix = format!("{}/", cwd.trim_end_matches('/'));
+                let child = |p: &String| {
+                    p.strip_prefix(&prefix)
+                        .filter(|n| !n.contains('/'))
+                        .map(str::to_string)
+                };
+                let dirs = t.dirs.iter().filter_map(child).map(|n| {
+                    format!("drwxr-xr-x    2 1000     1000         4096 Dec 01 22:38 {n}\r\n")
+                });
+                let files = t.files.iter().filter_map(child).map(|n| {
+                    format!("-rw-r--r--    1 1000     1000            5 Dec 01 22:38 {n}\r\n")
+                });
+                dirs.chain(files).collect()
+            };
+            let data = passive.take().expect("EPSV before LIST");
+            write
+                .write_all(b"150 Here comes the directory listing.\r\n")
+                .await
+                .unwrap();
+            let (mut conn, _) = data.accept().await.unwrap();
+            conn.write_all(listing.as_bytes()).await.unwrap();
+            drop(conn);
+            write
+                .write_all(b"226 Directory send OK.\r\n")
+                .await
+                .unwrap();
+            continue;
+        }
         let reply = {
             let mut t = tree.lock().unwrap();
             t.seen.push(format!("{verb} {arg}"));
@@ -55,7 +99,10 @@ async fn session(conn: tokio::net::TcpStream, tree: Shared) {
                 "TYPE" | "NOOP" => "200 ok".to_string(),
                 "FEAT" => "211-Features:\r\n SIZE\r\n MDTM\r\n211 End".to_string(),
                 "PWD" => "257 \"/\" is the current directory".to_string(),
-                "CWD" if arg == "/" || t.dirs.contains(&arg) => "250 ok".to_string(),
+                "CWD" if arg == "/" || t.dirs.contains(&arg) => {
+                    cwd = arg.clone();
+                    "250 ok".to_string()
+                }
                 "CWD" => "550 Failed to change directory.".to_string(),
                 "MKD" if t.dirs.contains(&arg) || t.files.contains(&arg) => {
                     "550 Create directory operation failed.".to_string()
@@ -110,7 +157,12 @@ fn parent(path: &str) -> &str {
 }
 
 fn fs(port: u16) -> FtpFs {
+    fs_with(port, MoveCheck::Size)
+}
+
+fn fs_with(port: u16, move_check: MoveCheck) -> FtpFs {
     let mut settings = FtpSettings::new("127.0.0.1", port, "u");
+    settings.move_check = move_check;
     settings.password = Some(Secret::new("p"));
     settings.passive_mode = PassiveMode::Epsv;
     settings.op_timeout = Duration::from_secs(10);
@@ -242,4 +294,94 @@ async fn a_folder_removed_behind_our_back_is_made_again_after_a_failed_move() {
     fs.rename("/in/b", "/in/.done/b", RenameMode::NoOverwrite)
         .await
         .unwrap();
+}
+
+/// `move_check = "listing"`: 1,000 moves into one folder against a server that counts every
+/// refused command. The folder is listed once: no command is refused, and each move is
+/// `RNFR` and `RNTO` alone. A name taken before the listing, or by an earlier move, is still
+/// refused without a rename; a `.` name is asked with `SIZE`.
+#[tokio::test]
+async fn listing_mode_moves_a_thousand_files_without_one_refused_command() {
+    let tree: Shared = Arc::default();
+    {
+        let mut t = tree.lock().unwrap();
+        for d in ["/in", "/in/.done"] {
+            t.dirs.insert(d.into());
+        }
+        for i in 0..1000 {
+            t.files.insert(format!("/in/f{i:04}"));
+        }
+        t.files.insert("/in/again".into());
+        t.files.insert("/in/.hidden".into());
+        t.files.insert("/in/.done/taken".into());
+        t.files.insert("/in/taken".into());
+    }
+    let fs = fs_with(start(tree.clone()).await, MoveCheck::Listing);
+    fs.create_dir_all("/in/.done").await.unwrap();
+    take(&tree);
+
+    for i in 0..1000 {
+        fs.rename(
+            &format!("/in/f{i:04}"),
+            &format!("/in/.done/f{i:04}"),
+            RenameMode::NoOverwrite,
+        )
+        .await
+        .unwrap();
+    }
+    let (seen, refused) = take(&tree);
+    assert!(refused.is_empty(), "refused: {refused:?}");
+    let verbs: Vec<&str> = seen
+        .iter()
+        .filter_map(|c| c.split(' ').next())
+        .filter(|v| !["NOOP", "TYPE", "PWD", "FEAT", "USER", "PASS"].contains(v))
+        .collect();
+    let mut expected = vec!["CWD", "EPSV", "LIST"];
+    expected.extend(["RNFR", "RNTO"].repeat(1000));
+    assert_eq!(verbs, expected, "one listing, then two commands a move");
+    assert_eq!(tree.lock().unwrap().files.len(), 1004);
+
+    // Taken before the listing: refused without a rename or a probe.
+    let err = fs
+        .rename("/in/taken", "/in/.done/taken", RenameMode::NoOverwrite)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, FsError::AlreadyExists { .. }), "{err:?}");
+    // Taken by one of our moves since the listing: the same.
+    tree.lock().unwrap().files.insert("/in/f0007".into());
+    let err = fs
+        .rename("/in/f0007", "/in/.done/f0007", RenameMode::NoOverwrite)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, FsError::AlreadyExists { .. }), "{err:?}");
+    let (seen, refused) = take(&tree);
+    assert!(
+        seen.is_empty() && refused.is_empty(),
+        "{seen:?} {refused:?}"
+    );
+    assert!(tree.lock().unwrap().files.contains("/in/taken"));
+
+    // A `.` name may be hidden from listings: asked with SIZE (free here, so refused once).
+    fs.rename("/in/.hidden", "/in/.done/.hidden", RenameMode::NoOverwrite)
+        .await
+        .unwrap();
+    let (seen, refused) = take(&tree);
+    assert!(
+        seen.iter().any(|c| c == "SIZE /in/.done/.hidden"),
+        "{seen:?}"
+    );
+    assert_eq!(refused, ["SIZE /in/.done/.hidden"]);
+
+    // A refused rename forgets the names: the next move lists the folder again.
+    tree.lock().unwrap().dirs.remove("/in/.done");
+    fs.rename("/in/again", "/in/.done/again", RenameMode::NoOverwrite)
+        .await
+        .unwrap_err();
+    tree.lock().unwrap().dirs.insert("/in/.done".into());
+    take(&tree);
+    fs.rename("/in/again", "/in/.done/again", RenameMode::NoOverwrite)
+        .await
+        .unwrap();
+    let (seen, _) = take(&tree);
+    assert!(seen.iter().any(|c| c == "LIST /in/.done"), "{seen:?}");
 }

@@ -7,12 +7,14 @@ use std::os::unix::fs::PermissionsExt;
 
 use common::{Target, read_all, upload, write};
 use coord_core::{EntryKind, FileReader, FsError, ListOptions, RemoteFs, RenameMode};
+use transfer_ftp::{FtpFs, MoveCheck};
 
 matrix!(
     list_read_and_recurse,
     empty_file_reads_as_nothing,
     upload_then_read_back,
     rename_both_modes,
+    rename_with_the_listing_check,
     delete_and_mkdir_p,
     removed_between_list_and_read_is_not_found,
     permission_denied_file,
@@ -141,11 +143,21 @@ async fn upload_then_read_back(t: Target) {
 }
 
 async fn rename_both_modes(t: Target) {
+    renames(t, t.fs()).await;
+}
+
+/// The same with `move_check = "listing"` (the target folder's names listed, no `SIZE`).
+async fn rename_with_the_listing_check(t: Target) {
+    let mut settings = t.settings();
+    settings.move_check = MoveCheck::Listing;
+    renames(t, FtpFs::new(settings).unwrap()).await;
+}
+
+async fn renames(t: Target, fs: FtpFs) {
     let (local, remote) = t.fresh_dir("rename");
     write(&local.join("src1"), b"one");
     write(&local.join("src2"), b"two");
     write(&local.join("taken"), b"old");
-    let fs = t.fs();
     let p = |n: &str| format!("{remote}/{n}");
 
     fs.rename(&p("src1"), &p("dst1"), RenameMode::NoOverwrite)

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Format, Toml};
-use transfer_ftp::{FtpFs, FtpSettings, PassiveMode, TlsMode};
+use transfer_ftp::{FtpFs, FtpSettings, MoveCheck, PassiveMode, TlsMode};
 
 fn load(toml: &str) -> Result<FtpSettings, Box<figment::Error>> {
     Figment::from(Toml::string(toml))
@@ -26,10 +26,12 @@ fn full_settings_parse_and_defaults_apply() {
         connect_timeout = "1500ms"
         max_sessions = 4
         pipelining = true
+        move_check = "listing"
         "#,
     )
     .unwrap();
     assert!(s.pipelining);
+    assert_eq!(s.move_check, MoveCheck::Listing);
     assert_eq!(s.port(), 21);
     assert_eq!(s.tls, TlsMode::Explicit);
     assert_eq!(s.passive_mode, PassiveMode::Pasv);
@@ -46,6 +48,11 @@ fn full_settings_parse_and_defaults_apply() {
     assert_eq!(minimal.passive_mode, PassiveMode::Epsv);
     assert_eq!(minimal.op_timeout, Duration::from_secs(30));
     assert!(!minimal.pipelining, "pipelining is off by default");
+    assert_eq!(
+        minimal.move_check,
+        MoveCheck::Size,
+        "SIZE before each move by default"
+    );
 }
 
 #[test]
