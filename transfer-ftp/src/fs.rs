@@ -50,7 +50,6 @@ pub struct FtpFs {
 }
 
 /// What a no-overwrite move knows of its target folder (`move_check = "listing"`).
-#[derive(Debug)]
 enum FolderNames {
     /// The names listed at `at`, and those moved there since.
     Listed {
@@ -59,6 +58,20 @@ enum FolderNames {
     },
     /// Its listing failed at `at`: moves ask `SIZE` until it is a minute old.
     Unlistable { at: std::time::Instant },
+}
+
+impl std::fmt::Debug for FolderNames {
+    /// The number of names, not the names (a done folder can hold millions).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FolderNames::Listed { names, at } => f
+                .debug_struct("Listed")
+                .field("names", &names.len())
+                .field("at", at)
+                .finish(),
+            FolderNames::Unlistable { at } => f.debug_struct("Unlistable").field("at", at).finish(),
+        }
+    }
 }
 
 /// How long a target folder's names are trusted before they are listed again.
