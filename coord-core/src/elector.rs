@@ -140,7 +140,7 @@ pub struct Elector {
     phase: Phase,
     in_flight: Option<(Pending, Instant)>,
     next_heartbeat: Instant,
-    takeover_due: Option<Term>,
+    takeover_due: Option<(Term, Option<i64>)>,
     leadership: Option<Leadership>,
     observed_term: Term,
     conflict_since: Option<Instant>,
@@ -321,7 +321,7 @@ impl Elector {
                 }
             });
         }
-        if let Some(observed_term) = self.takeover_due.take() {
+        if let Some((observed_term, observed_renewal)) = self.takeover_due.take() {
             self.in_flight = Some((Pending::TakeOver, now));
             return Some(Action::TakeOver(TakeoverRequest {
                 group: self.config.group.clone(),
@@ -329,6 +329,7 @@ impl Elector {
                 incarnation: self.incarnation,
                 observed_term,
                 liveness_timeout: self.config.timing.liveness_timeout,
+                observed_renewal,
             }));
         }
         if now >= self.next_heartbeat {
@@ -381,7 +382,10 @@ impl Elector {
             self.lose(LossReason::Superseded);
             let holder_dead = self.holder_dead(sent_at, now, observation.holder.as_ref());
             if holder_dead && self.phase == Phase::Running {
-                self.takeover_due = Some(observation.term);
+                self.takeover_due = Some((
+                    observation.term,
+                    observation.holder.as_ref().map(|h| h.renewal),
+                ));
             }
         }
         self.check_renew_deadline(now);
@@ -677,7 +681,11 @@ mod tests {
         let t1 = t0 + ms(2000);
         tick(&mut e, t1, Ok(observed(3, holder("other", 9, 6001))));
         match e.poll_action(t1) {
-            Some(Action::TakeOver(r)) => assert_eq!(r.observed_term, Term(3)),
+            Some(Action::TakeOver(r)) => {
+                assert_eq!(r.observed_term, Term(3));
+                // The token it watched stand still: the store compares it atomically.
+                assert_eq!(r.observed_renewal, Some(0));
+            }
             other => panic!("expected takeover, got {other:?}"),
         }
         e.handle_takeover(t1, Ok(TakeoverOutcome::Lost));

@@ -89,6 +89,12 @@ pub struct TakeoverRequest {
     /// within this duration by the store's clock; a holder that came back between the
     /// observation and the takeover keeps the token.
     pub liveness_timeout: Duration,
+    /// The holder's renewal token ([`HolderView::renewal`]) in the observation the decision
+    /// was made on, if it showed a holder: the takeover also requires, atomically, that the
+    /// holder's token is still this one. A holder that renewed since keeps the token even
+    /// when a step of the store's clock makes that renewal look older than
+    /// `liveness_timeout`. `None`: no such check (no holder was seen).
+    pub observed_renewal: Option<i64>,
 }
 
 /// The result of a takeover attempt.

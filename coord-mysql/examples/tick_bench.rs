@@ -60,6 +60,7 @@ async fn main() {
             incarnation: li,
             observed_term: Term(0),
             liveness_timeout: Duration::from_secs(5),
+            observed_renewal: None,
         })
         .await
         .unwrap();
@@ -89,6 +90,7 @@ async fn main() {
                 incarnation: si,
                 observed_term: Term(1),
                 liveness_timeout: Duration::from_secs(5),
+                observed_renewal: None,
             })
             .await
             .unwrap();

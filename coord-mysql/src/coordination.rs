@@ -82,6 +82,7 @@ async fn take_over(conn: &mut Conn, request: &TakeoverRequest) -> Result<Takeove
             request.incarnation,
             request.observed_term,
             request.liveness_timeout,
+            request.observed_renewal,
         )
     };
     match conn.query_iter(query).await {

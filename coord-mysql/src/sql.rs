@@ -135,11 +135,16 @@ pub(crate) fn takeover(
     inc: Incarnation,
     observed: Term,
     liveness_timeout: Duration,
+    observed_renewal: Option<i64>,
 ) -> String {
+    // The renewal token as `observe` reads it: the lease's time stamp in microseconds.
+    let renewal = observed_renewal.map_or(String::new(), |r| {
+        format!(" AND TIMESTAMPDIFF(MICROSECOND, '1970-01-01', renewed_at) = {r}")
+    });
     format!(
         "UPDATE token_holder SET task_id = {}, incarnation = {}, term = term + 1, renewed_at = {NOW} \
          WHERE group_id = {} AND term = {} \
-         AND (renewed_at IS NULL OR renewed_at < {NOW} - INTERVAL {} MICROSECOND)",
+         AND (renewed_at IS NULL OR (renewed_at < {NOW} - INTERVAL {} MICROSECOND{renewal}))",
         text(member.as_str()),
         incarnation(inc),
         text(group.as_str()),

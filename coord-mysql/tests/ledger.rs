@@ -28,6 +28,7 @@ fn take(group: &GroupId, name: &str, inc: Incarnation, term: Term) -> TakeoverRe
         observed_term: term,
         // Zero: the lease counts as stale at once, so only the term (and locks) decide.
         liveness_timeout: Duration::ZERO,
+        observed_renewal: None,
     }
 }
 

@@ -143,6 +143,7 @@ async fn seed_database_is_upgraded_in_place_and_works() {
             incarnation: inc,
             observed_term: Term(3),
             liveness_timeout: Duration::from_secs(5),
+            observed_renewal: None,
         })
         .await
         .unwrap();

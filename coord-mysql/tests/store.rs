@@ -40,6 +40,7 @@ fn to(
         incarnation: inc,
         observed_term: term,
         liveness_timeout: liveness,
+        observed_renewal: None,
     }
 }
 

@@ -98,6 +98,7 @@ async fn case(store: &PgStore, admin: &tokio_postgres::Client, rows: u64) -> Mea
             incarnation,
             observed_term: Term(0),
             liveness_timeout: Duration::from_secs(60),
+            observed_renewal: None,
         })
         .await
         .unwrap();

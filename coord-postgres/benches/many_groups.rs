@@ -89,6 +89,7 @@ async fn run(stores: &[PgStore], groups: usize, jitter: bool, seconds: u64) -> V
                                 incarnation,
                                 observed_term: Term(0),
                                 liveness_timeout: Duration::from_secs(5),
+                                observed_renewal: None,
                             })
                             .await
                             .expect("takeover");

@@ -80,6 +80,7 @@ async fn main() {
             incarnation: il,
             observed_term: Term(0),
             liveness_timeout: Duration::from_secs(5),
+            observed_renewal: None,
         })
         .await
         .unwrap();

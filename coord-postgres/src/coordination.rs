@@ -137,6 +137,7 @@ impl CoordinationStore for PgStore {
                     &incarnation,
                     &term_param(request.observed_term),
                     &millis(request.liveness_timeout),
+                    &request.observed_renewal,
                 ],
             )
             .await?

@@ -47,7 +47,9 @@ SET task_id = $2, incarnation = $3, term = term + 1,
     renewed_at = clock_timestamp() AT TIME ZONE 'UTC'
 WHERE group_id = $1 AND term = $4
   AND (renewed_at IS NULL
-       OR renewed_at < (clock_timestamp() AT TIME ZONE 'UTC') - $5::bigint * interval '1 millisecond')
+       OR (renewed_at < (clock_timestamp() AT TIME ZONE 'UTC') - $5::bigint * interval '1 millisecond'
+           AND ($6::bigint IS NULL
+                OR (EXTRACT(EPOCH FROM renewed_at) * 1000000)::bigint = $6::bigint)))
 RETURNING term";
 
 pub(crate) const RELEASE: &str = "

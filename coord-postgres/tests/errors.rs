@@ -208,6 +208,7 @@ async fn a_blocked_statement_times_out_and_the_store_recovers() {
         incarnation: i,
         observed_term: Term(1),
         liveness_timeout: Duration::from_secs(5),
+        observed_renewal: None,
     };
     admin()
         .await
@@ -384,6 +385,7 @@ async fn a_call_dropped_by_its_caller_does_not_block_the_next_one() {
         incarnation: incarnation(),
         observed_term: Term(1),
         liveness_timeout: Duration::from_secs(5),
+        observed_renewal: None,
     };
     // The caller gives up on a takeover blocked behind the lock.
     let gave_up = tokio::time::timeout(Duration::from_millis(200), store.take_over(&take)).await;

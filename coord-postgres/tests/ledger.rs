@@ -34,6 +34,7 @@ async fn leader(store: &coord_postgres::PgStore, prefix: &str) -> Fence {
             incarnation: inc,
             observed_term: Term(0),
             liveness_timeout: Duration::from_secs(5),
+            observed_renewal: None,
         })
         .await
         .unwrap();

@@ -124,6 +124,7 @@ async fn seed_database_is_upgraded_in_place_and_taken_over() {
             incarnation: inc,
             observed_term: Term(5),
             liveness_timeout: liveness,
+            observed_renewal: None,
         })
         .await
         .unwrap();

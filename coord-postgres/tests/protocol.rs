@@ -41,6 +41,7 @@ async fn take(
             incarnation: i,
             observed_term: term,
             liveness_timeout: LIVENESS,
+            observed_renewal: None,
         })
         .await
         .unwrap()

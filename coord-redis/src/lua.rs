@@ -66,13 +66,15 @@ out[#out + 1] = num(now)
 return out
 "#;
 
-/// KEYS: token. ARGV: member, incarnation, observed term, liveness (µs).
+/// KEYS: token. ARGV: member, incarnation, observed term, liveness (µs), the renewal
+/// counter seen ('' when no holder was seen: not compared).
 /// Returns the new term, or 0 when the takeover lost.
 const TAKE_OVER: &str = r#"
 local now = now_us()
-local t = redis.call('HMGET', KEYS[1], 'term', 'member', 'renewed_at')
+local t = redis.call('HMGET', KEYS[1], 'term', 'member', 'renewed_at', 'renewal')
 if (t[1] or '0') ~= ARGV[3] then return 0 end
 if t[2] and now - tonumber(t[3] or '0') <= tonumber(ARGV[4]) then return 0 end
+if t[2] and ARGV[5] ~= '' and (t[4] or '0') ~= ARGV[5] then return 0 end
 local term = redis.call('HINCRBY', KEYS[1], 'term', 1)
 redis.call('HSET', KEYS[1], 'member', ARGV[1], 'incarnation', ARGV[2], 'renewed_at', num(now))
 redis.call('HINCRBY', KEYS[1], 'renewal', 1)

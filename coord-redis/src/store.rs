@@ -271,6 +271,9 @@ impl CoordinationStore for RedisStore {
                     &request.incarnation.0.to_string(),
                     &request.observed_term.0.to_string(),
                     &micros(request.liveness_timeout),
+                    &request
+                        .observed_renewal
+                        .map_or(String::new(), |r| r.to_string()),
                 ],
             )
             .await?;

@@ -25,6 +25,7 @@ async fn a_claim_of_50k_versions_works() {
             incarnation: Incarnation(u64::MAX),
             observed_term: Term(0),
             liveness_timeout: std::time::Duration::from_secs(5),
+            observed_renewal: None,
         })
         .await;
     assert_eq!(won, Ok(TakeoverOutcome::Won(Term(1))));

@@ -26,6 +26,7 @@ async fn leader(store: &RedisStore, group: &str) -> Fence {
             incarnation: fence.incarnation,
             observed_term: Term(0),
             liveness_timeout: Duration::from_secs(5),
+            observed_renewal: None,
         })
         .await
         .unwrap();

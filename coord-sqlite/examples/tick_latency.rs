@@ -63,6 +63,7 @@ async fn main() {
                 incarnation: Incarnation(0),
                 observed_term: observed,
                 liveness_timeout: Duration::from_secs(5),
+                observed_renewal: None,
             })
             .await
             .expect("takeover");
@@ -124,6 +125,7 @@ async fn ledger_batches(settings: &SqliteSettings) {
             incarnation: Incarnation(1),
             observed_term: Term(0),
             liveness_timeout: Duration::from_secs(5),
+            observed_renewal: None,
         })
         .await
         .expect("takeover");

@@ -118,6 +118,7 @@ impl CoordinationStore for SqliteStore {
                     .bind(incarnation_to_sql(request.incarnation))
                     .bind(term_to_sql(request.observed_term))
                     .bind(millis(request.liveness_timeout))
+                    .bind(request.observed_renewal)
                     .fetch_all(&mut **conn)
                     .await
             })

@@ -46,7 +46,7 @@ pub(crate) const HEARTBEAT: &str = concat!(
 );
 
 /// Takeover, one call: ?1 group, ?2 member, ?3 incarnation, ?4 observed term, ?5 liveness
-/// timeout in ms. The update moves an existing row from the observed term if its lease is
+/// timeout in ms, ?6 the renewal token seen (the lease's time stamp in ms) or NULL. The update moves an existing row from the observed term if its lease is
 /// released or expired; the insert creates the first row only when the observed term is 0
 /// (no row). At most one of them returns a row, and at most one candidate per term does.
 pub(crate) const TAKE_OVER: &str = concat!(
@@ -54,9 +54,9 @@ pub(crate) const TAKE_OVER: &str = concat!(
     "UPDATE token_holder SET task_id = ?2, term = term + 1, incarnation = ?3, renewed_at = ",
     now_ms!(),
     " WHERE group_id = ?1 AND term = ?4 ",
-    "AND (renewed_at IS NULL OR ",
+    "AND (renewed_at IS NULL OR (",
     now_ms!(),
-    " - renewed_at > ?5) ",
+    " - renewed_at > ?5 AND (?6 IS NULL OR renewed_at = ?6))) ",
     "RETURNING term;\n",
     "INSERT INTO token_holder (group_id, task_id, term, incarnation, renewed_at) ",
     "SELECT ?1, ?2, 1, ?3, ",

@@ -354,6 +354,7 @@ async fn a_version_left_in_error_by_a_previous_leader_is_moved_without_running_t
             incarnation: Incarnation(1),
             observed_term: coord_core::Term(0),
             liveness_timeout: Duration::from_millis(300),
+            observed_renewal: None,
         })
         .await
         .unwrap();

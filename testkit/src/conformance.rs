@@ -61,6 +61,7 @@ where
     first_heartbeat_sees_no_holder(connect).await;
     takeover_then_heartbeat_renews(connect).await;
     takeover_is_conditional_on_term_and_liveness(connect).await;
+    takeover_compares_the_renewal_token(connect).await;
     stale_holder_is_taken_over_and_fenced(connect).await;
     release_hands_over_at_once(connect).await;
     release_of_a_token_not_held_changes_nothing_else(connect).await;
@@ -105,6 +106,7 @@ fn takeover(group: &GroupId, member_name: &str, incarnation: u64, term: Term) ->
         incarnation: Incarnation(incarnation),
         observed_term: term,
         liveness_timeout: LIVENESS,
+        observed_renewal: None,
     }
 }
 
@@ -215,6 +217,48 @@ where
     let obs = heartbeat(&store, &hb(&group, "b", 2)).await;
     assert_eq!(obs.term, Term(1));
     assert_eq!(obs.holder.map(|h| h.member), Some(member("a")));
+}
+
+/// A holder that renewed after the candidate's observation keeps the token even when the
+/// takeover's own age check passes (as it does after the store's clock stepped forward): the
+/// takeover compares the renewal token the candidate saw. Here the age check is made to pass
+/// with a zero liveness timeout.
+pub async fn takeover_compares_the_renewal_token<S, F, Fut>(connect: &F)
+where
+    S: CoordinationStore,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    let store = connect().await;
+    let group = unique_group("renewal");
+    heartbeat(&store, &hb(&group, "a", 1)).await;
+    assert_eq!(
+        store.take_over(&takeover(&group, "a", 1, Term(0))).await,
+        Ok(TakeoverOutcome::Won(Term(1)))
+    );
+    let renewal = |obs: Observation| obs.holder.expect("renewal: a holder").renewal;
+    let seen = renewal(heartbeat(&store, &hb(&group, "b", 2)).await);
+    // Past the millisecond: the stores that keep the lease's time in milliseconds see a
+    // new token too.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    heartbeat(&store, &hb(&group, "a", 1)).await;
+    let now_seen = renewal(heartbeat(&store, &hb(&group, "b", 2)).await);
+    assert_ne!(seen, now_seen, "renewal: a renewal changes the token");
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let mut request = takeover(&group, "b", 2, Term(1));
+    request.liveness_timeout = Duration::ZERO;
+    request.observed_renewal = Some(seen);
+    assert_eq!(
+        store.take_over(&request).await,
+        Ok(TakeoverOutcome::Lost),
+        "renewal: the holder renewed since the observation"
+    );
+    request.observed_renewal = Some(now_seen);
+    assert_eq!(
+        store.take_over(&request).await,
+        Ok(TakeoverOutcome::Won(Term(2))),
+        "renewal: the token seen is still the holder's"
+    );
 }
 
 /// A holder silent past the liveness timeout is taken over; its writes are then fenced.

@@ -39,6 +39,7 @@ where
             incarnation: Incarnation(1),
             observed_term: Term(0),
             liveness_timeout: Duration::from_secs(5),
+            observed_renewal: None,
         })
         .await
         .unwrap();

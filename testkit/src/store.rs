@@ -103,7 +103,10 @@ impl StoreState {
             return TakeoverOutcome::Lost;
         }
         if let Some(holder) = &group.holder
-            && now.saturating_duration_since(holder.renewed_at) <= request.liveness_timeout
+            && (now.saturating_duration_since(holder.renewed_at) <= request.liveness_timeout
+                || request
+                    .observed_renewal
+                    .is_some_and(|seen| seen != holder.renewals))
         {
             return TakeoverOutcome::Lost;
         }

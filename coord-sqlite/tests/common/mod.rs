@@ -122,6 +122,7 @@ pub fn take(
         incarnation: Incarnation(incarnation),
         observed_term: Term(observed),
         liveness_timeout: LIVENESS,
+        observed_renewal: None,
     }
 }
 
