@@ -20,6 +20,13 @@ fn ftp_root() -> PathBuf {
 }
 
 fn handled_and_moved(server: &str, port: u16) {
+    handled_and_moved_with(server, port, "size");
+}
+
+/// `move_check`: `size` (a `SIZE` probe before each move) or `listing` (the done folder's
+/// names). A file of the same name already in the done folder is kept either way: the new
+/// one gets a unique name.
+fn handled_and_moved_with(server: &str, port: u16, move_check: &str) {
     let root = ftp_root();
     let nanos = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -35,6 +42,14 @@ fn handled_and_moved(server: &str, port: u16) {
         .status()
         .unwrap();
     assert!(chown.success());
+    // An earlier file of the same name, already in the done folder.
+    std::fs::create_dir_all(local.join(".done")).unwrap();
+    std::fs::write(local.join(".done/remote.csv"), b"earlier").unwrap();
+    let chown = Command::new("chown")
+        .args(["-R", "hatest:hatest", local.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(chown.success());
 
     let site = Site::new();
     let extra = format!(
@@ -47,6 +62,7 @@ host = "127.0.0.1"
 port = {port}
 user = "hatest"
 password_file = "{password}"
+move_check = "{move_check}"
 "#,
         handler = site.probe_handler(""),
         password = root.join("password").display(),
@@ -56,10 +72,30 @@ password_file = "{password}"
     let proc = site.spawn_leader(&config, LIMIT);
     std::fs::write(local.join("remote.csv"), b"over ftp").unwrap();
     let moved = wait_for(LIMIT, || {
-        (local.join(".done/remote.csv").exists() && !local.join("remote.csv").exists())
-            .then_some(())
+        let done: Vec<String> = std::fs::read_dir(local.join(".done"))
+            .ok()?
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .collect();
+        (done.len() == 2 && !local.join("remote.csv").exists()).then_some(done)
     });
-    assert!(moved.is_some(), "{}", proc.output());
+    let done = moved.unwrap_or_else(|| panic!("{}", proc.output()));
+    let renamed = done
+        .iter()
+        .find(|n| *n != "remote.csv")
+        .expect("a unique name");
+    assert!(
+        renamed.starts_with("remote.") && renamed.ends_with(".csv"),
+        "{done:?}"
+    );
+    assert_eq!(
+        std::fs::read(local.join(".done/remote.csv")).unwrap(),
+        b"earlier",
+        "the earlier file is not overwritten"
+    );
+    assert_eq!(
+        std::fs::read(local.join(".done").join(renamed)).unwrap(),
+        b"over ftp"
+    );
     let handled = site.handled();
     assert_eq!(handled.len(), 1, "{handled:?}");
     assert!(
@@ -77,4 +113,14 @@ fn proftpd_with_mlsd() {
 #[test]
 fn vsftpd_without_mlsd() {
     handled_and_moved("vsftpd", 2121);
+}
+
+#[test]
+fn proftpd_with_the_listing_check() {
+    handled_and_moved_with("proftpd", 2122, "listing");
+}
+
+#[test]
+fn vsftpd_with_the_listing_check() {
+    handled_and_moved_with("vsftpd", 2121, "listing");
 }
