@@ -14,8 +14,7 @@ use crate::mtimes::{Known, MtimeCache, is_fresh};
 use crate::parse::{DirParser, ListFormat, ListStamp, parse_mdtm_reply};
 use crate::pool::{Lease, Pool};
 use crate::session::{Probe, Refusal, Session, Shared, classify, map_ftp_error, reply_text};
-use crate::settings::MoveCheck;
-use crate::settings::{FtpSettings, SettingsError, TlsMode};
+use crate::settings::{FtpSettings, MoveCheck, SettingsError, TlsMode};
 use crate::transfer::{FtpReader, FtpWriter};
 
 /// An FTP or explicit-FTPS server as a [`RemoteFs`]. Cheap to clone (the pool is shared).
@@ -71,6 +70,21 @@ impl std::fmt::Debug for FolderNames {
                 .finish(),
             FolderNames::Unlistable { at } => f.debug_struct("Unlistable").field("at", at).finish(),
         }
+    }
+}
+
+/// The folder and the name of the absolute path `abs` (`/a` is in `/`).
+fn folder_and_name(abs: &str) -> Option<(&str, &str)> {
+    let (folder, name) = abs.rsplit_once('/')?;
+    Some((if folder.is_empty() { "/" } else { folder }, name))
+}
+
+/// How a session lists: `MLSD` when the server offers it, else `LIST`.
+fn list_format(session: &Session) -> ListFormat {
+    if session.mlsd {
+        ListFormat::Mlsd
+    } else {
+        ListFormat::List
     }
 }
 
@@ -210,11 +224,7 @@ impl FtpFs {
         options: &ListOptions,
         timeout: Duration,
     ) -> Result<Listing, FsError> {
-        let format = if session.mlsd {
-            ListFormat::Mlsd
-        } else {
-            ListFormat::List
-        };
+        let format = list_format(session);
         let mut out = Listing::default();
         let mut queue = std::collections::VecDeque::from([(dir.to_string(), 0u32)]);
         while let Some((current, depth)) = queue.pop_front() {
@@ -829,13 +839,12 @@ impl FtpFs {
             return Ok(None);
         }
         let to_abs = lease.session.abs(OP, to)?;
-        let Some((folder, name)) = to_abs.rsplit_once('/') else {
+        let Some((folder, name)) = folder_and_name(&to_abs) else {
             return Ok(None);
         };
         if name.starts_with('.') {
             return Ok(None);
         }
-        let folder = if folder.is_empty() { "/" } else { folder };
         let now = std::time::Instant::now();
         match self.target_names().get(folder) {
             Some(&FolderNames::Listed { ref names, at })
@@ -849,11 +858,7 @@ impl FtpFs {
             _ => {}
         }
         let timeout = lease.op_timeout();
-        let format = if lease.session.mlsd {
-            ListFormat::Mlsd
-        } else {
-            ListFormat::List
-        };
+        let format = list_format(&lease.session);
         let mut listing = Listing::default();
         let listed = self
             .list_one(
@@ -894,11 +899,10 @@ impl FtpFs {
 
     /// A move into `to_abs` succeeded: its name is taken from now on.
     fn note_moved(&self, to_abs: &str) {
-        if let Some((folder, name)) = to_abs.rsplit_once('/') {
-            let folder = if folder.is_empty() { "/" } else { folder };
-            if let Some(FolderNames::Listed { names, .. }) = self.target_names().get_mut(folder) {
-                names.insert(name.to_string());
-            }
+        if let Some((folder, name)) = folder_and_name(to_abs)
+            && let Some(FolderNames::Listed { names, .. }) = self.target_names().get_mut(folder)
+        {
+            names.insert(name.to_string());
         }
     }
 
